@@ -1,0 +1,43 @@
+"""Exceptions raised by adaptlog.
+
+One root, so callers can catch everything of ours in one place::
+
+    AdaptlogError
+     ├── ConfigError          a setting is wrong; raised at start, names the setting
+     ├── DecodeError          one input record cannot be used (bad bytes, bad JSON, unknown system, ...);
+     │                        carries the stage and reason that go into the dead-letter record
+     ├── StateError           persisted state (miner or window snapshot) cannot be restored
+     └── BrokerError          the Kafka broker cannot be reached or refused a request (transient: retried)
+"""
+
+from __future__ import annotations
+
+
+class AdaptlogError(Exception):
+    """Root of every exception adaptlog raises on purpose."""
+
+
+class ConfigError(AdaptlogError):
+    """A setting is wrong. The message names the setting, so the operator can fix it at start."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"setting {setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class DecodeError(AdaptlogError):
+    """One record cannot be used. It is dead-lettered with ``stage`` and ``reason``; the stream goes on."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+class StateError(AdaptlogError):
+    """A snapshot of miner or window state is malformed or from an incompatible version."""
+
+
+class BrokerError(AdaptlogError):
+    """The broker is unreachable or refused a request; the caller retries with backoff."""
