@@ -1,0 +1,105 @@
+"""``adaptlog``: the stream side's command line. The only place settings are built (``load_settings``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from stream.errors import AdaptlogError, ConfigError
+from stream.settings import Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adaptlog", description="Streaming log anomaly detection on Kafka.")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="run the stream workers (ingest, parse, session stages) until SIGTERM")
+
+    replay = sub.add_parser("replay", help="produce a log file (gzip accepted) to the input topic")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--system", required=True, help="the source system the lines come from (see settings)")
+    replay.add_argument("--format", help="line format (default: the system's); loghub bgl/thunderbird strip labels")
+    replay.add_argument("--labels", type=Path, help="HDFS block label CSV (BlockId,Label): sent as record headers")
+    replay.add_argument("--rate", type=float, help="lines per second (default: as fast as the broker takes them)")
+    replay.add_argument("--topic", help="input topic (default: the logs topic)")
+
+    tail = sub.add_parser("tail", help="print a topic's records as JSON lines")
+    tail.add_argument("topic")
+    tail.add_argument("--max", type=int, dest="max_records")
+    tail.add_argument("--timeout", type=float, default=5.0, help="stop after this many seconds without a record")
+
+    demo = sub.add_parser("demo", help="embedded broker + workers + a bundled sample replay, then a summary")
+    demo.add_argument("--timeout", type=float, default=180.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigError as exc:
+        print(f"adaptlog: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except AdaptlogError as exc:
+        print(f"adaptlog: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "run":
+        from stream.pipeline.worker import run_worker
+
+        stop = _stop_on_signals()
+        await run_worker(settings, stop)
+        return 0
+    if args.command == "replay":
+        return await _replay(args, settings)
+    if args.command == "tail":
+        from stream.tail import tail
+
+        await tail(settings, args.topic, args.max_records, args.timeout)
+        return 0
+    if args.command == "demo":
+        from stream.demo import run_demo
+
+        return await run_demo(settings, timeout_s=args.timeout)
+    raise ConfigError("command", f"unknown command {args.command!r}")
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.formats import ready_format
+    from stream.replay import read_block_labels, replay, replay_records
+
+    if args.system not in settings.systems:
+        raise ConfigError("--system", f"unknown system {args.system!r}; known: {', '.join(sorted(settings.systems))}")
+    if not args.file.is_file():
+        raise ConfigError("FILE", f"no such file {args.file}")
+    spec = settings.systems[args.system]
+    line_format = ready_format(args.format, "--format") if args.format else spec.line_format(args.system)
+    labels = read_block_labels(args.labels) if args.labels else None
+    sent = await replay(
+        settings, replay_records(args.file, args.system, line_format, labels), args.system, args.topic, args.rate
+    )
+    print(f"replayed {sent} lines of {args.file} as system {args.system}", file=sys.stderr)
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

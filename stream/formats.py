@@ -1,0 +1,127 @@
+"""Line formats: how to cut a raw log line into its timestamp and its message content.
+
+A format is a regex with named groups: ``content`` (required, what Drain mines) and optionally ``timestamp`` with a
+``time_format`` (a strptime format, or ``epoch_s`` / ``epoch_ms``). Ready formats cover the Loghub layouts that our
+data uses. Timestamps without a zone are taken as UTC: Loghub's logs carry no zone, and using the machine's zone would
+make window ids depend on where the worker runs.
+
+Loghub's BGL and Thunderbird files put a ground-truth column in front of each line (``-`` for normal, else the alert
+category). That column is not part of a real log: ``replay`` strips it into a record header (``label_column``), and
+the formats below describe the line without it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from stream.errors import ConfigError, DecodeError
+
+EPOCH_S = "epoch_s"
+EPOCH_MS = "epoch_ms"
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    name: str
+    pattern: str
+    time_format: str | None = None
+    label_column: bool = False  # Loghub files of this format lead with a label column (replay strips it)
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            regex = re.compile(self.pattern)
+        except re.error as exc:
+            raise ConfigError(f"format {self.name}.pattern", f"not a valid regex: {exc}") from exc
+        if "content" not in regex.groupindex:
+            raise ConfigError(f"format {self.name}.pattern", "needs a named group 'content'")
+        if ("timestamp" in regex.groupindex) != (self.time_format is not None):
+            raise ConfigError(
+                f"format {self.name}.time_format", "a 'timestamp' group and a time_format go together (both or neither)"
+            )
+        object.__setattr__(self, "regex", regex)
+
+    def split(self, line: str) -> tuple[str, int | None]:
+        """Return (content, event_ms or None when the format has no timestamp). Raises DecodeError."""
+        match = self.regex.match(line)
+        if match is None:
+            raise DecodeError("decode", f"line does not match format {self.name!r}")
+        content = match.group("content")
+        if self.time_format is None:
+            return content, None
+        return content, parse_time(match.group("timestamp"), self.time_format)
+
+
+def parse_time(text: str, time_format: str) -> int:
+    """Parse a timestamp into epoch milliseconds (UTC when the text carries no zone). Raises DecodeError."""
+    try:
+        if time_format == EPOCH_S:
+            return int(float(text) * 1000)
+        if time_format == EPOCH_MS:
+            return int(text)
+        parsed = datetime.strptime(text, time_format)
+    except (ValueError, OverflowError) as exc:
+        raise DecodeError("decode", f"timestamp {text[:64]!r} does not parse as {time_format!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def parse_iso_or_epoch_ms(value: object) -> int:
+    """A JSON ``ts``: epoch milliseconds (number or digit string) or ISO 8601. Raises DecodeError."""
+    if isinstance(value, bool):  # bool is an int subclass; true/false is not a time
+        raise DecodeError("decode", f"ts {value!r} is not a timestamp")
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise DecodeError("decode", f"ts {value[:64]!r} is neither epoch ms nor ISO 8601") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    raise DecodeError("decode", f"ts has type {type(value).__name__}, expected epoch ms or ISO 8601 string")
+
+
+READY_FORMATS: dict[str, LineFormat] = {
+    f.name: f
+    for f in (
+        LineFormat("raw", r"(?P<content>.*)"),
+        # 081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-16 src: /10.250.19.102:54106 ...
+        LineFormat(
+            "hdfs",
+            r"(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\w+) (?P<component>[^:]*): (?P<content>.*)",
+            "%y%m%d %H%M%S",
+        ),
+        # 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO ...
+        LineFormat(
+            "bgl",
+            r"(?P<epoch>\d+) (?P<date>\S+) (?P<node>\S+) (?P<timestamp>\d{4}-\d\d-\d\d-\d\d\.\d\d\.\d\d\.\d+) "
+            r"(?P<noderepeat>\S+) (?P<type>\S+) (?P<component>\S+) (?P<level>\S+) ?(?P<content>.*)",
+            "%Y-%m-%d-%H.%M.%S.%f",
+            label_column=True,
+        ),
+        # 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed for user root
+        LineFormat(
+            "thunderbird",
+            r"(?P<timestamp>\d+) (?P<date>\S+) (?P<user>\S+) (?P<month>\S+) +(?P<day>\d+) (?P<time>\S+) "
+            r"(?P<location>\S+) ?(?:(?P<component>[\w\-.()/@]+)(?:\[(?P<pid>\d+)\])?: )?(?P<content>.*)",
+            EPOCH_S,
+            label_column=True,
+        ),
+    )
+}
+
+
+def ready_format(name: str, setting: str) -> LineFormat:
+    try:
+        return READY_FORMATS[name]
+    except KeyError:
+        raise ConfigError(
+            setting, f"unknown format {name!r}; ready formats: {', '.join(sorted(READY_FORMATS))}"
+        ) from None

@@ -1,0 +1,121 @@
+"""Kafka clients built from settings, and topic creation: the one place that knows aiokafka's constructor options.
+
+Library errors are mapped to :class:`BrokerError` here, so callers deal with our exceptions only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.errors import BrokerError, ConfigError
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Snapshots of window state can hold many open sessions; they are compressed, but allow large ones.
+STATE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    if not settings.bootstrap_servers:
+        raise ConfigError("bootstrap_servers", "not set (ADAPTLOG_BOOTSTRAP_SERVERS=host:port)")
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+        if settings.ssl_certfile:
+            context.load_cert_chain(
+                str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None
+            )
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return options
+
+
+def make_producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
+    options = connection_options(settings) | {
+        "acks": "all",
+        "enable_idempotence": settings.idempotent_producer,
+        "linger_ms": 5,
+        "max_batch_size": 1024 * 1024,
+        "max_request_size": STATE_MAX_BYTES,
+    }
+    return AIOKafkaProducer(**(options | extra))
+
+
+def make_consumer(settings: Settings, *topics: str, group_id: str | None, **extra: Any) -> AIOKafkaConsumer:
+    options = connection_options(settings) | {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "fetch_max_bytes": STATE_MAX_BYTES,
+        "max_partition_fetch_bytes": STATE_MAX_BYTES,
+    }
+    return AIOKafkaConsumer(*topics, **(options | extra))
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Every topic adaptlog writes, with partitions and configs: the internal ones partitioned for scale-out."""
+    t, n = settings.topics, settings.internal_partitions
+    compacted = {
+        "cleanup.policy": "compact",
+        "max.message.bytes": str(STATE_MAX_BYTES),
+        "segment.ms": str(10 * 60 * 1000),
+        "min.cleanable.dirty.ratio": "0.1",
+    }
+    internal = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+    specs = [NewTopic(name, n, 1, topic_configs=internal) for name in (t.lines, t.sessions)]
+    specs.append(NewTopic(t.state, n, 1, topic_configs=compacted))
+    specs += [NewTopic(name, n, 1) for name in (*settings.inputs, t.windows, t.deadletter)]
+    return specs
+
+
+async def ensure_topics(settings: Settings, specs: Iterable[NewTopic], replication: int | None = None) -> None:
+    """Create missing topics (existing ones are left as they are). Retries while the broker comes up."""
+    specs = list(specs)
+    if replication is not None:
+        for spec in specs:
+            spec.replication_factor = replication
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    try:
+        await _retry(admin.start, "connect admin client")
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it first
+            log.info("created topics %s", ", ".join(spec.name for spec in missing))
+    except KafkaError as exc:
+        raise BrokerError(f"cannot create topics: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def _retry(action: Any, what: str, attempts: int = 10, delay_s: float = 0.5) -> Any:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await action()
+        except KafkaError as exc:
+            if attempt == attempts:
+                raise BrokerError(f"{what}: {exc}") from exc
+            log.warning("%s failed (%s), retrying in %.1fs", what, exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+    raise AssertionError("unreachable")

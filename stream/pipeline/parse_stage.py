@@ -1,0 +1,131 @@
+"""Parse: mine each line's template with its system's Drain miner, then window it.
+
+Count and event-time windows are formed here, in the order of the system's partition. For session windows the line
+is routed on to the ``sessions`` topic once per session key it names (a line naming two blocks joins both sessions),
+keyed by that key, so every line of a session meets on one partition whichever worker parsed it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stream.parsing.miner import SystemParser
+from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, dead_letter, read_envelope
+from stream.pipeline.window_output import WindowOutput
+from stream.records import DeadLetter, Envelope, LogLine, WindowLine, encode
+from stream.settings import Settings
+from stream.windowing import Item, Windower, build, policy_from_dict
+
+STAGE = "parse"
+SESSION = "session"
+
+
+@dataclass
+class SystemState:
+    parser: SystemParser
+    policy: str
+    windower: Windower | None  # None for session systems: they are windowed in the session stage
+    key_regex: re.Pattern[str] | None
+    has_idle_timeout: bool
+
+
+class ParsePartition:
+    def __init__(self, settings: Settings, state: dict[str, Any] | None = None) -> None:
+        self._settings = settings
+        self._output = WindowOutput(settings)
+        state = state or {}
+        self._dedup = UpstreamDedup(state.get("upstream"))
+        self._systems: dict[str, SystemState] = {
+            name: self._system(name, saved) for name, saved in (state.get("systems") or {}).items()
+        }
+
+    def _system(self, name: str, saved: dict[str, Any] | None = None) -> SystemState:
+        spec = self._settings.systems[name]
+        params, masks = spec.drain_params(name), spec.mask_rules(name)
+        parser = SystemParser.restore(params, masks, saved["parser"]) if saved else SystemParser(params, masks)
+        policy = policy_from_dict(spec.window)
+        kind = spec.window["kind"]
+        windower = None if kind == SESSION else build(policy, saved.get("windower") if saved else None)
+        return SystemState(
+            parser=parser,
+            policy=kind,
+            windower=windower,
+            key_regex=re.compile(spec.session_key_pattern) if spec.session_key_pattern else None,
+            has_idle_timeout=getattr(policy, "idle_timeout_ms", None) is not None,
+        )
+
+    def process(self, record: InputRecord) -> list[Outgoing]:
+        envelope = read_envelope(record)
+        if envelope.is_tick:
+            return self._tick(record.timestamp_ms)
+        if envelope.upstream is None or not self._dedup.is_new(envelope.upstream):
+            return []
+        line = LogLine.from_dict(envelope.payload or {})
+        system = self._systems.get(line.system)
+        if system is None:
+            system = self._systems[line.system] = self._system(line.system)
+        parsed = system.parser.parse(line.content)
+        window_line = WindowLine(
+            topic=line.source.topic,
+            partition=line.source.partition,
+            offset=line.source.offset,
+            event_ms=line.event_ms,
+            template_id=parsed.template_id,
+            template=parsed.template,
+            masked=parsed.masked,
+            label=line.label,
+        )
+        if system.windower is None:
+            return self._route_to_sessions(record, line, window_line, system)
+        emitted = system.windower.push(Item(line.event_ms, record.timestamp_ms, window_line.to_dict()))
+        return self._output.outgoing(line.system, system.policy, emitted)
+
+    def _route_to_sessions(
+        self, record: InputRecord, line: LogLine, window_line: WindowLine, system: SystemState
+    ) -> list[Outgoing]:
+        keys = list(dict.fromkeys(system.key_regex.findall(line.content))) if system.key_regex else []
+        if not keys:
+            letter = DeadLetter(
+                "window",
+                "no session key in the line",
+                line.source.topic,
+                line.source.partition,
+                line.source.offset,
+                line.content.encode(),
+                line.system,
+            )
+            return [dead_letter(self._settings.topics.deadletter, letter)]
+        out = []
+        for index, key in enumerate(keys):
+            keyed_line = replace(window_line, label=line.key_labels.get(key, line.label))
+            envelope = Envelope(
+                upstream=(record.topic, record.partition, record.offset, index),
+                payload={"system": line.system, "line": keyed_line.to_dict()},
+                key=key,
+            )
+            out.append(Outgoing(self._settings.topics.sessions, encode(envelope), key=key.encode()))
+        return out
+
+    def _tick(self, now_ms: int) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for name, system in self._systems.items():
+            if system.windower is not None:
+                out += self._output.outgoing(name, system.policy, system.windower.tick(now_ms))
+        return out
+
+    def wants_ticks(self) -> bool:
+        return any(
+            s.windower is not None and s.has_idle_timeout and s.windower.open_count() > 0
+            for s in self._systems.values()
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "upstream": self._dedup.snapshot(),
+            "systems": {
+                name: {"parser": s.parser.snapshot(), "windower": s.windower.snapshot() if s.windower else None}
+                for name, s in self._systems.items()
+            },
+        }

@@ -1,0 +1,191 @@
+"""Run one stage on Kafka: consume its input topics in a consumer group, feed each partition's processor, produce
+what it returns, write ticks, and checkpoint.
+
+Delivery is at-least-once with deterministic replay:
+
+1. outputs of processed records are produced (not yet awaited);
+2. every ``checkpoint_interval_ms`` (and when partitions are revoked, and at shutdown) the producer is flushed, each
+   changed partition's state is saved together with its next input offset (``checkpoint.py``), and then the group
+   offsets are committed (for lag monitoring; the checkpoint's offset is the one a restart seeks to);
+3. on assignment a partition's checkpoint is restored and its input sought to the offset stored with it.
+
+A crash between 1 and 2 replays the records since the last checkpoint from restored state, re-producing identical
+records (same window ids), which downstream stages drop by upstream position (``UpstreamDedup``).
+
+Wall-clock progress enters as *tick records* the runner writes into its own input partitions while a processor has
+open state with an idle timeout. The tick's broker timestamp is its time, so a replay sees exactly the ticks the first
+run saw, at the same positions, and closes the same windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
+from stream.pipeline.kafka_clients import make_consumer
+from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor, dead_letter
+from stream.records import DeadLetter, Envelope, encode
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ProcessorFactory = Callable[[TopicPartition, dict[str, Any] | None], PartitionProcessor]
+
+
+class StageRunner:
+    def __init__(
+        self,
+        stage: str,
+        settings: Settings,
+        topics: tuple[str, ...],
+        factory: ProcessorFactory,
+        producer: AIOKafkaProducer,
+        checkpoints: CheckpointStore,
+        *,
+        stateful: bool,
+    ) -> None:
+        self.stage = stage
+        self._settings = settings
+        self._topics = topics
+        self._factory = factory
+        self._producer = producer
+        self._checkpoints = checkpoints
+        self._stateful = stateful
+        self._processors: dict[TopicPartition, PartitionProcessor] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._dirty: set[TopicPartition] = set()
+        self._pending: list[asyncio.Future[Any]] = []
+        self._lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
+        self._consumer: AIOKafkaConsumer | None = None
+        self.counts: Counter[str] = Counter()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = make_consumer(
+            self._settings,
+            group_id=f"{self._settings.group_prefix}-{self.stage}",
+            max_poll_records=self._settings.batch_max_records,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        consumer.subscribe(list(self._topics), listener=_Listener(self))
+        last_tick = last_checkpoint = time.monotonic()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=self._settings.batch_max_records)
+                async with self._lock:
+                    for tp, records in batch.items():
+                        await self._process(tp, records)
+                    now = time.monotonic()
+                    if (now - last_tick) * 1000 >= self._settings.tick_interval_ms:
+                        await self._write_ticks()
+                        last_tick = now
+                    if (now - last_checkpoint) * 1000 >= self._settings.checkpoint_interval_ms:
+                        await self._checkpoint(set(self._dirty))
+                        last_checkpoint = now
+        finally:
+            async with self._lock:
+                await self._checkpoint(set(self._dirty))
+            await consumer.stop()
+
+    async def _process(self, tp: TopicPartition, records: list[Any]) -> None:
+        processor = self._processors.get(tp)
+        if processor is None:
+            return  # revoked while the batch was in flight: the new owner replays it from the checkpoint
+        for raw in records:
+            record = InputRecord(
+                raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp, tuple(raw.headers or ())
+            )
+            self.counts["records_in"] += 1
+            try:
+                outgoing = processor.process(record)
+            except Exception as exc:  # one bad record never stops the stage; it is dead-lettered with the error
+                log.exception("%s: %s failed on %s", self.stage, type(exc).__name__, record.where)
+                letter = DeadLetter(
+                    self.stage, f"{type(exc).__name__}: {exc}", raw.topic, raw.partition, raw.offset, raw.value or b""
+                )
+                outgoing = [dead_letter(self._settings.topics.deadletter, letter)]
+            for out in outgoing:
+                await self._send(out)
+            self._positions[tp] = raw.offset + 1
+        self._dirty.add(tp)
+
+    async def _send(self, out: Outgoing, partition: int | None = None) -> None:
+        self.counts[f"out:{out.topic}"] += 1
+        self._pending.append(await self._producer.send(out.topic, out.value, key=out.key, partition=partition))
+
+    async def _write_ticks(self) -> None:
+        tick = encode(Envelope(upstream=None, payload=None))
+        for tp, processor in self._processors.items():
+            if processor.wants_ticks():
+                await self._send(Outgoing(tp.topic, tick), partition=tp.partition)
+
+    async def _checkpoint(self, tps: set[TopicPartition]) -> None:
+        if not tps and not self._pending:
+            return
+        await self._producer.flush()
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # a record the broker refused after retries is a broken broker: fail loudly
+        offsets = {tp: self._positions[tp] for tp in tps if tp in self._positions}
+        if self._stateful:
+            for tp, offset in offsets.items():
+                state = self._processors[tp].snapshot() if tp in self._processors else None
+                if state is not None:
+                    await self._checkpoints.save(self.stage, tp.topic, tp.partition, Checkpoint(offset, state))
+        if offsets and self._consumer is not None:
+            try:
+                # Bounded: a commit racing a rebalance must not hold the lock the rebalance listener waits for.
+                await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
+            except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
+                # The group rebalanced meanwhile; the checkpoint already holds the position, so nothing is lost.
+                log.warning("%s: offset commit skipped (%s)", self.stage, exc)
+        self._dirty -= tps
+        self.counts["checkpoints"] += 1
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            mine = {tp for tp in revoked if tp in self._processors}
+            await self._checkpoint(mine & self._dirty)
+            for tp in mine:
+                self._processors.pop(tp, None)
+                self._positions.pop(tp, None)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            restored: dict[TopicPartition, Checkpoint] = {}
+            if self._stateful:
+                for topic in {tp.topic for tp in assigned}:
+                    partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+                    found = await self._checkpoints.load(self.stage, topic, partitions)
+                    restored |= {TopicPartition(topic, p): cp for p, cp in found.items()}
+            for tp in assigned:
+                checkpoint = restored.get(tp)
+                self._processors[tp] = self._factory(tp, checkpoint.state if checkpoint else None)
+                if checkpoint is not None and self._consumer is not None:
+                    self._consumer.seek(tp, checkpoint.offset)
+                    self._positions[tp] = checkpoint.offset
+            log.info(
+                "%s: assigned %s (%d restored from checkpoints)",
+                self.stage,
+                sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
+                len(restored),
+            )
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: StageRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._runner.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._runner.on_assigned(set(assigned))

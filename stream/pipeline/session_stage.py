@@ -1,0 +1,52 @@
+"""Sessions: window the lines routed by session key (see parse_stage) into session windows, one windower per system."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, read_envelope
+from stream.pipeline.window_output import WindowOutput
+from stream.settings import Settings
+from stream.windowing import Item, Windower, build, policy_from_dict
+
+STAGE = "session"
+
+
+class SessionPartition:
+    def __init__(self, settings: Settings, state: dict[str, Any] | None = None) -> None:
+        self._settings = settings
+        self._output = WindowOutput(settings)
+        state = state or {}
+        self._dedup = UpstreamDedup(state.get("upstream"))
+        self._windowers: dict[str, Windower] = {
+            name: self._windower(name, saved) for name, saved in (state.get("windowers") or {}).items()
+        }
+
+    def _windower(self, system: str, saved: dict[str, Any] | None = None) -> Windower:
+        return build(policy_from_dict(self._settings.systems[system].window), saved)
+
+    def process(self, record: InputRecord) -> list[Outgoing]:
+        envelope = read_envelope(record)
+        if envelope.is_tick:
+            out: list[Outgoing] = []
+            for system, windower in self._windowers.items():
+                out += self._output.outgoing(system, "session", windower.tick(record.timestamp_ms))
+            return out
+        if envelope.upstream is None or not self._dedup.is_new(envelope.upstream):
+            return []
+        payload = envelope.payload or {}
+        system, line = payload["system"], payload["line"]
+        windower = self._windowers.get(system)
+        if windower is None:
+            windower = self._windowers[system] = self._windower(system)
+        emitted = windower.push(Item(int(line["event_ms"]), record.timestamp_ms, line), key=envelope.key)
+        return self._output.outgoing(system, "session", emitted)
+
+    def wants_ticks(self) -> bool:
+        return any(w.open_count() > 0 for w in self._windowers.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "upstream": self._dedup.snapshot(),
+            "windowers": {name: w.snapshot() for name, w in self._windowers.items()},
+        }

@@ -1,0 +1,50 @@
+"""Turn what a windower emitted into outgoing records: closed windows to ``windows``, late lines to ``deadletter``."""
+
+from __future__ import annotations
+
+import orjson
+
+from stream.pipeline.stage import Outgoing, dead_letter
+from stream.records import DeadLetter, Window, WindowLine, encode, window_id_for
+from stream.settings import Settings
+from stream.windowing import Emitted
+
+
+class WindowOutput:
+    def __init__(self, settings: Settings) -> None:
+        self._windows_topic = settings.topics.windows
+        self._deadletter_topic = settings.topics.deadletter
+        self.windows_closed = 0
+        self.late_lines = 0
+
+    def outgoing(self, system: str, policy: str, emitted: Emitted) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for closed in emitted.closed:
+            lines = tuple(WindowLine.from_dict(item.payload) for item in closed.items)
+            window = Window(
+                window_id=window_id_for(system, policy, closed.key, lines),
+                system=system,
+                policy=policy,
+                key=closed.key,
+                start_ms=closed.start_ms,
+                end_ms=closed.end_ms,
+                reason=closed.reason,
+                lines=lines,
+            )
+            out.append(Outgoing(self._windows_topic, encode(window), key=system.encode()))
+        self.windows_closed += len(emitted.closed)
+        for item in emitted.late:
+            # A late line is reported, never silently lost: it goes to the dead letters with its window line.
+            line = WindowLine.from_dict(item.payload)
+            letter = DeadLetter(
+                stage="window",
+                reason=f"late: event time {item.event_ms} is past its window's close (beyond the grace period)",
+                topic=line.topic,
+                partition=line.partition,
+                offset=line.offset,
+                original=orjson.dumps(item.payload),
+                system=system,
+            )
+            out.append(dead_letter(self._deadletter_topic, letter))
+        self.late_lines += len(emitted.late)
+        return out

@@ -1,0 +1,89 @@
+"""A stream worker: the three stages (ingest, parse, session) in one process, sharing one producer.
+
+Run several workers (``adaptlog run`` on several hosts or pods) to scale out: each stage is its own consumer group, so
+Kafka spreads each topic's partitions over the workers, and a partition's checkpoint moves with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from stream.decode import Decoder
+from stream.pipeline import ingest_stage, parse_stage, session_stage
+from stream.pipeline.checkpoint import CheckpointStore
+from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
+from stream.pipeline.runner import StageRunner
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+STAGES = (ingest_stage.STAGE, parse_stage.STAGE, session_stage.STAGE)
+
+
+def build_runners(settings: Settings, producer, checkpoints: CheckpointStore) -> list[StageRunner]:
+    decoder = Decoder(settings)
+    topics = settings.topics
+    return [
+        StageRunner(
+            ingest_stage.STAGE,
+            settings,
+            settings.inputs,
+            lambda tp, state: ingest_stage.IngestPartition(settings, decoder),
+            producer,
+            checkpoints,
+            stateful=False,
+        ),
+        StageRunner(
+            parse_stage.STAGE,
+            settings,
+            (topics.lines,),
+            lambda tp, state: parse_stage.ParsePartition(settings, state),
+            producer,
+            checkpoints,
+            stateful=True,
+        ),
+        StageRunner(
+            session_stage.STAGE,
+            settings,
+            (topics.sessions,),
+            lambda tp, state: session_stage.SessionPartition(settings, state),
+            producer,
+            checkpoints,
+            stateful=True,
+        ),
+    ]
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, report_every_s: float = 10.0) -> Counter[str]:
+    """Run until ``stop`` is set (then checkpoint and leave the groups cleanly). Returns the counts per stage."""
+    await ensure_topics(settings, topic_specs(settings))
+    producer = make_producer(settings)
+    await producer.start()
+    runners = build_runners(settings, producer, CheckpointStore(settings, producer))
+    reporter = asyncio.create_task(_report(runners, stop, report_every_s))
+    try:
+        tasks = [asyncio.create_task(runner.run(stop), name=runner.stage) for runner in runners]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                stop.set()  # a stage crashed (a bug or a lost broker): stop the others cleanly, then fail loudly
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        reporter.cancel()
+        await producer.stop()
+    return _totals(runners)
+
+
+def _totals(runners: list[StageRunner]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for runner in runners:
+        totals.update({f"{runner.stage}.{name}": count for name, count in runner.counts.items()})
+    return totals
+
+
+async def _report(runners: list[StageRunner], stop: asyncio.Event, every_s: float) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(every_s)
+        log.info("progress %s", dict(sorted(_totals(runners).items())))

@@ -1,0 +1,220 @@
+"""Wire records and their orjson encoding.
+
+Every record that crosses a Kafka topic is defined here, as a frozen dataclass with ``to_dict``/``from_dict``; the
+topics carry UTF-8 JSON objects. Internal topics (``lines``, ``sessions``) carry an :class:`Envelope` so that the
+stages can tell a log line from a tick (the wall-clock progress marker a stage writes into its own input, which keeps
+idle-timeout closing deterministic on replay).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+ANOMALOUS = "anomalous"
+NORMAL = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a log line entered adaptlog: the user's input topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def as_tuple(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A decoded, validated input line, before template mining."""
+
+    system: str
+    content: str  # the message part the line format extracted (what Drain mines)
+    event_ms: int
+    source: SourceRef
+    label: str | None = None  # ground truth carried by replay (header ``label``), never part of the content
+    key_labels: dict[str, str] = field(default_factory=dict)  # per session key ground truth (HDFS block labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "content": self.content,
+            "event_ms": self.event_ms,
+            "source": list(self.source.as_tuple()),
+            "label": self.label,
+            "key_labels": self.key_labels,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogLine:
+        topic, partition, offset = d["source"]
+        return cls(
+            system=d["system"],
+            content=d["content"],
+            event_ms=int(d["event_ms"]),
+            source=SourceRef(topic, int(partition), int(offset)),
+            label=d.get("label"),
+            key_labels=dict(d.get("key_labels") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLine:
+    """One line inside a closed window: enough to evaluate and explain downstream without the raw log."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_ms: int
+    template_id: int
+    template: str
+    masked: str
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WindowLine:
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A closed window, as published on the ``windows`` topic (key: system)."""
+
+    window_id: str
+    system: str
+    policy: str  # count_tumbling | count_sliding | event_tumbling | session
+    key: str  # session key (e.g. an HDFS block id); "" for count and time windows
+    start_ms: int
+    end_ms: int
+    reason: str  # why it closed (count, slide, watermark, gap, max_lines, max_duration, idle, flush)
+    lines: tuple[WindowLine, ...]
+
+    @property
+    def label(self) -> str | None:
+        """Anomalous if any line carried an anomalous label, normal if all carried labels, else unknown."""
+        labels = [line.label for line in self.lines]
+        if any(label == ANOMALOUS for label in labels):
+            return ANOMALOUS
+        if labels and all(label == NORMAL for label in labels):
+            return NORMAL
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_id": self.window_id,
+            "system": self.system,
+            "policy": self.policy,
+            "key": self.key,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "reason": self.reason,
+            "label": self.label,
+            "lines": [line.to_dict() for line in self.lines],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Window:
+        return cls(
+            window_id=d["window_id"],
+            system=d["system"],
+            policy=d["policy"],
+            key=d["key"],
+            start_ms=int(d["start_ms"]),
+            end_ms=int(d["end_ms"]),
+            reason=d["reason"],
+            lines=tuple(WindowLine.from_dict(x) for x in d["lines"]),
+        )
+
+
+def window_id_for(system: str, policy: str, key: str, lines: tuple[WindowLine, ...]) -> str:
+    """Deterministic id: the same lines (by source position) in the same kind of window give the same id.
+
+    Because stages replay their input deterministically after a restart, a window re-emitted after a crash carries
+    the same id and the same content, so downstream can recognize it as a repeat.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{system}\x1f{policy}\x1f{key}".encode())
+    for line in lines:
+        digest.update(f"\x1e{line.topic}\x1f{line.partition}\x1f{line.offset}".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record adaptlog could not use, with the original bytes and why. Published on ``deadletter``."""
+
+    stage: str  # decode | parse | window
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    original: bytes
+    system: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "reason": self.reason,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "system": self.system,
+            "original_b64": base64.b64encode(self.original).decode("ascii"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeadLetter:
+        return cls(
+            stage=d["stage"],
+            reason=d["reason"],
+            topic=d["topic"],
+            partition=int(d["partition"]),
+            offset=int(d["offset"]),
+            original=base64.b64decode(d["original_b64"]),
+            system=d.get("system"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the internal topics carry: a payload record, or a tick (``payload`` None).
+
+    ``upstream`` is the (partition, offset, sub-index) of the record in the previous internal topic that produced this
+    one (or the source position for the first stage): a stage drops a record at or below the high-water mark it has
+    already processed for that upstream partition, which makes an upstream replay after a crash harmless.
+    """
+
+    upstream: tuple[str, int, int, int] | None
+    payload: dict[str, Any] | None
+    key: str = ""  # the session key this record was routed by ("" when not keyed)
+
+    @property
+    def is_tick(self) -> bool:
+        return self.payload is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"up": list(self.upstream) if self.upstream else None, "p": self.payload, "k": self.key}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Envelope:
+        up = d.get("up")
+        return cls(upstream=tuple(up) if up else None, payload=d.get("p"), key=d.get("k", ""))  # type: ignore[arg-type]
+
+
+def encode(record: Any) -> bytes:
+    """Encode a record (anything with ``to_dict``) or a plain dict as JSON bytes."""
+    return orjson.dumps(record.to_dict() if hasattr(record, "to_dict") else record)
+
+
+def decode_json(data: bytes) -> Any:
+    return orjson.loads(data)

@@ -1,0 +1,218 @@
+"""The one settings object: read once by the CLI from ``ADAPTLOG_*`` variables and an optional YAML systems file.
+
+Nothing below the CLI reads the environment; everything gets :class:`Settings` (or a part of it) passed in.
+A wrong setting raises :class:`ConfigError` naming it, at start.
+
+Environment (prefix ``ADAPTLOG_``; nested fields with ``__``, e.g. ``ADAPTLOG_TOPICS__LOGS=mylogs``)::
+
+    BOOTSTRAP_SERVERS   host:port[,host:port]
+    SECURITY_PROTOCOL   PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    SASL_MECHANISM      PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, with SASL_USERNAME and SASL_PASSWORD
+    SSL_CAFILE, SSL_CERTFILE, SSL_KEYFILE
+    SYSTEMS_FILE        YAML file with a ``systems:`` mapping (see :class:`SystemSettings`) and optionally
+                        ``default_systems:`` (input topic -> system for records that name none)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.errors import ConfigError
+from stream.formats import LineFormat, ready_format
+from stream.parsing.config import DEFAULT_MASKS, DrainParams, MaskRule
+from stream.windowing import policy_from_dict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+HDFS_BLOCK_ID = r"blk_-?\d+"
+DAY_MS = 24 * 3600 * 1000
+
+
+class Topics(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    logs: str = "logs"
+    windows: str = "windows"
+    alerts: str = "alerts"
+    feedback: str = "feedback"
+    model_updates: str = "model-updates"
+    deadletter: str = "deadletter"
+    # Internal topics between the stream stages (see stream.pipeline): lines keyed by system, lines keyed by
+    # session key, and the compacted topic holding each stage partition's state and input offsets.
+    lines: str = "adaptlog-lines"
+    sessions: str = "adaptlog-sessions"
+    state: str = "adaptlog-state"
+
+
+class SystemSettings(BaseModel):
+    """One source system: how its lines look, how they are masked and mined, how they are windowed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str = "raw"  # a ready format name (raw, hdfs, bgl, thunderbird) ...
+    format_regex: str | None = None  # ... or a regex with named groups content [and timestamp]
+    time_format: str | None = None  # strptime format, epoch_s or epoch_ms; with format_regex
+    masks: list[dict[str, str]] | None = None  # [{name, pattern}]; None means the default masks
+    drain: dict[str, Any] = Field(default_factory=dict)
+    window: dict[str, Any] = Field(default_factory=lambda: {"kind": "count_tumbling", "size": 20})
+    session_key_pattern: str | None = None  # for session windows: regex whose matches are the session keys
+
+    def line_format(self, name: str) -> LineFormat:
+        if self.format_regex is not None:
+            return LineFormat(f"{name}-custom", self.format_regex, self.time_format)
+        return ready_format(self.format, f"systems.{name}.format")
+
+    def mask_rules(self, name: str) -> tuple[MaskRule, ...]:
+        if self.masks is None:
+            return tuple(DEFAULT_MASKS)
+        try:
+            return tuple(MaskRule(**rule) for rule in self.masks)
+        except TypeError as exc:
+            raise ConfigError(f"systems.{name}.masks", f"each rule needs exactly name and pattern ({exc})") from exc
+
+    def drain_params(self, name: str) -> DrainParams:
+        try:
+            return DrainParams(**self.drain)
+        except TypeError as exc:
+            raise ConfigError(f"systems.{name}.drain", str(exc)) from exc
+
+
+def _builtin_systems() -> dict[str, SystemSettings]:
+    """Ready systems for the Loghub data: HDFS sessions by block id, BGL and Thunderbird in windows of 20 lines."""
+    return {
+        "hdfs": SystemSettings(
+            format="hdfs",
+            drain={"depth": 4, "sim_th": 0.5},
+            # A block's lines can be ~15 h apart (deletions long after writes), so the event-time gap is a day and a
+            # quiet stream's sessions are closed by the wall-clock idle timeout.
+            window={"kind": "session", "gap_ms": DAY_MS, "idle_timeout_ms": 10_000},
+            session_key_pattern=HDFS_BLOCK_ID,
+        ),
+        "bgl": SystemSettings(
+            format="bgl", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20}
+        ),
+        "thunderbird": SystemSettings(
+            format="thunderbird", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20}
+        ),
+        "raw": SystemSettings(format="raw", window={"kind": "count_tumbling", "size": 20}),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAPTLOG_", env_nested_delimiter="__", frozen=True, extra="forbid")
+
+    bootstrap_servers: str = ""
+    client_id: str = "adaptlog"
+    group_prefix: str = "adaptlog"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # Tansu (the embedded demo broker) rejects idempotent producers; every real Kafka accepts them.
+    idempotent_producer: bool = True
+
+    topics: Topics = Field(default_factory=Topics)
+    input_topics: tuple[str, ...] = ()  # topics with log records; empty means (topics.logs,)
+    default_systems: dict[str, str] = Field(default_factory=dict)  # input topic -> system when a record names none
+    systems_file: Path | None = None
+    systems: dict[str, SystemSettings] = Field(default_factory=_builtin_systems)
+
+    max_line_bytes: int = Field(default=64 * 1024, gt=0)
+    internal_partitions: int = Field(default=4, gt=0)
+    checkpoint_interval_ms: int = Field(default=5_000, gt=0)
+    tick_interval_ms: int = Field(default=1_000, gt=0)
+    batch_max_records: int = Field(default=2_000, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_look_like_host_port(cls, value: str) -> str:
+        for server in filter(None, value.split(",")):
+            if not re.fullmatch(r"[^\s:,]+:\d{1,5}", server.strip()):
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                raise ValueError("security_protocol SASL_* needs sasl_mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError("SASL needs sasl_username and sasl_password")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.input_topics or (self.topics.logs,)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings (environment, then the systems file, then overrides). Raises ConfigError."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    if settings.systems_file is not None:
+        settings = _with_systems_file(settings, settings.systems_file)
+    validate_systems(settings)
+    return settings
+
+
+def _with_systems_file(settings: Settings, path: Path) -> Settings:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError("systems_file", f"cannot read {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError("systems_file", f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("systems"), dict):
+        raise ConfigError("systems_file", f"{path} needs a top-level 'systems:' mapping")
+    unknown = set(document) - {"systems", "default_systems"}
+    if unknown:
+        raise ConfigError("systems_file", f"unknown top-level keys {sorted(unknown)}")
+    try:
+        systems = {str(name): SystemSettings(**(spec or {})) for name, spec in document["systems"].items()}
+        return settings.model_copy(
+            update={"systems": systems, "default_systems": document.get("default_systems", settings.default_systems)}
+        )
+    except ValidationError as exc:
+        raise _config_error(exc, prefix="systems.") from None
+
+
+def validate_systems(settings: Settings) -> None:
+    """Build every per-system object once, so a wrong regex, Drain parameter or window policy fails at start."""
+    for name, system in settings.systems.items():
+        system.line_format(name)
+        system.mask_rules(name)
+        system.drain_params(name)
+        policy_from_dict(system.window)
+        is_session = system.window.get("kind") == "session"
+        if is_session and not system.session_key_pattern:
+            raise ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
+        if system.session_key_pattern:
+            try:
+                re.compile(system.session_key_pattern)
+            except re.error as exc:
+                raise ConfigError(f"systems.{name}.session_key_pattern", f"not a valid regex: {exc}") from exc
+    for topic, system in settings.default_systems.items():
+        if system not in settings.systems:
+            raise ConfigError(f"default_systems.{topic}", f"unknown system {system!r}")
+
+
+def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    first = exc.errors()[0]
+    setting = prefix + ".".join(str(part) for part in first["loc"]) or "settings"
+    return ConfigError(setting, first["msg"])

@@ -1,0 +1,30 @@
+"""Tansu (``stream.embedded_broker``) as a test broker: the last resort, because it is not Apache Kafka.
+
+It rejects idempotent producers, so ``supports_idempotence`` is False; tests pass that through to aiokafka.
+"""
+
+from __future__ import annotations
+
+from stream.embedded_broker import EmbeddedBrokerError, start_tansu
+from tests.broker.readiness import round_trip, run_sync
+from tests.broker.running import BrokerUnavailable, RunningBroker
+
+
+def start_tansu_broker(timeout: float = 30.0) -> RunningBroker:
+    try:
+        embedded = start_tansu(timeout=timeout)
+    except EmbeddedBrokerError as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+    broker = RunningBroker(
+        bootstrap=embedded.bootstrap,
+        kind=embedded.kind,
+        supports_idempotence=embedded.supports_idempotence,
+        _stop=embedded.stop,
+    )
+    try:
+        # Same bar as for Kafka: a group round trip, not just an open port.
+        run_sync(round_trip(broker.bootstrap, idempotent=False, timeout=timeout))
+    except TimeoutError as exc:
+        broker.stop()
+        raise BrokerUnavailable(f"Tansu started but is not usable: {exc}") from exc
+    return broker

@@ -1,0 +1,89 @@
+"""Shared fixtures.
+
+``kafka_broker`` (session) -- a :class:`tests.broker.RunningBroker`, started on first use only, so
+``pytest -m "not broker"`` never starts one. Tests that use it are marked ``broker`` automatically.
+Which broker, in order (details in ``tests/broker/selection.py``):
+
+1. ``KAFKA_BOOTSTRAP_SERVERS=host:port``  use that broker ("external")
+2. a Docker daemon answers                 Apache Kafka 4.x via testcontainers
+3. ``java`` + ``mvn`` on PATH              Apache Kafka 4.x as a local KRaft process (jars cached under
+                                           ``~/.cache/adaptlog``, or ``ADAPTLOG_KAFKA_CACHE``)
+4. otherwise                               Tansu, with a warning and a line in the summary
+
+Environment:
+
+* ``ADAPTLOG_TEST_BROKER=auto|external|testcontainers|apache|tansu``  force one (its failure is then an error);
+  ``tansu`` is how to run the broker tests against Tansu on a machine that has Java.
+* ``ADAPTLOG_REQUIRE_APACHE_KAFKA=1``  falling back to Tansu fails the broker tests instead (CI sets this).
+
+``topic_prefix`` (function) -- a unique prefix; tests create their own topics under it, so they never share
+state through the session broker.
+
+The summary names the broker that ran, e.g. ``broker: apache-kafka 4.1.1 (local KRaft) at 127.0.0.1:40123``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from tests.broker.running import BrokerUnavailable, RunningBroker
+from tests.broker.selection import start_test_broker
+
+# Set at conftest import, before any test module can import a model hub client: tests never download models.
+# (Nothing imported above touches huggingface_hub.)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_BROKER_LINES = pytest.StashKey[list[str]]()
+
+
+class BrokerFallbackWarning(UserWarning):
+    """The tests ran against Tansu, not Apache Kafka: Kafka-only behaviour went untested."""
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[RunningBroker]:
+    lines = request.config.stash.setdefault(_BROKER_LINES, [])
+    try:
+        selection = start_test_broker()
+    except BrokerUnavailable as exc:
+        lines.append(f"broker: none could be started -- {exc}")
+        pytest.fail(f"no Kafka broker for the tests: {exc}", pytrace=False)
+    broker = selection.broker
+    lines.append(f"broker: {broker.describe()}")
+    lines.extend(f"broker: passed over {reason}" for reason in selection.passed_over)
+    if selection.fell_back_to_tansu:
+        notice = (
+            f"broker tests ran against {broker.kind}, NOT Apache Kafka (idempotence, transactions and "
+            "compaction are not exercised); set ADAPTLOG_REQUIRE_APACHE_KAFKA=1 to make this an error"
+        )
+        lines.append(f"broker: WARNING {notice}")
+        warnings.warn(notice, BrokerFallbackWarning, stacklevel=1)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t-{uuid.uuid4().hex}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # So `-m "not broker"` reliably skips everything that would start a broker, marked by hand or not.
+    for item in items:
+        if "kafka_broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(_BROKER_LINES, [])
+    if lines:
+        terminalreporter.section("kafka broker")
+        for line in lines:
+            terminalreporter.write_line(line, yellow="WARNING" in line or "none" in line)
