@@ -1,0 +1,111 @@
+"""Test support for the stream pipeline: per-test settings on the session broker, and reading topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from stream.pipeline.kafka_clients import make_consumer
+from stream.settings import Settings, SystemSettings, Topics, load_settings
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BLOCK = re.compile(r"blk_-?\d+")
+
+
+def settings_for(bootstrap: str, prefix: str, idempotent: bool = True, **overrides: Any) -> Settings:
+    """Settings whose topics and consumer groups are unique to one test."""
+    topics = Topics(**{name: f"{prefix}-{default}" for name, default in Topics().model_dump().items()})
+    return load_settings(
+        bootstrap_servers=bootstrap,
+        topics=topics,
+        group_prefix=prefix,
+        idempotent_producer=idempotent,
+        checkpoint_interval_ms=1000,
+        **overrides,
+    )
+
+
+def hdfs_system(idle_timeout_ms: int) -> SystemSettings:
+    return SystemSettings(
+        format="hdfs",
+        drain={"depth": 4, "sim_th": 0.5},
+        window={"kind": "session", "gap_ms": 24 * 3600 * 1000, "idle_timeout_ms": idle_timeout_ms},
+        session_key_pattern=r"blk_-?\d+",
+    )
+
+
+def block_lines(path: Path) -> dict[str, list[int]]:
+    """Ground truth: block id -> the 0-based line numbers (= offsets when replayed into a fresh topic) naming it."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    blocks: dict[str, list[int]] = defaultdict(list)
+    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        for number, line in enumerate(handle):
+            for block in dict.fromkeys(BLOCK.findall(line)):
+                blocks[block].append(number)
+    return dict(blocks)
+
+
+async def read_topic(settings: Settings, topic: str, *, until: int | None = None, quiet_s: float = 5.0,
+                     timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """All JSON records of a topic: stops once ``until`` records are read and none came for a short while, or
+    when none came for ``quiet_s``, or at ``timeout_s``."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions = None
+        while not partitions and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                out.extend(orjson.loads(r.value) for r in records)
+                last = time.monotonic()
+            idle = time.monotonic() - last
+            if until is not None and len(out) >= until and idle >= 1.0:
+                break
+            if until is None and idle >= quiet_s:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def worker_env(settings: Settings, systems_file: Path, base: dict[str, str]) -> dict[str, str]:
+    """Environment for an ``adaptlog run`` subprocess that uses the same topics and groups as ``settings``."""
+    env = dict(base)
+    env.update(
+        {
+            "ADAPTLOG_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "ADAPTLOG_GROUP_PREFIX": settings.group_prefix,
+            "ADAPTLOG_IDEMPOTENT_PRODUCER": str(settings.idempotent_producer).lower(),
+            "ADAPTLOG_CHECKPOINT_INTERVAL_MS": str(settings.checkpoint_interval_ms),
+            "ADAPTLOG_SYSTEMS_FILE": str(systems_file),
+        }
+    )
+    for name, topic in settings.topics.model_dump().items():
+        env[f"ADAPTLOG_TOPICS__{name.upper()}"] = topic
+    return env
+
+
+def write_systems_file(path: Path, systems: dict[str, SystemSettings]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"systems": {name: s.model_dump() for name, s in systems.items()}}))
+    return path
