@@ -51,8 +51,11 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[RunningBroker]:
     try:
         selection = start_test_broker()
     except BrokerUnavailable as exc:
-        lines.append(f"broker: none could be started -- {exc}")
-        pytest.fail(f"no Kafka broker for the tests: {exc}", pytrace=False)
+        reason = str(exc)
+        selection = None
+    if selection is None:  # failed outside the except block, so pytest shows the reason, not a chained traceback
+        lines.append(f"broker: none could be started -- {reason}")
+        pytest.fail(f"no Kafka broker for the tests: {reason}", pytrace=False)
     broker = selection.broker
     lines.append(f"broker: {broker.describe()}")
     lines.extend(f"broker: passed over {reason}" for reason in selection.passed_over)

@@ -25,10 +25,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from drain3.drain import LogCluster
+
 from stream.errors import StateError
 from stream.parsing import snapshot as snap
 from stream.parsing.config import DrainParams, MaskRule
-from stream.parsing.fastdrain import FastDrain
+from stream.parsing.fastdrain import ClusterLRU, FastDrain
 from stream.parsing.masking import Masker
 
 
@@ -49,27 +51,43 @@ class SystemParser:
         self.masks: tuple[MaskRule, ...] = tuple(masks)
         self._mask = Masker(self.masks).mask
         self._drain = FastDrain(params)
-        self._cache: OrderedDict[str, int] = OrderedDict()
+        clusters = self._drain.id_to_cluster
+        # Touching a cluster in the LRU is a move to the end; calling it directly skips a Python-level __getitem__.
+        self._touch = clusters.move_to_end if isinstance(clusters, ClusterLRU) else None
+        # masked line -> (answer given last time, the template tuple it was built from). Returning the same frozen
+        # answer while the template tuple is unchanged saves building one per line.
+        self._cache: OrderedDict[str, tuple[ParsedTemplate, tuple[str, ...]]] = OrderedDict()
         self._cache_size = params.match_cache_size
 
     def parse(self, content: str) -> ParsedTemplate:
         masked = self._mask(content)
         cache = self._cache
-        cluster_id = cache.get(masked)
-        if cluster_id is not None:
-            cluster = self._drain.id_to_cluster.get(cluster_id)
+        entry = cache.get(masked)
+        if entry is not None:
+            parsed, tokens = entry
+            cluster = self._drain.id_to_cluster.get(parsed.template_id)
             if cluster is not None:
                 cache.move_to_end(masked)
                 cluster.size += 1
-                self._drain.id_to_cluster[cluster_id]  # touch, as drain3 does on a match
-                return ParsedTemplate(cluster_id, " ".join(cluster.log_template_tokens), masked)
+                if self._touch is not None:
+                    self._touch(parsed.template_id)  # as drain3 does on a match
+                if cluster.log_template_tokens is tokens:
+                    return parsed
+                return self._remember(masked, cluster)
             del cache[masked]  # its cluster was evicted: mine the line afresh
         cluster = self._drain.add(masked)
-        if self._cache_size:
-            cache[masked] = cluster.cluster_id
-            if len(cache) > self._cache_size:
-                cache.popitem(last=False)
-        return ParsedTemplate(cluster.cluster_id, " ".join(cluster.log_template_tokens), masked)
+        if not self._cache_size:
+            return ParsedTemplate(cluster.cluster_id, " ".join(cluster.log_template_tokens), masked)
+        parsed = self._remember(masked, cluster)
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+        return parsed
+
+    def _remember(self, masked: str, cluster: LogCluster) -> ParsedTemplate:
+        tokens = cluster.log_template_tokens
+        parsed = ParsedTemplate(cluster.cluster_id, " ".join(tokens), masked)
+        self._cache[masked] = (parsed, tokens)
+        return parsed
 
     @property
     def cluster_count(self) -> int:
@@ -95,7 +113,7 @@ class SystemParser:
             # Least recently used first, so re-inserting in this order rebuilds the LRU order.
             "clusters": [[c.cluster_id, list(c.log_template_tokens), c.size] for c in drain.id_to_cluster.values()],
             "tree": snap.encode_tree(drain.root_node),
-            "match_cache": [[masked, cid] for masked, cid in self._cache.items()],
+            "match_cache": [[masked, parsed.template_id] for masked, (parsed, _) in self._cache.items()],
         }
 
     @classmethod
@@ -127,5 +145,10 @@ class SystemParser:
         for cluster in clusters:
             drain.id_to_cluster[cluster.cluster_id] = cluster
         drain.root_node = root
-        parser._cache = cache
+        for masked, cluster_id in cache.items():
+            cluster = drain.id_to_cluster.get(cluster_id)
+            # An entry whose cluster was evicted is kept (as in the running parser) and dropped on its next hit.
+            tokens = cluster.log_template_tokens if cluster is not None else ()
+            template = " ".join(tokens)
+            parser._cache[masked] = (ParsedTemplate(cluster_id, template, masked), tokens)
         return parser

@@ -124,8 +124,14 @@ class StageRunner:
     async def _write_ticks(self) -> None:
         tick = encode(Envelope(upstream=None, payload=None))
         for tp, processor in self._processors.items():
-            if processor.wants_ticks():
+            # Only a caught-up partition ticks: while a backlog is replayed (after an outage) its lines would
+            # otherwise look idle and their sessions would close early.
+            if processor.wants_ticks() and self._caught_up(tp):
                 await self._send(Outgoing(tp.topic, tick), partition=tp.partition)
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        highwater = self._consumer.highwater(tp) if self._consumer is not None else None
+        return highwater is not None and self._positions.get(tp, 0) >= highwater
 
     async def _checkpoint(self, tps: set[TopicPartition]) -> None:
         if not tps and not self._pending:

@@ -22,8 +22,9 @@ def start_tansu_broker(timeout: float = 30.0) -> RunningBroker:
         _stop=embedded.stop,
     )
     try:
-        # Same bar as for Kafka: a group round trip, not just an open port.
-        run_sync(round_trip(broker.bootstrap, idempotent=False, timeout=timeout))
+        # Produce and read back, not just an open port. No consumer group: Tansu has no coordinator
+        # warm-up to wait out, and it holds every first JoinGroup ~5 s, which would only slow each session.
+        run_sync(round_trip(broker.bootstrap, idempotent=False, timeout=timeout, group=False))
     except TimeoutError as exc:
         broker.stop()
         raise BrokerUnavailable(f"Tansu started but is not usable: {exc}") from exc
