@@ -134,7 +134,10 @@ def _check_label(label: str | None) -> str | None:
 def _key_labels(raw: str | None) -> dict[str, str]:
     if not raw:
         return {}
-    labels = _json_fields(raw)
-    if not all(isinstance(v, str) and v in LABELS for v in labels.values()):
+    try:
+        labels = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        labels = None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) and v in LABELS for v in labels.values()):
         raise DecodeError("decode", f"header key_labels must map keys to {sorted(LABELS)}")
     return labels  # type: ignore[return-value]

@@ -69,8 +69,19 @@ def parse_time(text: str, time_format: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+# Epoch ms beyond +-2**53 are not times anyone logs, and would not survive JSON readers that use doubles.
+MAX_EPOCH_MS = 2**53
+
+
 def parse_iso_or_epoch_ms(value: object) -> int:
     """A JSON ``ts``: epoch milliseconds (number or digit string) or ISO 8601. Raises DecodeError."""
+    event_ms = _iso_or_epoch_ms(value)
+    if not -MAX_EPOCH_MS <= event_ms <= MAX_EPOCH_MS:
+        raise DecodeError("decode", f"ts {value!r:.40} is out of range for epoch milliseconds")
+    return event_ms
+
+
+def _iso_or_epoch_ms(value: object) -> int:
     if isinstance(value, bool):  # bool is an int subclass; true/false is not a time
         raise DecodeError("decode", f"ts {value!r} is not a timestamp")
     if isinstance(value, int | float):

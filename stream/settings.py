@@ -183,13 +183,18 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
     unknown = set(document) - {"systems", "default_systems"}
     if unknown:
         raise ConfigError("systems_file", f"unknown top-level keys {sorted(unknown)}")
-    try:
-        systems = {str(name): SystemSettings(**(spec or {})) for name, spec in document["systems"].items()}
-        return settings.model_copy(
-            update={"systems": systems, "default_systems": document.get("default_systems", settings.default_systems)}
-        )
-    except ValidationError as exc:
-        raise _config_error(exc, prefix="systems.") from None
+    systems: dict[str, SystemSettings] = {}
+    for name, spec in document["systems"].items():
+        if not isinstance(spec, dict | None):
+            raise ConfigError(f"systems.{name}", "must be a mapping")
+        try:
+            systems[str(name)] = SystemSettings(**(spec or {}))
+        except ValidationError as exc:
+            raise _config_error(exc, prefix=f"systems.{name}.") from None
+    default_systems = document.get("default_systems", settings.default_systems)
+    if not isinstance(default_systems, dict):
+        raise ConfigError("systems_file", "default_systems must map input topics to systems")
+    return settings.model_copy(update={"systems": systems, "default_systems": default_systems})
 
 
 def validate_systems(settings: Settings) -> None:

@@ -77,3 +77,27 @@ async def _partitions(consumer: Any, topic: str, timeout_s: float) -> set[int]:
             return set()
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.2)
+
+
+async def read_json_records(settings: Settings, topic: str) -> list[Any]:
+    """Every JSON record now in ``topic`` (up to its current end offsets), in partition then offset order."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        partitions = await _partitions(consumer, topic, timeout_s=5.0)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for records in batch.values():
+                out.extend(orjson.loads(r.value) for r in records if r.value is not None)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+    finally:
+        await consumer.stop()
+    return out

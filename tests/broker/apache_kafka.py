@@ -126,6 +126,7 @@ def resolve_jars(libs: Path | None = None) -> Path:
             output = (done.stdout + done.stderr).strip().splitlines()[-20:]
             raise BrokerUnavailable(f"mvn could not resolve {POM} (exit {done.returncode}):\n" + "\n".join(output))
         (staging / _MARKER).write_text(wanted + "\n")
+        staging.chmod(0o755)  # mkdtemp makes it 0700; the cache may be shared (CI cache, other users)
         if libs.exists():
             shutil.rmtree(libs)  # stale: made from another pom, or copied in by hand without a marker
         try:

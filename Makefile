@@ -1,0 +1,37 @@
+# `make demo` and `make test` do their own set-up on a fresh machine: a virtual environment in .venv with the
+# package installed (editable) with its demo and test extras. Python 3.11+ is the only prerequisite; the broker
+# tests also need Java 17 and Maven (present on our machines; .ci/run installs them if missing).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test lint bench-parsing bench-stream parsing-accuracy clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo,test]'
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/adaptlog demo
+
+test: $(INSTALLED) lint
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check stream trainer tests bench
+	$(BIN)/ruff format --check stream trainer tests bench
+
+parsing-accuracy: $(INSTALLED)
+	$(BIN)/python -m stream.parsing.accuracy
+
+bench-parsing: $(INSTALLED)
+	$(BIN)/python bench/parsing_bench.py
+
+bench-stream: $(INSTALLED)
+	$(BIN)/python bench/stream_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,97 @@
+"""Decoding input records: every kind of bad input becomes a dead letter with a reason; decode never raises."""
+
+from __future__ import annotations
+
+import json
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.decode import Decoder, RawRecord
+from stream.records import DeadLetter, LogLine
+from stream.settings import load_settings
+
+DECODER = Decoder(load_settings(default_systems={"syslog-topic": "raw"}))
+HDFS_LINE = b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106"
+
+
+def decode(value: bytes | None, headers: list[tuple[str, bytes]] | None = None, topic: str = "logs") -> object:
+    return DECODER.decode(RawRecord(topic, 3, 42, value, headers or [], timestamp_ms=1_000))
+
+
+def test_raw_line_takes_system_from_header_and_time_from_the_line() -> None:
+    line = decode(HDFS_LINE, [("system", b"hdfs"), ("label", b"normal")])
+    assert isinstance(line, LogLine)
+    assert line.system == "hdfs" and line.label == "normal"
+    assert line.content.startswith("Receiving block blk_-1608999687919862906")
+    assert line.event_ms == 1226262918000  # 2008-11-09 20:35:18 UTC
+    assert (line.source.topic, line.source.partition, line.source.offset) == ("logs", 3, 42)
+
+
+def test_raw_line_falls_back_to_the_topic_default_system_and_broker_time() -> None:
+    line = decode(b"anything at all", topic="syslog-topic")
+    assert isinstance(line, LogLine) and line.system == "raw" and line.event_ms == 1_000
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [(1700000000123, 1700000000123), ("1700000000123", 1700000000123), ("2023-11-14T22:13:20Z", 1700000000000),
+     ("2023-11-14T22:13:20", 1700000000000), ("2023-11-14T23:13:20+01:00", 1700000000000)],
+)
+def test_json_record_ts_in_epoch_ms_or_iso8601(ts: object, expected: int) -> None:
+    line = decode(orjson.dumps({"system": "raw", "message": "hello", "ts": ts, "label": "anomalous"}))
+    assert isinstance(line, LogLine) and line.event_ms == expected and line.label == "anomalous"
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "reason"),
+    [
+        (None, [], "tombstone"),
+        (b"\xc3\x28", [("system", b"raw")], "invalid UTF-8"),
+        (b'{"system": "raw", "message": ', [], "invalid JSON"),
+        (b'{"system": "raw"}', [], "has no 'message'"),
+        (b'{"system": "raw", "message": 5}', [], "expected a string"),
+        (b'{"system": "raw", "message": "m", "ts": true}', [], "not a timestamp"),
+        (b'{"system": "raw", "message": "m", "ts": [1]}', [], "expected epoch ms"),
+        (b'{"system": "raw", "message": "m", "ts": 1e300}', [], "out of range"),
+        (b'{"system": "raw", "message": "m", "ts": 99999999999999999999999}', [], "out of range"),
+        (b'{"system": "raw", "message": "m", "label": "maybe"}', [], "label"),
+        (b"x" * (64 * 1024 + 1), [("system", b"raw")], "over the limit"),
+        (b"hello", [("system", b"nosuch")], "unknown system"),
+        (b"hello", [], "no system"),
+        (b"hello", [("system", b"hdfs")], "does not match format 'hdfs'"),
+        (b"081199 253518 143 INFO dfs.X: y", [("system", b"hdfs")], "does not parse"),
+        (b"hello", [("system", b"\xff")], "not UTF-8"),
+        (b"hello", [("system", b"raw"), ("key_labels", b"[1]")], "key_labels"),
+    ],
+)
+def test_bad_records_become_dead_letters_with_a_reason(value: bytes | None, headers: list, reason: str) -> None:
+    letter = decode(value, headers)
+    assert isinstance(letter, DeadLetter), letter
+    assert reason in letter.reason
+    assert (letter.stage, letter.topic, letter.partition, letter.offset) == ("decode", "logs", 3, 42)
+    assert letter.original == (value or b"")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
+    headers=st.lists(st.tuples(st.sampled_from(["system", "label", "key_labels", "x"]), st.binary(max_size=20)), max_size=3),
+)
+def test_decode_never_raises_on_arbitrary_bytes(value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    assert isinstance(decode(value, headers), LogLine | DeadLetter)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(["system", "message", "ts", "label"]), JSON_VALUES, max_size=4))
+def test_decode_never_raises_on_arbitrary_json_objects(fields: dict) -> None:
+    value = json.dumps(fields).encode()  # stdlib: it also writes integers beyond 64 bits, which orjson refuses
+    assert isinstance(decode(value, [("system", b"raw")]), LogLine | DeadLetter)
