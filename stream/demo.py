@@ -43,7 +43,12 @@ def demo_settings(settings: Settings, bootstrap: str | None, idempotent: bool) -
     # Close the demo's last HDFS sessions soon after the replay ends (production uses a longer idle timeout).
     systems["hdfs"] = systems["hdfs"].model_copy(update={"window": {**systems["hdfs"].window, "idle_timeout_ms": 3000}})
     systems.setdefault("bgl", SystemSettings(format="bgl"))
-    update: dict[str, Any] = {"topics": topics, "group_prefix": prefix, "systems": systems, "checkpoint_interval_ms": 1000}
+    update: dict[str, Any] = {
+        "topics": topics,
+        "group_prefix": prefix,
+        "systems": systems,
+        "checkpoint_interval_ms": 1000,
+    }
     if bootstrap is not None:
         update |= {"bootstrap_servers": bootstrap, "idempotent_producer": idempotent}
     return settings.model_copy(update=update)

@@ -25,7 +25,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.errors import ConfigError
 from stream.formats import LineFormat, ready_format
-from stream.parsing.config import DEFAULT_MASKS, DrainParams, MaskRule
+from stream.parsing.config import (
+    BGL_MASKS,
+    DEFAULT_MASKS,
+    HADOOP_MASKS,
+    HDFS_MASKS,
+    THUNDERBIRD_MASKS,
+    DrainParams,
+    MaskRule,
+)
 from stream.windowing import policy_from_dict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -33,6 +41,14 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 HDFS_BLOCK_ID = r"blk_-?\d+"
 DAY_MS = 24 * 3600 * 1000
+# Mask sets a system can name instead of listing rules: drain3's example set, and the Loghub benchmark's per layout.
+READY_MASKS: dict[str, tuple[MaskRule, ...]] = {
+    "default": DEFAULT_MASKS,
+    "hdfs": HDFS_MASKS,
+    "bgl": BGL_MASKS,
+    "thunderbird": THUNDERBIRD_MASKS,
+    "hadoop": HADOOP_MASKS,
+}
 
 
 class Topics(BaseModel):
@@ -59,7 +75,7 @@ class SystemSettings(BaseModel):
     format: str = "raw"  # a ready format name (raw, hdfs, bgl, thunderbird) ...
     format_regex: str | None = None  # ... or a regex with named groups content [and timestamp]
     time_format: str | None = None  # strptime format, epoch_s or epoch_ms; with format_regex
-    masks: list[dict[str, str]] | None = None  # [{name, pattern}]; None means the default masks
+    masks: str | list[dict[str, str]] = "default"  # a ready mask set name, or [{name, pattern}, ...]
     drain: dict[str, Any] = Field(default_factory=dict)
     window: dict[str, Any] = Field(default_factory=lambda: {"kind": "count_tumbling", "size": 20})
     session_key_pattern: str | None = None  # for session windows: regex whose matches are the session keys
@@ -70,8 +86,12 @@ class SystemSettings(BaseModel):
         return ready_format(self.format, f"systems.{name}.format")
 
     def mask_rules(self, name: str) -> tuple[MaskRule, ...]:
-        if self.masks is None:
-            return tuple(DEFAULT_MASKS)
+        if isinstance(self.masks, str):
+            if self.masks not in READY_MASKS:
+                raise ConfigError(
+                    f"systems.{name}.masks", f"unknown mask set {self.masks!r}; ready: {sorted(READY_MASKS)}"
+                )
+            return READY_MASKS[self.masks]
         try:
             return tuple(MaskRule(**rule) for rule in self.masks)
         except TypeError as exc:
@@ -84,11 +104,16 @@ class SystemSettings(BaseModel):
             raise ConfigError(f"systems.{name}.drain", str(exc)) from exc
 
 
+TUMBLING_20 = {"kind": "count_tumbling", "size": 20}
+
+
 def _builtin_systems() -> dict[str, SystemSettings]:
-    """Ready systems for the Loghub data: HDFS sessions by block id, BGL and Thunderbird in windows of 20 lines."""
+    """Ready systems for the Loghub layouts (with the Loghub benchmark's masks and Drain settings): HDFS sessions by
+    block id, BGL and Thunderbird in windows of 20 lines, as TransLog and LogLLM window them."""
     return {
         "hdfs": SystemSettings(
             format="hdfs",
+            masks="hdfs",
             drain={"depth": 4, "sim_th": 0.5},
             # A block's lines can be ~15 h apart (deletions long after writes), so the event-time gap is a day and a
             # quiet stream's sessions are closed by the wall-clock idle timeout.
@@ -101,7 +126,7 @@ def _builtin_systems() -> dict[str, SystemSettings]:
         "thunderbird": SystemSettings(
             format="thunderbird", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20}
         ),
-        "raw": SystemSettings(format="raw", window={"kind": "count_tumbling", "size": 20}),
+        "raw": SystemSettings(format="raw", window=TUMBLING_20),
     }
 
 

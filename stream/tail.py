@@ -36,6 +36,16 @@ def render(record: Any) -> bytes:
     )
 
 
+async def assign_from_beginning(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to a group-less consumer, positioned at the beginning."""
+    partitions = await _partitions(consumer, topic, timeout_s)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if tps:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+    return tps
+
+
 async def tail(
     settings: Settings, topic: str, max_records: int | None, timeout_s: float, out: TextIO = sys.stdout
 ) -> int:
@@ -44,10 +54,8 @@ async def tail(
     await consumer.start()
     printed = 0
     try:
-        partitions = await _partitions(consumer, topic, timeout_s)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if not await assign_from_beginning(consumer, topic, timeout_s):
+            return 0
         quiet_since = time.monotonic()
         while max_records is None or printed < max_records:
             batch = await consumer.getmany(timeout_ms=200)
@@ -70,34 +78,36 @@ async def tail(
 async def _partitions(consumer: Any, topic: str, timeout_s: float) -> set[int]:
     deadline = time.monotonic() + timeout_s
     while True:
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
             return set(partitions)
         if time.monotonic() >= deadline:
             return set()
-        await consumer._client.force_metadata_update()
         await asyncio.sleep(0.2)
 
 
-async def read_json_records(settings: Settings, topic: str) -> list[Any]:
-    """Every JSON record now in ``topic`` (up to its current end offsets), in partition then offset order."""
+async def read_records(settings: Settings, topic: str) -> list[Any]:
+    """Every record now in ``topic`` (up to its current end offsets), in partition then offset order."""
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     out: list[Any] = []
     try:
-        partitions = await _partitions(consumer, topic, timeout_s=5.0)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await assign_from_beginning(consumer, topic, timeout_s=5.0)
         if not tps:
             return out
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=500)
             for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records if r.value is not None)
+                out.extend(records)
             remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
     finally:
         await consumer.stop()
     return out
+
+
+async def read_json_records(settings: Settings, topic: str) -> list[Any]:
+    """The JSON values of every record now in ``topic``."""
+    return [orjson.loads(r.value) for r in await read_records(settings, topic) if r.value is not None]

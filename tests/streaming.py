@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import re
 import time
@@ -11,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
 
 from stream.pipeline.kafka_clients import make_consumer
 from stream.settings import Settings, SystemSettings, Topics, load_settings
+from stream.tail import assign_from_beginning
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLOCK = re.compile(r"blk_-?\d+")
@@ -53,8 +52,9 @@ def block_lines(path: Path) -> dict[str, list[int]]:
     return dict(blocks)
 
 
-async def read_topic(settings: Settings, topic: str, *, until: int | None = None, quiet_s: float = 5.0,
-                     timeout_s: float = 120.0) -> list[dict[str, Any]]:
+async def read_topic(
+    settings: Settings, topic: str, *, until: int | None = None, quiet_s: float = 5.0, timeout_s: float = 120.0
+) -> list[dict[str, Any]]:
     """All JSON records of a topic: stops once ``until`` records are read and none came for a short while, or
     when none came for ``quiet_s``, or at ``timeout_s``."""
     consumer = make_consumer(settings, group_id=None)
@@ -62,15 +62,7 @@ async def read_topic(settings: Settings, topic: str, *, until: int | None = None
     out: list[dict[str, Any]] = []
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = None
-        while not partitions and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await asyncio.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await assign_from_beginning(consumer, topic, timeout_s)
         last = time.monotonic()
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.broker.admin import ensure_topics
+from stream.pipeline.topics import create_topics
 from tests.broker.running import RunningBroker
 
 pytestmark = pytest.mark.broker
@@ -58,7 +58,7 @@ def test_create_compacted_topic(kafka_broker: RunningBroker, topic_prefix: str) 
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
         await admin.start()
         try:
-            await ensure_topics(
+            await create_topics(
                 admin,
                 [NewTopic(topic, num_partitions=3, replication_factor=1, topic_configs={"cleanup.policy": "compact"})],
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -36,8 +37,13 @@ def test_raw_line_falls_back_to_the_topic_default_system_and_broker_time() -> No
 
 @pytest.mark.parametrize(
     ("ts", "expected"),
-    [(1700000000123, 1700000000123), ("1700000000123", 1700000000123), ("2023-11-14T22:13:20Z", 1700000000000),
-     ("2023-11-14T22:13:20", 1700000000000), ("2023-11-14T23:13:20+01:00", 1700000000000)],
+    [
+        (1700000000123, 1700000000123),
+        ("1700000000123", 1700000000123),
+        ("2023-11-14T22:13:20Z", 1700000000000),
+        ("2023-11-14T22:13:20", 1700000000000),
+        ("2023-11-14T23:13:20+01:00", 1700000000000),
+    ],
 )
 def test_json_record_ts_in_epoch_ms_or_iso8601(ts: object, expected: int) -> None:
     line = decode(orjson.dumps({"system": "raw", "message": "hello", "ts": ts, "label": "anomalous"}))
@@ -77,7 +83,9 @@ def test_bad_records_become_dead_letters_with_a_reason(value: bytes | None, head
 @settings(max_examples=400, deadline=None)
 @given(
     value=st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
-    headers=st.lists(st.tuples(st.sampled_from(["system", "label", "key_labels", "x"]), st.binary(max_size=20)), max_size=3),
+    headers=st.lists(
+        st.tuples(st.sampled_from(["system", "label", "key_labels", "x"]), st.binary(max_size=20)), max_size=3
+    ),
 )
 def test_decode_never_raises_on_arbitrary_bytes(value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
     assert isinstance(decode(value, headers), LogLine | DeadLetter)

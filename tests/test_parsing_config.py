@@ -18,7 +18,7 @@ from stream.parsing.config import DEFAULT_MASKS, LOGHUB_SETTINGS, DrainParams, M
         ({"depth": True}, "drain.depth"),
         ({"max_children": 1}, "drain.max_children"),
         ({"max_clusters": 0}, "drain.max_clusters"),
-        ({"extra_delimiters": ["_"]}, "drain.extra_delimiters"),
+        ({"extra_delimiters": "_"}, "drain.extra_delimiters"),
         ({"extra_delimiters": ("",)}, "drain.extra_delimiters"),
         ({"parametrize_numeric_tokens": 1}, "drain.parametrize_numeric_tokens"),
         ({"match_cache_size": -1}, "drain.match_cache_size"),
@@ -34,6 +34,7 @@ def test_drain_params_errors_name_the_field(kwargs: dict[str, object], setting: 
 def test_drain_params_accept_edges() -> None:
     assert DrainParams(sim_th=1, max_clusters=None, match_cache_size=0).sim_th == 1
     assert DrainParams(depth=3, extra_delimiters=("_", "=")).depth == 3
+    assert DrainParams(extra_delimiters=["_"]).extra_delimiters == ("_",)  # type: ignore[arg-type]  # from YAML
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -147,7 +148,7 @@ def _good_snapshot() -> dict[str, object]:
         lambda s: {**s, "masks": [["ip", r"\d+"]]},
     ],
 )
-def test_garbage_snapshot_raises_state_error(corrupt) -> None:  # noqa: ANN001
+def test_garbage_snapshot_raises_state_error(corrupt: Callable[[dict], object]) -> None:
     with pytest.raises(StateError):
         SystemParser.restore(TIGHT, DEFAULT_MASKS, corrupt(_good_snapshot()))
 
@@ -158,3 +159,14 @@ def test_restore_with_other_settings_is_refused() -> None:
         SystemParser.restore(dataclasses.replace(TIGHT, sim_th=0.7), DEFAULT_MASKS, snapshot)
     with pytest.raises(StateError, match="masks"):
         SystemParser.restore(TIGHT, [*DEFAULT_MASKS, MaskRule("x", "x")], snapshot)
+
+
+def test_restore_keeps_routing_that_rebuilding_the_tree_would_lose() -> None:
+    # "a x" gets its own first-token node; max_children=2 then sends "b x" and "c y" under the wildcard node,
+    # and max_clusters=2 evicts "a x". Re-adding the live templates into a fresh tree would file "b x" under its
+    # own node "b", so "d x" would no longer meet it and would open a new cluster; the saved tree keeps the route.
+    params = DrainParams(depth=4, sim_th=0.4, max_children=2, max_clusters=2, match_cache_size=0)
+    parser = SystemParser(params, [])
+    assert [parser.parse(line).template_id for line in ("a x", "b x", "c y")] == [1, 2, 3]
+    restored = SystemParser.restore(params, [], orjson.loads(orjson.dumps(parser.snapshot())))
+    assert restored.parse("d x") == parser.parse("d x") == ParsedTemplate(2, "<*> x", "d x")

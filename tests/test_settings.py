@@ -14,7 +14,10 @@ def test_defaults_name_the_topics_and_ready_systems() -> None:
     settings = load_settings()
     assert (settings.topics.logs, settings.topics.windows, settings.topics.alerts) == ("logs", "windows", "alerts")
     assert (settings.topics.feedback, settings.topics.model_updates, settings.topics.deadletter) == (
-        "feedback", "model-updates", "deadletter")
+        "feedback",
+        "model-updates",
+        "deadletter",
+    )
     assert {"hdfs", "bgl", "thunderbird"} <= set(settings.systems)
     assert settings.max_line_bytes == 64 * 1024 and settings.inputs == ("logs",)
 
@@ -56,7 +59,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_systems_file_defines_systems(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 systems:
   switch:
     format_regex: '(?P<timestamp>\\d+) (?P<content>.*)'
@@ -65,7 +70,8 @@ systems:
     drain: {depth: 5, sim_th: 0.6}
     window: {kind: count_sliding, size: 20, step: 4}
 default_systems: {logs: switch}
-""")
+""",
+    )
     settings = load_settings(systems_file=path)
     assert set(settings.systems) == {"switch"} and settings.default_systems == {"logs": "switch"}
     content, event_ms = settings.systems["switch"].line_format("switch").split("1700000000000 port up")

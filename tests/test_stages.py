@@ -40,7 +40,9 @@ def lines_topic_records() -> list[InputRecord]:
             for out in ingest.process(raw):
                 records.append(InputRecord(out.topic, 0, len(records), out.key, out.value, 10_000 + number * 3))
             if number % 500 == 499:  # a quiet spell: time jumps past the idle timeouts, then a tick
-                records.append(InputRecord(SETTINGS.topics.lines, 0, len(records), None, TICK, 10_000 + number * 3 + 5_000))
+                records.append(
+                    InputRecord(SETTINGS.topics.lines, 0, len(records), None, TICK, 10_000 + number * 3 + 5_000)
+                )
     return records
 
 
@@ -85,7 +87,12 @@ def test_repeated_upstream_records_are_dropped() -> None:
     records = lines_topic_records()[:300]
     once = run(ParsePartition, records)
     # An upstream replay after a crash: records 100..199 arrive again (with new offsets in this topic).
-    repeated = records[:200] + [
-        InputRecord(r.topic, r.partition, 200 + i, r.key, r.value, r.timestamp_ms) for i, r in enumerate(records[100:200])
-    ] + records[200:]
+    repeated = (
+        records[:200]
+        + [
+            InputRecord(r.topic, r.partition, 200 + i, r.key, r.value, r.timestamp_ms)
+            for i, r in enumerate(records[100:200])
+        ]
+        + records[200:]
+    )
     assert run(ParsePartition, repeated) == once

@@ -61,7 +61,9 @@ def test_hdfs_5k_gives_exactly_one_session_window_per_block(kafka_broker: Runnin
 
 def test_bgl_2k_count_tumbling_gives_100_windows_in_order(kafka_broker: RunningBroker, topic_prefix: str) -> None:
     bgl = SystemSettings(format="bgl", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20})
-    settings = settings_for(kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"bgl": bgl})
+    settings = settings_for(
+        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"bgl": bgl}
+    )
     path = DATA / "bgl" / "BGL_2k.log"
 
     async def scenario() -> list[dict]:
@@ -90,14 +92,22 @@ BAD_RECORDS: list[tuple[bytes, list[tuple[str, bytes]], str]] = [
     (b"a line with no system at all", [], "no system"),
     (b"not a bgl line", [("system", b"bgl")], "does not match format"),
     (b'{"message": "no system field"}', [], "no system"),
-    (b'{"system": "bgl", "message": "1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-13-45-15.42.50.675872 '
-     b'R02-M1-N0-C:J12-U11 RAS KERNEL INFO bad month"}', [], "does not parse"),
+    (
+        b'{"system": "bgl", "message": "1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-13-45-15.42.50.675872 '
+        b'R02-M1-N0-C:J12-U11 RAS KERNEL INFO bad month"}',
+        [],
+        "does not parse",
+    ),
 ]
 
 
-def test_bad_records_go_to_deadletter_and_good_ones_are_windowed(kafka_broker: RunningBroker, topic_prefix: str) -> None:
+def test_bad_records_go_to_deadletter_and_good_ones_are_windowed(
+    kafka_broker: RunningBroker, topic_prefix: str
+) -> None:
     bgl = SystemSettings(format="bgl", window={"kind": "count_tumbling", "size": 20})
-    settings = settings_for(kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"bgl": bgl})
+    settings = settings_for(
+        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"bgl": bgl}
+    )
     good = [r for r in replay_records(DATA / "bgl" / "BGL_2k.log", "bgl", bgl.line_format("bgl"))][:200]
 
     async def scenario() -> tuple[list[dict], list[dict]]:

@@ -103,7 +103,9 @@ def test_two_workers_share_partitions_and_agree_on_templates(
             worker_process(settings, systems_file, tmp_path / "b.log"),
         ):
             await asyncio.sleep(6)  # both join the groups before the data arrives
-            await replay(settings, replay_records(hdfs_path, "hdfs", settings.systems["hdfs"].line_format("hdfs")), "hdfs")
+            await replay(
+                settings, replay_records(hdfs_path, "hdfs", settings.systems["hdfs"].line_format("hdfs")), "hdfs"
+            )
             await replay(settings, replay_records(bgl_path, "bgl", bgl.line_format("bgl")), "bgl")
             return await read_topic(settings, settings.topics.windows, until=len(truth) + 100, timeout_s=180)
 

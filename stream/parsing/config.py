@@ -79,6 +79,9 @@ class DrainParams:
             raise ConfigError("drain.max_children", "must be an integer >= 2")
         if self.max_clusters is not None and (not _is_int(self.max_clusters) or self.max_clusters < 1):
             raise ConfigError("drain.max_clusters", "must be a positive integer or None (unbounded)")
+        if isinstance(self.extra_delimiters, list):
+            # Settings read from YAML/JSON give lists; keep the dataclass hashable and immutable.
+            object.__setattr__(self, "extra_delimiters", tuple(self.extra_delimiters))
         if not isinstance(self.extra_delimiters, tuple) or not all(
             isinstance(d, str) and d for d in self.extra_delimiters
         ):

@@ -13,6 +13,13 @@ Precedence (how this differs from drain3's sequential masking):
   (e.g. its look-behind sees the ``>`` of ``<IP>``), and could even match inside them.
 
 When no two rules can match overlapping text, both give the same result; the tests check that on real logs.
+
+Speed, measured (not assumed): one pass is NOT generally ~2x faster in CPython's ``re``. A single pattern that
+opens with a literal or a character class gets a fast C scan to candidate positions; an alternation does not, so
+it pays a match attempt at every position. On Thunderbird/HDFS content, drain3's six example rules took 21/13 us
+per line one-pass vs 18/14 us sequentially; the rules in ``config`` (written to open with a character class)
+take 4.9/3.0 us one-pass vs 4.7/3.9 us sequentially. The big win is in how rules are written (``config._word``),
+not in joining them; the parser's overall speed-up comes from the cache and the Drain shortcuts (``miner``).
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ class SystemParser:
         The prefix tree is restored as saved rather than rebuilt by re-adding templates: a cluster's place in the
         tree was decided by its first line and by the nodes that existed then (``max_children``, clusters since
         evicted), and its template has generalised since, so re-adding can file it elsewhere and later lines
-        would then be routed differently from a parser that never stopped.
+        would then be routed differently from a parser that never stopped (the tests hold such a case:
+        ``test_restore_keeps_routing_that_rebuilding_the_tree_would_lose``; on the real samples it did not occur).
         """
         parser = cls(params, masks)
         if not isinstance(snapshot, dict):

@@ -6,19 +6,22 @@ Library errors are mapped to :class:`BrokerError` here, so callers deal with our
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 from stream.errors import BrokerError, ConfigError
+from stream.pipeline.topics import create_topics, wait_for_topics
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Snapshots of window state can hold many open sessions; they are compressed, but allow large ones.
 STATE_MAX_BYTES = 64 * 1024 * 1024
@@ -85,37 +88,36 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return specs
 
 
-async def ensure_topics(settings: Settings, specs: Iterable[NewTopic], replication: int | None = None) -> None:
-    """Create missing topics (existing ones are left as they are). Retries while the broker comes up."""
+async def ensure_topics(settings: Settings, specs: Iterable[NewTopic]) -> None:
+    """Create missing topics (existing ones are left as they are) and wait until every partition has a leader.
+
+    Retries while the broker comes up. Raises BrokerError when the broker refuses or never shows the topics.
+    """
     specs = list(specs)
-    if replication is not None:
-        for spec in specs:
-            spec.replication_factor = replication
     admin = AIOKafkaAdminClient(**connection_options(settings))
     try:
         await _retry(admin.start, "connect admin client")
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker created it first
-            log.info("created topics %s", ", ".join(spec.name for spec in missing))
-    except KafkaError as exc:
+        created = await create_topics(admin, missing, wait_s=30.0) if missing else set()
+        if created:
+            log.info("created topics %s", ", ".join(sorted(created)))
+        # Topics someone else created (a producer's auto-creation, an operator) keep their partition count.
+        await wait_for_topics(admin, {spec.name: 1 for spec in specs if spec.name not in created}, wait_s=30.0)
+    except (KafkaError, TimeoutError) as exc:
         raise BrokerError(f"cannot create topics: {exc}") from exc
     finally:
         await admin.close()
 
 
-async def _retry(action: Any, what: str, attempts: int = 10, delay_s: float = 0.5) -> Any:
-    for attempt in range(1, attempts + 1):
+async def _retry(action: Callable[[], Awaitable[T]], what: str, attempts: int = 10, delay_s: float = 0.5) -> T:
+    for attempt in itertools.count(1):
         try:
             return await action()
         except KafkaError as exc:
-            if attempt == attempts:
+            if attempt >= attempts:
                 raise BrokerError(f"{what}: {exc}") from exc
             log.warning("%s failed (%s), retrying in %.1fs", what, exc, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)
-    raise AssertionError("unreachable")
+    raise BrokerError(f"{what}: gave up")  # unreachable: count() never ends; keeps type checkers content

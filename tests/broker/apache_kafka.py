@@ -93,12 +93,24 @@ def cached_libs_dir() -> Path:
 
 
 def resolve_jars(libs: Path | None = None) -> Path:
-    """The dir holding the broker's jars; runs Maven only when the cache is missing or from another pom."""
+    """The dir holding the broker's jars; runs Maven only when the cache is missing or from another pom.
+
+    A dir without our marker is someone else's: used as is when it holds the right kafka jar, never replaced.
+    """
     libs = libs or cached_libs_dir()
     wanted = hashlib.sha256(POM.read_bytes()).hexdigest()
     marker = libs / _MARKER
     if marker.is_file() and marker.read_text().strip() == wanted:
         return libs
+    if libs.exists() and not marker.is_file():
+        # Not ours (e.g. ADAPTLOG_KAFKA_CACHE=/opt/kafka/libs, or jars copied in by hand): use it if it holds
+        # the right Kafka, never delete it. Without log4j-slf4j-impl such a set just writes no server.log.
+        if (libs / f"kafka_2.13-{kafka_version()}.jar").is_file():
+            return libs
+        raise BrokerUnavailable(
+            f"{libs} exists but holds no kafka_2.13-{kafka_version()}.jar and was not made by this harness; "
+            f"remove it or point {CACHE_ENV} elsewhere"
+        )
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerUnavailable("mvn is not on PATH (needed once to fetch the Apache Kafka jars)")
@@ -128,7 +140,7 @@ def resolve_jars(libs: Path | None = None) -> Path:
         (staging / _MARKER).write_text(wanted + "\n")
         staging.chmod(0o755)  # mkdtemp makes it 0700; the cache may be shared (CI cache, other users)
         if libs.exists():
-            shutil.rmtree(libs)  # stale: made from another pom, or copied in by hand without a marker
+            shutil.rmtree(libs)  # ours (it has the marker) but made from another version of the pom
         try:
             staging.rename(libs)
         except OSError:
@@ -193,21 +205,23 @@ def _launch(java: str, libs: Path, workdir: Path, ports: _Ports, heap: str) -> s
         )
     )
     common = [
-        f"-Dkafka.logs.dir={logs}",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-Djava.awt.headless=true",
         "-cp",
         f"{libs}/*",  # java expands the wildcard itself; no shell involved
     ]
-    # The formatter is a short-lived JVM: C1 only starts it faster and it does no real work.
-    format_cmd = [java, "-XX:TieredStopAtLevel=1", *common, "kafka.tools.StorageTool", "format"]
+    # The formatter is a short-lived JVM: C1 only starts it faster and it does no real work. It logs to
+    # its own dir so its config dump does not bury the server's lines at the tail of server.log.
+    format_logs = f"-Dkafka.logs.dir={logs / 'format'}"
+    format_cmd = [java, "-XX:TieredStopAtLevel=1", format_logs, *common, "kafka.tools.StorageTool", "format"]
     format_cmd += ["-t", _cluster_id(), "-c", str(properties)]
     formatted = subprocess.run(format_cmd, capture_output=True, text=True, timeout=60, check=False)
     if formatted.returncode != 0:
         output = (formatted.stdout + formatted.stderr).strip()[-2000:]
         raise BrokerUnavailable(f"kafka-storage format failed (exit {formatted.returncode}): {output}")
 
-    server_cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", *common, "kafka.Kafka", str(properties)]
+    server_cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", f"-Dkafka.logs.dir={logs}", *common]
+    server_cmd += ["kafka.Kafka", str(properties)]
     with open(logs / "stdout.log", "wb") as stdout:
         return subprocess.Popen(
             server_cmd,
@@ -238,9 +252,10 @@ def _wait_ready(process: subprocess.Popen[bytes], bootstrap: str, workdir: Path,
 
 def _logs_tail(workdir: Path) -> str:
     logs = workdir / "logs"
+    # stdout first: a JVM that dies before logging (bad flag, no memory) only says why there.
     return (
-        f"--- server.log (tail) ---\n{log_tail(logs / 'server.log')}\n"
-        f"--- stdout.log (tail) ---\n{log_tail(logs / 'stdout.log', lines=10)}"
+        f"--- stdout.log (tail) ---\n{log_tail(logs / 'stdout.log', lines=10)}\n"
+        f"--- server.log (tail) ---\n{log_tail(logs / 'server.log')}"
     )
 
 

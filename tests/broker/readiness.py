@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from tests.broker.admin import ensure_topics
+from stream.pipeline.topics import create_topics
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ async def _attempt(bootstrap: str, topic: str, *, idempotent: bool, group: bool)
     await admin.start()
     try:
         # Already there is fine: an earlier attempt may have got this far.
-        await ensure_topics(admin, [NewTopic(topic, num_partitions=1, replication_factor=1)])
+        await create_topics(admin, [NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
 

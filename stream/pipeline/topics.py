@@ -16,20 +16,32 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 _POLL_S = 0.1
 
 
-async def ensure_topics(admin: AIOKafkaAdminClient, topics: list[NewTopic], *, wait_s: float = 15.0) -> None:
-    """Create the topics (one that already exists is fine) and wait until every partition has a leader."""
+async def create_topics(admin: AIOKafkaAdminClient, topics: list[NewTopic], *, wait_s: float = 15.0) -> set[str]:
+    """Create the topics (one that already exists is fine) and wait until every partition has a leader.
+
+    Returns the names this call created. A topic that already existed (perhaps auto-created a moment ago by a
+    producer) keeps its own partition count, so only its presence is awaited.
+    """
     response = await admin.create_topics(topics)
+    created: set[str] = set()
     for entry in response.topic_errors:
         name, code = entry[0], entry[1]
-        if code == 0 or code == TopicAlreadyExistsError.errno:
+        if code == 0:
+            created.add(name)
+            continue
+        if code == TopicAlreadyExistsError.errno:
             continue
         message = entry[2] if len(entry) > 2 else None
         raise for_code(code)(f"create topic {name}: {message}")
-    await wait_for_topics(admin, {t.name: t.num_partitions for t in topics}, wait_s=wait_s)
+    wanted = {t.name: t.num_partitions if t.name in created else 1 for t in topics}
+    await wait_for_topics(admin, wanted, wait_s=wait_s)
+    return created
 
 
 async def wait_for_topics(admin: AIOKafkaAdminClient, partitions: dict[str, int], *, wait_s: float) -> None:
     """Poll metadata until each topic shows at least the given number of partitions, all with a leader."""
+    if not partitions:
+        return  # describe_topics([]) would describe every topic in the cluster
     deadline = time.monotonic() + wait_s
     while True:
         described = await admin.describe_topics(list(partitions))
