@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from stream.errors import ConfigError, DecodeError
+from stream.timeparse import compile_time_format
 
 EPOCH_S = "epoch_s"
 EPOCH_MS = "epoch_ms"
@@ -61,12 +62,9 @@ def parse_time(text: str, time_format: str) -> int:
             return int(float(text) * 1000)
         if time_format == EPOCH_MS:
             return int(text)
-        parsed = datetime.strptime(text, time_format)
+        return compile_time_format(time_format)(text)
     except (ValueError, OverflowError) as exc:
         raise DecodeError("decode", f"timestamp {text[:64]!r} does not parse as {time_format!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 # Epoch ms beyond +-2**53 are not times anyone logs, and would not survive JSON readers that use doubles.

@@ -14,7 +14,10 @@ from stream.records import DeadLetter, LogLine
 from stream.settings import load_settings
 
 DECODER = Decoder(load_settings(default_systems={"syslog-topic": "raw"}))
-HDFS_LINE = b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106"
+HDFS_LINE = (
+    b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906 "
+    b"src: /10.250.19.102:54106"
+)
 
 
 def decode(value: bytes | None, headers: list[tuple[str, bytes]] | None = None, topic: str = "logs") -> object:

@@ -81,7 +81,7 @@ class CheckpointStore:
             remaining = {tp for tp in state_tps if end[tp] > 0}
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=1000)
-                for tp, records in batch.items():
+                for records in batch.values():
                     for record in records:
                         if record.key in wanted:
                             if record.value is None:

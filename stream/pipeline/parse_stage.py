@@ -8,7 +8,7 @@ keyed by that key, so every line of a session meets on one partition whichever w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from stream.parsing.miner import SystemParser
@@ -98,11 +98,13 @@ class ParsePartition:
             )
             return [dead_letter(self._settings.topics.deadletter, letter)]
         out = []
+        line_dict = window_line.to_dict()
         for index, key in enumerate(keys):
-            keyed_line = replace(window_line, label=line.key_labels.get(key, line.label))
+            # HDFS labels blocks, not lines: the line carries the label of the session it is routed to.
+            keyed_line = {**line_dict, "label": line.key_labels.get(key, line.label)}
             envelope = Envelope(
                 upstream=(record.topic, record.partition, record.offset, index),
-                payload={"system": line.system, "line": keyed_line.to_dict()},
+                payload={"system": line.system, "line": keyed_line},
                 key=key,
             )
             out.append(Outgoing(self._settings.topics.sessions, encode(envelope), key=key.encode()))

@@ -1,0 +1,145 @@
+"""The stream worker's per-line CPU path against plain drain3: decode + mask + Drain + window, no Kafka I/O.
+
+Ours: each raw record goes through the real stage processors exactly as ``adaptlog run`` feeds them (ingest:
+decode and validate; parse: mask, mine, window or route by session key; session: session windows), including the
+JSON envelopes the stages exchange. Baseline: drain3's ``TemplateMiner.add_log_message`` with the same mask rules
+and Drain settings on the content of the same lines (cut out beforehand, outside the timing: drain3 alone does no
+decoding and no windowing, so the comparison favours it). Best of ``--repeat``, sides alternated per round.
+
+    python bench/pipeline_bench.py [--max-lines N] [--repeat 3]   -> bench/results/pipeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from drain3.template_miner import TemplateMiner
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stream.decode import Decoder  # noqa: E402
+from stream.parsing.config import drain3_config  # noqa: E402
+from stream.pipeline.ingest_stage import IngestPartition  # noqa: E402
+from stream.pipeline.parse_stage import ParsePartition  # noqa: E402
+from stream.pipeline.session_stage import SessionPartition  # noqa: E402
+from stream.pipeline.stage import InputRecord  # noqa: E402
+from stream.records import Envelope, encode  # noqa: E402
+from stream.replay import replay_records  # noqa: E402
+from stream.settings import Settings, load_settings  # noqa: E402
+from tests.streaming import DATA  # noqa: E402
+
+# system -> file; the built-in systems give format, Loghub masks, Drain settings and windows (HDFS: sessions by
+# block id; BGL and Thunderbird: tumbling windows of 20 lines).
+DATASETS = {
+    "hdfs": DATA / "hdfs" / "HDFS_2pct_blocks.log.gz",
+    "bgl": DATA / "bgl" / "BGL_raw_labeled_6.8k.log",
+    "thunderbird": DATA / "thunderbird" / "Thunderbird_19k.log.gz",
+}
+
+
+def input_records(settings: Settings, system: str, max_lines: int | None) -> list[InputRecord]:
+    fmt = settings.systems[system].line_format(system)
+    replayed = list(replay_records(DATASETS[system], system, fmt))[:max_lines]
+    return [InputRecord("logs", 0, i, system.encode(), r.value, 1_000 + i, r.headers) for i, r in enumerate(replayed)]
+
+
+def time_stages(settings: Settings, records: list[InputRecord]) -> tuple[float, int, int]:
+    """Seconds through ingest -> parse -> session, windows closed, templates."""
+    ingest = IngestPartition(settings, Decoder(settings))
+    parse, session = ParsePartition(settings), SessionPartition(settings)
+    topics = settings.topics
+    windows = 0
+    started = time.perf_counter()
+    for record in records:
+        for line_out in ingest.process(record):
+            lines_record = InputRecord(
+                topics.lines, 0, record.offset, line_out.key, line_out.value, record.timestamp_ms
+            )
+            for out in parse.process(lines_record):
+                if out.topic == topics.sessions:
+                    keyed = InputRecord(topics.sessions, 0, record.offset, out.key, out.value, record.timestamp_ms)
+                    windows += sum(o.topic == topics.windows for o in session.process(keyed))
+                else:
+                    windows += out.topic == topics.windows
+    # The stream's end: a tick past every idle timeout closes the open sessions and windows (timed too).
+    end_ms = records[-1].timestamp_ms + 3_600_000 if records else 0
+    tick = encode(Envelope(upstream=None, payload=None))
+    windows += sum(
+        o.topic == topics.windows for o in parse.process(InputRecord(topics.lines, 0, 0, None, tick, end_ms))
+    )
+    windows += len(session.process(InputRecord(topics.sessions, 0, 0, None, tick, end_ms)))
+    seconds = time.perf_counter() - started
+    templates = sum(len(s["parser"]["clusters"]) for s in parse.snapshot()["systems"].values())
+    return seconds, windows, templates
+
+
+def time_drain3(settings: Settings, system: str, contents: list[str]) -> tuple[float, int]:
+    spec = settings.systems[system]
+    miner = TemplateMiner(config=drain3_config(spec.drain_params(system), spec.mask_rules(system)))
+    add = miner.add_log_message
+    started = time.perf_counter()
+    for content in contents:
+        add(content)
+    return time.perf_counter() - started, len(miner.drain.clusters)
+
+
+def bench(settings: Settings, system: str, max_lines: int | None, repeat: int) -> dict[str, Any]:
+    records = input_records(settings, system, max_lines)
+    fmt = settings.systems[system].line_format(system)
+    contents = [fmt.split(r.value.decode())[0] for r in records if r.value is not None]
+    best = {"adaptlog": float("inf"), "drain3": float("inf")}
+    windows = templates = drain3_templates = 0
+    for _ in range(repeat):
+        gc.collect()
+        seconds, drain3_templates = time_drain3(settings, system, contents)
+        best["drain3"] = min(best["drain3"], seconds)
+        gc.collect()
+        seconds, windows, templates = time_stages(settings, records)
+        best["adaptlog"] = min(best["adaptlog"], seconds)
+    lines = len(records)
+    return {
+        "lines": lines,
+        "adaptlog_decode_mask_drain_window": {
+            "seconds": round(best["adaptlog"], 3),
+            "lines_per_s": round(lines / best["adaptlog"]),
+            "windows": windows,
+            "templates": templates,
+        },
+        "drain3_add_log_message": {
+            "seconds": round(best["drain3"], 3),
+            "lines_per_s": round(lines / best["drain3"]),
+            "templates": drain3_templates,
+        },
+        "ratio": round(best["drain3"] / best["adaptlog"], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-lines", type=int)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    results = {system: bench(settings, system, args.max_lines, args.repeat) for system in DATASETS}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    for system, result in results.items():
+        ours, theirs = result["adaptlog_decode_mask_drain_window"], result["drain3_add_log_message"]
+        print(
+            f"{system:<12} {result['lines']:>7} lines  adaptlog {ours['lines_per_s']:>8} lines/s "
+            f"({ours['templates']} templates, {ours['windows']} windows)  drain3 {theirs['lines_per_s']:>8} lines/s "
+            f"({theirs['templates']} templates)  ratio {result['ratio']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
