@@ -96,3 +96,24 @@ def test_repeated_upstream_records_are_dropped() -> None:
         + records[200:]
     )
     assert run(ParsePartition, repeated) == once
+
+
+def test_event_time_windows_dead_letter_late_lines_with_a_reason() -> None:
+    spec = SystemSettings(format="raw", window={"kind": "event_tumbling", "size_ms": 1_000, "grace_ms": 200})
+    settings = load_settings(systems={"app": spec})
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    # (event ms, message): the 1500 ms line arrives after the watermark (2300 - 200) passed its window's end (2000).
+    events = [(100, "a"), (900, "b"), (1_100, "c"), (2_300, "d"), (1_500, "late e"), (3_250, "f")]
+    out: list[Outgoing] = []
+    for offset, (event_ms, message) in enumerate(events):
+        value = orjson.dumps({"system": "app", "message": message, "ts": event_ms})
+        for line in ingest.process(InputRecord("logs", 0, offset, None, value, 0)):
+            out += parse.process(InputRecord(settings.topics.lines, 0, offset, line.key, line.value, 0))
+    windows = [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
+    assert [(w["start_ms"], w["end_ms"], [line["masked"] for line in w["lines"]]) for w in windows] == [
+        (0, 1_000, ["a", "b"]),
+        (1_000, 2_000, ["c"]),
+        (2_000, 3_000, ["d"]),  # closed by f: watermark 3250 - 200 passes 3000
+    ]
+    (late,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.deadletter]
+    assert late["stage"] == "window" and late["reason"].startswith("late") and late["offset"] == 4

@@ -10,48 +10,36 @@ import asyncio
 import logging
 from collections import Counter
 
+from aiokafka import AIOKafkaProducer
+
 from stream.decode import Decoder
 from stream.pipeline import ingest_stage, parse_stage, session_stage
 from stream.pipeline.checkpoint import CheckpointStore
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
-from stream.pipeline.runner import StageRunner
+from stream.pipeline.runner import ProcessorFactory, StageRunner
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGES = (ingest_stage.STAGE, parse_stage.STAGE, session_stage.STAGE)
 
 
-def build_runners(settings: Settings, producer, checkpoints: CheckpointStore) -> list[StageRunner]:
+def build_runners(settings: Settings, producer: AIOKafkaProducer, checkpoints: CheckpointStore) -> list[StageRunner]:
     decoder = Decoder(settings)
     topics = settings.topics
-    return [
-        StageRunner(
-            ingest_stage.STAGE,
-            settings,
-            settings.inputs,
-            lambda tp, state: ingest_stage.IngestPartition(settings, decoder),
-            producer,
-            checkpoints,
-            stateful=False,
-        ),
-        StageRunner(
-            parse_stage.STAGE,
-            settings,
-            (topics.lines,),
-            lambda tp, state: parse_stage.ParsePartition(settings, state),
-            producer,
-            checkpoints,
-            stateful=True,
-        ),
-        StageRunner(
+    # (stage, input topics, processor per assigned partition, whether it keeps checkpointed state)
+    stages: list[tuple[str, tuple[str, ...], ProcessorFactory, bool]] = [
+        (ingest_stage.STAGE, settings.inputs, lambda tp, state: ingest_stage.IngestPartition(settings, decoder), False),
+        (parse_stage.STAGE, (topics.lines,), lambda tp, state: parse_stage.ParsePartition(settings, state), True),
+        (
             session_stage.STAGE,
-            settings,
             (topics.sessions,),
             lambda tp, state: session_stage.SessionPartition(settings, state),
-            producer,
-            checkpoints,
-            stateful=True,
+            True,
         ),
+    ]
+    return [
+        StageRunner(stage, settings, inputs, factory, producer, checkpoints, stateful=stateful)
+        for stage, inputs, factory, stateful in stages
     ]
 
 
