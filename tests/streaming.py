@@ -19,15 +19,18 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLOCK = re.compile(r"blk_-?\d+")
 
 
-def settings_for(bootstrap: str, prefix: str, idempotent: bool = True, **overrides: Any) -> Settings:
-    """Settings whose topics and consumer groups are unique to one test."""
+def settings_for(
+    bootstrap: str, prefix: str, idempotent: bool = True, checkpoint_interval_ms: int = 1000, **overrides: Any
+) -> Settings:
+    """Settings whose topics and consumer groups are unique to one test (checkpoints more often than in production,
+    so that crash tests exercise restores from recent checkpoints)."""
     topics = Topics(**{name: f"{prefix}-{default}" for name, default in Topics().model_dump().items()})
     return load_settings(
         bootstrap_servers=bootstrap,
         topics=topics,
         group_prefix=prefix,
         idempotent_producer=idempotent,
-        checkpoint_interval_ms=1000,
+        checkpoint_interval_ms=checkpoint_interval_ms,
         **overrides,
     )
 
