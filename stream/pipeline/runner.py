@@ -29,6 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import make_consumer
 from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor, dead_letter
@@ -62,7 +63,8 @@ class StageRunner:
         self._processors: dict[TopicPartition, PartitionProcessor] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._dirty: set[TopicPartition] = set()
-        self._pending: list[asyncio.Future[Any]] = []
+        self._unflushed = False  # records sent since the last checkpoint
+        self._delivery_error: BaseException | None = None  # the first record the broker refused after retries
         self._lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
         self._consumer: AIOKafkaConsumer | None = None
         self.counts: Counter[str] = Counter()
@@ -119,7 +121,13 @@ class StageRunner:
 
     async def _send(self, out: Outgoing, partition: int | None = None) -> None:
         self.counts[f"out:{out.topic}"] += 1
-        self._pending.append(await self._producer.send(out.topic, out.value, key=out.key, partition=partition))
+        delivery = await self._producer.send(out.topic, out.value, key=out.key, partition=partition)
+        delivery.add_done_callback(self._on_delivery)  # keeps no reference: memory stays flat between checkpoints
+        self._unflushed = True
+
+    def _on_delivery(self, delivery: asyncio.Future[Any]) -> None:
+        if self._delivery_error is None and not delivery.cancelled() and delivery.exception() is not None:
+            self._delivery_error = delivery.exception()
 
     async def _write_ticks(self) -> None:
         tick = encode(Envelope(upstream=None, payload=None))
@@ -134,12 +142,14 @@ class StageRunner:
         return highwater is not None and self._positions.get(tp, 0) >= highwater
 
     async def _checkpoint(self, tps: set[TopicPartition]) -> None:
-        if not tps and not self._pending:
+        if not tps and not self._unflushed:
             return
         await self._producer.flush()
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()  # a record the broker refused after retries is a broken broker: fail loudly
+        self._unflushed = False
+        if self._delivery_error is not None:
+            # A record the broker refused after the producer's retries: checkpointing now would skip it. Fail
+            # loudly; the restart replays from the last checkpoint, so nothing is lost.
+            raise BrokerError(f"{self.stage}: a record was not delivered: {self._delivery_error}")
         offsets = {tp: self._positions[tp] for tp in tps if tp in self._positions}
         if self._stateful:
             for tp, offset in offsets.items():
