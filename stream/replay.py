@@ -12,7 +12,6 @@ depend on that order).
 from __future__ import annotations
 
 import asyncio
-import csv
 import gzip
 import re
 import time
@@ -23,23 +22,19 @@ from pathlib import Path
 import orjson
 
 from stream.formats import LineFormat
+from stream.labels import read_block_labels
 from stream.pipeline.kafka_clients import make_producer
 from stream.records import ANOMALOUS, NORMAL
 from stream.settings import Settings
 
 HDFS_BLOCK = re.compile(r"blk_-?\d+")
+__all__ = ["ReplayRecord", "read_block_labels", "replay", "replay_records"]
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayRecord:
     value: bytes
     headers: list[tuple[str, bytes]]
-
-
-def read_block_labels(path: Path) -> dict[str, str]:
-    """A Loghub ``BlockId,Label`` CSV (Normal/Anomaly) as block id -> normal/anomalous."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        return {row["BlockId"]: ANOMALOUS if row["Label"] == "Anomaly" else NORMAL for row in csv.DictReader(handle)}
 
 
 def open_text(path: Path) -> Iterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import orjson
 import pytest
@@ -106,3 +107,16 @@ JSON_VALUES = st.recursive(
 def test_decode_never_raises_on_arbitrary_json_objects(fields: dict) -> None:
     value = json.dumps(fields).encode()  # stdlib: it also writes integers beyond 64 bits, which orjson refuses
     assert isinstance(decode(value, [("system", b"raw")]), LogLine | DeadLetter)
+
+
+def test_block_labels_must_be_normal_or_anomaly(tmp_path: Path) -> None:
+    from stream.errors import ConfigError
+    from stream.labels import read_block_labels
+
+    good = tmp_path / "labels.csv"
+    good.write_text("BlockId,Label\nblk_1,Normal\nblk_-2,Anomaly\n")
+    assert read_block_labels(good) == {"blk_1": "normal", "blk_-2": "anomalous"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("BlockId,Label\nblk_1,Normal\nblk_2,anomaly?\n")
+    with pytest.raises(ConfigError, match="line 3: label 'anomaly\\?' is neither Normal nor Anomaly"):
+        read_block_labels(bad)

@@ -16,10 +16,12 @@ from typing import Any
 
 from stream.errors import ConfigError, DecodeError
 from stream.formats import LineFormat
+from stream.labels import read_block_labels as read_stream_labels
 from stream.parsing.miner import SystemParser
+from stream.records import ANOMALOUS as ANOMALOUS_LABEL
 from stream.settings import Settings, SystemSettings
 from stream.windowing import ClosedWindow, Item, build, policy_from_dict
-from trainer.datasets.files import csv_rows, file_error, numbered_lines
+from trainer.datasets.files import file_error, numbered_lines
 from trainer.datasets.model import ANOMALOUS, NORMAL, Dataset, LabeledWindow
 
 NORMAL_TAG = "-"  # Loghub's label column: "-" for a normal line, else the alert category
@@ -34,14 +36,10 @@ def builtin_system(name: str) -> SystemSettings:
 
 
 def read_block_labels(path: Path) -> dict[str, int]:
-    """A Loghub ``BlockId,Label`` CSV (Normal / Anomaly) as block id -> 0/1; any other label is an error."""
-    labels: dict[str, int] = {}
-    for number, row in csv_rows(path, ("BlockId", "Label")):
-        value = row["Label"]
-        if value not in ("Normal", "Anomaly"):
-            raise file_error(path, f"line {number}: label {value[:40]!r} is neither Normal nor Anomaly")
-        labels[row["BlockId"]] = ANOMALOUS if value == "Anomaly" else NORMAL
-    return labels
+    """A Loghub ``BlockId,Label`` CSV as block id -> 0/1 (the stream's strict reader: any other label is an error)."""
+    return {
+        block: ANOMALOUS if label == ANOMALOUS_LABEL else NORMAL for block, label in read_stream_labels(path).items()
+    }
 
 
 def load_hdfs(
