@@ -7,6 +7,7 @@ after it, so a processor must give the same outputs after restore as if it had n
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from stream.decode import Decoder
 from stream.pipeline.ingest_stage import IngestPartition
@@ -117,3 +118,19 @@ def test_event_time_windows_dead_letter_late_lines_with_a_reason() -> None:
     ]
     (late,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.deadletter]
     assert late["stage"] == "window" and late["reason"].startswith("late") and late["offset"] == 4
+
+
+def test_a_changed_or_removed_system_starts_afresh_and_the_others_keep_their_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = lines_topic_records()
+    before = ParsePartition(SETTINGS)
+    for record in records[:6_000]:  # HDFS lines and the first BGL ones
+        before.process(record)
+    state = orjson.loads(orjson.dumps(before.snapshot()))
+    changed_bgl = BGL.model_copy(update={"drain": {"depth": 5, "sim_th": 0.7}})
+    after = ParsePartition(load_settings(systems={"bgl": changed_bgl}), state)
+    assert "no longer configured" in caplog.text and "does not fit its settings" in caplog.text
+    assert after.snapshot()["systems"] == {}  # hdfs gone, bgl restarted (nothing parsed yet)
+    same = ParsePartition(SETTINGS, state)
+    assert same.snapshot() == state  # unchanged settings: everything restored

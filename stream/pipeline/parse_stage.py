@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.parsing.miner import SystemParser
-from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, dead_letter, read_envelope
+from stream.pipeline.stage import (
+    InputRecord,
+    Outgoing,
+    UpstreamDedup,
+    dead_letter,
+    read_envelope,
+    restore_per_system,
+)
 from stream.pipeline.window_output import WindowOutput
 from stream.records import DeadLetter, Envelope, LogLine, WindowLine, encode
 from stream.settings import Settings
@@ -37,9 +44,9 @@ class ParsePartition:
         self._output = WindowOutput(settings)
         state = state or {}
         self._dedup = UpstreamDedup(state.get("upstream"))
-        self._systems: dict[str, SystemState] = {
-            name: self._system(name, saved) for name, saved in (state.get("systems") or {}).items()
-        }
+        self._systems: dict[str, SystemState] = restore_per_system(
+            state.get("systems") or {}, settings.systems, self._system, STAGE
+        )
 
     def _system(self, name: str, saved: dict[str, Any] | None = None) -> SystemState:
         spec = self._settings.systems[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, read_envelope
+from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, read_envelope, restore_per_system
 from stream.pipeline.window_output import WindowOutput
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build, policy_from_dict
@@ -18,9 +18,9 @@ class SessionPartition:
         self._output = WindowOutput(settings)
         state = state or {}
         self._dedup = UpstreamDedup(state.get("upstream"))
-        self._windowers: dict[str, Windower] = {
-            name: self._windower(name, saved) for name, saved in (state.get("windowers") or {}).items()
-        }
+        self._windowers: dict[str, Windower] = restore_per_system(
+            state.get("windowers") or {}, settings.systems, self._windower, STAGE
+        )
 
     def _windower(self, system: str, saved: dict[str, Any] | None = None) -> Windower:
         return build(policy_from_dict(self._settings.systems[system].window), saved)

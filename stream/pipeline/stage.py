@@ -7,15 +7,17 @@ A processor is deterministic: the same input records (ticks included) give the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from stream.errors import StateError
 from stream.records import DeadLetter, Envelope, encode
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,32 @@ class UpstreamDedup:
 
     def snapshot(self) -> dict[str, list[int]]:
         return dict(self._high)
+
+
+def restore_per_system(
+    saved: dict[str, Any], configured: Collection[str], restore: Callable[[str, Any], T], stage: str
+) -> dict[str, T]:
+    """Restore each system's saved state; a system whose settings changed (or that is gone) starts afresh.
+
+    A checkpoint that no longer fits the settings is an operator's change, not a bug: crashing would loop forever
+    on every restart. The system's state is dropped with an error in the log (its template ids and open windows
+    start over), and every other system keeps its state.
+    """
+    restored: dict[str, T] = {}
+    for system, state in saved.items():
+        if system not in configured:
+            log.error("%s: dropping the saved state of system %r: it is no longer configured", stage, system)
+            continue
+        try:
+            restored[system] = restore(system, state)
+        except StateError as exc:
+            log.error(
+                "%s: the saved state of system %r does not fit its settings (%s); starting it afresh",
+                stage,
+                system,
+                exc,
+            )
+    return restored
 
 
 def read_envelope(record: InputRecord) -> Envelope:
