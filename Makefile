@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench-parsing bench-stream parsing-accuracy clean
+.PHONY: demo test lint bench-parsing bench-pipeline bench-stream parsing-accuracy clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ parsing-accuracy: $(INSTALLED)
 
 bench-parsing: $(INSTALLED)
 	$(BIN)/python bench/parsing_bench.py
+
+bench-pipeline: $(INSTALLED)
+	$(BIN)/python bench/pipeline_bench.py
 
 bench-stream: $(INSTALLED)
 	$(BIN)/python bench/stream_bench.py
