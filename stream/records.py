@@ -224,7 +224,3 @@ class Envelope:
 def encode(record: Any) -> bytes:
     """Encode a record (anything with ``to_dict``) or a plain dict as JSON bytes."""
     return orjson.dumps(record.to_dict() if hasattr(record, "to_dict") else record)
-
-
-def decode_json(data: bytes) -> Any:
-    return orjson.loads(data)

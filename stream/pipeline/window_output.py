@@ -14,8 +14,6 @@ class WindowOutput:
     def __init__(self, settings: Settings) -> None:
         self._windows_topic = settings.topics.windows
         self._deadletter_topic = settings.topics.deadletter
-        self.windows_closed = 0
-        self.late_lines = 0
 
     def outgoing(self, system: str, policy: str, emitted: Emitted) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -32,7 +30,6 @@ class WindowOutput:
                 lines=lines,
             )
             out.append(Outgoing(self._windows_topic, encode(window), key=system.encode()))
-        self.windows_closed += len(emitted.closed)
         for item in emitted.late:
             # A late line is reported, never silently lost: it goes to the dead letters with its window line.
             line = WindowLine.from_dict(item.payload)
@@ -46,5 +43,4 @@ class WindowOutput:
                 system=system,
             )
             out.append(dead_letter(self._deadletter_topic, letter))
-        self.late_lines += len(emitted.late)
         return out
