@@ -30,7 +30,7 @@ from stream.pipeline.ingest_stage import IngestPartition  # noqa: E402
 from stream.pipeline.parse_stage import ParsePartition  # noqa: E402
 from stream.pipeline.session_stage import SessionPartition  # noqa: E402
 from stream.pipeline.stage import InputRecord  # noqa: E402
-from stream.records import Envelope, encode  # noqa: E402
+from stream.records import TICK, encode  # noqa: E402
 from stream.replay import replay_records  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
 from tests.streaming import DATA  # noqa: E402
@@ -50,31 +50,33 @@ def input_records(settings: Settings, system: str, max_lines: int | None) -> lis
     return [InputRecord("logs", 0, i, system.encode(), r.value, 1_000 + i, r.headers) for i, r in enumerate(replayed)]
 
 
-def time_stages(settings: Settings, records: list[InputRecord]) -> tuple[float, int, int]:
-    """Seconds through ingest -> parse -> session, windows closed, templates."""
+def time_stages(settings: Settings, records: list[InputRecord], fetch: int = 2000) -> tuple[float, int, int]:
+    """Seconds through ingest -> parse -> session, windows closed, templates. Input is handed over in chunks of
+    ``fetch`` records, as the consumer's getmany does; the internal records in between are batches of lines."""
     ingest = IngestPartition(settings, Decoder(settings))
     parse, session = ParsePartition(settings), SessionPartition(settings)
     topics = settings.topics
-    windows = 0
+    windows = lines_offset = sessions_offset = 0
     started = time.perf_counter()
-    for record in records:
-        for line_out in ingest.process(record):
-            lines_record = InputRecord(
-                topics.lines, 0, record.offset, line_out.key, line_out.value, record.timestamp_ms
-            )
-            for out in parse.process(lines_record):
+    for start in range(0, len(records), fetch):
+        chunk = records[start : start + fetch]
+        now_ms = chunk[0].timestamp_ms
+        for line_out in ingest.process_batch(chunk):
+            lines_record = InputRecord(topics.lines, 0, lines_offset, line_out.key, line_out.value, now_ms)
+            lines_offset += 1
+            for out in parse.process_batch([lines_record]):
                 if out.topic == topics.sessions:
-                    keyed = InputRecord(topics.sessions, 0, record.offset, out.key, out.value, record.timestamp_ms)
-                    windows += sum(o.topic == topics.windows for o in session.process(keyed))
+                    keyed = InputRecord(topics.sessions, 0, sessions_offset, out.key, out.value, now_ms)
+                    sessions_offset += 1
+                    windows += sum(o.topic == topics.windows for o in session.process_batch([keyed]))
                 else:
                     windows += out.topic == topics.windows
     # The stream's end: a tick past every idle timeout closes the open sessions and windows (timed too).
     end_ms = records[-1].timestamp_ms + 3_600_000 if records else 0
-    tick = encode(Envelope(upstream=None, payload=None))
-    windows += sum(
-        o.topic == topics.windows for o in parse.process(InputRecord(topics.lines, 0, 0, None, tick, end_ms))
-    )
-    windows += len(session.process(InputRecord(topics.sessions, 0, 0, None, tick, end_ms)))
+    tick = encode(TICK)
+    closing = parse.process_batch([InputRecord(topics.lines, 0, lines_offset, None, tick, end_ms)])
+    windows += sum(o.topic == topics.windows for o in closing)
+    windows += len(session.process_batch([InputRecord(topics.sessions, 0, sessions_offset, None, tick, end_ms)]))
     seconds = time.perf_counter() - started
     templates = sum(len(s["parser"]["clusters"]) for s in parse.snapshot()["systems"].values())
     return seconds, windows, templates

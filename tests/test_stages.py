@@ -14,14 +14,15 @@ from stream.pipeline.ingest_stage import IngestPartition
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import SessionPartition
 from stream.pipeline.stage import InputRecord, Outgoing
-from stream.records import Envelope, encode
+from stream.records import TICK as TICK_ENVELOPE
+from stream.records import encode
 from stream.replay import replay_records
 from stream.settings import SystemSettings, load_settings
 from tests.streaming import DATA, hdfs_system
 
 BGL = SystemSettings(format="bgl", window={"kind": "count_sliding", "size": 20, "step": 4, "idle_timeout_ms": 500})
 SETTINGS = load_settings(systems={"hdfs": hdfs_system(2_000), "bgl": BGL})
-TICK = encode(Envelope(upstream=None, payload=None))
+TICK = encode(TICK_ENVELOPE)
 
 
 def lines_topic_records() -> list[InputRecord]:
@@ -35,16 +36,25 @@ def lines_topic_records() -> list[InputRecord]:
     offset = 0
     for system, path in sources:
         fmt = SETTINGS.systems[system].line_format(system)
-        for number, replayed in enumerate(replay_records(path, system, fmt)):
-            raw = InputRecord("logs", 0, offset, system.encode(), replayed.value, 1_000 + offset, replayed.headers)
-            offset += 1
-            for out in ingest.process(raw):
-                records.append(InputRecord(out.topic, 0, len(records), out.key, out.value, 10_000 + number * 3))
-            if number % 500 == 499:  # a quiet spell: time jumps past the idle timeouts, then a tick
+        replayed = list(replay_records(path, system, fmt))
+        # Batches of 37 input records, as a consumer's fetch would hand them over: envelopes of many lines.
+        for start in range(0, len(replayed), 37):
+            raw = [
+                InputRecord("logs", 0, offset + i, system.encode(), r.value, 1_000 + offset + i, r.headers)
+                for i, r in enumerate(replayed[start : start + 37])
+            ]
+            offset += len(raw)
+            for out in ingest.process_batch(raw):
+                records.append(InputRecord(out.topic, 0, len(records), out.key, out.value, 10_000 + start * 3))
+            if start // 500 != (start + 37) // 500:  # a quiet spell: time jumps past the idle timeouts, then a tick
                 records.append(
-                    InputRecord(SETTINGS.topics.lines, 0, len(records), None, TICK, 10_000 + number * 3 + 5_000)
+                    InputRecord(SETTINGS.topics.lines, 0, len(records), None, TICK, 10_000 + start * 3 + 5_000)
                 )
     return records
+
+
+def lines_in(outgoing: list[Outgoing], topic: str) -> int:
+    return sum(len(orjson.loads(o.value)["i"]) for o in outgoing if o.topic == topic)
 
 
 def run(processor_type: type, records: list[InputRecord], stop_at: int | None = None) -> list[Outgoing]:
@@ -54,7 +64,7 @@ def run(processor_type: type, records: list[InputRecord], stop_at: int | None = 
         if index == stop_at:
             state = orjson.loads(orjson.dumps(processor.snapshot()))  # as the checkpoint topic would keep it
             processor = processor_type(SETTINGS, state)
-        out += processor.process(record)
+        out += processor.process_batch([record])
     return out
 
 
@@ -68,33 +78,34 @@ def to_sessions_topic(outgoing: list[Outgoing]) -> list[InputRecord]:
 def test_parse_stage_resumes_from_a_snapshot_exactly() -> None:
     records = lines_topic_records()
     uninterrupted = run(ParsePartition, records)
-    for stop_at in (1, 2_345, 5_000, len(records) - 3):
+    assert lines_in(records, SETTINGS.topics.lines) == 4519 + 2000 and len(records) < 300  # batched, with ticks
+    for stop_at in (1, 57, 123, len(records) - 3):
         assert run(ParsePartition, records, stop_at) == uninterrupted, stop_at
     windows = [orjson.loads(o.value) for o in uninterrupted if o.topic == SETTINGS.topics.windows]
     assert {w["policy"] for w in windows} == {"count_sliding"}  # BGL windows here; HDFS goes on to sessions
-    assert sum(o.topic == SETTINGS.topics.sessions for o in uninterrupted) == 4519
+    assert lines_in(uninterrupted, SETTINGS.topics.sessions) == 4519
 
 
 def test_session_stage_resumes_from_a_snapshot_exactly_and_closes_every_block() -> None:
     sessions = to_sessions_topic(run(ParsePartition, lines_topic_records()))
     uninterrupted = run(SessionPartition, sessions)
-    for stop_at in (7, 2_000, len(sessions) - 1):
+    for stop_at in (7, len(sessions) // 2, len(sessions) - 1):
         assert run(SessionPartition, sessions, stop_at) == uninterrupted, stop_at
     windows = [orjson.loads(o.value) for o in uninterrupted]
     assert sum(len(w["lines"]) for w in windows) == 4519
 
 
 def test_repeated_upstream_records_are_dropped() -> None:
-    records = lines_topic_records()[:300]
+    records = lines_topic_records()[:150]
     once = run(ParsePartition, records)
-    # An upstream replay after a crash: records 100..199 arrive again (with new offsets in this topic).
+    # An upstream replay after a crash: records 50..99 arrive again (with new offsets in this topic).
     repeated = (
-        records[:200]
+        records[:100]
         + [
-            InputRecord(r.topic, r.partition, 200 + i, r.key, r.value, r.timestamp_ms)
-            for i, r in enumerate(records[100:200])
+            InputRecord(r.topic, r.partition, 100 + i, r.key, r.value, r.timestamp_ms)
+            for i, r in enumerate(records[50:100])
         ]
-        + records[200:]
+        + records[100:]
     )
     assert run(ParsePartition, repeated) == once
 
@@ -108,8 +119,8 @@ def test_event_time_windows_dead_letter_late_lines_with_a_reason() -> None:
     out: list[Outgoing] = []
     for offset, (event_ms, message) in enumerate(events):
         value = orjson.dumps({"system": "app", "message": message, "ts": event_ms})
-        for line in ingest.process(InputRecord("logs", 0, offset, None, value, 0)):
-            out += parse.process(InputRecord(settings.topics.lines, 0, offset, line.key, line.value, 0))
+        for line in ingest.process_batch([InputRecord("logs", 0, offset, None, value, 0)]):
+            out += parse.process_batch([InputRecord(settings.topics.lines, 0, offset, line.key, line.value, 0)])
     windows = [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
     assert [(w["start_ms"], w["end_ms"], [line["masked"] for line in w["lines"]]) for w in windows] == [
         (0, 1_000, ["a", "b"]),
@@ -125,8 +136,8 @@ def test_a_changed_or_removed_system_starts_afresh_and_the_others_keep_their_sta
 ) -> None:
     records = lines_topic_records()
     before = ParsePartition(SETTINGS)
-    for record in records[:6_000]:  # HDFS lines and the first BGL ones
-        before.process(record)
+    for record in records[:140]:  # HDFS lines and the first BGL ones
+        before.process_batch([record])
     state = orjson.loads(orjson.dumps(before.snapshot()))
     changed_bgl = BGL.model_copy(update={"drain": {"depth": 5, "sim_th": 0.7}})
     after = ParsePartition(load_settings(systems={"bgl": changed_bgl}), state)

@@ -18,7 +18,8 @@ from stream.pipeline.ingest_stage import IngestPartition
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import SessionPartition
 from stream.pipeline.stage import InputRecord
-from stream.records import Envelope, encode
+from stream.records import TICK as TICK_ENVELOPE
+from stream.records import encode
 from stream.replay import read_block_labels, replay_records
 from stream.settings import load_settings
 from tests.streaming import DATA, block_lines
@@ -69,16 +70,18 @@ def served_windows(system: str, path: Path) -> list[dict]:
     out = []
     for offset, record in enumerate(replay_records(path, system, line_format, block_labels)):
         raw = InputRecord("logs", 0, offset, None, record.value, 1_000 + offset, record.headers)
-        for line in ingest.process(raw):
-            out += parse.process(InputRecord(settings.topics.lines, 0, offset, line.key, line.value, 1_000 + offset))
+        for line in ingest.process_batch([raw]):
+            out += parse.process_batch(
+                [InputRecord(settings.topics.lines, 0, offset, line.key, line.value, 1_000 + offset)]
+            )
     if sessions is not None:
         routed = [o for o in out if o.topic == settings.topics.sessions]
         out = []
         for offset, o in enumerate(routed):
-            out += sessions.process(InputRecord(o.topic, 0, offset, o.key, o.value, 2_000))
+            out += sessions.process_batch([InputRecord(o.topic, 0, offset, o.key, o.value, 2_000)])
         # A tick long after the last line closes every session by the idle timeout, as a quiet stream would.
-        tick = encode(Envelope(upstream=None, payload=None))
-        out += sessions.process(InputRecord(settings.topics.sessions, 0, len(routed), None, tick, 10**9))
+        tick = encode(TICK_ENVELOPE)
+        out += sessions.process_batch([InputRecord(settings.topics.sessions, 0, len(routed), None, tick, 10**9)])
     return [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
 
 

@@ -7,25 +7,32 @@ keyed by that key, so every line of a session meets on one partition whichever w
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stream.parsing.miner import SystemParser
+from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
     InputRecord,
     Outgoing,
     UpstreamDedup,
     dead_letter,
+    envelopes,
+    guarded,
     read_envelope,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import DeadLetter, Envelope, LogLine, WindowLine, encode
+from stream.records import DeadLetter, LogLine, Routed, WindowLine, encode
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build, policy_from_dict
 
 STAGE = "parse"
+# A line routed to a session: (payload, session key, text size); its upstream position is stamped per batch.
+SessionCopy = tuple[dict[str, Any], str, int]
 SESSION = "session"
 
 
@@ -39,8 +46,11 @@ class SystemState:
 
 
 class ParsePartition:
-    def __init__(self, settings: Settings, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, state: dict[str, Any] | None = None, session_partitions: int = 0) -> None:
         self._settings = settings
+        # The sessions topic's partition count as the broker has it (the worker asks at start).
+        self._all_session_partitions = list(range(session_partitions or settings.internal_partitions))
+        self._partitioner = CachedPartitioner()
         self._output = WindowOutput(settings)
         state = state or {}
         self._dedup = UpstreamDedup(state.get("upstream"))
@@ -63,34 +73,58 @@ class ParsePartition:
             has_idle_timeout=getattr(policy, "idle_timeout_ms", None) is not None,
         )
 
-    def process(self, record: InputRecord) -> list[Outgoing]:
+    def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
+        return guarded(records, self._process, STAGE, self._settings.topics.deadletter)
+
+    def _process(self, record: InputRecord) -> list[Outgoing]:
         envelope = read_envelope(record)
         if envelope.is_tick:
             return self._tick(record.timestamp_ms)
-        if envelope.upstream is None or not self._dedup.is_new(envelope.upstream):
-            return []
-        line = LogLine.from_dict(envelope.payload or {})
-        system = self._systems.get(line.system)
-        if system is None:
-            system = self._systems[line.system] = self._system(line.system)
-        parsed = system.parser.parse(line.content)
-        window_line = WindowLine(
-            topic=line.source.topic,
-            partition=line.source.partition,
-            offset=line.source.offset,
-            event_ms=line.event_ms,
-            template_id=parsed.template_id,
-            template=parsed.template,
-            masked=parsed.masked,
-            label=line.label,
-        )
-        if system.windower is None:
-            return self._route_to_sessions(record, line, window_line, system)
-        emitted = system.windower.push(Item(line.event_ms, record.timestamp_ms, window_line.to_dict()))
-        return self._output.outgoing(line.system, system.policy, emitted)
+        out: list[Outgoing] = []
+        to_sessions: dict[int, list[SessionCopy]] = {}
+        for item in envelope.items:
+            if not self._dedup.is_new(item.upstream):
+                continue
+            line = LogLine.from_dict(item.payload)
+            system = self._systems.get(line.system)
+            if system is None:
+                system = self._systems[line.system] = self._system(line.system)
+            parsed = system.parser.parse(line.content)
+            window_line = WindowLine(
+                topic=line.source.topic,
+                partition=line.source.partition,
+                offset=line.source.offset,
+                event_ms=line.event_ms,
+                template_id=parsed.template_id,
+                template=parsed.template,
+                masked=parsed.masked,
+                label=line.label,
+            )
+            if system.windower is None:
+                out += self._route_to_sessions(line, window_line, system, to_sessions)
+            else:
+                emitted = system.windower.push(Item(line.event_ms, record.timestamp_ms, window_line.to_dict()))
+                out += self._output.outgoing(line.system, system.policy, emitted)
+        # The copies routed by session key, one batch per sessions partition; the sub-index numbers them in order
+        # within this record, which keeps the downstream dedup's order per upstream partition.
+        sub = itertools.count()
+        for partition, copies in to_sessions.items():
+            stamped = [
+                (Routed((record.topic, record.partition, record.offset, next(sub)), payload, key), size)
+                for payload, key, size in copies
+            ]
+            out += [
+                Outgoing(self._settings.topics.sessions, encode(batch), partition=partition)
+                for batch in envelopes(stamped)
+            ]
+        return out
 
     def _route_to_sessions(
-        self, record: InputRecord, line: LogLine, window_line: WindowLine, system: SystemState
+        self,
+        line: LogLine,
+        window_line: WindowLine,
+        system: SystemState,
+        to_sessions: dict[int, list[tuple[Routed, int]]],
     ) -> list[Outgoing]:
         keys = list(dict.fromkeys(system.key_regex.findall(line.content))) if system.key_regex else []
         if not keys:
@@ -104,18 +138,17 @@ class ParsePartition:
                 line.system,
             )
             return [dead_letter(self._settings.topics.deadletter, letter)]
-        out = []
         line_dict = window_line.to_dict()
-        for index, key in enumerate(keys):
+        for key in keys:
             # HDFS labels blocks, not lines: the line carries the label of the session it is routed to.
             keyed_line = {**line_dict, "label": line.key_labels.get(key, line.label)}
-            envelope = Envelope(
-                upstream=(record.topic, record.partition, record.offset, index),
-                payload={"system": line.system, "line": keyed_line},
-                key=key,
-            )
-            out.append(Outgoing(self._settings.topics.sessions, encode(envelope), key=key.encode()))
-        return out
+            copy = ({"system": line.system, "line": keyed_line}, key, len(line.content))
+            to_sessions.setdefault(self._session_partition(key), []).append(copy)
+        return []
+
+    def _session_partition(self, key: str) -> int:
+        # Kafka's default partitioning of the key, so a session's lines meet on one partition of the sessions topic.
+        return self._partitioner(key.encode(), self._all_session_partitions, self._all_session_partitions)
 
     def _tick(self, now_ms: int) -> list[Outgoing]:
         out: list[Outgoing] = []

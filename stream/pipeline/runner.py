@@ -32,8 +32,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import make_consumer
-from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor, dead_letter
-from stream.records import DeadLetter, Envelope, encode
+from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor
+from stream.records import TICK, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,29 +99,21 @@ class StageRunner:
 
     async def _process(self, tp: TopicPartition, records: list[Any]) -> None:
         processor = self._processors.get(tp)
-        if processor is None:
+        if processor is None or not records:
             return  # revoked while the batch was in flight: the new owner replays it from the checkpoint
-        for raw in records:
-            record = InputRecord(
-                raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp, tuple(raw.headers or ())
-            )
-            self.counts["records_in"] += 1
-            try:
-                outgoing = processor.process(record)
-            except Exception as exc:  # one bad record never stops the stage; it is dead-lettered with the error
-                log.exception("%s: %s failed on %s", self.stage, type(exc).__name__, record.where)
-                letter = DeadLetter(
-                    self.stage, f"{type(exc).__name__}: {exc}", raw.topic, raw.partition, raw.offset, raw.value or b""
-                )
-                outgoing = [dead_letter(self._settings.topics.deadletter, letter)]
-            for out in outgoing:
-                await self._send(out)
-            self._positions[tp] = raw.offset + 1
+        batch = [
+            InputRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
+            for r in records
+        ]
+        self.counts["records_in"] += len(batch)
+        for out in processor.process_batch(batch):
+            await self._send(out)
+        self._positions[tp] = records[-1].offset + 1
         self._dirty.add(tp)
 
-    async def _send(self, out: Outgoing, partition: int | None = None) -> None:
+    async def _send(self, out: Outgoing) -> None:
         self.counts[f"out:{out.topic}"] += 1
-        delivery = await self._producer.send(out.topic, out.value, key=out.key, partition=partition)
+        delivery = await self._producer.send(out.topic, out.value, key=out.key, partition=out.partition)
         delivery.add_done_callback(self._on_delivery)  # keeps no reference: memory stays flat between checkpoints
         self._unflushed = True
 
@@ -130,12 +122,12 @@ class StageRunner:
             self._delivery_error = delivery.exception()
 
     async def _write_ticks(self) -> None:
-        tick = encode(Envelope(upstream=None, payload=None))
+        tick = encode(TICK)
         for tp, processor in self._processors.items():
             # Only a caught-up partition ticks: while a backlog is replayed (after an outage) its lines would
             # otherwise look idle and their sessions would close early.
             if processor.wants_ticks() and self._caught_up(tp):
-                await self._send(Outgoing(tp.topic, tick), partition=tp.partition)
+                await self._send(Outgoing(tp.topic, tick, partition=tp.partition))
 
     def _caught_up(self, tp: TopicPartition) -> bool:
         highwater = self._consumer.highwater(tp) if self._consumer is not None else None

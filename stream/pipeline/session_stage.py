@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, read_envelope, restore_per_system
+from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, guarded, read_envelope, restore_per_system
 from stream.pipeline.window_output import WindowOutput
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build, policy_from_dict
@@ -25,22 +26,26 @@ class SessionPartition:
     def _windower(self, system: str, saved: dict[str, Any] | None = None) -> Windower:
         return build(policy_from_dict(self._settings.systems[system].window), saved)
 
-    def process(self, record: InputRecord) -> list[Outgoing]:
+    def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
+        return guarded(records, self._process, STAGE, self._settings.topics.deadletter)
+
+    def _process(self, record: InputRecord) -> list[Outgoing]:
         envelope = read_envelope(record)
+        out: list[Outgoing] = []
         if envelope.is_tick:
-            out: list[Outgoing] = []
             for system, windower in self._windowers.items():
                 out += self._output.outgoing(system, "session", windower.tick(record.timestamp_ms))
             return out
-        if envelope.upstream is None or not self._dedup.is_new(envelope.upstream):
-            return []
-        payload = envelope.payload or {}
-        system, line = payload["system"], payload["line"]
-        windower = self._windowers.get(system)
-        if windower is None:
-            windower = self._windowers[system] = self._windower(system)
-        emitted = windower.push(Item(int(line["event_ms"]), record.timestamp_ms, line), key=envelope.key)
-        return self._output.outgoing(system, "session", emitted)
+        for item in envelope.items:
+            if not self._dedup.is_new(item.upstream):
+                continue
+            system, line = item.payload["system"], item.payload["line"]
+            windower = self._windowers.get(system)
+            if windower is None:
+                windower = self._windowers[system] = self._windower(system)
+            emitted = windower.push(Item(int(line["event_ms"]), record.timestamp_ms, line), key=item.key)
+            out += self._output.outgoing(system, "session", emitted)
+        return out
 
     def wants_ticks(self) -> bool:
         return any(w.open_count() > 0 for w in self._windowers.values())

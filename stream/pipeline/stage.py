@@ -7,14 +7,14 @@ A processor is deterministic: the same input records (ticks included) give the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from stream.errors import StateError
-from stream.records import DeadLetter, Envelope, encode
+from stream.records import DeadLetter, Envelope, Routed, encode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,10 +40,13 @@ class Outgoing:
     topic: str
     value: bytes
     key: bytes | None = None
+    partition: int | None = None  # None: Kafka's default partitioning of the key
 
 
 class PartitionProcessor(Protocol):
-    def process(self, record: InputRecord) -> list[Outgoing]: ...
+    def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
+        """The outputs of consecutive records of one partition. Never raises for one bad record (see guarded)."""
+        ...
 
     def wants_ticks(self) -> bool:
         """True while open state could be closed by wall-clock progress (the runner then writes ticks)."""
@@ -110,6 +113,48 @@ def restore_per_system(
                 exc,
             )
     return restored
+
+
+# Internal records carry up to this many lines, and about this many bytes of text: enough to spread the Kafka
+# client's per-record cost, far below the broker's default 1 MiB record limit (one line may be 64 KiB).
+BATCH_LINES = 200
+BATCH_BYTES = 256 * 1024
+
+
+def envelopes(items: Sequence[tuple[Routed, int]]) -> Iterator[Envelope]:
+    """Cut (line, its text size) pairs, in order, into envelopes bounded by BATCH_LINES and BATCH_BYTES."""
+    batch: list[Routed] = []
+    size = 0
+    for item, item_size in items:
+        if batch and (len(batch) >= BATCH_LINES or size + item_size > BATCH_BYTES):
+            yield Envelope(tuple(batch))
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield Envelope(tuple(batch))
+
+
+def guarded(
+    records: Sequence[InputRecord], process: Callable[[InputRecord], list[Outgoing]], stage: str, deadletter_topic: str
+) -> list[Outgoing]:
+    """``process`` each record; one that raises is dead-lettered with the error and the stage goes on."""
+    out: list[Outgoing] = []
+    for record in records:
+        try:
+            out += process(record)
+        except Exception as exc:  # one bad record never stops the stage; it is dead-lettered with the error
+            log.exception("%s: %s failed on %s", stage, type(exc).__name__, record.where)
+            letter = DeadLetter(
+                stage,
+                f"{type(exc).__name__}: {exc}",
+                record.topic,
+                record.partition,
+                record.offset,
+                record.value or b"",
+            )
+            out.append(dead_letter(deadletter_topic, letter))
+    return out
 
 
 def read_envelope(record: InputRecord) -> Envelope:

@@ -23,13 +23,20 @@ log = logging.getLogger(__name__)
 STAGES = (ingest_stage.STAGE, parse_stage.STAGE, session_stage.STAGE)
 
 
-def build_runners(settings: Settings, producer: AIOKafkaProducer, checkpoints: CheckpointStore) -> list[StageRunner]:
+def build_runners(
+    settings: Settings, producer: AIOKafkaProducer, checkpoints: CheckpointStore, session_partitions: int
+) -> list[StageRunner]:
     decoder = Decoder(settings)
     topics = settings.topics
     # (stage, input topics, processor per assigned partition, whether it keeps checkpointed state)
     stages: list[tuple[str, tuple[str, ...], ProcessorFactory, bool]] = [
         (ingest_stage.STAGE, settings.inputs, lambda tp, state: ingest_stage.IngestPartition(settings, decoder), False),
-        (parse_stage.STAGE, (topics.lines,), lambda tp, state: parse_stage.ParsePartition(settings, state), True),
+        (
+            parse_stage.STAGE,
+            (topics.lines,),
+            lambda tp, state: parse_stage.ParsePartition(settings, state, session_partitions),
+            True,
+        ),
         (
             session_stage.STAGE,
             (topics.sessions,),
@@ -48,7 +55,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event, report_every_s: fl
     await ensure_topics(settings, topic_specs(settings))
     producer = make_producer(settings)
     await producer.start()
-    runners = build_runners(settings, producer, CheckpointStore(settings, producer))
+    # Lines are routed to sessions partitions by key in batches, so the parse stage needs the real partition count.
+    session_partitions = len(await producer.partitions_for(settings.topics.sessions))
+    runners = build_runners(settings, producer, CheckpointStore(settings, producer), session_partitions)
     reporter = asyncio.create_task(_report(runners, stop, report_every_s))
     try:
         tasks = [asyncio.create_task(runner.run(stop), name=runner.stage) for runner in runners]
