@@ -99,3 +99,11 @@ def test_wrong_systems_file_fails_naming_the_setting(tmp_path: Path, yaml_text: 
     with pytest.raises(ConfigError) as info:
         load_settings(systems_file=write(tmp_path, yaml_text))
     assert named in str(info.value), str(info.value)
+
+
+def test_the_readme_systems_file_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = load_settings(systems_file=write(tmp_path, example))
+    assert set(settings.systems) == {"hdfs", "switch"} and settings.default_systems == {"logs": "switch"}
+    assert settings.systems["switch"].line_format("switch").split("2026-01-02 03:04:05 sw1 port up")[0] == "port up"
