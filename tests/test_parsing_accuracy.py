@@ -34,7 +34,6 @@ def test_parsing_accuracy_normalises_masks() -> None:
     assert parsing_accuracy(["size <*>", "x <*>"], ["size <NUM>", "x y"]) == 0.5
 
 
-@pytest.mark.skipif(not PARSING.is_dir(), reason=f"parsing ground truth not found at {PARSING}")
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_grouping_accuracy_not_below_drain3(dataset: str) -> None:
     row = evaluate(PARSING, dataset)
@@ -43,7 +42,6 @@ def test_grouping_accuracy_not_below_drain3(dataset: str) -> None:
     assert ours["GA"] > 0.9  # type: ignore[index]  # Loghub's Drain figures are 0.95-1.0 on these samples
 
 
-@pytest.mark.skipif(not PARSING.is_dir(), reason=f"parsing ground truth not found at {PARSING}")
 def test_main_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "acc.json"
     assert main(["--data-dir", str(PARSING), "--json", str(out)]) == 0

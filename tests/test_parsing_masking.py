@@ -15,8 +15,6 @@ from stream.parsing.masking import Masker, mask_sequentially
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PARSING = DATA / "parsing"
 
-pytestmark = pytest.mark.skipif(not PARSING.is_dir(), reason=f"labeled logs not found at {PARSING}")
-
 
 def contents(dataset: str) -> list[str]:
     path = PARSING / dataset / f"{dataset}_2k.log_structured_corrected.csv"

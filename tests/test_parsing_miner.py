@@ -17,8 +17,6 @@ from stream.parsing.miner import ParsedTemplate, SystemParser
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"labeled logs not found at {DATA}")
-
 
 def hdfs_lines() -> list[str]:
     # <Date> <Time> <Pid> <Level> <Component>: <Content>
