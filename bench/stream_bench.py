@@ -34,10 +34,15 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream.pipeline.kafka_clients import ensure_topics, make_consumer, topic_specs  # noqa: E402
+from stream.pipeline.kafka_clients import (  # noqa: E402
+    assign_from_beginning,
+    ensure_topics,
+    make_consumer,
+    topic_specs,
+)
 from stream.replay import ReplayRecord, replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
-from stream.tail import assign_from_beginning, read_records  # noqa: E402
+from stream.tail import read_records  # noqa: E402
 from tests.streaming import DATA, hdfs_system, settings_for, worker_env, write_systems_file  # noqa: E402
 
 # Longer than the whole run, so that only the end of the stream closes sessions (one window per block), and

@@ -38,7 +38,7 @@ def _samples() -> Path:
 
 def demo_settings(settings: Settings, bootstrap: str | None, idempotent: bool) -> Settings:
     prefix = f"demo-{uuid.uuid4().hex[:8]}"
-    topics = Topics(**{name: f"{prefix}-{default}" for name, default in Topics().model_dump().items()})
+    topics = Topics.prefixed(prefix)
     systems = dict(settings.systems)
     # Close the demo's last HDFS sessions soon after the replay ends (production uses a longer idle timeout).
     systems["hdfs"] = systems["hdfs"].model_copy(update={"window": {**systems["hdfs"].window, "idle_timeout_ms": 3000}})

@@ -66,6 +66,11 @@ class Topics(BaseModel):
     sessions: str = "adaptlog-sessions"
     state: str = "adaptlog-state"
 
+    @classmethod
+    def prefixed(cls, prefix: str) -> Topics:
+        """Every default topic name under ``prefix-``: a run that must not meet others' data (demo, tests)."""
+        return cls(**{name: f"{prefix}-{default}" for name, default in cls().model_dump().items()})
+
 
 class SystemSettings(BaseModel):
     """One source system: how its lines look, how they are masked and mined, how they are windowed."""

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import sys
 import time
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import TopicPartition
 
-from stream.pipeline.kafka_clients import make_consumer
+from stream.pipeline.kafka_clients import assign_from_beginning, make_consumer, records_to_end
 from stream.settings import Settings
 
 
@@ -34,16 +32,6 @@ def render(record: Any) -> bytes:
             "value": value,
         }
     )
-
-
-async def assign_from_beginning(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:
-    """Assign every partition of ``topic`` to a group-less consumer, positioned at the beginning."""
-    partitions = await _partitions(consumer, topic, timeout_s)
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    if tps:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-    return tps
 
 
 async def tail(
@@ -75,37 +63,9 @@ async def tail(
     return printed
 
 
-async def _partitions(consumer: Any, topic: str, timeout_s: float) -> set[int]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        if time.monotonic() >= deadline:
-            return set()
-        await asyncio.sleep(0.2)
-
-
 async def read_records(settings: Settings, topic: str) -> list[Any]:
     """Every record now in ``topic`` (up to its current end offsets), in partition then offset order."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        tps = await assign_from_beginning(consumer, topic, timeout_s=5.0)
-        if not tps:
-            return out
-        end = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
-            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
-    finally:
-        await consumer.stop()
-    return out
+    return [record async for record in records_to_end(settings, topic)]
 
 
 async def read_json_records(settings: Settings, topic: str) -> list[Any]:

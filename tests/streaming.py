@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 
-from stream.pipeline.kafka_clients import make_consumer
+from stream.pipeline.kafka_clients import assign_from_beginning, make_consumer
 from stream.settings import Settings, SystemSettings, Topics, load_settings
-from stream.tail import assign_from_beginning
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLOCK = re.compile(r"blk_-?\d+")
@@ -24,7 +23,7 @@ def settings_for(
 ) -> Settings:
     """Settings whose topics and consumer groups are unique to one test (checkpoints more often than in production,
     so that crash tests exercise restores from recent checkpoints)."""
-    topics = Topics(**{name: f"{prefix}-{default}" for name, default in Topics().model_dump().items()})
+    topics = Topics.prefixed(prefix)
     return load_settings(
         bootstrap_servers=bootstrap,
         topics=topics,

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from stream.errors import StateError
-from stream.pipeline.kafka_clients import make_consumer
+from stream.pipeline.kafka_clients import records_to_end
 from stream.settings import Settings
 
 FORMAT_VERSION = 1
@@ -70,27 +70,12 @@ class CheckpointStore:
     async def load(self, stage: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
         """The latest checkpoint of each given input partition (absent when the stage never checkpointed it)."""
         wanted = {checkpoint_key(stage, topic, p): p for p in partitions}
-        state_tps = sorted({TopicPartition(self._topic, self._state_partition(p)) for p in partitions})
-        consumer = make_consumer(self._settings, group_id=None, isolation_level="read_committed")
-        await consumer.start()
+        state_partitions = {self._state_partition(p) for p in partitions}
         latest: dict[int, bytes] = {}
-        try:
-            consumer.assign(state_tps)
-            await consumer.seek_to_beginning(*state_tps)
-            end = await consumer.end_offsets(state_tps)
-            remaining = {tp for tp in state_tps if end[tp] > 0}
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=1000)
-                for records in batch.values():
-                    for record in records:
-                        if record.key in wanted:
-                            if record.value is None:
-                                latest.pop(wanted[record.key], None)
-                            else:
-                                latest[wanted[record.key]] = record.value
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= end[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+        async for record in records_to_end(self._settings, self._topic, state_partitions):
+            if record.key in wanted:
+                if record.value is None:
+                    latest.pop(wanted[record.key], None)  # a tombstone deletes the checkpoint
+                else:
+                    latest[wanted[record.key]] = record.value
         return {partition: decode_checkpoint(value) for partition, value in latest.items()}

@@ -9,10 +9,11 @@ import asyncio
 import itertools
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -95,6 +96,54 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **extr
         "max_partition_fetch_bytes": STATE_MAX_BYTES,
     }
     return AIOKafkaConsumer(*topics, **(options | extra))
+
+
+async def assign_from_beginning(
+    consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 10.0, partitions: Collection[int] | None = None
+) -> list[TopicPartition]:
+    """Assign partitions of ``topic`` (all of them unless given) to a group-less consumer, at the beginning."""
+    if partitions is None:
+        partitions = await _partitions(consumer, topic, timeout_s)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if tps:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+    return tps
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if time.monotonic() >= deadline:
+            return set()
+        await asyncio.sleep(0.2)
+
+
+async def records_to_end(
+    settings: Settings, topic: str, partitions: Collection[int] | None = None, timeout_s: float = 5.0
+) -> AsyncIterator[ConsumerRecord]:
+    """Every record now in ``topic`` (the given partitions, or all), up to the end offsets as of the start.
+
+    An iterator, so that a reader keeping only some records (the latest checkpoint per key) never holds them all.
+    """
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        tps = await assign_from_beginning(consumer, topic, timeout_s, partitions)
+        end = await consumer.end_offsets(tps) if tps else {}
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    yield record
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+    finally:
+        await consumer.stop()
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
