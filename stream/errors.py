@@ -7,7 +7,9 @@ One root, so callers can catch everything of ours in one place::
      ├── DecodeError          one input record cannot be used (bad bytes, bad JSON, unknown system, ...);
      │                        carries the stage and reason that go into the dead-letter record
      ├── StateError           persisted state (miner or window snapshot) cannot be restored
-     └── BrokerError          the Kafka broker cannot be reached or refused a request (transient: retried)
+     ├── BrokerError          the Kafka broker cannot be reached or refused a request (transient: retried)
+     └── ModelError           a model or artifact cannot be built, loaded or served
+          └── IncompatibleArtifactError   an artifact does not fit the base it is loaded onto; lists every reason
 """
 
 from __future__ import annotations
@@ -41,3 +43,18 @@ class StateError(AdaptlogError):
 
 class BrokerError(AdaptlogError):
     """The broker is unreachable or refused a request; the caller retries with backoff."""
+
+
+class ModelError(AdaptlogError):
+    """A model cannot be built or loaded: missing pretrained files, unreadable artifact, unknown family."""
+
+
+class IncompatibleArtifactError(ModelError):
+    """An artifact does not fit where it is being loaded. ``problems`` lists every incompatibility found, not just
+    the first, so one error tells the operator everything to fix."""
+
+    def __init__(self, artifact: str, problems: list[str]) -> None:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"artifact {artifact} is incompatible:\n{listed}")
+        self.artifact = artifact
+        self.problems = list(problems)

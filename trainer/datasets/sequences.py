@@ -112,8 +112,14 @@ def load_hadoop(directory: Path) -> Dataset:
     )
 
 
-def load_bgl_windows(windows: Path, templates: Path, *, max_rows: int | None = None) -> Dataset:
-    """``bgl_windows20.csv.gz`` (window_id,split,label,event_ids) with its own time-ordered 80/10/10 split kept."""
+def load_bgl_windows(windows: Path, templates: Path, *, max_rows: int | None = None, every: int = 1) -> Dataset:
+    """``bgl_windows20.csv.gz`` (window_id,split,label,event_ids) with its own time-ordered 80/10/10 split kept.
+
+    ``every`` keeps every n-th window: a sample that still spans all 215 days (and so all three parts of the
+    split), where ``max_rows`` alone would give the first days only, all of them training data.
+    """
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
     texts = read_templates(templates)
     # Many windows repeat one id sequence (20 x the same event): share the tuples rather than hold 231k copies.
     interned: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
@@ -122,6 +128,8 @@ def load_bgl_windows(windows: Path, templates: Path, *, max_rows: int | None = N
     for number, row in csv_rows(windows, ("window_id", "split", "label", "event_ids")):
         if max_rows is not None and len(out) >= max_rows:
             break
+        if (number - 2) % every:  # number is the file line; line 2 is the first window
+            continue
         part = GIVEN_PARTS.get(row["split"])
         if part is None:
             raise file_error(windows, f"line {number}: split {row['split'][:20]!r} is not train, val or test")

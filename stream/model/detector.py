@@ -1,0 +1,234 @@
+"""The one interface every model family implements, so trainer and inference worker can host any of them.
+
+A *detector* is a base model (pretrained on a source system) plus zero or more per-target adapters. What an adapter
+is depends on the family (TransLog: bottleneck adapters with their own layer norms and head; LogTransfer: the
+target's own LSTM under the shared, frozen classifier; LogLLM: a LoRA adapter on the decoder and the target's
+projector). The base never changes when an adapter trains, so one base serves every target at once.
+
+    detector = family_class("translog").create({"layers": 1})
+    detector.fit(source_windows, source_labels, target=None, mode="base", options=FitOptions(epochs=5))
+    detector.add_target("thunderbird")
+    detector.fit(few_windows, few_labels, target="thunderbird", mode="adapter", options=FitOptions())
+    scores = detector.scores(test_windows, target="thunderbird")   # anomaly probabilities in [0, 1]
+
+Weights leave and enter only through ``base_state``/``adapter_state`` and ``load_*``; ``stream.model.artifacts``
+writes them as safetensors with a manifest, and checks compatibility before loading.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from stream.errors import IncompatibleArtifactError
+
+# "base": train the base model (pretraining on a source, training from scratch, or full fine-tuning on a target);
+# adapters are untouched. "adapter": train only `target`'s adapter; every base weight is frozen.
+Mode = Literal["base", "adapter"]
+
+# progress(stage, done, total): called as work advances (stage names the epoch or training stage), for progress bars.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowText:
+    """What a model reads of a window: per line its Drain template and its masked text, in window order.
+
+    Sequence files (Hadoop, BGL windows) have no raw lines: ``masked`` is then empty and a family that reads lines
+    (LogLLM) reads the templates instead.
+    """
+
+    templates: tuple[str, ...]
+    masked: tuple[str, ...] = ()
+
+    def lines(self) -> tuple[str, ...]:
+        """The masked lines when known, else the templates."""
+        return self.masked or self.templates
+
+
+@dataclass(frozen=True, slots=True)
+class FitOptions:
+    """How one ``fit`` trains. ``None`` means the family's default (its paper's setting where it gives one)."""
+
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    # early stopping: after each epoch score `validation`, keep the best epoch's weights, stop after `patience` worse
+    validation: tuple[Sequence[WindowText], Sequence[int]] | None = None
+    patience: int = 2
+    max_seconds: float | None = None  # stop after the epoch that crosses this budget
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterCounts:
+    total: int  # every parameter of base plus the adapters being counted
+    trainable: int  # what the last ``fit`` mode trains
+
+
+@dataclass(slots=True)
+class FitReport:
+    losses: list[float] = field(default_factory=list)  # mean training loss per epoch (per stage for LogLLM)
+    seconds: float = 0.0
+    windows_seen: int = 0  # windows through forward+backward, all epochs together (windows/s = this / seconds)
+    parameters: ParameterCounts | None = None
+    stopped_early: bool = False
+    best_epoch: int | None = None  # with validation: the epoch whose weights were kept (0-based)
+    validation_f1: list[float] = field(default_factory=list)  # per epoch, best threshold on validation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "losses": [round(v, 6) for v in self.losses],
+            "seconds": round(self.seconds, 3),
+            "windows_seen": self.windows_seen,
+            "windows_per_s": round(self.windows_seen / self.seconds, 2) if self.seconds > 0 else None,
+            "parameters": None
+            if self.parameters is None
+            else {
+                "total": self.parameters.total,
+                "trainable": self.parameters.trainable,
+            },
+            "stopped_early": self.stopped_early,
+            "best_epoch": self.best_epoch,
+            "validation_f1": [round(v, 6) for v in self.validation_f1],
+        }
+
+
+class Detector(ABC):
+    """A family's model: one base plus named target adapters. Subclasses live one per file (translog.py, ...)."""
+
+    family: ClassVar[str]  # "translog" | "logtransfer" | "logllm"
+    feature_version: ClassVar[str]  # the window encoding; a model is only fed windows encoded the same way
+
+    @classmethod
+    @abstractmethod
+    def create(cls, config: dict[str, Any], *, seed: int = 0) -> Detector:
+        """A new, untrained base from hyperparameters (unknown keys or bad values raise ValueError naming them).
+
+        ``seed`` fixes the initial weights (under ``torch.random.fork_rng``, leaving the caller's RNG alone)."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The hyperparameters, JSON-able; ``create(config())`` builds the same architecture."""
+
+    @abstractmethod
+    def pretrained_identity(self) -> dict[str, Any]:
+        """The frozen pretrained parts this model depends on (encoder, word vectors, decoder): name and sha256.
+
+        An artifact records it, and loading refuses weights made with other pretrained parts.
+        """
+
+    @property
+    @abstractmethod
+    def targets(self) -> list[str]: ...
+
+    @abstractmethod
+    def add_target(self, target: str) -> None:
+        """A new adapter for ``target``, initialised so that it starts out scoring exactly like the base."""
+
+    @abstractmethod
+    def remove_target(self, target: str) -> None: ...
+
+    @abstractmethod
+    def fit(
+        self,
+        windows: Sequence[WindowText],
+        labels: Sequence[int],
+        *,
+        target: str | None,
+        mode: Mode,
+        options: FitOptions,
+        progress: Progress | None = None,
+    ) -> FitReport:
+        """Train (mode "base": target must be None; "adapter": target must exist). labels: 1 anomalous, 0 normal."""
+
+    @abstractmethod
+    def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
+        """Anomaly probability per window in [0, 1]; target None is the base model."""
+
+    @abstractmethod
+    def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:
+        """Parameters of the base (plus ``target``'s adapter) and how many ``mode`` trains."""
+
+    @abstractmethod
+    def base_state(self) -> dict[str, torch.Tensor]:
+        """Every trained base weight (frozen pretrained parts excluded: ``pretrained_identity`` names those)."""
+
+    @abstractmethod
+    def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+    @abstractmethod
+    def adapter_state(self, target: str) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def load_adapter_state(self, target: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Creates ``target`` if missing; replaces its weights otherwise."""
+
+    def expected_adapter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and shapes an adapter for this base must have (artifact validation compares against these)."""
+        probe = "__shape_probe__"
+        self.add_target(probe)
+        try:
+            return {name: tuple(t.shape) for name, t in self.adapter_state(probe).items()}
+        finally:
+            self.remove_target(probe)
+
+    def expected_base_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(t.shape) for name, t in self.base_state().items()}
+
+
+def check_fit_arguments(
+    detector: Detector, windows: Sequence[Any], labels: Sequence[int], target: str | None, mode: Mode
+) -> None:
+    """The argument checks every family's ``fit`` starts with (ValueError with what is wrong)."""
+    if len(windows) != len(labels):
+        raise ValueError(f"{len(windows)} windows but {len(labels)} labels")
+    if not windows:
+        raise ValueError("no windows to train on")
+    if any(label not in (0, 1) for label in labels):
+        raise ValueError("labels must be 0 (normal) or 1 (anomalous)")
+    if mode == "base" and target is not None:
+        raise ValueError("mode 'base' trains the base model: target must be None")
+    if mode == "adapter":
+        if target is None:
+            raise ValueError("mode 'adapter' needs a target")
+        if target not in detector.targets:
+            raise KeyError(f"unknown target {target!r}; add_target first (known: {detector.targets})")
+    if mode not in ("base", "adapter"):
+        raise ValueError(f"mode must be 'base' or 'adapter', got {mode!r}")
+
+
+class Stopwatch:
+    """Wall time of a fit, for FitReport.seconds and the max_seconds budget."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def set_seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_shapes(what: str, expected: dict[str, tuple[int, ...]], tensors: dict[str, torch.Tensor]) -> None:
+    """Every missing, unexpected or misshapen tensor, in one IncompatibleArtifactError."""
+    problems = [f"missing tensor {n} {list(s)}" for n, s in expected.items() if n not in tensors]
+    problems += [f"unexpected tensor {n}" for n in tensors if n not in expected]
+    problems += [
+        f"tensor {n} has shape {list(t.shape)}, expected {list(expected[n])}"
+        for n, t in tensors.items()
+        if n in expected and tuple(t.shape) != expected[n]
+    ]
+    if problems:
+        raise IncompatibleArtifactError(what, problems)
