@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench-parsing bench-pipeline bench-stream parsing-accuracy clean
+.PHONY: demo test lint bench-parsing bench-pipeline bench-stream bench-model results parsing-accuracy clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench-pipeline: $(INSTALLED)
 
 bench-stream: $(INSTALLED)
 	$(BIN)/python bench/stream_bench.py
+
+bench-model: $(INSTALLED)
+	$(BIN)/python bench/model_bench.py
+
+# docs/results.md: every family's F1 in-domain and in transfer (long on CPU: LogLLM takes hours; see trainer/results.py)
+results: $(INSTALLED)
+	$(BIN)/python -m trainer.results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

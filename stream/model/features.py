@@ -1,8 +1,14 @@
-"""The one window encoding used by training and serving: template texts -> (embeddings [L, 384], mask [L])."""
+"""The one window encoding TransLog uses in training and serving.
+
+A window is its last ``max_len`` template texts (the most recent lines), right-padded. It is encoded as indices into
+a table of distinct templates plus a mask, and the table holds each template's sentence embedding once: a batch of
+windows that repeat a few dozen templates (the usual case) embeds and stores each of them once, not once per line.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -11,29 +17,39 @@ from stream.model.embeddings import EMBED_DIM, TemplateEmbedder
 FEATURE_VERSION = "translog-minilm-l6-v2-meanpool-l2/keep-last/1"
 
 
-def encode_window(
-    embedder: TemplateEmbedder, templates: Sequence[str], max_len: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A window -> (x [max_len, 384], mask [max_len] bool, True = real line).
+@dataclass(frozen=True)
+class EncodedWindows:
+    ids: torch.Tensor  # [N, max_len] long: row of ``table``; padding points at the last row (all zeros)
+    mask: torch.Tensor  # [N, max_len] bool: True = a real line
+    table: torch.Tensor  # [T + 1, 384]: the distinct templates' embeddings, then a zero row for padding
 
-    Longer windows are truncated keeping the LAST max_len lines (the most recent); shorter ones are right-padded
-    with zeros (mask False).
-    """
-    kept = list(templates)[-max_len:]
-    x = torch.zeros(max_len, EMBED_DIM)
-    mask = torch.zeros(max_len, dtype=torch.bool)
-    if kept:
-        x[: len(kept)] = embedder.embed(kept)
-        mask[: len(kept)] = True
-    return x, mask
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def embeddings(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x [B, max_len, 384], mask [B, max_len]) of the selected windows."""
+        return self.table[self.ids[rows]], self.mask[rows]
+
+
+def encode_windows(embedder: TemplateEmbedder, windows: Sequence[Sequence[str]], max_len: int) -> EncodedWindows:
+    kept = [list(w)[-max_len:] for w in windows]
+    vocabulary = list(dict.fromkeys(t for w in kept for t in w))
+    row = {text: i for i, text in enumerate(vocabulary)}
+    pad = len(vocabulary)
+    ids = torch.full((len(kept), max_len), pad, dtype=torch.long)
+    mask = torch.zeros(len(kept), max_len, dtype=torch.bool)
+    for i, window in enumerate(kept):
+        if window:
+            ids[i, : len(window)] = torch.tensor([row[t] for t in window])
+            mask[i, : len(window)] = True
+    table = torch.zeros(pad + 1, EMBED_DIM)
+    if vocabulary:
+        table[:pad] = embedder.embed(vocabulary)
+    return EncodedWindows(ids, mask, table)
 
 
 def encode_batch(
     embedder: TemplateEmbedder, windows: Sequence[Sequence[str]], max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """windows -> (x [B, max_len, 384], mask [B, max_len])."""
-    embedder.embed(list(dict.fromkeys(t for w in windows for t in list(w)[-max_len:])))  # one batched pass
-    pairs = [encode_window(embedder, w, max_len) for w in windows]
-    if not pairs:
-        return torch.zeros(0, max_len, EMBED_DIM), torch.zeros(0, max_len, dtype=torch.bool)
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    return encode_windows(embedder, windows, max_len).embeddings(slice(None))

@@ -32,7 +32,7 @@ from stream.model.detector import (
     set_seed,
 )
 from stream.model.embeddings import EMBED_DIM, TemplateEmbedder, shared_embedder
-from stream.model.features import FEATURE_VERSION, encode_batch
+from stream.model.features import FEATURE_VERSION, EncodedWindows, encode_batch, encode_windows
 from stream.model.training import EarlyStopping, positive_weight
 
 VALID_LAYERS = (1, 2, 4)
@@ -223,6 +223,10 @@ class TransLogDetector(Detector):
         """windows -> (x [N, max_len, d], mask [N, max_len]): the one encoding training and serving share."""
         return encode_batch(self.embedder, [w.templates for w in windows], self.cfg.max_len)
 
+    def encode_compact(self, windows: Sequence[WindowText]) -> EncodedWindows:
+        """The same encoding as template indices into one embedding table (training holds all its windows so)."""
+        return encode_windows(self.embedder, [w.templates for w in windows], self.cfg.max_len)
+
     def _train_only(self, mode: Mode, target: str | None) -> None:
         for name, p in self.model.named_parameters():
             p.requires_grad = (
@@ -257,7 +261,7 @@ class TransLogDetector(Detector):
         set_seed(options.seed)
         epochs = options.epochs or self.cfg.epochs
         batch_size = options.batch_size or self.cfg.batch_size
-        x, mask = self.encode(windows)
+        encoded = self.encode_compact(windows)
         y = torch.tensor(list(labels), dtype=torch.float)
         self._train_only(mode, target)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -281,7 +285,8 @@ class TransLogDetector(Detector):
             total = 0.0
             for i, start in enumerate(range(0, len(y), batch_size)):
                 idx = order[start : start + batch_size]
-                loss = loss_fn(self.model(x[idx], mask[idx], target), y[idx])
+                x, mask = encoded.embeddings(idx)
+                loss = loss_fn(self.model(x, mask, target), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

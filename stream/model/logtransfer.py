@@ -1,0 +1,381 @@
+"""LogTransfer (Chen et al., "Logs transfer: cross-system anomaly detection", ISSRE 2020), nanoGPT style.
+
+A window's templates become word-vector averages (``word_vectors``); an LSTM reads them and a fully connected
+classifier turns its last hidden state into one logit. The source system and every target have their own LSTM; the
+classifier is shared. Transfer trains a target's LSTM under the frozen classifier, so the classifier's notion of
+"anomalous" carries over while the target's LSTM learns its own system's sequences.
+
+    detector = LogTransferDetector.create({"vectors": "glove-6b-50d"})
+    detector.fit(hdfs_windows, hdfs_labels, target=None, mode="base", options=FitOptions())
+    detector.add_target("hadoop")                   # a copy of the source LSTM: scores exactly like the base
+    detector.fit(few_windows, few_labels, target="hadoop", mode="adapter", options=FitOptions())
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from stream.errors import IncompatibleArtifactError
+from stream.model.detector import (
+    Detector,
+    FitOptions,
+    FitReport,
+    Mode,
+    ParameterCounts,
+    Progress,
+    Stopwatch,
+    WindowText,
+    check_fit_arguments,
+    set_seed,
+)
+from stream.model.training import EarlyStopping, positive_weight
+from stream.model.word_vectors import (
+    GLOVE_DIM,
+    GLOVE_NAME,
+    FittedGlove,
+    GloveFitOptions,
+    PretrainedGlove,
+    WordVectorEmbedder,
+)
+
+VECTORS = (GLOVE_NAME, "fit")
+POSITIVE = ("word_dim", "hidden", "layers", "classifier_hidden", "max_len", "epochs", "batch_size", "fit_vocabulary")
+FIELD_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}  # annotations are strings here (__future__)
+
+
+@dataclass
+class LogTransferConfig:
+    vectors: str = GLOVE_NAME  # "glove-6b-50d" (pretrained, frozen) or "fit" (GloVe trained on the templates)
+    word_dim: int = GLOVE_DIM  # template vector size; 50 with the pretrained GloVe
+    hidden: int = 128  # LSTM hidden size (the paper's)
+    layers: int = 2  # stacked LSTM layers
+    classifier_hidden: int = 192
+    max_len: int = 20  # templates per window the LSTM reads (the paper's sliding window W); the last ones are kept
+    dropout: float = 0.1  # between LSTM layers and before each classifier layer
+    epochs: int = 10  # FitOptions defaults
+    lr: float = 1e-3
+    batch_size: int = 64
+    # rows of the fitted GloVe table (vectors="fit"): the most frequent words are kept. GloVe fits a dense
+    # [V, V] matrix: a few hundred template words take ~1 s; the full 4096 would take tens of seconds and ~0.5 GB
+    fit_vocabulary: int = 4096
+    init_seed: int = 0  # initial weights: the same config always starts from the same model
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # from JSON or a CLI, a wrong type should fail here, not deep inside torch
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, FIELD_TYPES[f.type]):
+                raise ValueError(f"LogTransferConfig.{f.name} must be {f.type}, got {value!r}")
+        if self.vectors not in VECTORS:
+            raise ValueError(f"LogTransferConfig.vectors must be one of {VECTORS}, got {self.vectors!r}")
+        if self.vectors == GLOVE_NAME and self.word_dim != GLOVE_DIM:
+            raise ValueError(f"LogTransferConfig.word_dim must be {GLOVE_DIM} with {GLOVE_NAME}, got {self.word_dim}")
+        for name in POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LogTransferConfig.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"LogTransferConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not self.lr > 0:
+            raise ValueError(f"LogTransferConfig.lr must be positive, got {self.lr}")
+
+
+class Classifier(nn.Module):
+    """The shared head: hidden -> classifier_hidden -> 1, ReLU between."""
+
+    def __init__(self, cfg: LogTransferConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden, cfg.classifier_hidden)
+        self.fc2 = nn.Linear(cfg.classifier_hidden, 1)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # [B, hidden] -> [B]
+        return self.fc2(self.drop(torch.relu(self.fc1(self.drop(h))))).squeeze(-1)
+
+
+def new_lstm(cfg: LogTransferConfig) -> nn.LSTM:
+    dropout = cfg.dropout if cfg.layers > 1 else 0.0  # torch warns about dropout on a single layer
+    return nn.LSTM(cfg.word_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True, dropout=dropout)
+
+
+class LogTransfer(nn.Module):
+    """Source LSTM + shared classifier; ``targets`` holds each target's own LSTM."""
+
+    def __init__(self, cfg: LogTransferConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.source = new_lstm(cfg)
+        self.classifier = Classifier(cfg)
+        # Module names cannot hold "." or shadow ModuleDict's methods, and target names are system names: the keys
+        # are our own ("t0", "t1", ...), mapped from the target name.
+        self.targets = nn.ModuleDict()
+        self.keys: dict[str, str] = {}
+        self.next_key = 0
+
+    def lstm(self, target: str | None) -> nn.LSTM:
+        if target is None:
+            return self.source
+        if target not in self.keys:
+            raise KeyError(f"unknown target {target!r}; known: {sorted(self.keys)}")
+        return self.targets[self.keys[target]]
+
+    def add_target(self, target: str) -> None:
+        if target in self.keys:
+            raise ValueError(f"target {target!r} already exists")
+        key = f"t{self.next_key}"
+        self.next_key += 1
+        self.targets[key] = copy.deepcopy(self.source)  # starts as the source: scores exactly like the base
+        self.keys[target] = key
+
+    def remove_target(self, target: str) -> None:
+        del self.targets[self.keys.pop(target)]
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, target: str | None = None) -> torch.Tensor:
+        """x [B, L, word_dim] right-padded, lengths [B] (real templates per window) -> logits [B]."""
+        out, _ = self.lstm(target)(x)  # [B, L, hidden]: top layer's hidden state after each step
+        # Unidirectional and right-padded, so the state at the last real step never saw the padding.
+        last = (lengths - 1).clamp(min=0)  # an empty window reads its one zero vector
+        h = out[torch.arange(len(x), device=x.device), last]  # [B, hidden]
+        return self.classifier(h)
+
+
+class LogTransferDetector(Detector):
+    family = "logtransfer"
+    # template -> mean GloVe vector of its words (placeholders dropped, camelCase split), last max_len templates
+    feature_version = "logtransfer-word-mean/camel-split/keep-last/1"
+
+    def __init__(self, cfg: LogTransferConfig, *, glove: PretrainedGlove | None = None) -> None:
+        self.cfg = cfg
+        with torch.random.fork_rng():  # initial weights from the config's seed, leaving the caller's RNG alone
+            torch.manual_seed(cfg.init_seed)
+            self.model = LogTransfer(cfg).eval()
+        self.glove = (glove or PretrainedGlove()) if cfg.vectors == GLOVE_NAME else None
+        self.fitted: FittedGlove | None = None
+        self.embedder = WordVectorEmbedder(self.glove if self.glove is not None else FittedGlove([], _empty(cfg)))
+
+    # ---- construction and identity
+
+    @classmethod
+    def create(cls, config: dict[str, Any]) -> LogTransferDetector:
+        known = {f.name for f in fields(LogTransferConfig)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"unknown LogTransfer config keys {unknown}; known: {sorted(known)}")
+        return cls(LogTransferConfig(**config))
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    def pretrained_identity(self) -> dict[str, Any]:
+        # Fitted vectors are trained weights in the base state: nothing pretrained then.
+        return {"word_vectors": self.glove.identity()} if self.glove is not None else {}
+
+    def fit_word_vectors(self, templates: Sequence[str]) -> int:
+        """vectors="fit": train GloVe on these template texts (the paper fits source and target templates together).
+
+        Returns the vocabulary size. Changes every template vector, so call it before training the base.
+        """
+        if self.cfg.vectors != "fit":
+            raise ValueError(f"vectors is {self.cfg.vectors!r}: only vectors='fit' fits word vectors")
+        options = GloveFitOptions(dim=self.cfg.word_dim, seed=self.cfg.init_seed)
+        self._use_fitted(FittedGlove.fit(templates, options, self.cfg.fit_vocabulary))
+        return len(self.fitted.vocabulary)
+
+    def _use_fitted(self, fitted: FittedGlove) -> None:
+        self.fitted = fitted
+        self.embedder = WordVectorEmbedder(fitted)  # a fresh cache: every template vector has changed
+
+    # ---- targets
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.model.keys)
+
+    def add_target(self, target: str) -> None:
+        self.model.add_target(target)
+
+    def remove_target(self, target: str) -> None:
+        if target not in self.model.keys:
+            raise KeyError(f"unknown target {target!r}; known: {self.targets}")
+        self.model.remove_target(target)
+
+    # ---- features
+
+    def encode(self, windows: Sequence[WindowText]) -> tuple[torch.Tensor, torch.Tensor]:
+        """windows -> (x [B, L, word_dim] right-padded with zeros, lengths [B]); L = the longest kept window."""
+        kept = [list(w.templates)[-self.cfg.max_len :] for w in windows]
+        distinct = list(dict.fromkeys(t for templates in kept for t in templates))
+        table = torch.cat([torch.zeros(1, self.cfg.word_dim), self.embedder.embed(distinct)])  # row 0 is padding
+        row = {t: i + 1 for i, t in enumerate(distinct)}
+        lengths = torch.tensor([len(templates) for templates in kept], dtype=torch.long)
+        index = torch.zeros(len(kept), max(1, int(lengths.max()) if len(kept) else 1), dtype=torch.long)
+        for b, templates in enumerate(kept):
+            index[b, : len(templates)] = torch.tensor([row[t] for t in templates], dtype=torch.long)
+        return table[index], lengths  # [B, L, word_dim], [B]
+
+    # ---- training and scoring
+
+    def fit(
+        self,
+        windows: Sequence[WindowText],
+        labels: Sequence[int],
+        *,
+        target: str | None,
+        mode: Mode,
+        options: FitOptions,
+        progress: Progress | None = None,
+    ) -> FitReport:
+        check_fit_arguments(self, windows, labels, target, mode)
+        clock = Stopwatch()
+        if mode == "base" and self.cfg.vectors == "fit" and not (self.fitted and self.fitted.vocabulary):
+            self.fit_word_vectors([t for w in windows for t in w.templates])
+        epochs = options.epochs if options.epochs is not None else self.cfg.epochs
+        lr = options.lr if options.lr is not None else self.cfg.lr
+        batch_size = options.batch_size if options.batch_size is not None else self.cfg.batch_size
+        set_seed(options.seed)
+
+        x, lengths = self.encode(windows)  # [N, L, word_dim], [N]
+        y = torch.tensor(list(labels), dtype=torch.float32)  # [N]
+        trainable = self._trainable(mode, target)
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(name in trainable)
+        self.model.zero_grad(set_to_none=True)  # no stale gradients from an earlier fit
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels)))
+        optimizer = torch.optim.AdamW(list(trainable.values()), lr=lr)
+        generator = torch.Generator().manual_seed(options.seed)
+
+        report = FitReport(parameters=self.parameter_counts(mode, target))
+        validation = options.validation
+        stopper = EarlyStopping(
+            options,
+            report,
+            clock,
+            score_validation=lambda: self.scores(validation[0], target=target) if validation else [],
+            trainable=lambda: trainable,
+            restore=self._restore(trainable),
+        )
+        batches = (len(y) + batch_size - 1) // batch_size
+        for epoch in range(epochs):
+            self.model.train()
+            order = torch.randperm(len(y), generator=generator)
+            total = 0.0
+            for done, start in enumerate(range(0, len(y), batch_size), start=1):
+                idx = order[start : start + batch_size]
+                width = max(1, int(lengths[idx].max()))  # drop the padding no window of this batch needs
+                loss = loss_fn(self.model(x[idx, :width], lengths[idx], target), y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+                report.windows_seen += len(idx)
+                if progress is not None:
+                    progress(f"epoch {epoch + 1}/{epochs}", done, batches)
+            report.losses.append(total / len(y))
+            self.model.eval()
+            if stopper.after_epoch(epoch):
+                break
+        stopper.finish()
+        self.model.eval()
+        return report
+
+    def _trainable(self, mode: Mode, target: str | None) -> dict[str, nn.Parameter]:
+        """Mode "base": source LSTM + classifier. Mode "adapter": only the target's LSTM."""
+        prefix = (f"targets.{self.model.keys[target]}.",) if mode == "adapter" else ("source.", "classifier.")
+        return {name: p for name, p in self.model.named_parameters() if name.startswith(prefix)}
+
+    @staticmethod
+    def _restore(trainable: dict[str, nn.Parameter]):
+        @torch.no_grad()
+        def restore(state: dict[str, torch.Tensor]) -> None:
+            for name, p in trainable.items():
+                p.copy_(state[name])
+
+        return restore
+
+    @torch.no_grad()
+    def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
+        self.model.lstm(target)  # unknown target: KeyError before any work
+        self.model.eval()
+        out: list[float] = []
+        for start in range(0, len(windows), batch_size):
+            x, lengths = self.encode(windows[start : start + batch_size])
+            out += torch.sigmoid(self.model(x, lengths, target)).tolist()
+        return out
+
+    def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:
+        """Network parameters (the word vectors are input features, never trained by ``fit``: not counted)."""
+        if mode == "adapter" and target is None:
+            raise ValueError("mode 'adapter' needs a target")
+        base = _count(self.model.source) + _count(self.model.classifier)
+        adapter = _count(self.model.lstm(target)) if target is not None else 0
+        return ParameterCounts(total=base + adapter, trainable=adapter if mode == "adapter" else base)
+
+    # ---- weights in and out
+
+    def base_state(self) -> dict[str, torch.Tensor]:
+        state = {
+            **{f"source.{n}": t.detach().clone() for n, t in self.model.source.state_dict().items()},
+            **{f"classifier.{n}": t.detach().clone() for n, t in self.model.classifier.state_dict().items()},
+        }
+        if self.cfg.vectors == "fit":
+            fitted = self.fitted or FittedGlove([], _empty(self.cfg))
+            state |= {f"word_vectors.{n}": t for n, t in fitted.state(self.cfg.fit_vocabulary).items()}
+        return state
+
+    def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        _check_state("logtransfer base", self.base_state(), tensors)
+        fitted = None
+        if self.cfg.vectors == "fit":  # decoded before any weight is copied: a bad vocabulary loads nothing
+            prefix = "word_vectors."
+            table = {n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)}
+            try:
+                fitted = FittedGlove.from_state(table)
+            except ValueError as exc:
+                raise IncompatibleArtifactError("logtransfer base", [f"word_vectors.vocabulary: {exc}"]) from exc
+        with torch.no_grad():
+            for name, t in self.model.source.state_dict().items():
+                t.copy_(tensors[f"source.{name}"])
+            for name, t in self.model.classifier.state_dict().items():
+                t.copy_(tensors[f"classifier.{name}"])
+        if fitted is not None:
+            self._use_fitted(fitted)
+
+    def adapter_state(self, target: str) -> dict[str, torch.Tensor]:
+        return {f"lstm.{n}": t.detach().clone() for n, t in self.model.lstm(target).state_dict().items()}
+
+    def load_adapter_state(self, target: str, tensors: dict[str, torch.Tensor]) -> None:
+        expected = {f"lstm.{n}": t for n, t in self.model.source.state_dict().items()}
+        _check_state(f"logtransfer adapter {target!r}", expected, tensors)
+        if target not in self.model.keys:
+            self.add_target(target)
+        with torch.no_grad():
+            for name, t in self.model.lstm(target).state_dict().items():
+                t.copy_(tensors[f"lstm.{name}"])
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _empty(cfg: LogTransferConfig) -> torch.Tensor:
+    return torch.zeros(0, cfg.word_dim)
+
+
+def _check_state(artifact: str, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    """Every missing, unexpected, misshapen or wrongly typed tensor, raised at once."""
+    problems = [f"missing tensor {name} {tuple(t.shape)}" for name, t in expected.items() if name not in tensors]
+    problems += [f"unexpected tensor {name}" for name in tensors if name not in expected]
+    for name, t in expected.items():
+        given = tensors.get(name)
+        if given is None:
+            continue
+        if tuple(given.shape) != tuple(t.shape):
+            problems.append(f"{name}: shape {tuple(given.shape)}, expected {tuple(t.shape)}")
+        elif given.dtype.is_floating_point != t.dtype.is_floating_point:
+            problems.append(f"{name}: dtype {given.dtype}, expected {t.dtype}")
+    if problems:
+        raise IncompatibleArtifactError(artifact, problems)

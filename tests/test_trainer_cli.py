@@ -1,0 +1,89 @@
+"""`adaptlog-train pretrain / adapt / evaluate` end to end on real slices (TransLog: the quickest family on CPU)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from stream.model.artifacts import read_manifest
+from tests.streaming import DATA
+from trainer.cli import main
+
+pytestmark = pytest.mark.slow
+
+BGL = ["--data", str(DATA / "bgl" / "bgl_windows20.csv.gz"), "--data-every", "100"]
+THUNDERBIRD = ["--data", str(DATA / "thunderbird" / "Thunderbird_19k.log.gz")]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    assert main(["pretrain", "--family", "translog", *BGL, "--epochs", "3", "--out", str(root / "bgl"), "--quiet"]) == 0
+    assert main(["pretrain", "--family", "translog", "--set", "layers=2", *BGL, "--epochs", "1", "--quiet",
+                 "--out", str(root / "bgl-2layers")]) == 0  # fmt: skip
+    code = main(
+        ["adapt", "--base", str(root / "bgl"), *THUNDERBIRD, "--target", "thunderbird", "--max-anomalies", "30",
+         "--epochs", "10", "--out", str(root / "tb"), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    return root
+
+
+def test_pretrain_writes_a_complete_manifest(models):
+    manifest = read_manifest(models / "bgl")
+    assert (manifest.kind, manifest.family, manifest.target) == ("base", "translog", "bgl")
+    assert manifest.config["layers"] == 1 and 0.0 < manifest.threshold < 1.0
+    assert manifest.pretrained["sentence_encoder"]["name"] == "all-MiniLM-L6-v2"
+    fit = manifest.training["fit"]
+    assert fit["losses"][-1] < fit["losses"][0] and fit["windows_per_s"] > 0
+    assert manifest.training["windows"]["train"]["anomalous"] > 0
+    assert manifest.metrics["validation"]["chosen_on"] == "validation"
+
+
+def test_adapt_then_evaluate_beats_the_trivial_baseline(models, tmp_path, capsys):
+    adapter = read_manifest(models / "tb")
+    assert (adapter.kind, adapter.target) == ("adapter", "thunderbird")
+    assert adapter.base["id"] == read_manifest(models / "bgl").weights_sha256
+    assert (
+        adapter.training["windows"]["train"]["anomalous"] + adapter.training["windows"]["validation"]["anomalous"] <= 30
+    )  # the label budget covers training and validation together
+    out = tmp_path / "eval.json"
+    plot = tmp_path / "pr.png"
+    code = main(
+        ["evaluate", "--model", str(models / "bgl"), "--adapter", str(models / "tb"), *THUNDERBIRD,
+         "--json", str(out), "--plot", str(plot)]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["f1"] == result["f1"] and "pr_curve" not in printed
+    assert result["threshold_chosen_on"].startswith("validation part")
+    trivial = 2 * result["test_anomalous"] / (result["test_windows"] + result["test_anomalous"])
+    print(f"\nThunderbird via BGL base + adapter: {printed}; predict-all-anomalous F1 {trivial:.3f}")
+    assert result["tp"] + result["fn"] == result["test_anomalous"]
+    assert result["f1"] > trivial and 0 < result["pr_auc"] <= 1
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adapter_for_another_base_is_refused(models, capsys):
+    code = main(["evaluate", "--model", str(models / "bgl-2layers"), "--adapter", str(models / "tb"), *THUNDERBIRD])
+    assert code == 3
+    message = capsys.readouterr().err
+    assert "incompatible" in message and "base" in message
+
+
+def test_missing_and_malformed_data_are_clear_errors(models, tmp_path, capsys):
+    code = main(["evaluate", "--model", str(models / "bgl"), "--data", str(tmp_path / "nowhere_bgl.log")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    broken = tmp_path / "bgl_windows20.csv.gz"
+    with gzip.open(broken, "wt") as f:
+        f.write("window_id,split,label,event_ids\n1,train,7,1 2 3\n")
+    code = main(["evaluate", "--model", str(models / "bgl"), "--data", str(broken),
+                 "--data-templates", str(DATA / "bgl" / "bgl_window_templates.csv")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "line 2" in err and "label" in err
+    assert main(["pretrain", "--family", "translog", *BGL, "--set", "layers=3", "--out", str(tmp_path / "x")]) == 2
+    assert "layers" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""Every figure in docs/results.md, from the real data in ../shared/data, by one command:
+
+    make results                      # all three families (CPU: hours for LogLLM; see --families)
+    .venv/bin/python -m trainer.results --families translog,logtransfer --out docs/results.md
+
+For each family: in-domain F1 on HDFS (2% of blocks), BGL (20-line windows), Thunderbird and Hadoop; transfer
+BGL -> Thunderbird and HDFS -> Hadoop with 50, 100 and 200 labeled target anomalies, comparing the adapter on the
+source base, the same family trained from scratch on the same labels, and full fine-tuning of the base on them.
+Each run's result is kept as JSON under bench/results/model_runs/ (a rerun reuses it unless --fresh), so a long
+run that is stopped picks up where it was; the Markdown is rendered from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stream.model.detector import Detector, FitOptions
+from stream.model.families import family_class
+from trainer.datasets import (
+    Dataset,
+    Split,
+    default_split,
+    limit,
+    load_bgl_windows,
+    load_hadoop,
+    load_hdfs,
+    load_labeled_lines,
+)
+from trainer.evaluate import evaluate
+from trainer.results_report import render
+from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RUNS = ROOT / "bench" / "results" / "model_runs"
+FEW = (50, 100, 200)
+PAIRS = (("bgl", "thunderbird"), ("hdfs", "hadoop"))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of each data set a family trains on (LogLLM on CPU cannot take all of BGL in hours)."""
+
+    bgl_every: int = 5  # every n-th BGL window: 46k windows over all 215 days
+    max_train_normals: int | None = None  # cap on normal training windows (all anomalies are kept)
+    config: tuple[tuple[str, Any], ...] = ()
+    epochs: int | None = None
+
+
+BUDGETS = {
+    "translog": Budget(),
+    "logtransfer": Budget(),
+    "logllm": Budget(bgl_every=50, max_train_normals=1500, config=(("max_lines", 20),)),
+}
+
+
+def load_dataset(name: str, budget: Budget) -> Dataset:
+    if name == "hdfs":
+        return load_hdfs(DATA / "hdfs" / "HDFS_2pct_blocks.log.gz", DATA / "hdfs" / "HDFS_2pct_anomaly_label.csv")
+    if name == "bgl":
+        bgl = DATA / "bgl"
+        return load_bgl_windows(bgl / "bgl_windows20.csv.gz", bgl / "bgl_window_templates.csv", every=budget.bgl_every)
+    if name == "thunderbird":
+        return load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird")
+    if name == "hadoop":
+        return load_hadoop(DATA / "hadoop")
+    raise ValueError(f"unknown data set {name!r}")
+
+
+class Runner:
+    def __init__(self, family: str, fresh: bool, seed: int) -> None:
+        self.family = family
+        self.budget = BUDGETS[family]
+        self.fresh = fresh
+        self.seed = seed
+        self.datasets: dict[str, tuple[Dataset, Split]] = {}
+        self.bases: dict[str, Trained] = {}
+
+    def data(self, name: str) -> tuple[Dataset, Split]:
+        if name not in self.datasets:
+            dataset = load_dataset(name, self.budget)
+            self.datasets[name] = (dataset, default_split(dataset, seed=self.seed))
+        return self.datasets[name]
+
+    def options(self) -> FitOptions:
+        return FitOptions(epochs=self.budget.epochs, seed=self.seed)
+
+    def cached(self, key: str, compute) -> dict[str, Any]:
+        path = RUNS / self.family / f"{key}.json"
+        if path.exists() and not self.fresh:
+            return json.loads(path.read_text())
+        print(f"[{self.family}] {key} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        result = compute()
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"[{self.family}] {key}: F1 {result.get('f1')} in {result['wall_s']}s", file=sys.stderr, flush=True)
+        return result
+
+    def base(self, name: str) -> Trained:
+        """The in-domain model of a data set, trained on its whole train part (normals capped by the budget)."""
+        if name not in self.bases:
+            dataset, split = self.data(name)
+            train = limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)
+            capped = Split(train, split.validation, split.test, split.method, split.seed)
+            self.bases[name] = pretrain(self.family, dict(self.budget.config), dataset, capped, options=self.options())
+        return self.bases[name]
+
+    def in_domain(self, name: str) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            trained = self.base(name)
+            dataset, split = self.data(name)
+            return self.scored(trained, dataset, split, mode="base")
+
+        return self.cached(f"in_domain-{name}", compute)
+
+    def transfer(self, source: str, target: str, anomalies: int, approach: str) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            dataset, split = self.data(target)
+            labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=None, seed=self.seed)
+            if approach == "adapter":
+                detector = self.base(source).detector
+                trained = adapt(detector, target, dataset, labels, options=self.options())
+                result = self.scored(trained, dataset, split, mode="adapter")
+                detector.remove_target(target)
+            elif approach == "scratch":
+                detector = family_class(self.family).create(dict(self.budget.config), seed=self.seed)
+                trained = self.calibrated(detector, dataset, labels.train, labels.validation)
+                result = self.scored(trained, dataset, split, mode="base")
+            else:  # full fine-tuning: every base weight trains on the target's few labels
+                detector = self.copy_of_base(source)
+                trained = self.calibrated(detector, dataset, labels.train, labels.validation)
+                result = self.scored(trained, dataset, split, mode="base")
+            result["labels"] = {
+                "train_anomalous": sum(dataset.windows[i].label for i in labels.train),
+                "validation_anomalous": sum(dataset.windows[i].label for i in labels.validation),
+                "windows": len(labels.train) + len(labels.validation),
+            }
+            return result
+
+        return self.cached(f"transfer-{source}-{target}-{anomalies}-{approach}", compute)
+
+    def calibrated(self, detector: Detector, dataset: Dataset, train, validation) -> Trained:
+        return fit_and_calibrate(detector, dataset, train, validation, target=None, mode="base", options=self.options())
+
+    def copy_of_base(self, source: str) -> Detector:
+        base = self.base(source).detector
+        copy = family_class(self.family).create(base.config(), seed=self.seed)
+        copy.load_base_state(base.base_state())
+        return copy
+
+    def scored(self, trained: Trained, dataset: Dataset, split: Split, *, mode: str) -> dict[str, Any]:
+        result = evaluate(trained.detector, dataset, split, target=trained.target, manifest_threshold=trained.threshold)
+        result.pop("pr_curve")
+        counts = trained.detector.parameter_counts("adapter" if trained.target else "base", trained.target)
+        return {
+            **result,
+            "threshold_validation": trained.threshold,
+            "fit": trained.report.to_dict(),
+            "trainable_parameters": counts.trainable,
+            "total_parameters": counts.total,
+            "mode": mode,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="translog,logtransfer,logllm")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--fresh", action="store_true", help="recompute runs that have a cached result")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only-render", action="store_true", help="render the Markdown from cached runs")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    if not args.only_render:
+        for family in families:
+            runner = Runner(family, args.fresh, args.seed)
+            for name in ("hdfs", "bgl", "thunderbird", "hadoop"):
+                runner.in_domain(name)
+            for source, target in PAIRS:
+                for anomalies in FEW:
+                    for approach in ("adapter", "scratch", "full"):
+                        runner.transfer(source, target, anomalies, approach)
+    machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
+    args.out.write_text(render(RUNS, machine))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Pretraining a base on a source system and tuning a target's adapter, with the threshold chosen on validation.
+
+These are the steps behind ``adaptlog-train pretrain/adapt``, the results script and (later) the feedback service:
+
+    base = pretrain("translog", {"layers": 1}, dataset, default_split(dataset))
+    few = few_labels(target_data, default_split(target_data), max_anomalies=50, max_normals=None)
+    tuned = adapt(base.detector, "thunderbird", target_data, few)
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
+from stream.model.families import family_class
+from stream.model.metrics import best_threshold, confusion
+from trainer.datasets import Dataset, Split, limit
+
+
+@dataclass
+class Trained:
+    detector: Detector
+    target: str | None  # None: the base model was trained
+    threshold: float  # best F1 on the validation windows
+    report: FitReport
+    validation: dict[str, Any]  # precision/recall/F1 and counts on validation at that threshold
+
+    def training_summary(self, dataset: Dataset, parts: dict[str, Sequence[int]]) -> dict[str, Any]:
+        """What a manifest records about how this model was trained."""
+        return {
+            "dataset": dataset.name,
+            "system": dataset.system,
+            "sources": list(dataset.sources),
+            "windows": {name: _counts(dataset, indices) for name, indices in parts.items()},
+            "fit": self.report.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class FewLabels:
+    """The labeled windows of a target: what trains and what picks the threshold (and stops early)."""
+
+    train: tuple[int, ...]
+    validation: tuple[int, ...]
+    method: str
+
+
+def inputs(dataset: Dataset, indices: Sequence[int]) -> tuple[list[WindowText], list[int]]:
+    """Dataset windows -> what every family reads, and their labels."""
+    windows = dataset.select(list(indices))
+    return [WindowText(w.templates, w.masked) for w in windows], [w.label for w in windows]
+
+
+def few_labels(
+    dataset: Dataset,
+    split: Split,
+    *,
+    max_anomalies: int | None,
+    max_normals: int | None,
+    seed: int = 0,
+    validation_share: float = 0.2,
+) -> FewLabels:
+    """At most that many labeled anomalies and normals IN ALL (training and validation together) from the
+    split's train and validation parts; a ``validation_share`` of each class (at least one window) picks the
+    threshold. The test part is never touched, so the few-label model is scored on the same test as any other."""
+    pool = limit(
+        dataset, split.train + split.validation, max_anomalies=max_anomalies, max_normals=max_normals, seed=seed
+    )
+    rng = random.Random(f"few/{seed}")
+    train: list[int] = []
+    validation: list[int] = []
+    for label in (0, 1):
+        members = [i for i in pool if dataset.windows[i].label == label]
+        rng.shuffle(members)
+        held = max(1, round(len(members) * validation_share)) if len(members) > 1 else 0
+        validation += members[:held]
+        train += members[held:]
+    method = (
+        f"few labels: at most {max_anomalies} anomalous and {max_normals} normal windows of train+validation "
+        f"(seed {seed}); {validation_share:.0%} of each class for validation"
+    )
+    return FewLabels(tuple(sorted(train)), tuple(sorted(validation)), method)
+
+
+def fit_and_calibrate(
+    detector: Detector,
+    dataset: Dataset,
+    train: Sequence[int],
+    validation: Sequence[int],
+    *,
+    target: str | None,
+    mode: Mode,
+    options: FitOptions,
+    progress: Progress | None = None,
+) -> Trained:
+    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there."""
+    train_windows, train_labels = inputs(dataset, train)
+    val_windows, val_labels = inputs(dataset, validation)
+    if len(set(val_labels)) == 2 and options.validation is None:
+        options = replace(options, validation=(val_windows, val_labels))
+    report = detector.fit(train_windows, train_labels, target=target, mode=mode, options=options, progress=progress)
+    # without validation windows the training windows pick the threshold (optimistic: the manifest says so)
+    windows, labels = (val_windows, val_labels) if val_labels else (train_windows, train_labels)
+    scores = detector.scores(windows, target=target)
+    threshold, _ = best_threshold(scores, labels)
+    quality = confusion(scores, labels, threshold).to_dict()
+    quality["chosen_on"] = "validation" if val_labels else "training windows (no validation windows)"
+    return Trained(detector, target, threshold, report, quality)
+
+
+def pretrain(
+    family: str,
+    config: dict[str, Any],
+    dataset: Dataset,
+    split: Split,
+    *,
+    options: FitOptions | None = None,
+    progress: Progress | None = None,
+) -> Trained:
+    """A new base trained on a source system (or from scratch on a target: the same thing, other data)."""
+    options = options or FitOptions()
+    detector = family_class(family).create(config, seed=options.seed)
+    return fit_and_calibrate(
+        detector, dataset, split.train, split.validation, target=None, mode="base", options=options, progress=progress
+    )
+
+
+def adapt(
+    detector: Detector,
+    target: str,
+    dataset: Dataset,
+    labels: FewLabels,
+    *,
+    options: FitOptions | None = None,
+    progress: Progress | None = None,
+) -> Trained:
+    """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is."""
+    if target in detector.targets:
+        detector.remove_target(target)
+    detector.add_target(target)
+    return fit_and_calibrate(
+        detector,
+        dataset,
+        labels.train,
+        labels.validation,
+        target=target,
+        mode="adapter",
+        options=options or FitOptions(),
+        progress=progress,
+    )
+
+
+def _counts(dataset: Dataset, indices: Sequence[int]) -> dict[str, int]:
+    anomalous = sum(1 for i in indices if dataset.windows[i].label)
+    return {"windows": len(indices), "anomalous": anomalous}
