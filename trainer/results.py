@@ -63,6 +63,12 @@ BUDGETS = {
 }
 
 
+# Session windows are longer than 20 lines (HDFS blocks: up to ~300 lines; Hadoop containers: hundreds of events):
+# the models see their last 64, and an HDFS base and its Hadoop adapters share that length.
+WINDOW_LENGTH = {"hdfs": 64, "hadoop": 64}
+LENGTH_SETTING = {"translog": "max_len", "logtransfer": "max_len", "logllm": "max_lines"}
+
+
 def load_dataset(name: str, budget: Budget) -> Dataset:
     if name == "hdfs":
         return load_hdfs(DATA / "hdfs" / "HDFS_2pct_blocks.log.gz", DATA / "hdfs" / "HDFS_2pct_anomaly_label.csv")
@@ -91,6 +97,13 @@ class Runner:
             self.datasets[name] = (dataset, default_split(dataset, seed=self.seed))
         return self.datasets[name]
 
+    def config(self, name: str) -> dict[str, Any]:
+        """The family's hyperparameters for a model trained on data set ``name``."""
+        config = dict(self.budget.config)
+        if name in WINDOW_LENGTH:
+            config[LENGTH_SETTING[self.family]] = WINDOW_LENGTH[name]
+        return config
+
     def options(self) -> FitOptions:
         return FitOptions(epochs=self.budget.epochs, seed=self.seed)
 
@@ -113,7 +126,7 @@ class Runner:
             dataset, split = self.data(name)
             train = limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)
             capped = Split(train, split.validation, split.test, split.method, split.seed)
-            self.bases[name] = pretrain(self.family, dict(self.budget.config), dataset, capped, options=self.options())
+            self.bases[name] = pretrain(self.family, self.config(name), dataset, capped, options=self.options())
         return self.bases[name]
 
     def in_domain(self, name: str) -> dict[str, Any]:
@@ -134,7 +147,7 @@ class Runner:
                 result = self.scored(trained, dataset, split, mode="adapter")
                 detector.remove_target(target)
             elif approach == "scratch":
-                detector = family_class(self.family).create(dict(self.budget.config), seed=self.seed)
+                detector = family_class(self.family).create(self.config(target), seed=self.seed)
                 trained = self.calibrated(detector, dataset, labels.train, labels.validation)
                 result = self.scored(trained, dataset, split, mode="base")
             else:  # full fine-tuning: every base weight trains on the target's few labels

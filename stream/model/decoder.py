@@ -50,7 +50,7 @@ def smollm2_gguf() -> Path:
 
 
 def resolve_decoder(path: str) -> Path:
-    """ "" -> the packaged SmolLM2 GGUF; otherwise a local model directory or a .gguf file."""
+    """The packaged SmolLM2 GGUF for an empty path; otherwise a local model directory or a .gguf file."""
     resolved = smollm2_gguf() if path == "" else Path(path)
     if not resolved.exists():
         raise ModelError(f"decoder {path!r}: no such file or directory")

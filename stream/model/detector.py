@@ -17,6 +17,7 @@ writes them as safetensors with a manifest, and checks compatibility before load
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -63,6 +64,23 @@ class FitOptions:
     validation: tuple[Sequence[WindowText], Sequence[int]] | None = None
     patience: int = 2
     max_seconds: float | None = None  # stop after the epoch that crosses this budget
+    # A few hundred labeled windows make a dozen batches an epoch: a handful of epochs is too few optimizer steps for
+    # an adapter (or a base far from the target) to move. Small training sets get more epochs, up to this many steps
+    # (early stopping still applies); a no-op on large ones.
+    min_steps: int = 0
+
+    def epochs_for(self, default_epochs: int, windows: int, batch_size: int) -> int:
+        """The epochs a fit of ``windows`` in batches of ``batch_size`` runs: the given or default epochs, raised
+        until they make ``min_steps`` optimizer steps."""
+        return epochs_for_steps(
+            self.epochs if self.epochs is not None else default_epochs, windows, batch_size, self.min_steps
+        )
+
+
+def epochs_for_steps(epochs: int, windows: int, batch_size: int, min_steps: int) -> int:
+    """``epochs``, raised until ``windows`` in batches of ``batch_size`` make at least ``min_steps`` steps."""
+    batches = max(1, math.ceil(windows / batch_size))
+    return max(epochs, math.ceil(min_steps / batches))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,13 @@ class EncodedWindows:
         return self.ids.shape[0]
 
     def embeddings(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x [B, max_len, 384], mask [B, max_len]) of the selected windows."""
-        return self.table[self.ids[rows]], self.mask[rows]
+        """(x [B, L, 384], mask [B, L]) of the selected windows, L = the longest of them (at most max_len).
+
+        Lines are kept left-aligned, so cutting the all-padding columns changes no output and saves the
+        attention and feed-forward work on them (HDFS blocks are mostly far shorter than max_len)."""
+        mask = self.mask[rows]
+        length = max(1, int(mask.sum(1).max().item())) if mask.numel() else 1
+        return self.table[self.ids[rows][:, :length]], mask[:, :length]
 
 
 def encode_windows(embedder: TemplateEmbedder, windows: Sequence[Sequence[str]], max_len: int) -> EncodedWindows:

@@ -49,6 +49,7 @@ from stream.model.detector import (
     WindowText,
 )
 from stream.model.line_encoder import FrozenEncoder, LineEncoder
+from stream.model.logllm_fit import fit as run_fit
 
 # The paper's prompt and answers (its code writes the newline as a literal "\\n"; the paper means a line break).
 PROMPT_HEAD = "Below is a sequence of system log messages:"
@@ -373,9 +374,7 @@ class LogLLMDetector(Detector):
         options: FitOptions,
         progress: Progress | None = None,
     ) -> FitReport:
-        from stream.model.logllm_fit import fit
-
-        return fit(self, windows, labels, target=target, mode=mode, options=options, progress=progress)
+        return run_fit(self, windows, labels, target=target, mode=mode, options=options, progress=progress)
 
     @torch.no_grad()
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:

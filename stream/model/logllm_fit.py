@@ -38,6 +38,7 @@ from stream.model.detector import (
     Stopwatch,
     WindowText,
     check_fit_arguments,
+    epochs_for_steps,
     set_seed,
 )
 from stream.model.training import EarlyStopping
@@ -123,6 +124,9 @@ def fit(
         parameter.grad = None
     try:
         for stage in stages(detector, mode, options):
+            if stage.validates:  # the last stage is the one FitOptions.min_steps raises, as in the other families
+                batch = options.batch_size if options.batch_size is not None else detector.cfg.batch_size
+                stage = replace(stage, epochs=epochs_for_steps(stage.epochs, len(order), batch, options.min_steps))
             if stage.epochs > 0 and _run_stage(
                 detector, stage, lines, labels, order, target, options, report, clock, progress, rng
             ):

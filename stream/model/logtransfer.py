@@ -233,9 +233,9 @@ class LogTransferDetector(Detector):
         clock = Stopwatch()
         if mode == "base" and self.cfg.vectors == "fit" and not (self.fitted and self.fitted.vocabulary):
             self.fit_word_vectors([t for w in windows for t in w.templates])
-        epochs = options.epochs if options.epochs is not None else self.cfg.epochs
         lr = options.lr if options.lr is not None else self.cfg.lr
         batch_size = options.batch_size if options.batch_size is not None else self.cfg.batch_size
+        epochs = options.epochs_for(self.cfg.epochs, len(windows), batch_size)
         set_seed(options.seed)
 
         x, lengths = self.encode(windows)  # [N, L, word_dim], [N]

