@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the stream workers (ingest, parse, session stages) until SIGTERM")
 
+    infer = sub.add_parser("infer", help="score windows with the registry's models; publish verdicts and alerts")
+    infer.add_argument("--registry", type=Path, help="model registry directory (default: inference.registry)")
+    infer.add_argument("--base", help="base model name in the registry (default: the only one)")
+    infer.add_argument("--verdicts", action="store_true", help="also publish every verdict to the verdicts topic")
+
     replay = sub.add_parser("replay", help="produce a log file (gzip accepted) to the input topic")
     replay.add_argument("file", type=Path)
     replay.add_argument("--system", required=True, help="the source system the lines come from (see settings)")
@@ -60,6 +65,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         stop = _stop_on_signals()
         await run_worker(settings, stop)
+        return 0
+    if args.command == "infer":
+        from stream.inference.worker import run_inference
+
+        overrides = {
+            "registry": args.registry or settings.inference.registry,
+            "base": args.base if args.base is not None else settings.inference.base,
+            "publish_verdicts": args.verdicts or settings.inference.publish_verdicts,
+        }
+        inference = settings.inference.model_copy(update=overrides)
+        counts = await run_inference(settings.model_copy(update={"inference": inference}), _stop_on_signals())
+        logging.getLogger("adaptlog").info("inference stopped: %s", dict(sorted(counts.items())))
         return 0
     if args.command == "replay":
         return await _replay(args, settings)

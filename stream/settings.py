@@ -59,6 +59,7 @@ class Topics(BaseModel):
     alerts: str = "alerts"
     feedback: str = "feedback"
     model_updates: str = "model-updates"
+    verdicts: str = "verdicts"  # every verdict, when inference.publish_verdicts is set
     deadletter: str = "deadletter"
     # Internal topics between the stream stages (see stream.pipeline): lines keyed by system, lines keyed by
     # session key, and the compacted topic holding each stage partition's state and input offsets.
@@ -135,6 +136,24 @@ def _builtin_systems() -> dict[str, SystemSettings]:
     }
 
 
+class InferenceSettings(BaseModel):
+    """``adaptlog infer``: where the models are, how windows are batched, how alerts are grouped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registry: Path | None = None  # the model registry directory (shared with the trainer)
+    base: str = ""  # the base model's name in the registry ("" = the only one there)
+    max_batch: int = Field(default=64, gt=0)  # windows per forward pass
+    max_wait_ms: int = Field(default=50, gt=0)  # a partial batch runs after waiting this long
+    max_pending_batches: int = Field(default=4, gt=0)  # fetched batches waiting for the model; then fetching pauses
+    refresh_interval_s: float = Field(default=60.0, gt=0)  # registry poll, besides every model-updates message
+    publish_verdicts: bool = False  # every verdict to topics.verdicts (anomalous ones always go to alerts)
+    explain_top: int = Field(default=3, gt=0)  # templates named in an explanation
+    alert_ttl_s: float = Field(default=600.0, gt=0)  # an incident not seen for this long is resolved
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = not served
+    threads: int = Field(default=0, ge=0)  # torch threads; 0 = torch's default
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADAPTLOG_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
@@ -162,6 +181,7 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = Field(default=5_000, gt=0)
     tick_interval_ms: int = Field(default=1_000, gt=0)
     batch_max_records: int = Field(default=2_000, gt=0)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
 
     @field_validator("bootstrap_servers")
     @classmethod

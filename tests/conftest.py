@@ -90,3 +90,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.section("kafka broker")
         for line in lines:
             terminalreporter.write_line(line, yellow="WARNING" in line or "none" in line)
+
+
+@pytest.fixture(scope="session")
+def hdfs_registry(tmp_path_factory: pytest.TempPathFactory):
+    """A registry holding a TransLog base trained on HDFS (see tests/inference_support.py); trained once a session."""
+    from tests.inference_support import train_hdfs_registry
+
+    return train_hdfs_registry(tmp_path_factory.mktemp("registry"))

@@ -30,6 +30,9 @@ from trainer.evaluate import evaluate, plot_pr_curve
 from trainer.progress import progress_bar
 from trainer.train import adapt, few_labels, pretrain
 
+# A few hundred labeled target windows are a dozen batches an epoch; see FitOptions.min_steps.
+DEFAULT_MIN_STEPS = 300
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -129,7 +132,9 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _options(args: argparse.Namespace) -> FitOptions:
-    return FitOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    return FitOptions(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, min_steps=args.min_steps
+    )
 
 
 def _publish(args: argparse.Namespace, kind: str, directory: Path, manifest: Any) -> None:
@@ -172,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--epochs", type=int)
         command.add_argument("--lr", type=float)
         command.add_argument("--batch-size", type=int)
+        command.add_argument(
+            "--min-steps",
+            type=int,
+            default=DEFAULT_MIN_STEPS,
+            help="small training sets get more epochs, up to this many optimizer steps (early stopping still applies)",
+        )
         command.add_argument("--registry", type=Path, help="also publish the artifact to this registry")
 
     ev = sub.add_parser("evaluate", help="score a model (and adapter) on the test part of a data set")

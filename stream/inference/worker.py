@@ -1,0 +1,268 @@
+"""``adaptlog infer``: windows in, verdicts and alerts out, at least once.
+
+    fetch loop ──(bounded queue of micro-batches)──> model loop ──> producer ──(acks)──> offset commit
+
+* **Micro-batches**: the fetch loop gathers windows until ``inference.max_batch`` of them or ``max_wait_ms`` after the
+  first, whichever comes first.
+* **Backpressure**: the queue holds at most ``max_pending_batches``; when the model falls behind, the fetch loop waits
+  on the queue and stops polling, so memory is bounded by the queue plus the client's fetch buffer.
+* **Model work off the event loop**: scoring and registry refreshes run on one worker thread, in order, so an
+  adapter swap always falls between two batches and the event loop keeps heartbeats and fetches going.
+* **At-least-once**: a batch's offsets are committed only after every record it produced is acknowledged by the
+  broker. A crash replays from the last commit; a repeated verdict carries the same key (its window_id).
+* **Model versions**: at start, on every ``model-updates`` record, and every ``refresh_interval_s`` the registry's
+  serving pointers are read again (``ModelHost.refresh``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from stream.errors import BrokerError, ConfigError
+from stream.inference.alerts import AlertBook
+from stream.inference.metrics import InferenceMetrics
+from stream.inference.model_host import ModelHost
+from stream.model.registry import Registry
+from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer
+from stream.records import ANOMALOUS, DeadLetter, Verdict, Window, encode
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+STAGE = "infer"
+
+
+@dataclass
+class Batch:
+    records: list[ConsumerRecord] = field(default_factory=list)
+    started: float = 0.0  # monotonic time of its first record
+
+
+def inference_topics(settings: Settings) -> list[NewTopic]:
+    t = settings.topics
+    names = (t.windows, t.alerts, t.verdicts, t.model_updates, t.deadletter)
+    return [NewTopic(name, settings.internal_partitions, 1) for name in names]
+
+
+def open_host(settings: Settings) -> ModelHost:
+    if settings.inference.registry is None:
+        raise ConfigError("inference.registry", "not set (ADAPTLOG_INFERENCE__REGISTRY=/path/to/registry)")
+    registry = Registry(settings.inference.registry)
+    return ModelHost(registry, settings.inference.base, explain_top=settings.inference.explain_top)
+
+
+class InferenceWorker:
+    def __init__(self, settings: Settings, host: ModelHost, metrics: InferenceMetrics | None = None) -> None:
+        self.settings = settings
+        self.config = settings.inference
+        self.host = host
+        self.metrics = metrics or InferenceMetrics()
+        self.alerts = AlertBook(ttl_ms=int(self.config.alert_ttl_s * 1000))
+        self.counts: Counter[str] = Counter()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlog-model")
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.config.max_pending_batches)
+        self._refresh_wanted = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> Counter[str]:
+        await ensure_topics(self.settings, inference_topics(self.settings))
+        await self._in_thread(self._refresh)
+        producer = make_producer(self.settings)
+        consumer = make_consumer(
+            self.settings,
+            self.settings.topics.windows,
+            group_id=f"{self.settings.group_prefix}-{STAGE}",
+            max_poll_records=self.config.max_batch,
+        )
+        updates = make_consumer(
+            self.settings, self.settings.topics.model_updates, group_id=None, auto_offset_reset="latest"
+        )
+        await producer.start()
+        await consumer.start()
+        await updates.start()
+        tasks = [
+            asyncio.create_task(self._fetch(consumer, stop), name="fetch"),
+            asyncio.create_task(self._infer(consumer, producer), name="infer"),
+            asyncio.create_task(self._watch_updates(updates, stop), name="model-updates"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    stop.set()
+                    raise task.exception()  # type: ignore[misc]
+            await asyncio.gather(*tasks[:2])
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await updates.stop()
+            await consumer.stop()
+            await producer.stop()
+            self._executor.shutdown(wait=True)
+        return self.counts
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # ----------------------------------------------------------------------------------------------------- fetch
+
+    async def _fetch(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        batch = Batch()
+        try:
+            while not stop.is_set():
+                wait_ms = self.config.max_wait_ms
+                if batch.records:
+                    wait_ms = max(1, int(wait_ms - (time.monotonic() - batch.started) * 1000))
+                room = self.config.max_batch - len(batch.records)
+                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+                for records in fetched.values():
+                    if records and not batch.records:
+                        batch.started = time.monotonic()
+                    batch.records.extend(records)
+                full = len(batch.records) >= self.config.max_batch
+                waited = batch.records and (time.monotonic() - batch.started) * 1000 >= self.config.max_wait_ms
+                if full or waited:
+                    await self._queue.put(batch)  # blocks while the model is behind: backpressure
+                    self.metrics.queue_depth.set(self._queue.qsize())
+                    batch = Batch()
+        finally:
+            if batch.records:
+                await self._queue.put(batch)
+            await self._queue.put(None)
+
+    # ----------------------------------------------------------------------------------------------------- infer
+
+    async def _infer(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        last_refresh = time.monotonic()
+        while True:
+            batch = await self._queue.get()
+            self.metrics.queue_depth.set(self._queue.qsize())
+            if batch is None:
+                return
+            due = time.monotonic() - last_refresh >= self.config.refresh_interval_s
+            if due or self._refresh_wanted.is_set():
+                self._refresh_wanted.clear()
+                last_refresh = time.monotonic()
+                await self._in_thread(self._refresh)
+            await self._process(batch, consumer, producer)
+
+    def _refresh(self) -> None:
+        before = self.host.counts["artifacts_refused"]
+        changes = self.host.refresh()
+        self.metrics.swaps.inc(len(changes))
+        self.metrics.refused.inc(self.host.counts["artifacts_refused"] - before)
+        self.counts["adapter_swaps"] += len(changes)
+
+    async def _process(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        windows, outgoing = self._decode(batch.records)
+        self.metrics.windows_in.inc(len(batch.records))
+        self.counts["windows_in"] += len(batch.records)
+        if windows:
+            self.metrics.batch_size.observe(len(windows))
+            started = time.perf_counter()
+            verdicts = await self._in_thread(self.host.score, windows)
+            self.metrics.model_seconds.observe(time.perf_counter() - started)
+            outgoing += self._publications(verdicts)
+        deliveries = [await producer.send(topic, value, key=key) for topic, key, value in outgoing]
+        try:
+            await asyncio.gather(*deliveries)
+        except Exception as exc:  # a record refused after the producer's retries: never commit past it
+            raise BrokerError(f"{STAGE}: a verdict was not delivered, offsets stay uncommitted: {exc}") from exc
+        now_ms = time.time() * 1000
+        for record in batch.records:
+            self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
+        await self._commit(consumer, batch.records)
+
+    def _decode(self, records: Sequence[ConsumerRecord]) -> tuple[list[Window], list[tuple[str, bytes, bytes]]]:
+        windows, letters = [], []
+        for record in records:
+            try:
+                windows.append(Window.from_dict(orjson.loads(record.value)))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                reason = f"not a window record: {type(exc).__name__}: {exc}"
+                letter = DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, record.value or b"")
+                log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+                letters.append((self.settings.topics.deadletter, b"", encode(letter)))
+                self.metrics.dead_letters.inc()
+                self.counts["dead_letters"] += 1
+        return windows, letters
+
+    def _publications(self, verdicts: Sequence[Verdict]) -> list[tuple[str, bytes, bytes]]:
+        topics = self.settings.topics
+        out = []
+        now_ms = int(time.time() * 1000)
+        for verdict in verdicts:
+            adapter = verdict.adapter_version or "zero-shot"
+            self.metrics.verdicts.labels(verdict.system, adapter, verdict.label).inc()
+            self.counts[f"verdicts_{verdict.label}"] += 1
+            if self.config.publish_verdicts:
+                out.append((topics.verdicts, verdict.window_id.encode(), encode(verdict)))
+            if verdict.label != ANOMALOUS:
+                continue
+            alert = self.alerts.observe(
+                system=verdict.system,
+                templates=tuple(cause.template for cause in verdict.explanation),
+                window_id=verdict.window_id,
+                score=verdict.score,
+                last_event_ms=verdict.last_event_ms,
+                now_ms=now_ms,
+            )
+            if alert is not None:
+                out.append((topics.alerts, alert.alert_id.encode(), alert_record(alert, verdict)))
+        for alert in self.alerts.expire(now_ms):
+            out.append((topics.alerts, alert.alert_id.encode(), alert_record(alert, None)))
+        for topic, _, value in out:
+            if topic == topics.alerts:
+                self.metrics.alerts.labels(orjson.loads(value)["status"]).inc()
+                self.counts["alerts"] += 1
+        return out
+
+    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), timeout=10)
+        except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
+            # The group rebalanced: the partition's new owner replays from the last commit (at-least-once).
+            log.warning("%s: offset commit skipped (%s)", STAGE, exc)
+
+    # --------------------------------------------------------------------------------------------- model updates
+
+    async def _watch_updates(self, updates: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            fetched = await updates.getmany(timeout_ms=500)
+            if any(fetched.values()):
+                self._refresh_wanted.set()
+
+
+def alert_record(alert: Any, verdict: Verdict | None) -> bytes:
+    """An alert as published: the incident, and the verdict that updated it (None when it resolved by time)."""
+    return orjson.dumps({**alert.to_dict(), "verdict": verdict.to_dict() if verdict is not None else None})
+
+
+async def run_inference(settings: Settings, stop: asyncio.Event) -> Counter[str]:
+    if settings.inference.threads:
+        import torch
+
+        torch.set_num_threads(settings.inference.threads)
+    host = open_host(settings)
+    metrics = InferenceMetrics()
+    if settings.inference.metrics_port:
+        metrics.serve(settings.inference.metrics_port)
+    return await InferenceWorker(settings, host, metrics).run(stop)

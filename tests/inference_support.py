@@ -1,0 +1,89 @@
+"""A real TransLog base trained on HDFS (2% of blocks, none of HDFS_5k's), published to a registry, for the
+inference tests; and windows built the way the stream publishes them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stream.model.artifacts import Manifest
+from stream.model.detector import FitOptions
+from stream.model.registry import Registry
+from stream.records import ANOMALOUS, NORMAL, Window, WindowLine, window_id_for
+from tests.streaming import DATA, block_lines
+from trainer.datasets import Dataset, Split, default_split, limit, load_hdfs
+from trainer.train import pretrain
+
+BASE = "hdfs"
+
+
+@dataclass
+class TrainedHdfs:
+    registry: Registry
+    base: Manifest
+    dataset: Dataset
+    split: Split
+    signal_templates: list[str]  # templates seen (almost) only in anomalous training blocks, most telling first
+
+
+def train_hdfs_registry(root: Path) -> TrainedHdfs:
+    torch.set_num_threads(2)
+    dataset = load_hdfs(DATA / "hdfs" / "HDFS_2pct_blocks.log.gz", DATA / "hdfs" / "HDFS_2pct_anomaly_label.csv")
+    held_out = set(block_lines(DATA / "hdfs" / "HDFS_5k.log"))  # the replayed blocks never train the model
+    split = default_split(dataset, seed=0)
+    train = [
+        i
+        for i in limit(dataset, split.train, max_anomalies=None, max_normals=1500)
+        if dataset.windows[i].key not in held_out
+    ]
+    validation = [i for i in split.validation if dataset.windows[i].key not in held_out]
+    capped = Split(tuple(train), tuple(validation), split.test, split.method, split.seed)
+    trained = pretrain("translog", {"layers": 1, "max_len": 64}, dataset, capped, options=FitOptions(epochs=4, seed=0))
+    registry = Registry(root)
+    base = registry.save_base(
+        trained.detector,
+        BASE,
+        source="hdfs",
+        threshold=trained.threshold,
+        training=trained.training_summary(dataset, {"train": capped.train, "validation": capped.validation}),
+        metrics={"validation": trained.validation},
+    )
+    return TrainedHdfs(registry, base, dataset, capped, _signal_templates(dataset, capped.train))
+
+
+def _signal_templates(dataset: Dataset, indices: tuple[int, ...], count: int = 6) -> list[str]:
+    anomalous: Counter[str] = Counter()
+    everywhere: Counter[str] = Counter()
+    for i in indices:
+        window = dataset.windows[i]
+        for template in set(window.templates):
+            everywhere[template] += 1
+            anomalous[template] += window.label
+    candidates = [t for t in everywhere if everywhere[t] >= 5]
+    return sorted(candidates, key=lambda t: (-anomalous[t] / everywhere[t], -everywhere[t]))[:count]
+
+
+def stream_window(
+    system: str, templates: list[str], masked: list[str] | None = None, label: str | None = None, key: str = "k"
+) -> Window:
+    """A closed window as the session stage publishes it (offsets 0..n-1 of topic 'logs')."""
+    masked = masked or templates
+    lines = tuple(
+        WindowLine("logs", 0, i, 1_000 * (i + 1), i + 1, template, text, label)
+        for i, (template, text) in enumerate(zip(templates, masked, strict=True))
+    )
+    return Window(
+        window_id_for(system, "session", key, lines), system, "session", key, 1_000, 1_000 * len(lines), "gap", lines
+    )
+
+
+def windows_of(dataset: Dataset, indices, system: str = "hdfs") -> list[Window]:
+    out = []
+    for i in indices:
+        w = dataset.windows[i]
+        label = ANOMALOUS if w.label else NORMAL
+        out.append(stream_window(system, list(w.templates), list(w.masked), label, key=w.key or str(i)))
+    return out
