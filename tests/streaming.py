@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import re
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,20 @@ def block_lines(path: Path) -> dict[str, list[int]]:
             for block in dict.fromkeys(BLOCK.findall(line)):
                 blocks[block].append(number)
     return dict(blocks)
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    """The stream workers (ingest, parse, session) in this process for the duration of the block."""
+    from stream.pipeline.worker import run_worker
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop, report_every_s=5))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
 
 
 async def read_topic(

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import orjson
 import pytest
 
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
-from stream.pipeline.worker import run_worker
 from stream.replay import read_block_labels, replay, replay_records
-from stream.settings import Settings, SystemSettings
+from stream.settings import SystemSettings
 from tests.broker.running import RunningBroker
-from tests.streaming import DATA, block_lines, hdfs_system, read_topic, settings_for
+from tests.streaming import DATA, block_lines, hdfs_system, read_topic, running_worker, settings_for
 
 pytestmark = pytest.mark.broker
-
-
-@asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop, report_every_s=5))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 def test_hdfs_5k_gives_exactly_one_session_window_per_block(kafka_broker: RunningBroker, topic_prefix: str) -> None:
