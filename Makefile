@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench-parsing bench-pipeline bench-stream bench-model results parsing-accuracy clean
+.PHONY: demo test lint bench-parsing bench-pipeline bench-stream bench-model bench-inference results parsing-accuracy clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-pipeline: $(INSTALLED)
 
 bench-stream: $(INSTALLED)
 	$(BIN)/python bench/stream_bench.py
+
+bench-inference: $(INSTALLED)
+	$(BIN)/python bench/inference_bench.py
 
 bench-model: $(INSTALLED)
 	$(BIN)/python bench/model_bench.py

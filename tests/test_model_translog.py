@@ -165,3 +165,24 @@ def test_fit_early_stopping_keeps_the_best_epoch(bgl):
 def test_config_validation(values, message):
     with pytest.raises(ValueError, match=message):
         TransLogConfig.from_dict(values)
+
+
+def test_mixed_targets_in_one_pass_score_as_each_target_alone():
+    """scores_mixed gathers each row's adapter, norms and head: the same scores as one target at a time."""
+    detector = TransLogDetector.create({"layers": 2, "max_len": 20}, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    for target in ("a", "b", "c"):
+        detector.add_target(target)
+        state = detector.adapter_state(target)
+        detector.load_adapter_state(
+            target, {n: t + 0.1 * torch.randn(t.shape, generator=generator) for n, t in state.items()}
+        )
+    lines = ("Receiving block <*> src: <*> dest: <*>", "PacketResponder <*> for block <*> terminating", "kernel panic")
+    windows = [WindowText(lines[: 1 + i % 3]) for i in range(12)]
+    targets = [None, "a", "b", "c"] * 3
+    mixed = detector.scores_mixed(windows, targets, batch_size=5)
+    alone = [detector.scores([w], target=t)[0] for w, t in zip(windows, targets, strict=True)]
+    assert mixed == pytest.approx(alone, abs=1e-5)
+    assert len({round(s, 4) for s in mixed[:4]}) == 4  # the targets really differ
+    with pytest.raises(KeyError, match="unknown target"):
+        detector.scores_mixed(windows[:1], ["nope"])

@@ -27,16 +27,26 @@ def occlusion_variants(window: WindowText) -> tuple[list[str], list[WindowText]]
 
 
 def explain(
-    detector: Detector, windows: Sequence[WindowText], scores: Sequence[float], *, target: str | None, top: int
+    detector: Detector,
+    windows: Sequence[WindowText],
+    scores: Sequence[float],
+    targets: Sequence[str | None],
+    *,
+    top: int,
 ) -> list[tuple[Cause, ...]]:
-    """For each window, its ``top`` templates by weight (score minus the score without them), heaviest first.
+    """For each window (scored by its target), its ``top`` templates by weight (score minus the score without
+    them), heaviest first.
 
     A template whose removal leaves the window empty gets the whole score as its weight (nothing else is there to
     blame). Templates that lower the score (negative weight) are left out unless nothing raised it.
     """
     plans = [occlusion_variants(window) for window in windows]
-    flat = [variant for _, variants in plans for variant in variants if variant.templates]
-    flat_scores = iter(detector.scores(flat, target=target) if flat else [])
+    flat, flat_targets = [], []
+    for (_, variants), target in zip(plans, targets, strict=True):
+        kept = [variant for variant in variants if variant.templates]
+        flat += kept
+        flat_targets += [target] * len(kept)
+    flat_scores = iter(detector.scores_mixed(flat, flat_targets) if flat else [])
     out: list[tuple[Cause, ...]] = []
     for window, score, (distinct, variants) in zip(windows, scores, plans, strict=True):
         causes = []

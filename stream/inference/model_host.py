@@ -130,28 +130,26 @@ class ModelHost:
     # ---------------------------------------------------------------------------------------------------- scoring
 
     def score(self, windows: Sequence[Window]) -> list[Verdict]:
-        """Verdicts for the windows, in their order. Windows of one system share a forward pass (its adapter's)."""
-        groups: dict[str, list[int]] = {}
-        for i, window in enumerate(windows):
-            groups.setdefault(window.system, []).append(i)
-        verdicts: list[Verdict | None] = [None] * len(windows)
-        for system, members in groups.items():
-            route = self.route(system)
-            texts = [window_text(windows[i]) for i in members]
-            scores = self.detector.scores(texts, target=route.target)
-            flagged = [k for k, score in enumerate(scores) if score >= route.threshold]
-            causes = explain(
-                self.detector,
-                [texts[k] for k in flagged],
-                [scores[k] for k in flagged],
-                target=route.target,
-                top=self.explain_top,
-            )
-            explanations = dict(zip(flagged, causes, strict=True))
-            for k, i in enumerate(members):
-                verdicts[i] = self._verdict(windows[i], route, scores[k], explanations.get(k, ()))
-            self.counts[f"windows:{system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += len(members)
-        return [v for v in verdicts if v is not None]
+        """Verdicts for the windows, in their order, from one mixed batch: each window is scored by its system's
+        adapter (``Detector.scores_mixed``: TransLog applies them all in one forward pass)."""
+        routes = [self.route(window.system) for window in windows]
+        texts = [window_text(window) for window in windows]
+        targets = [route.target for route in routes]
+        scores = self.detector.scores_mixed(texts, targets)
+        flagged = [i for i, (score, route) in enumerate(zip(scores, routes, strict=True)) if score >= route.threshold]
+        causes = explain(
+            self.detector,
+            [texts[i] for i in flagged],
+            [scores[i] for i in flagged],
+            [targets[i] for i in flagged],
+            top=self.explain_top,
+        )
+        explanations = dict(zip(flagged, causes, strict=True))
+        verdicts = []
+        for i, (window, route) in enumerate(zip(windows, routes, strict=True)):
+            verdicts.append(self._verdict(window, route, scores[i], explanations.get(i, ())))
+            self.counts[f"windows:{window.system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += 1
+        return verdicts
 
     def _verdict(self, window: Window, route: Route, score: float, explanation: tuple) -> Verdict:
         events = [line.event_ms for line in window.lines] or [window.start_ms]

@@ -169,6 +169,26 @@ class Detector(ABC):
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
         """Anomaly probability per window in [0, 1]; target None is the base model."""
 
+    def scores_mixed(
+        self, windows: Sequence[WindowText], targets: Sequence[str | None], *, batch_size: int = 64
+    ) -> list[float]:
+        """``scores`` of windows bound for different targets (row i scored by ``targets[i]``), in their order.
+
+        This default runs one target's windows after another's; a family that can apply several adapters in one
+        forward pass (TransLog) overrides it."""
+        if len(windows) != len(targets):
+            raise ValueError(f"{len(windows)} windows but {len(targets)} targets")
+        groups: dict[str | None, list[int]] = {}
+        for i, target in enumerate(targets):
+            groups.setdefault(target, []).append(i)
+        out = [0.0] * len(windows)
+        for target, members in groups.items():
+            for i, score in zip(
+                members, self.scores([windows[i] for i in members], target=target, batch_size=batch_size), strict=True
+            ):
+                out[i] = score
+        return out
+
     @abstractmethod
     def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:
         """Parameters of the base (plus ``target``'s adapter) and how many ``mode`` trains."""

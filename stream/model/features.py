@@ -58,3 +58,27 @@ def encode_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """windows -> (x [B, max_len, 384], mask [B, max_len])."""
     return encode_windows(embedder, windows, max_len).embeddings(slice(None))
+
+
+# Padded lines one forward pass may hold: a batch of long windows is cut smaller than one of short windows.
+TOKEN_BUDGET = 1024
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, token_budget: int = TOKEN_BUDGET) -> list[list[int]]:
+    """Indices cut into batches of windows of similar length (shortest first), each at most ``batch_size`` windows
+    and (beyond its first window) ``token_budget`` padded lines.
+
+    Sessions differ in length by two orders of magnitude (an HDFS block has 2 to 300 lines): batching them in
+    arrival order pads every window to the longest of its batch, and on a CPU that padding is most of the work."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = max(lengths[i], 1)  # sorted: the newcomer is the longest so far
+        if current and (len(current) >= batch_size or (len(current) + 1) * longest > token_budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches

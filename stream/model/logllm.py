@@ -249,8 +249,11 @@ class LogLLMDetector(Detector):
     # ---- Detector: construction and identity ------------------------------------------------------------------
 
     @classmethod
-    def create(cls, config: dict[str, Any]) -> LogLLMDetector:
-        return cls(LogLLMConfig.from_dict(config))
+    def create(cls, config: dict[str, Any], *, seed: int = 0) -> LogLLMDetector:
+        cfg = LogLLMConfig.from_dict(config)
+        with torch.random.fork_rng():  # the initial weights (projectors, LoRA) follow the seed
+            torch.manual_seed(seed)
+            return cls(cfg)
 
     def config(self) -> dict[str, Any]:
         return self.cfg.to_dict()

@@ -160,12 +160,13 @@ class LogTransferDetector(Detector):
     # ---- construction and identity
 
     @classmethod
-    def create(cls, config: dict[str, Any]) -> LogTransferDetector:
+    def create(cls, config: dict[str, Any], *, seed: int = 0) -> LogTransferDetector:
         known = {f.name for f in fields(LogTransferConfig)}
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"unknown LogTransfer config keys {unknown}; known: {sorted(known)}")
-        return cls(LogTransferConfig(**config))
+        # the config's init_seed fixes the initial weights (it is saved with them); ``seed`` is its default
+        return cls(LogTransferConfig(**{"init_seed": seed, **config}))
 
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg)

@@ -58,10 +58,14 @@ def confusion(scores: Sequence[float], labels: Sequence[int], threshold: float) 
 
 
 def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[float, float]:
-    """The threshold among the observed scores with the best F1 -> (threshold, f1). Choose it on validation only.
+    """The threshold with the best F1 on these windows -> (threshold, f1). Choose it on validation only.
 
-    Ties go to the higher threshold (fewer alerts for the same F1). With no anomalies in ``labels`` every threshold
-    has F1 0; the answer is then just above the highest score, so nothing is flagged.
+    The flagged set with the best F1 is found by sweeping the observed scores; the threshold returned lies halfway
+    between the lowest flagged score and the highest unflagged one. Any threshold in that gap gives the same F1
+    here, and the middle leaves unseen windows the widest margin on both sides (the edge, the lowest flagged
+    anomaly's own score, misses every test anomaly that scores a hair lower). Ties go to the smaller flagged set
+    (fewer alerts for the same F1). With no anomalies in ``labels`` every threshold has F1 0; the answer is then
+    just above the highest score, so nothing is flagged.
     """
     _check(scores, labels)
     if not scores:
@@ -72,6 +76,7 @@ def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[floa
     # sweep thresholds from high to low: each step admits every window with that score
     ordered = sorted(zip(scores, labels, strict=True), key=lambda pair: -pair[0])
     best_t, best_f1, tp, fp, i = ordered[0][0], -1.0, 0, 0, 0
+    below: float | None = None  # the highest score left out by best_t
     while i < len(ordered):
         threshold = ordered[i][0]
         while i < len(ordered) and ordered[i][0] == threshold:
@@ -81,7 +86,8 @@ def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[floa
         f1 = 2 * tp / (tp + fp + positives) if tp else 0.0
         if f1 > best_f1:
             best_t, best_f1 = threshold, f1
-    return float(best_t), best_f1
+            below = ordered[i][0] if i < len(ordered) else None
+    return (float(best_t) if below is None else (float(best_t) + float(below)) / 2), best_f1
 
 
 def pr_curve(scores: Sequence[float], labels: Sequence[int]) -> list[tuple[float, float, float]]:

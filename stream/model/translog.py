@@ -32,7 +32,7 @@ from stream.model.detector import (
     set_seed,
 )
 from stream.model.embeddings import EMBED_DIM, TemplateEmbedder, shared_embedder
-from stream.model.features import FEATURE_VERSION, EncodedWindows, encode_batch, encode_windows
+from stream.model.features import FEATURE_VERSION, EncodedWindows, encode_batch, encode_windows, length_batches
 from stream.model.training import EarlyStopping, positive_weight
 
 VALID_LAYERS = (1, 2, 4)
@@ -129,6 +129,56 @@ class EncoderLayer(nn.Module):
         f = self.drop(self.ff(x))  # [B, L, d]
         return parts.ln2(x + parts.ff(f)) if parts is not None else self.ln2(x + f)
 
+    def forward_mixed(self, x: torch.Tensor, pad: torch.Tensor, parts: StackedParts, row: torch.Tensor) -> torch.Tensor:
+        a, _ = self.attn(x, x, x, key_padding_mask=pad, need_weights=False)
+        x = _norm_rows(x + _adapter_rows(self.drop(a), parts.attn, row), parts.ln1, row)
+        f = self.drop(self.ff(x))
+        return _norm_rows(x + _adapter_rows(f, parts.ff, row), parts.ln2, row)
+
+
+@dataclass(frozen=True)
+class StackedParts:
+    """One layer's adapter and layer-norm weights for several targets, stacked on a leading slot dimension."""
+
+    attn: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # down W [T,m,d], down b [T,m], up W, up b
+    ff: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    ln1: tuple[torch.Tensor, torch.Tensor]  # weight [T, d], bias [T, d]
+    ln2: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def of(cls, layer: EncoderLayer, names: Sequence[str | None]) -> StackedParts:
+        parts = [None if name is None else layer.targets[name] for name in names]
+        d, m = layer.cfg.d_model, layer.cfg.adapter_dim
+        # all zeros: tanh(0) = 0 and a zero up-projection, so the base's "adapter" changes nothing
+        identity = (torch.zeros(m, d), torch.zeros(m), torch.zeros(d, m), torch.zeros(d))
+
+        def adapters(pick: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            chosen = [
+                identity if p is None else (a.down.weight, a.down.bias, a.up.weight, a.up.bias)
+                for p in parts
+                for a in [None if p is None else getattr(p, pick)]
+            ]
+            return tuple(torch.stack([c[k] for c in chosen]) for k in range(4))  # type: ignore[return-value]
+
+        def norms(pick: str) -> tuple[torch.Tensor, torch.Tensor]:
+            chosen = [getattr(layer if p is None else p, pick) for p in parts]
+            return torch.stack([n.weight for n in chosen]), torch.stack([n.bias for n in chosen])
+
+        return cls(adapters("attn"), adapters("ff"), norms("ln1"), norms("ln2"))
+
+
+def _adapter_rows(x: torch.Tensor, weights: tuple[torch.Tensor, ...], row: torch.Tensor) -> torch.Tensor:
+    """x + up(tanh(down(x))) with each row's own adapter: x [B, L, d] -> [B, L, d]."""
+    down_w, down_b, up_w, up_b = weights
+    hidden = torch.tanh(torch.einsum("bld,bmd->blm", x, down_w[row]) + down_b[row].unsqueeze(1))
+    return x + torch.einsum("blm,bdm->bld", hidden, up_w[row]) + up_b[row].unsqueeze(1)
+
+
+def _norm_rows(x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor], row: torch.Tensor) -> torch.Tensor:
+    weight, bias = weights
+    normed = nn.functional.layer_norm(x, x.shape[-1:])
+    return normed * weight[row].unsqueeze(1) + bias[row].unsqueeze(1)
+
 
 def sinusoidal(max_len: int, d: int) -> torch.Tensor:
     pos = torch.arange(max_len).unsqueeze(1)  # [L, 1]
@@ -185,6 +235,31 @@ class TransLog(nn.Module):
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, d] masked mean
         head = self.target_heads[target] if target is not None else self.head
         return head(pooled).squeeze(-1)  # [B]
+
+    def forward_mixed(self, x: torch.Tensor, mask: torch.Tensor, targets: Sequence[str | None]) -> torch.Tensor:
+        """``forward`` with a target per row (None = the base): x [B, L, d], mask [B, L] -> logits [B].
+
+        The distinct targets' adapter, layer-norm and head weights are stacked (slot 0 is the base: a zero adapter
+        is the identity), and each row picks its slot, so rows of many targets share every matrix product of the
+        frozen encoder and the adapters run as batched products instead of one small pass per target."""
+        names = list(dict.fromkeys(targets))
+        unknown = [t for t in names if t is not None and t not in self.target_heads]
+        if unknown:
+            raise KeyError(f"unknown targets {unknown}; known: {list(self.target_heads)}")
+        slots = {name: i for i, name in enumerate(names)}
+        row = torch.tensor([slots[t] for t in targets], device=x.device)  # [B]
+        L = x.shape[1]
+        h = x * self.input_scale + self.pos[:L]
+        pad = ~mask
+        pad = pad & ~(pad.all(1, keepdim=True) & (torch.arange(L, device=x.device) == 0))
+        for layer in self.layers:
+            h = layer.forward_mixed(h, pad, StackedParts.of(layer, names), row)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, d]
+        heads = [self.head if t is None else self.target_heads[t] for t in names]
+        weight = torch.stack([head.weight[0] for head in heads])[row]  # [B, d]
+        bias = torch.stack([head.bias[0] for head in heads])[row]  # [B]
+        return (pooled * weight).sum(-1) + bias
 
     def is_adapter_parameter(self, name: str, target: str | None = None) -> bool:
         """Parameters a target owns (``target`` None: any target's)."""
@@ -313,11 +388,28 @@ class TransLogDetector(Detector):
 
     @torch.no_grad()
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
+        return self.scores_mixed(windows, [target] * len(windows), batch_size=batch_size)
+
+    @torch.no_grad()
+    def scores_mixed(
+        self, windows: Sequence[WindowText], targets: Sequence[str | None], *, batch_size: int = 64
+    ) -> list[float]:
+        """One forward pass per batch whatever the mix of targets: each row gathers its own adapter weights.
+        Batches are formed by window length (``length_batches``); the scores come back in the windows' order."""
+        if len(windows) != len(targets):
+            raise ValueError(f"{len(windows)} windows but {len(targets)} targets")
         self.model.eval()
-        out: list[float] = []
-        for start in range(0, len(windows), batch_size):
-            x, mask = self.encode(windows[start : start + batch_size])
-            out.extend(torch.sigmoid(self.model(x, mask, target)).tolist())
+        out = [0.0] * len(windows)
+        lengths = [min(len(w.templates), self.cfg.max_len) for w in windows]
+        for batch in length_batches(lengths, batch_size):
+            x, mask = self.encode([windows[i] for i in batch])
+            chosen = [targets[i] for i in batch]
+            if len(set(chosen)) == 1:  # one target: the plain forward, no gathering
+                logits = self.model(x, mask, chosen[0])
+            else:
+                logits = self.model.forward_mixed(x, mask, chosen)
+            for i, p in zip(batch, torch.sigmoid(logits).tolist(), strict=True):
+                out[i] = p
         return out
 
     def base_state(self) -> dict[str, torch.Tensor]:

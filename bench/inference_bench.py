@@ -1,0 +1,361 @@
+"""Inference cost: micro-batching against batch size 1, 16 adapters mixed in one batch against a single adapter,
+latency from window close to verdict at half the measured maximum rate, and lines/s from ``logs`` to verdicts
+through Kafka with the stream workers and the inference worker running as processes.
+
+Writes ``bench/results/inference.json``; run with ``make bench-inference`` (starts a local Apache Kafka, or uses
+``KAFKA_BOOTSTRAP_SERVERS``). Every comparison runs both sides in the same invocation (absolute figures on a shared
+2-core machine are noisy; read the ratios). The model is a real TransLog base trained on HDFS (2% of blocks) as the
+inference tests train it (about a minute).
+
+1. **Micro-batching** (model level): windows/s of ``scores_mixed`` one window at a time against batches of 64, HDFS
+   session windows from HDFS_5k, with a warm template-embedding cache as a serving worker has. Goal >= 10x.
+2. **Mixed adapters**: a batch whose rows go to 16 different adapters (one gathered forward pass) against the same
+   batch all for one adapter; also the per-adapter loop (one adapter group after another) for reference.
+   Goal >= 70% of the single-adapter throughput.
+3. **End to end**: the 222k lines of HDFS_2pct as a backlog in ``logs``; ``adaptlog run`` and ``adaptlog infer``
+   processes work through it; lines/s from the broker time of the first ``lines`` record to that of the last verdict,
+   less the session idle timeout (as in stream_bench). Baseline: the same stream workers alone, to their last window.
+   Goal >= 20,000 lines/s on 2 cores.
+4. **Latency**: windows produced at half the measured maximum verdict rate; for each, its verdict's broker time
+   minus its window record's broker time (the window's close); p50 and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stream.model.detector import Detector, WindowText  # noqa: E402
+from stream.pipeline.kafka_clients import (  # noqa: E402
+    assign_from_beginning,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    topic_specs,
+)
+from stream.records import Window, encode  # noqa: E402
+from stream.replay import replay, replay_records  # noqa: E402
+from stream.settings import Settings, SystemSettings  # noqa: E402
+from stream.tail import read_records  # noqa: E402
+from tests.inference_support import train_hdfs_registry, windows_of  # noqa: E402
+from tests.streaming import DATA, settings_for, worker_env, write_systems_file  # noqa: E402
+from trainer.datasets import load_hdfs  # noqa: E402
+
+IDLE_MS = 30_000  # sessions close this long after the backlog ends; subtracted from the end-to-end time
+ADAPTERS = 16
+BLOCK = re.compile(rb"blk_-?\d+")
+
+
+def best_rate(count: int, run, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return count / best
+
+
+def model_level(detector: Detector, repeat: int) -> dict[str, Any]:
+    dataset = load_hdfs(DATA / "hdfs" / "HDFS_5k.log", DATA / "hdfs" / "HDFS_5k_block_labels.csv")
+    texts = [WindowText(w.templates, w.masked) for w in dataset.windows]
+    texts = (texts * 3)[:256]
+    detector.scores(texts)  # warm the template-embedding cache, as a serving worker's is
+    one = best_rate(64, lambda: [detector.scores_mixed([t], [None]) for t in texts[:64]], repeat)
+    batched = best_rate(len(texts), lambda: detector.scores_mixed(texts, [None] * len(texts), batch_size=64), repeat)
+    generator = torch.Generator().manual_seed(0)
+    for k in range(ADAPTERS):
+        target = f"t{k}"
+        detector.add_target(target)
+        state = detector.adapter_state(target)
+        detector.load_adapter_state(
+            target, {n: t + 0.05 * torch.randn(t.shape, generator=generator) for n, t in state.items()}
+        )
+    single = ["t0"] * len(texts)
+    mixed = [f"t{i % ADAPTERS}" for i in range(len(texts))]
+    single_rate = best_rate(len(texts), lambda: detector.scores_mixed(texts, single, batch_size=64), repeat)
+    mixed_rate = best_rate(len(texts), lambda: detector.scores_mixed(texts, mixed, batch_size=64), repeat)
+    grouped_rate = best_rate(len(texts), lambda: Detector.scores_mixed(detector, texts, mixed, batch_size=64), repeat)
+    for k in range(ADAPTERS):
+        detector.remove_target(f"t{k}")
+    return {
+        "windows": len(texts),
+        "mean_lines_per_window": round(statistics.mean(len(t.templates) for t in texts), 1),
+        "micro_batching": {
+            "batch_1_windows_per_s": round(one, 1),
+            "batch_64_windows_per_s": round(batched, 1),
+            "speedup": round(batched / one, 2),
+            "goal": ">= 10x",
+        },
+        "mixed_adapters": {
+            "single_adapter_windows_per_s": round(single_rate, 1),
+            f"{ADAPTERS}_adapters_one_pass_windows_per_s": round(mixed_rate, 1),
+            f"{ADAPTERS}_adapters_group_after_group_windows_per_s": round(grouped_rate, 1),
+            "one_pass_vs_single": round(mixed_rate / single_rate, 3),
+            "group_after_group_vs_single": round(grouped_rate / single_rate, 3),
+            "goal": ">= 0.7 of single",
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------------- processes
+
+
+def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "stream", command], env=env, stdout=out, stderr=out)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def broker_times(settings: Settings, topic: str) -> list[tuple[int, dict[str, Any]]]:
+    return [(record.timestamp, orjson.loads(record.value)) for record in await read_records(settings, topic)]
+
+
+async def wait_count(settings: Settings, topic: str, expected: int, timeout_s: float, processes) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await count_records(settings, topic) < expected:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"a worker exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {expected} records on {topic} after {timeout_s}s")
+        await asyncio.sleep(1.0)
+
+
+async def count_records(settings: Settings, topic: str) -> int:
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        tps = await assign_from_beginning(consumer, topic, timeout_s=1.0)
+        if not tps:
+            return 0
+        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        return sum(end[tp] - begin[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+def bench_settings(bootstrap: str, idempotent: bool, registry: Path) -> Settings:
+    builtin = Settings().systems["hdfs"]
+    hdfs = SystemSettings(**{**builtin.model_dump(), "window": {**builtin.window, "idle_timeout_ms": IDLE_MS}})
+    return settings_for(
+        bootstrap,
+        f"bench-{uuid.uuid4().hex[:8]}",
+        idempotent,
+        systems={"hdfs": hdfs},
+        inference={"registry": str(registry), "publish_verdicts": True},
+    )
+
+
+def infer_env(settings: Settings, work: Path) -> dict[str, str]:
+    env = worker_env(
+        settings, write_systems_file(work / f"s-{uuid.uuid4().hex[:6]}.yaml", dict(settings.systems)), dict(os.environ)
+    )
+    env["ADAPTLOG_TICK_INTERVAL_MS"] = "250"
+    env["ADAPTLOG_INFERENCE__REGISTRY"] = str(settings.inference.registry)
+    env["ADAPTLOG_INFERENCE__PUBLISH_VERDICTS"] = "true"
+    return env
+
+
+def end_to_end(bootstrap: str, idempotent: bool, registry: Path, work: Path, max_lines: int | None) -> dict[str, Any]:
+    settings = bench_settings(bootstrap, idempotent, registry)
+    path = DATA / "hdfs" / "HDFS_2pct_blocks.log.gz"
+    fmt = settings.systems["hdfs"].line_format("hdfs")
+    records = list(replay_records(path, "hdfs", fmt))[:max_lines]
+    blocks = len({block for record in records for block in BLOCK.findall(record.value)})
+
+    async def backlog() -> None:
+        await ensure_topics(settings, topic_specs(settings))
+        await replay(settings, iter(records), "hdfs")
+
+    asyncio.run(backlog())
+    env = infer_env(settings, work)
+    infer = start("infer", env, work / "infer.log")
+    run = start("run", env, work / "run.log")
+    try:
+        asyncio.run(wait_count(settings, settings.topics.verdicts, blocks, 1800, (infer, run)))
+    finally:
+        stop(run)
+        stop(infer)
+    lines = asyncio.run(broker_times(settings, settings.topics.lines))
+    windows = asyncio.run(broker_times(settings, settings.topics.windows))
+    verdicts = asyncio.run(broker_times(settings, settings.topics.verdicts))
+    first = min(t for t, _ in lines)
+    stream_s = (max(t for t, _ in windows) - first - IDLE_MS) / 1000
+    total_s = (max(t for t, _ in verdicts) - first - IDLE_MS) / 1000
+    return {
+        "lines": len(records),
+        "blocks": blocks,
+        "verdicts": len(verdicts),
+        "stream_only_lines_per_s": round(len(records) / stream_s),
+        "logs_to_verdicts_lines_per_s": round(len(records) / total_s),
+        "ratio_to_stream_only": round(stream_s / total_s, 3),
+        "max_verdicts_per_s": round(len(verdicts) / max(total_s, 1e-3), 1),
+        "goal": ">= 20,000 lines/s",
+        "note": "both processes share the machine's 2 cores; the idle timeout closing the last sessions is excluded",
+    }
+
+
+def worker_rate(
+    bootstrap: str, idempotent: bool, registry: Path, work: Path, max_batch: int, count: int
+) -> dict[str, Any]:
+    """Verdicts/s of an ``adaptlog infer`` process working through a backlog of ``count`` windows, with micro-batches
+    of at most ``max_batch`` (1: every window is scored, published, acknowledged and committed on its own)."""
+    settings = bench_settings(bootstrap, idempotent, registry)
+    windows = repeated_windows(count)
+    env = infer_env(settings, work) | {"ADAPTLOG_INFERENCE__MAX_BATCH": str(max_batch)}
+
+    async def scenario() -> None:
+        from stream.inference.worker import inference_topics
+
+        await ensure_topics(settings, inference_topics(settings))
+        producer = make_producer(settings)
+        await producer.start()
+        for window in windows:
+            await producer.send(settings.topics.windows, encode(window), key=window.system.encode())
+        await producer.flush()
+        await producer.stop()
+        infer = start("infer", env, work / f"rate-{max_batch}.log")
+        try:
+            await wait_count(settings, settings.topics.verdicts, count, 1800, (infer,))
+        finally:
+            stop(infer)
+
+    asyncio.run(scenario())
+    times = sorted(t for t, _ in asyncio.run(broker_times(settings, settings.topics.verdicts)))
+    # from the first verdict (the model is loaded, the group joined) to the last
+    return {
+        "max_batch": max_batch,
+        "windows": count,
+        "windows_per_s": round((count - 1) / max((times[-1] - times[0]) / 1000, 1e-3), 1),
+    }
+
+
+def repeated_windows(count: int) -> list[Window]:
+    """HDFS_5k's 110 session windows, repeated under distinct ids up to ``count``."""
+    dataset = load_hdfs(DATA / "hdfs" / "HDFS_5k.log", DATA / "hdfs" / "HDFS_5k_block_labels.csv")
+    base = windows_of(dataset, range(len(dataset.windows)))
+    return [
+        Window(f"{w.window_id}-{i}", w.system, w.policy, w.key, w.start_ms, w.end_ms, w.reason, w.lines)
+        for i, w in ((i, base[i % len(base)]) for i in range(count))
+    ]
+
+
+def latency(
+    bootstrap: str, idempotent: bool, registry: Path, work: Path, rate: float, seconds: float
+) -> dict[str, Any]:
+    settings = bench_settings(bootstrap, idempotent, registry)
+    count = max(20, int(rate * seconds))
+    windows = repeated_windows(count)
+    env = infer_env(settings, work)
+
+    async def scenario() -> None:
+        from stream.inference.worker import inference_topics
+
+        await ensure_topics(settings, inference_topics(settings))
+        infer = start("infer", env, work / "latency.log")
+        try:
+            await asyncio.sleep(25)  # the worker loads its models and joins the group
+            producer = make_producer(settings)
+            await producer.start()
+            started = time.monotonic()
+            for i, window in enumerate(windows):
+                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+                await producer.send(settings.topics.windows, encode(window), key=window.system.encode())
+            await producer.flush()
+            await producer.stop()
+            await wait_count(settings, settings.topics.verdicts, count, 600, (infer,))
+        finally:
+            stop(infer)
+
+    asyncio.run(scenario())
+    produced = {v["window_id"]: t for t, v in asyncio.run(broker_times(settings, settings.topics.windows))}
+    delays = sorted(
+        t - produced[v["window_id"]] for t, v in asyncio.run(broker_times(settings, settings.topics.verdicts))
+    )
+    return {
+        "rate_windows_per_s": round(rate, 1),
+        "windows": count,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
+        "max_ms": delays[-1],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inference.json")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--max-lines", type=int, help="only the first N lines of HDFS_2pct end to end")
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--skip-broker", action="store_true", help="model-level figures only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="adaptlog-bench-") as tmp:
+        work = Path(tmp)
+        trained = train_hdfs_registry(work / "registry")
+        detector = trained.registry.load_serving_base("hdfs")[0]
+        machine = platform.processor() or platform.machine()
+        result: dict[str, Any] = {
+            "machine": f"{machine}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+            "family": "translog",
+            "model_level": model_level(detector, args.repeat),
+        }
+        if not args.skip_broker:
+            from tests.broker.selection import start_test_broker
+
+            broker = start_test_broker().broker
+            try:
+                result["broker"] = broker.describe()
+                one, batched = (
+                    worker_rate(broker.bootstrap, broker.supports_idempotence, work / "registry", work, size, 1000)
+                    for size in (1, 64)
+                )
+                result["worker_micro_batching"] = {
+                    "batch_1": one,
+                    "batch_64": batched,
+                    "speedup": round(batched["windows_per_s"] / one["windows_per_s"], 2),
+                    "goal": ">= 10x",
+                }
+                e2e = end_to_end(broker.bootstrap, broker.supports_idempotence, work / "registry", work, args.max_lines)
+                result["end_to_end"] = e2e
+                half = e2e["max_verdicts_per_s"] / 2
+                result["latency"] = latency(
+                    broker.bootstrap, broker.supports_idempotence, work / "registry", work, half, args.latency_seconds
+                )
+            finally:
+                broker.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
