@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--timeout", type=float, default=5.0, help="stop after this many seconds without a record")
 
     demo = sub.add_parser("demo", help="embedded broker + workers + a bundled sample replay, then a summary")
-    demo.add_argument("--timeout", type=float, default=180.0)
+    demo.add_argument("--timeout", type=float, default=540.0, help="give up after this many seconds")
     return parser
 
 

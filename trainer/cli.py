@@ -30,9 +30,6 @@ from trainer.evaluate import evaluate, plot_pr_curve
 from trainer.progress import progress_bar
 from trainer.train import adapt, few_labels, pretrain
 
-# A few hundred labeled target windows are a dozen batches an epoch; see FitOptions.min_steps.
-DEFAULT_MIN_STEPS = 300
-
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -180,8 +177,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--min-steps",
             type=int,
-            default=DEFAULT_MIN_STEPS,
-            help="small training sets get more epochs, up to this many optimizer steps (early stopping still applies)",
+            help="train small sets at least this many optimizer steps before early stopping may stop "
+            "(default: the family's: 300 for translog and logtransfer, 0 for logllm)",
         )
         command.add_argument("--registry", type=Path, help="also publish the artifact to this registry")
 

@@ -54,14 +54,13 @@ class Budget:
     max_train_normals: int | None = None  # cap on normal training windows (all anomalies are kept)
     config: tuple[tuple[str, Any], ...] = ()
     epochs: int | None = None
-    min_steps: int = 300  # FitOptions.min_steps: few-label fits train at least this many steps
+    min_steps: int | None = None  # FitOptions.min_steps; None: the family's default
 
 
 BUDGETS = {
     "translog": Budget(),
     "logtransfer": Budget(),
-    # LogLLM: a CPU step is seconds, so few-label fits keep their configured epochs
-    "logllm": Budget(bgl_every=50, max_train_normals=1500, config=(("max_lines", 20),), min_steps=0),
+    "logllm": Budget(bgl_every=50, max_train_normals=1500, config=(("max_lines", 20),)),
 }
 
 

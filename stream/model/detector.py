@@ -17,10 +17,12 @@ writes them as safetensors with a manifest, and checks compatibility before load
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -65,16 +67,26 @@ class FitOptions:
     patience: int = 2
     max_seconds: float | None = None  # stop after the epoch that crosses this budget
     # A few hundred labeled windows make a dozen batches an epoch: a handful of epochs is too few optimizer steps for
-    # an adapter (or a base far from the target) to move. Small training sets get more epochs, up to this many steps
-    # (early stopping still applies); a no-op on large ones.
-    min_steps: int = 0
+    # an adapter (or a base far from the target) to move, and patience counted in such epochs stops it at once.
+    # Small training sets therefore run at least this many steps before early stopping may stop them (the best
+    # epoch on validation is still the one kept); a no-op on large ones. None: the family's ``Detector.min_steps``.
+    min_steps: int | None = None
 
-    def epochs_for(self, default_epochs: int, windows: int, batch_size: int) -> int:
-        """The epochs a fit of ``windows`` in batches of ``batch_size`` runs: the given or default epochs, raised
-        until they make ``min_steps`` optimizer steps."""
-        return epochs_for_steps(
-            self.epochs if self.epochs is not None else default_epochs, windows, batch_size, self.min_steps
-        )
+    def plan(self, default_epochs: int, windows: int, batch_size: int, family_min_steps: int) -> tuple[int, int]:
+        """(epochs to run, epochs before early stopping may stop) for ``windows`` in batches of ``batch_size``."""
+        min_steps = self.min_steps if self.min_steps is not None else family_min_steps
+        floor = epochs_for_steps(0, windows, batch_size, min_steps)
+        return max(self.epochs if self.epochs is not None else default_epochs, floor), floor
+
+
+@contextmanager
+def seeded(name: str) -> Iterator[None]:
+    """Random initialisation inside depends on ``name`` only (e.g. a new target's adapter), not on whatever the
+    process drew before: the same data and seed then give the same adapter in any process. The caller's RNG state
+    is left alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1)
+        yield
 
 
 def epochs_for_steps(epochs: int, windows: int, batch_size: int, min_steps: int) -> int:
@@ -121,6 +133,7 @@ class Detector(ABC):
     """A family's model: one base plus named target adapters. Subclasses live one per file (translog.py, ...)."""
 
     family: ClassVar[str]  # "translog" | "logtransfer" | "logllm"
+    min_steps: ClassVar[int] = 0  # FitOptions.min_steps when it is None: what a step costs decides it
     feature_version: ClassVar[str]  # the window encoding; a model is only fed windows encoded the same way
 
     @classmethod

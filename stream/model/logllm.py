@@ -47,6 +47,7 @@ from stream.model.detector import (
     ParameterCounts,
     Progress,
     WindowText,
+    seeded,
 )
 from stream.model.line_encoder import FrozenEncoder, LineEncoder
 from stream.model.logllm_fit import fit as run_fit
@@ -272,7 +273,8 @@ class LogLLMDetector(Detector):
             raise ValueError(f"target name {target!r}: use letters, digits, '_' and '-'")
         if target in self._targets:
             raise ValueError(f"target {target!r} already exists")
-        self.peft.add_adapter(adapter_name(target), self.lora_config)  # lora_B starts at zero: no change yet
+        with seeded(f"logllm/{target}"):  # LoRA's A matrices: the same for the same target in any process
+            self.peft.add_adapter(adapter_name(target), self.lora_config)  # lora_B starts at zero: no change yet
         self.target_projectors[target] = copy.deepcopy(self.projector)
         self._targets.append(target)
         self.set_training(False)

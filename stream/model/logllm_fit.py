@@ -57,6 +57,7 @@ class Stage:
     lr: float
     max_windows: int | None = None  # windows per epoch (stage 1 only)
     validates: bool = False  # the stage whose epochs early stopping on validation watches
+    min_epochs: int = 0  # early stopping waits for these (FitOptions.min_steps)
 
 
 def stages(detector: LogLLMDetector, mode: Mode, options: FitOptions) -> list[Stage]:
@@ -126,7 +127,9 @@ def fit(
         for stage in stages(detector, mode, options):
             if stage.validates:  # the last stage is the one FitOptions.min_steps raises, as in the other families
                 batch = options.batch_size if options.batch_size is not None else detector.cfg.batch_size
-                stage = replace(stage, epochs=epochs_for_steps(stage.epochs, len(order), batch, options.min_steps))
+                min_steps = options.min_steps if options.min_steps is not None else detector.min_steps
+                floor = epochs_for_steps(0, len(order), batch, min_steps)
+                stage = replace(stage, epochs=max(stage.epochs, floor), min_epochs=floor)
             if stage.epochs > 0 and _run_stage(
                 detector, stage, lines, labels, order, target, options, report, clock, progress, rng
             ):
@@ -170,6 +173,7 @@ def _run_stage(
         score_validation=lambda: detector.scores(list(validation[0]), target=target),  # type: ignore[index]
         trainable=lambda: parameters,
         restore=lambda snapshot: _restore(parameters, snapshot),
+        min_epochs=stage.min_epochs,
     )
     loss_sum, token_count, step = 0.0, 0, 0
     stop = False

@@ -145,6 +145,7 @@ class LogTransfer(nn.Module):
 
 class LogTransferDetector(Detector):
     family = "logtransfer"
+    min_steps = 300  # a step is milliseconds: few-label fits can afford a few hundred
     # template -> mean GloVe vector of its words (placeholders dropped, camelCase split), last max_len templates
     feature_version = "logtransfer-word-mean/camel-split/keep-last/1"
 
@@ -236,7 +237,7 @@ class LogTransferDetector(Detector):
             self.fit_word_vectors([t for w in windows for t in w.templates])
         lr = options.lr if options.lr is not None else self.cfg.lr
         batch_size = options.batch_size if options.batch_size is not None else self.cfg.batch_size
-        epochs = options.epochs_for(self.cfg.epochs, len(windows), batch_size)
+        epochs, min_epochs = options.plan(self.cfg.epochs, len(windows), batch_size, self.min_steps)
         set_seed(options.seed)
 
         x, lengths = self.encode(windows)  # [N, L, word_dim], [N]
@@ -258,6 +259,7 @@ class LogTransferDetector(Detector):
             score_validation=lambda: self.scores(validation[0], target=target) if validation else [],
             trainable=lambda: trainable,
             restore=self._restore(trainable),
+            min_epochs=min_epochs,
         )
         batches = (len(y) + batch_size - 1) // batch_size
         for epoch in range(epochs):

@@ -32,6 +32,7 @@ class EarlyStopping:
         score_validation: Callable[[], list[float]],
         trainable: Callable[[], dict[str, torch.Tensor]],
         restore: Callable[[dict[str, torch.Tensor]], None],
+        min_epochs: int = 0,
     ) -> None:
         self.options = options
         self.report = report
@@ -39,6 +40,7 @@ class EarlyStopping:
         self.score_validation = score_validation
         self.trainable = trainable
         self.restore = restore
+        self.min_epochs = min_epochs  # patience only counts once these are done (FitOptions.min_steps)
         self.best_f1 = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.worse = 0
@@ -54,7 +56,7 @@ class EarlyStopping:
                 self.best_state = {name: t.detach().clone() for name, t in self.trainable().items()}
             else:
                 self.worse += 1
-                if self.worse >= self.options.patience:
+                if self.worse >= self.options.patience and epoch + 1 >= self.min_epochs:
                     self.report.stopped_early = True
                     return True
         if self.options.max_seconds is not None and self.clock.seconds >= self.options.max_seconds:

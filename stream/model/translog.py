@@ -29,6 +29,7 @@ from stream.model.detector import (
     WindowText,
     check_fit_arguments,
     check_shapes,
+    seeded,
     set_seed,
 )
 from stream.model.embeddings import EMBED_DIM, TemplateEmbedder, shared_embedder
@@ -270,6 +271,7 @@ class TransLog(nn.Module):
 
 class TransLogDetector(Detector):
     family = "translog"
+    min_steps = 300  # a step is milliseconds: few-label fits can afford a few hundred
     feature_version = FEATURE_VERSION
 
     def __init__(self, cfg: TransLogConfig, embedder: TemplateEmbedder | None = None, *, seed: int = 0):
@@ -294,7 +296,8 @@ class TransLogDetector(Detector):
         return list(self.model.target_heads)
 
     def add_target(self, target: str) -> None:
-        self.model.add_target(target)
+        with seeded(f"translog/{target}"):
+            self.model.add_target(target)
 
     def remove_target(self, target: str) -> None:
         if target not in self.targets:
@@ -342,7 +345,7 @@ class TransLogDetector(Detector):
         clock = Stopwatch()
         set_seed(options.seed)
         batch_size = options.batch_size or self.cfg.batch_size
-        epochs = options.epochs_for(self.cfg.epochs, len(windows), batch_size)
+        epochs, min_epochs = options.plan(self.cfg.epochs, len(windows), batch_size, self.min_steps)
         encoded = self.encode_compact(windows)
         y = torch.tensor(list(labels), dtype=torch.float)
         self._train_only(mode, target)
@@ -359,6 +362,7 @@ class TransLogDetector(Detector):
             score_validation=lambda: self.scores(validation[0], target=target) if validation else [],
             trainable=lambda: {n: p for n, p in self.model.named_parameters() if p.requires_grad},
             restore=lambda state: self.model.load_state_dict(state, strict=False),
+            min_epochs=min_epochs,
         )
         gen = torch.Generator().manual_seed(options.seed)
         batches = math.ceil(len(y) / batch_size)
