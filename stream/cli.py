@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 from stream.errors import AdaptlogError, ConfigError
+from stream.logs import configure as configure_logging
 from stream.settings import Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adaptlog", description="Streaming log anomaly detection on Kafka.")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object a line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="run the stream workers (ingest, parse, session stages) until SIGTERM")
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         settings = load_settings()
         return asyncio.run(_dispatch(args, settings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream.logs import JsonFormatter
 from tests.broker.running import RunningBroker
 from tests.streaming import DATA, settings_for, worker_env, write_systems_file
 
@@ -73,3 +75,22 @@ def test_replay_refuses_an_unknown_system_and_a_missing_file(tmp_path: Path) -> 
     assert unknown.returncode == 2 and "unknown system 'nosuch'" in unknown.stderr
     missing = adaptlog("replay", str(tmp_path / "none.log"), "--system", "bgl", env=env)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_infer_without_a_registry_fails_with_a_clear_message(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = adaptlog("infer", "--registry", str(missing), env=clean_env(ADAPTLOG_BOOTSTRAP_SERVERS="127.0.0.1:9"))
+    assert result.returncode == 1
+    assert f"registry {missing}: no such directory" in result.stderr
+    result = adaptlog("infer", env=clean_env(ADAPTLOG_BOOTSTRAP_SERVERS="127.0.0.1:9"))
+    assert result.returncode == 2 and "inference.registry" in result.stderr
+
+
+def test_json_log_lines_are_objects_with_the_exception() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("adaptlog.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
+    entry = orjson.loads(JsonFormatter().format(record))
+    assert entry["level"] == "ERROR" and entry["logger"] == "adaptlog.x" and entry["message"] == "failed here"
+    assert "ValueError: boom" in entry["exception"] and entry["ts"].endswith("+00:00")

@@ -9,10 +9,11 @@ import shutil
 import pytest
 import torch
 
-from stream.inference.model_host import ModelHost
+from stream.inference.model_host import ModelHost, window_text
 from stream.model.artifacts import WEIGHTS, load_base, save_base
 from stream.model.families import family_class
 from stream.model.metrics import confusion
+from stream.model.registry import Registry
 from stream.records import ANOMALOUS
 from tests.inference_support import stream_window, windows_of
 
@@ -113,3 +114,24 @@ def test_the_explanation_names_an_injected_anomalous_line(hdfs_registry):
             assert top.offsets == (at,)
             assert top.weight > 0 and all(top.weight >= cause.weight for cause in spiked.explanation)
     assert flipped >= 10, f"only {flipped} injected windows turned anomalous: the test checked too little"
+
+
+@pytest.mark.parametrize(("family", "config"), [("logtransfer", {}), ("logllm", {"max_lines": 4})])
+def test_every_family_serves_through_the_host_with_adapters_and_explanations(family, config, tmp_path):
+    """The host is family-agnostic: a LogTransfer or LogLLM base and adapter from a registry score mixed batches
+    (zero-shot and adapter rows together) and explain what they flag."""
+    registry = Registry(tmp_path / "registry")
+    detector = family_class(family).create(config, seed=0)
+    base = registry.save_base(detector, "base", source="hdfs", threshold=0.0, training={}, metrics={})
+    detector.add_target("bgl")
+    registry.save_adapter(detector, "bgl", base=base, threshold=0.0, training={}, metrics={})
+    host = ModelHost(registry)
+    assert host.refresh() == ["bgl: zero-shot -> v0001"]
+    lines = ["Receiving block <BLK> src: <IP> dest: <IP>", "PacketResponder <NUM> for block <BLK> terminating"]
+    windows = [stream_window(system, lines, key=system) for system in ("hdfs", "bgl", "hdfs")]
+    verdicts = host.score(windows)
+    assert [v.adapter_version for v in verdicts] == [None, "v0001", None]
+    assert all(v.family == family and v.label == ANOMALOUS and v.explanation for v in verdicts)  # threshold 0
+    assert {cause.template for v in verdicts for cause in v.explanation} <= set(lines)
+    alone = host.detector.scores([window_text(windows[1])], target=host.route("bgl").target)
+    assert verdicts[1].score == pytest.approx(alone[0], abs=1e-5)

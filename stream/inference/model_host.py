@@ -64,6 +64,8 @@ class ModelHost:
         log.info("serving base %s (%s)", self.model_name, self.detector.family)
 
     def _only_base(self) -> str:
+        if not self.registry.root.is_dir():
+            raise ModelError(f"registry {self.registry.root}: no such directory")
         names = self.registry.names("base")
         if len(names) != 1:
             raise ModelError(
