@@ -64,7 +64,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     detector.add_target(TARGET)
     detector.load_adapter_state(TARGET, nudged(detector.adapter_state(TARGET), seed=1))  # not the identity
-    report = detector.fit(WINDOWS * 3, LABELS * 3, target=TARGET, mode="adapter", options=FitOptions(epochs=2))
+    report = detector.fit(
+        WINDOWS * 3, LABELS * 3, target=TARGET, mode="adapter", options=FitOptions(epochs=2, min_steps=0)
+    )
     adapter = save_adapter(
         detector,
         TARGET,

@@ -108,7 +108,7 @@ def adapted(pretrained, thunderbird) -> dict[str, object]:
         *thunderbird["train"],
         target="thunderbird",
         mode="adapter",
-        options=FitOptions(epochs=4, validation=thunderbird["validation"], patience=2, seed=0),
+        options=FitOptions(epochs=4, validation=thunderbird["validation"], patience=2, seed=0, min_steps=0),
         progress=lambda stage, done, total: calls.append((stage, done, total)),
     )
     return {

@@ -13,6 +13,7 @@ run that is stopped picks up where it was; the Markdown is rendered from those f
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import platform
 import sys
@@ -195,18 +196,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only-render", action="store_true", help="render the Markdown from cached runs")
+    parser.add_argument(
+        "--only",
+        default="*",
+        help="comma-separated patterns of the runs to compute, e.g. 'in_domain-*' or 'transfer-bgl-*-adapter'",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
+    wanted = [pattern.strip() for pattern in args.only.split(",") if pattern.strip()]
+
+    def chosen(key: str) -> bool:
+        return any(fnmatch.fnmatchcase(key, pattern) for pattern in wanted)
+
     if not args.only_render:
         for family in families:
             runner = Runner(family, args.fresh, args.seed)
             for name in ("hdfs", "bgl", "thunderbird", "hadoop"):
-                runner.in_domain(name)
+                if chosen(f"in_domain-{name}"):
+                    runner.in_domain(name)
             for source, target in PAIRS:
                 for anomalies in FEW:
                     for approach in ("adapter", "scratch", "full"):
-                        runner.transfer(source, target, anomalies, approach)
+                        if chosen(f"transfer-{source}-{target}-{anomalies}-{approach}"):
+                            runner.transfer(source, target, anomalies, approach)
     machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
     args.out.write_text(render(RUNS, machine))
     print(f"wrote {args.out}", file=sys.stderr)
