@@ -1,0 +1,166 @@
+"""One retraining of a target system's adapter from its stored labels, judged against the serving champion.
+
+The labeled windows of a target are split once and for all by a hash of their window_id: about ``holdout_share`` of
+them are held out and never train anything, so champion and challenger are always compared on windows neither has
+seen, and a window keeps its part across retrains and restarts. The rest trains the challenger (a fresh adapter on
+the serving base) with its own validation share for early stopping and the threshold. Class balance comes from the
+families' loss weighting (TransLog and LogTransfer weight BCE by negatives / positives; LogLLM oversamples the
+minority class), so no label is thrown away.
+
+The challenger is published (and the caller announces it) only when its held-out F1 is at least the champion's plus
+``margin``. The champion is the serving adapter, or the base alone (zero-shot) when the target has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from stream.model.artifacts import load_adapter
+from stream.model.detector import Detector, FitOptions, WindowText
+from stream.model.metrics import best_threshold, confusion
+from stream.model.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class Example(Protocol):
+    window_id: str
+    templates: tuple[str, ...]
+    masked: tuple[str, ...]
+    label: int
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    min_new_labels: int = 50  # retrain once this many labels are unused by any training run ...
+    max_interval_s: float = 3600.0  # ... or when any are unused and this long has passed since the last retrain
+    min_per_class: int = 5  # at least this many anomalous and normal labels in all before a first retrain
+    margin: float = 0.0  # publish when the challenger's held-out F1 >= the champion's + margin
+    holdout_share: float = 0.2
+    validation_share: float = 0.2  # of the training part: early stopping and the threshold
+
+    def __post_init__(self) -> None:
+        if self.min_new_labels < 1 or self.max_interval_s <= 0 or self.min_per_class < 1:
+            raise ValueError("RetrainPolicy: min_new_labels, max_interval_s and min_per_class must be positive")
+        for name in ("holdout_share", "validation_share"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"RetrainPolicy.{name} must be in (0, 1)")
+
+
+def due(policy: RetrainPolicy, counts: dict[str, int], last_ms: int | None, now_ms: int) -> str | None:
+    """Why the target should retrain now, or None. ``counts``: anomalous, normal, unused (see LabelStore.counts)."""
+    if counts["anomalous"] < policy.min_per_class or counts["normal"] < policy.min_per_class:
+        return None
+    if counts["unused"] >= policy.min_new_labels:
+        return f"{counts['unused']} new labels"
+    if counts["unused"] and (last_ms is None or now_ms - last_ms >= policy.max_interval_s * 1000):
+        return f"{counts['unused']} new labels and {policy.max_interval_s:.0f}s since the last retrain"
+    return None
+
+
+def share_of(window_id: str, salt: str) -> float:
+    """A stable number in [0, 1) per window: its place in every split, the same in any process."""
+    digest = hashlib.blake2b(f"{salt}/{window_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass
+class Decision:
+    target: str
+    published: bool
+    reason: str
+    version: str | None = None  # the published version
+    champion: dict[str, Any] = field(default_factory=dict)
+    challenger: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    used: list[str] = field(default_factory=list)  # window_ids that trained the challenger
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "used"}
+        out["used_labels"] = len(self.used)
+        return out
+
+
+def texts(examples: Sequence[Example]) -> tuple[list[WindowText], list[int]]:
+    return [WindowText(e.templates, e.masked) for e in examples], [int(e.label) for e in examples]
+
+
+def quality(detector: Detector, examples: Sequence[Example], target: str | None, threshold: float) -> dict[str, Any]:
+    windows, labels = texts(examples)
+    scores = detector.scores(windows, target=target)
+    return confusion(scores, labels, threshold).to_dict() | {"threshold": threshold, "windows": len(labels)}
+
+
+def retrain(
+    registry: Registry,
+    base_name: str,
+    target: str,
+    examples: Sequence[Example],
+    policy: RetrainPolicy,
+    *,
+    options: FitOptions | None = None,
+) -> Decision:
+    """Train a challenger adapter for ``target`` on ``examples``; publish it when it beats the champion."""
+    started = time.monotonic()
+    held = [e for e in examples if share_of(e.window_id, "holdout") < policy.holdout_share]
+    rest = [e for e in examples if share_of(e.window_id, "holdout") >= policy.holdout_share]
+    validation = [e for e in rest if share_of(e.window_id, "validation") < policy.validation_share]
+    train = [e for e in rest if share_of(e.window_id, "validation") >= policy.validation_share]
+    labels = {"held_out": len(held), "validation": len(validation), "train": len(train)}
+    for name, part in (("held-out", held), ("validation", validation), ("training", train)):
+        if len({e.label for e in part}) < 2:
+            return Decision(target, False, f"not enough labels: the {name} part lacks a class", labels=labels)
+    loaded = registry.load_serving_base(base_name)
+    if loaded is None:
+        return Decision(target, False, f"no serving base {base_name!r} in {registry.root}", labels=labels)
+    detector, base = loaded
+
+    champion_target, champion_manifest = None, registry.serving("adapter", target)
+    if champion_manifest is not None and champion_manifest.base and champion_manifest.base["id"] == base.weights_sha256:
+        champion_target = f"champion__{champion_manifest.version}"
+        path = registry.path("adapter", target, champion_manifest.version or "")
+        load_adapter(detector, base, path, as_target=champion_target)
+        champion_threshold = champion_manifest.threshold if champion_manifest.threshold is not None else 0.5
+        champion_name = f"adapter {champion_manifest.version}"
+    else:
+        champion_manifest = None
+        champion_threshold = base.threshold if base.threshold is not None else 0.5
+        champion_name = f"base {base.name}/{base.version} (zero-shot)"
+    champion = quality(detector, held, champion_target, champion_threshold) | {"model": champion_name}
+
+    detector.add_target(target)
+    fit_windows, fit_labels = texts(train)
+    val_windows, val_labels = texts(validation)
+    fit_options = options or FitOptions()
+    if fit_options.validation is None:
+        fit_options = replace(fit_options, validation=(val_windows, val_labels))
+    report = detector.fit(fit_windows, fit_labels, target=target, mode="adapter", options=fit_options)
+    threshold, _ = best_threshold(detector.scores(val_windows, target=target), val_labels)
+    challenger = quality(detector, held, target, threshold) | {"fit_seconds": round(report.seconds, 2)}
+
+    decision = Decision(target, False, "", champion=champion, challenger=challenger, labels=labels)
+    decision.used = [e.window_id for e in train + validation]
+    if challenger["f1"] >= champion["f1"] + policy.margin:
+        manifest = registry.save_adapter(
+            detector,
+            target,
+            base=base,
+            threshold=threshold,
+            training={"labels": labels, "fit": report.to_dict(), "source": "feedback"},
+            metrics={"held_out": challenger, "champion": champion},
+            reason=f"retrained from feedback: held-out F1 {challenger['f1']:.3f} vs {champion['f1']:.3f}",
+        )
+        decision.published, decision.version = True, manifest.version
+        decision.reason = f"challenger F1 {challenger['f1']:.3f} >= champion {champion['f1']:.3f} + {policy.margin}"
+    else:
+        decision.reason = f"challenger F1 {challenger['f1']:.3f} < champion {champion['f1']:.3f} + {policy.margin}"
+    decision.seconds = round(time.monotonic() - started, 2)
+    outcome = f"published {decision.version}" if decision.published else "rejected"
+    log.info("retrain %s: %s (%s) in %.1fs", target, outcome, decision.reason, decision.seconds)
+    return decision
