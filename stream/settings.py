@@ -154,6 +154,24 @@ class InferenceSettings(BaseModel):
     threads: int = Field(default=0, ge=0)  # torch threads; 0 = torch's default
 
 
+class TrainerSettings(BaseModel):
+    """``adaptlog-train serve``: the feedback-driven retraining service (one replica)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registry: Path | None = None  # the model registry directory (inference reads the same one)
+    base: str = ""  # the base that adapters are trained on ("" = the only one there)
+    label_db: Path | None = None  # the SQLite label store; default: <registry>/labels.sqlite
+    feedback_topics: tuple[str, ...] = ()  # labeled topics besides topics.feedback
+    min_new_labels: int = Field(default=50, gt=0)  # retrain a target when this many labels are new ...
+    max_interval_s: float = Field(default=3600.0, gt=0)  # ... or when any are new and this long has passed
+    min_per_class: int = Field(default=5, gt=0)  # anomalous and normal labels needed before a first retrain
+    margin: float = Field(default=0.0, ge=0)  # publish when the challenger's held-out F1 >= champion's + margin
+    retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)  # unlabeled windows and pending labels kept this long
+    check_interval_s: float = Field(default=10.0, gt=0)  # how often targets are checked for a retrain
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADAPTLOG_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
@@ -182,6 +200,7 @@ class Settings(BaseSettings):
     tick_interval_ms: int = Field(default=1_000, gt=0)
     batch_max_records: int = Field(default=2_000, gt=0)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -28,13 +28,14 @@ from trainer.data_source import DataSource, add_data_arguments, load, source_fro
 from trainer.datasets import Dataset, default_split, limit
 from trainer.evaluate import evaluate, plot_pr_curve
 from trainer.progress import progress_bar
+from trainer.service_cli import add_commands
 from trainer.train import adapt, few_labels, pretrain
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(getattr(args, "threads", 2))
         return args.run(args)
     except IncompatibleArtifactError as exc:
         print(f"adaptlog-train: {exc}", file=sys.stderr)
@@ -194,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--threads", type=int, default=2, help="torch CPU threads")
         command.add_argument("--quiet", action="store_true", help="no progress output")
+    add_commands(sub)
     return parser
 
 

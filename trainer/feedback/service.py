@@ -1,0 +1,231 @@
+"""``adaptlog-train serve``: keep every labeled window, retrain a target's adapter when enough labels are new, and
+publish it only when it beats the serving one.
+
+    windows ─┐                                   ┌─> registry (adapters/<system>/vNNNN, SERVING)
+    feedback ┼─> LabelStore (SQLite) ─> due? ─> retrain (one target at a time, on a worker thread)
+    (extra labeled topics) ┘                     └─> model-updates ─> every inference worker swaps it in
+
+Offsets are committed after the records they carried are in the store, so a restart loses no label and replays at
+most a few records, which the store takes idempotently. Training runs beside consumption (labels keep arriving
+while a target trains). A target's labels that a retrain has read are marked used, whether the challenger won or
+not, so a restart never retrains on labels already judged. Malformed feedback, a window record that does not decode,
+and a label whose window never arrived within ``retention_s`` go to ``deadletter`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import NewTopic
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import Counter as PromCounter
+
+from stream.errors import ConfigError
+from stream.model.detector import FitOptions
+from stream.model.registry import Registry
+from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer
+from stream.records import DeadLetter, Window, encode
+from stream.settings import Settings
+from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
+from trainer.feedback.retrain import Decision, RetrainPolicy, due, retrain
+from trainer.feedback.store import LabelStore
+
+log = logging.getLogger(__name__)
+STAGE = "trainer"
+
+
+def policy_of(settings: Settings) -> RetrainPolicy:
+    t = settings.trainer
+    return RetrainPolicy(
+        min_new_labels=t.min_new_labels, max_interval_s=t.max_interval_s, min_per_class=t.min_per_class, margin=t.margin
+    )
+
+
+def open_registry(settings: Settings) -> tuple[Registry, str]:
+    if settings.trainer.registry is None:
+        raise ConfigError("trainer.registry", "not set (ADAPTLOG_TRAINER__REGISTRY=/path/to/registry)")
+    registry = Registry(settings.trainer.registry)
+    base = settings.trainer.base
+    if not base:
+        names = registry.names("base")
+        if len(names) != 1:
+            raise ConfigError("trainer.base", f"registry {registry.root} holds bases {names}: name one")
+        base = names[0]
+    return registry, base
+
+
+def label_db(settings: Settings) -> Path:
+    if settings.trainer.label_db is not None:
+        return settings.trainer.label_db
+    if settings.trainer.registry is None:
+        raise ConfigError("trainer.registry", "not set (ADAPTLOG_TRAINER__REGISTRY=/path/to/registry)")
+    return settings.trainer.registry / "labels.sqlite"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrainerMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.labels = PromCounter("adaptlog_trainer_labels", "feedback records by outcome", ["outcome"], registry=r)
+        self.windows = PromCounter("adaptlog_trainer_windows", "windows stored", registry=r)
+        self.retrains = PromCounter("adaptlog_trainer_retrains", "retrains by result", ["result"], registry=r)
+        self.seconds = Histogram(
+            "adaptlog_trainer_retrain_seconds", "one retrain", buckets=(5, 15, 30, 60, 120, 300, 600), registry=r
+        )
+
+
+class FeedbackService:
+    def __init__(self, settings: Settings, store: LabelStore, metrics: TrainerMetrics | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry, self.base = open_registry(settings)
+        self.policy = policy_of(settings)
+        self.metrics = metrics or TrainerMetrics()
+        self.counts: Counter[str] = Counter()
+        self.decisions: list[Decision] = []
+        self._training: asyncio.Task[None] | None = None
+
+    @property
+    def input_topics(self) -> list[str]:
+        t = self.settings.topics
+        return [t.windows, t.feedback, *self.settings.trainer.feedback_topics]
+
+    async def run(self, stop: asyncio.Event) -> Counter[str]:
+        t = self.settings.topics
+        names = {*self.input_topics, t.model_updates, t.deadletter}
+        await ensure_topics(self.settings, [NewTopic(n, self.settings.internal_partitions, 1) for n in sorted(names)])
+        consumer = make_consumer(
+            self.settings, *self.input_topics, group_id=f"{self.settings.group_prefix}-{STAGE}", max_poll_records=2000
+        )
+        producer = make_producer(self.settings)
+        await consumer.start()
+        await producer.start()
+        last_check = 0.0
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500)
+                records = [r for rs in batch.values() for r in rs]
+                if records:
+                    letters = await asyncio.to_thread(self._store_records, records)
+                    await self._send_all(producer, letters)
+                    await consumer.commit()  # only after the store holds them
+                if time.monotonic() - last_check >= self.settings.trainer.check_interval_s:
+                    last_check = time.monotonic()
+                    await self._send_all(producer, await asyncio.to_thread(self._expire))
+                    self._maybe_start_retrain(producer)
+            if self._training is not None:
+                await self._training
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return self.counts
+
+    # ------------------------------------------------------------------------------------------------ intake
+
+    def _store_records(self, records: list[ConsumerRecord]) -> list[tuple[str, bytes]]:
+        letters = []
+        now = now_ms()
+        for record in records:
+            try:
+                if record.topic == self.settings.topics.windows:
+                    if self.store.add_window(Window.from_dict(orjson.loads(record.value)), now):
+                        self.metrics.windows.inc()
+                        self.counts["windows"] += 1
+                    continue
+                feedback = parse_feedback(record.value or b"")
+                if isinstance(feedback, LabeledSequence):
+                    outcome = self.store.add_sequence(feedback, now)
+                else:
+                    outcome = self.store.add_label(feedback, now)
+                self.metrics.labels.labels(outcome).inc()
+                self.counts[f"labels_{outcome}"] += 1
+            except (FeedbackError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, FeedbackError) else f"not a window record: {exc}"
+                letters.append(self._letter(record, reason))
+        return letters
+
+    def _letter(self, record: ConsumerRecord, reason: str) -> tuple[str, bytes]:
+        self.metrics.labels.labels("dead_letter").inc()
+        self.counts["dead_letters"] += 1
+        log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        letter = DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, record.value or b"")
+        return self.settings.topics.deadletter, encode(letter)
+
+    def _expire(self) -> list[tuple[str, bytes]]:
+        horizon = int(self.settings.trainer.retention_s * 1000)
+        now = now_ms()
+        self.store.expire_windows(now, horizon)
+        letters = []
+        for label in self.store.expire_pending(now, horizon):
+            reason = f"unknown window_id {label.window_id} after the retention horizon ({horizon} ms)"
+            original = orjson.dumps({"kind": label.source, "window_id": label.window_id, "label": label.label})
+            letter = DeadLetter(STAGE, reason, self.settings.topics.feedback, -1, -1, original)
+            letters.append((self.settings.topics.deadletter, encode(letter)))
+            self.counts["dead_letters"] += 1
+        return letters
+
+    @staticmethod
+    async def _send_all(producer: AIOKafkaProducer, records: list[tuple[str, bytes]]) -> None:
+        for topic, value in records:
+            await producer.send_and_wait(topic, value)
+
+    # ----------------------------------------------------------------------------------------------- retrain
+
+    def next_due(self) -> tuple[str, str] | None:
+        now = now_ms()
+        for system in self.store.systems():
+            reason = due(self.policy, self.store.counts(system), self.store.last_retrain_ms(system), now)
+            if reason:
+                return system, reason
+        return None
+
+    def _maybe_start_retrain(self, producer: AIOKafkaProducer) -> None:
+        if self._training is not None and not self._training.done():
+            return
+        if self._training is not None and self._training.exception() is not None:
+            raise self._training.exception()  # type: ignore[misc]
+        found = self.next_due()
+        if found is not None:
+            self._training = asyncio.create_task(self._retrain(*found, producer))
+
+    async def _retrain(self, system: str, reason: str, producer: AIOKafkaProducer) -> None:
+        read_at = now_ms()
+        examples = self.store.labeled(system)
+        log.info("retraining %s (%s): %d labeled windows", system, reason, len(examples))
+        decision = await asyncio.to_thread(
+            retrain, self.registry, self.base, system, examples, self.policy, options=FitOptions(seed=0)
+        )
+        entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
+        self.store.record_retrain(system, entry)
+        used_by = decision.version or f"rejected@{entry['at_ms']}"
+        self.store.mark_used(system, [e.window_id for e in examples], used_by, labeled_before_ms=read_at)
+        self.metrics.seconds.observe(decision.seconds)
+        self.metrics.retrains.labels("published" if decision.published else "rejected").inc()
+        self.counts["published" if decision.published else "rejected"] += 1
+        self.decisions.append(decision)
+        if decision.published:
+            await announce(producer, self.settings, system, decision.version or "", decision.reason)
+
+
+async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:
+    """Tell every inference worker that ``target`` serves ``version`` now."""
+    record = {"kind": "adapter", "target": target, "version": version, "reason": reason, "at_ms": now_ms()}
+    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> Counter[str]:
+    metrics = TrainerMetrics()
+    if settings.trainer.metrics_port:
+        start_http_server(settings.trainer.metrics_port, registry=metrics.registry)
+    with LabelStore(label_db(settings)) as store:
+        return await FeedbackService(settings, store, metrics).run(stop)

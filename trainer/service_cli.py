@@ -1,0 +1,147 @@
+"""``adaptlog-train serve | status | rollback``: the feedback service and its operations.
+
+Settings come from the environment like every adaptlog process (``ADAPTLOG_TRAINER__REGISTRY``, ...); ``--registry``
+and ``--label-db`` override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import time
+
+from stream.logs import configure as configure_logging
+from stream.model.registry import Registry
+from stream.pipeline.kafka_clients import make_producer
+from stream.settings import Settings, load_settings
+from trainer.feedback.retrain import due
+from trainer.feedback.service import announce, label_db, open_registry, policy_of, serve
+from trainer.feedback.store import LabelStore
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    srv = sub.add_parser("serve", help="keep labeled windows, retrain adapters from feedback, publish the better ones")
+    srv.set_defaults(run=run_serve)
+    srv.add_argument("--log-format", choices=("text", "json"), default="text")
+    st = sub.add_parser("status", help="targets, serving versions, label counts, last metrics, next retrain")
+    st.set_defaults(run=run_status)
+    st.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    rb = sub.add_parser("rollback", help="serve an earlier adapter version of a target (announced like a publish)")
+    rb.set_defaults(run=run_rollback)
+    rb.add_argument("target")
+    rb.add_argument("version", help="e.g. v0002")
+    for command in (srv, st, rb):
+        command.add_argument("--registry", type=str, help="model registry directory (default: trainer.registry)")
+        command.add_argument("--label-db", type=str, help="label store file (default: <registry>/labels.sqlite)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings()
+    update = {}
+    if args.registry:
+        update["registry"] = args.registry
+    if args.label_db:
+        update["label_db"] = args.label_db
+    if update:
+        trainer = settings.trainer.model_validate({**settings.trainer.model_dump(), **update})
+        settings = settings.model_copy(update={"trainer": trainer})
+    return settings
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    configure_logging("INFO", args.log_format)
+    settings = _settings(args)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        counts = await serve(settings, stop)
+        logging.getLogger("adaptlog").info("trainer stopped: %s", dict(sorted(counts.items())))
+
+    asyncio.run(main())
+    return 0
+
+
+def status(settings: Settings) -> dict:
+    registry, base = open_registry(settings)
+    policy = policy_of(settings)
+    now = int(time.time() * 1000)
+    targets = {}
+    with LabelStore(label_db(settings)) as store:
+        for system in sorted(set(store.systems()) | set(registry.names("adapter"))):
+            pointer = registry.pointer("adapter", system)
+            counts = store.counts(system)
+            history = store.history(system)
+            last = store.last_retrain_ms(system)
+            reason = due(policy, counts, last, now)
+            upcoming = f"now ({reason})" if reason else _upcoming(policy, counts, last)
+            targets[system] = {
+                "serving": pointer.version if pointer else None,
+                "serving_since": pointer.since if pointer else None,
+                "labels": counts,
+                "last_retrain": history[-1] if history else None,
+                "next_retrain": upcoming,
+            }
+        pending = store.pending_count()
+    return {"base": base, "registry": str(registry.root), "pending_labels": pending, "targets": targets}
+
+
+def _upcoming(policy, counts: dict[str, int], last_ms: int | None) -> str:
+    more = max(0, policy.min_new_labels - counts["unused"])
+    text = f"after {more} more labels"
+    if last_ms is not None and counts["unused"]:
+        at = time.gmtime((last_ms + policy.max_interval_s * 1000) / 1000)
+        text += f" or at {time.strftime('%Y-%m-%dT%H:%M:%SZ', at)}"
+    return text
+
+
+def run_status(args: argparse.Namespace) -> int:
+    report = status(_settings(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"base {report['base']} in {report['registry']}; {report['pending_labels']} labels wait for their window")
+    for system, entry in report["targets"].items():
+        labels = entry["labels"]
+        last = entry["last_retrain"] or {}
+        verdict = (
+            f"last retrain: {'published ' + str(last.get('version')) if last.get('published') else 'rejected'}, "
+            f"held-out F1 {last.get('challenger', {}).get('f1', float('nan')):.3f} vs champion "
+            f"{last.get('champion', {}).get('f1', float('nan')):.3f}"
+            if last
+            else "never retrained"
+        )
+        print(
+            f"  {system:<12} serving {entry['serving'] or 'zero-shot'}; {labels['total']} labels "
+            f"({labels['anomalous']} anomalous, {labels['unused']} new); {verdict}; next: {entry['next_retrain']}"
+        )
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    registry: Registry = open_registry(settings)[0]
+    pointer = registry.set_serving("adapter", args.target, args.version, reason="rollback")
+    with LabelStore(label_db(settings)) as store:
+        store.record_retrain(
+            args.target, {"at_ms": int(time.time() * 1000), "rollback": pointer.version, "from": pointer.previous}
+        )
+
+    async def tell() -> None:
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await announce(producer, settings, args.target, pointer.version, "rollback")
+        finally:
+            await producer.stop()
+
+    asyncio.run(tell())
+    print(
+        f"{args.target} serves {pointer.version} (was {pointer.previous}); announced on {settings.topics.model_updates}"
+    )
+    return 0
