@@ -167,7 +167,9 @@ async def ensure_topics(settings: Settings, specs: Iterable[NewTopic]) -> None:
 
     Retries while the broker comes up. Raises BrokerError when the broker refuses or never shows the topics.
     """
-    specs = list(specs)
+    # one spec per name (the first wins): callers combine lists (stream + inference topics), and Kafka refuses a
+    # CreateTopics request that names a topic twice
+    specs = list({spec.name: spec for spec in reversed(list(specs))}.values())[::-1]
     admin = AIOKafkaAdminClient(**connection_options(settings))
     try:
         await _retry(admin.start, "connect admin client")
