@@ -45,9 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from stream.model.detector import Detector, WindowText  # noqa: E402
 from stream.pipeline.kafka_clients import (  # noqa: E402
-    assign_from_beginning,
     ensure_topics,
-    make_consumer,
     make_producer,
     topic_specs,
 )
@@ -56,7 +54,7 @@ from stream.replay import replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
 from tests.inference_support import train_hdfs_registry, windows_of  # noqa: E402
-from tests.streaming import DATA, settings_for, worker_env, write_systems_file  # noqa: E402
+from tests.streaming import DATA, count_records, settings_for, worker_env, write_systems_file  # noqa: E402
 from trainer.datasets import load_hdfs  # noqa: E402
 
 IDLE_MS = 30_000  # sessions close this long after the backlog ends; subtracted from the end-to-end time
@@ -145,19 +143,6 @@ async def wait_count(settings: Settings, topic: str, expected: int, timeout_s: f
         if time.monotonic() > deadline:
             raise RuntimeError(f"fewer than {expected} records on {topic} after {timeout_s}s")
         await asyncio.sleep(1.0)
-
-
-async def count_records(settings: Settings, topic: str) -> int:
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        tps = await assign_from_beginning(consumer, topic, timeout_s=1.0)
-        if not tps:
-            return 0
-        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
-        return sum(end[tp] - begin[tp] for tp in tps)
-    finally:
-        await consumer.stop()
 
 
 def bench_settings(bootstrap: str, idempotent: bool, registry: Path) -> Settings:

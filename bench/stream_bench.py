@@ -43,7 +43,7 @@ from stream.pipeline.kafka_clients import (  # noqa: E402
 from stream.replay import ReplayRecord, replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
-from tests.streaming import DATA, hdfs_system, settings_for, worker_env, write_systems_file  # noqa: E402
+from tests.streaming import DATA, count_records, hdfs_system, settings_for, worker_env, write_systems_file  # noqa: E402
 
 # Longer than the whole run, so that only the end of the stream closes sessions (one window per block), and
 # subtracted from the measured time: the figure is the processing, not the wait for the idle close.
@@ -87,7 +87,7 @@ def run_worker_until(
         while time.monotonic() - started < timeout_s:
             time.sleep(1.0)
             peak_kb = max(peak_kb, _vm_hwm_kb(process.pid))
-            if asyncio.run(_count(settings, settings.topics.windows)) >= expected_windows:
+            if asyncio.run(count_records(settings, settings.topics.windows)) >= expected_windows:
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"worker exited with {process.returncode}; see {work / 'worker.log'}")
@@ -98,19 +98,6 @@ def run_worker_until(
         process.send_signal(signal.SIGTERM)
         process.wait(60)
     return peak_kb, time.monotonic() - started
-
-
-async def _count(settings: Settings, topic: str) -> int:
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        tps = await assign_from_beginning(consumer, topic, timeout_s=1.0)
-        if not tps:
-            return 0
-        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
-        return sum(end[tp] - begin[tp] for tp in tps)
-    finally:
-        await consumer.stop()
 
 
 def _vm_hwm_kb(pid: int) -> int:

@@ -71,6 +71,20 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
         await asyncio.wait_for(task, 60)
 
 
+async def count_records(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` holds now (end minus beginning offsets, all partitions); 0 if it has none yet."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        tps = await assign_from_beginning(consumer, topic, timeout_s=1.0)
+        if not tps:
+            return 0
+        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        return sum(end[tp] - begin[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(
     settings: Settings, topic: str, *, until: int | None = None, quiet_s: float = 5.0, timeout_s: float = 120.0
 ) -> list[dict[str, Any]]:
