@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench-parsing bench-pipeline bench-stream bench-model bench-inference results parsing-accuracy clean
+.PHONY: demo test lint bench-parsing bench-pipeline bench-stream bench-model bench-inference bench-feedback results parsing-accuracy clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-stream: $(INSTALLED)
 
 bench-inference: $(INSTALLED)
 	$(BIN)/python bench/inference_bench.py
+
+bench-feedback: $(INSTALLED)
+	$(BIN)/python bench/feedback_bench.py
 
 bench-model: $(INSTALLED)
 	$(BIN)/python bench/model_bench.py
