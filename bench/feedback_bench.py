@@ -46,7 +46,7 @@ from trainer.feedback.service import FeedbackService  # noqa: E402
 from trainer.feedback.store import LabelStore  # noqa: E402
 
 TARGET = "thunderbird"
-START_WINDOW = 400  # Thunderbird_19k's alerts begin near window 460 (line 9,200)
+START_WINDOW = 450  # Thunderbird_19k's alerts begin near window 460 (line 9,200)
 LABELS = (50, 100, 200, 500)
 TEST_WINDOWS = 150  # the last windows of the file: never labeled
 

@@ -86,7 +86,7 @@ def test_labels_on_feedback_publish_an_adapter_that_inference_picks_up_and_a_res
         topic_prefix,
         kafka_broker.supports_idempotence,
         inference={"registry": str(registry.root), "publish_verdicts": True, "refresh_interval_s": 3600},
-        trainer={"registry": str(registry.root), "min_new_labels": 150, "check_interval_s": 1},
+        trainer={"registry": str(registry.root), "min_new_labels": FIRST // 20, "check_interval_s": 1},
     )
     first, later = split_log(tmp_path)
     fmt = settings.systems[TARGET].line_format(TARGET)

@@ -70,9 +70,9 @@ def test_a_retrain_beats_zero_shot_and_is_published_then_flipped_labels_are_reje
 
 def test_retrain_waits_for_both_classes_and_enough_new_labels():
     counts = {"anomalous": 3, "normal": 100, "unused": 103}
-    assert due(POLICY, counts, None, 0) is None  # too few anomalies to judge anything
+    assert due(POLICY, counts, 0, 10**9) is None  # too few anomalies to judge anything
     counts = {"anomalous": 10, "normal": 100, "unused": 49}
-    assert due(POLICY, counts, last_ms=0, now_ms=1000) is None
-    assert due(POLICY, counts | {"unused": 50}, last_ms=0, now_ms=1000) == "50 new labels"
-    assert "since the last retrain" in due(POLICY, counts, last_ms=0, now_ms=3_600_000)
-    assert due(POLICY, counts | {"unused": 0}, last_ms=0, now_ms=10**9) is None
+    assert due(POLICY, counts, oldest_unused_ms=0, now_ms=1000) is None
+    assert due(POLICY, counts | {"unused": 50}, oldest_unused_ms=0, now_ms=1000) == "50 new labels"
+    assert "waiting 3600s" in due(POLICY, counts, oldest_unused_ms=0, now_ms=3_600_000)  # a trickle gets used too
+    assert due(POLICY, counts | {"unused": 0}, oldest_unused_ms=None, now_ms=10**9) is None

@@ -18,7 +18,7 @@ from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import make_producer
 from stream.settings import Settings, load_settings
 from trainer.feedback.retrain import due
-from trainer.feedback.service import announce, label_db, open_registry, policy_of, serve
+from trainer.feedback.service import announce, label_db, oldest_unused_ms, open_registry, policy_of, serve
 from trainer.feedback.store import LabelStore
 
 
@@ -77,9 +77,9 @@ def status(settings: Settings) -> dict:
             pointer = registry.pointer("adapter", system)
             counts = store.counts(system)
             history = store.history(system)
-            last = store.last_retrain_ms(system)
-            reason = due(policy, counts, last, now)
-            upcoming = f"now ({reason})" if reason else _upcoming(policy, counts, last)
+            oldest = oldest_unused_ms(store, system)
+            reason = due(policy, counts, oldest, now)
+            upcoming = f"now ({reason})" if reason else _upcoming(policy, counts, oldest)
             targets[system] = {
                 "serving": pointer.version if pointer else None,
                 "serving_since": pointer.since if pointer else None,
@@ -91,11 +91,11 @@ def status(settings: Settings) -> dict:
     return {"base": base, "registry": str(registry.root), "pending_labels": pending, "targets": targets}
 
 
-def _upcoming(policy, counts: dict[str, int], last_ms: int | None) -> str:
+def _upcoming(policy, counts: dict[str, int], oldest_unused_ms: int | None) -> str:
     more = max(0, policy.min_new_labels - counts["unused"])
     text = f"after {more} more labels"
-    if last_ms is not None and counts["unused"]:
-        at = time.gmtime((last_ms + policy.max_interval_s * 1000) / 1000)
+    if oldest_unused_ms is not None and counts["anomalous"] >= policy.min_per_class <= counts["normal"]:
+        at = time.gmtime((oldest_unused_ms + policy.max_interval_s * 1000) / 1000)
         text += f" or at {time.strftime('%Y-%m-%dT%H:%M:%SZ', at)}"
     return text
 

@@ -38,7 +38,7 @@ class Example(Protocol):
 @dataclass(frozen=True)
 class RetrainPolicy:
     min_new_labels: int = 50  # retrain once this many labels are unused by any training run ...
-    max_interval_s: float = 3600.0  # ... or when any are unused and this long has passed since the last retrain
+    max_interval_s: float = 3600.0  # ... or once the oldest unused label has waited this long
     min_per_class: int = 5  # at least this many anomalous and normal labels in all before a first retrain
     margin: float = 0.0  # publish when the challenger's held-out F1 >= the champion's + margin
     holdout_share: float = 0.2
@@ -52,14 +52,16 @@ class RetrainPolicy:
                 raise ValueError(f"RetrainPolicy.{name} must be in (0, 1)")
 
 
-def due(policy: RetrainPolicy, counts: dict[str, int], last_ms: int | None, now_ms: int) -> str | None:
-    """Why the target should retrain now, or None. ``counts``: anomalous, normal, unused (see LabelStore.counts)."""
+def due(policy: RetrainPolicy, counts: dict[str, int], oldest_unused_ms: int | None, now_ms: int) -> str | None:
+    """Why the target should retrain now, or None. ``counts``: anomalous, normal, unused (see LabelStore.counts);
+    ``oldest_unused_ms``: when the oldest label no retrain has read arrived (so no label waits longer than
+    ``max_interval_s`` to be used, and a trickle of labels still gets used)."""
     if counts["anomalous"] < policy.min_per_class or counts["normal"] < policy.min_per_class:
         return None
     if counts["unused"] >= policy.min_new_labels:
         return f"{counts['unused']} new labels"
-    if counts["unused"] and (last_ms is None or now_ms - last_ms >= policy.max_interval_s * 1000):
-        return f"{counts['unused']} new labels and {policy.max_interval_s:.0f}s since the last retrain"
+    if counts["unused"] and oldest_unused_ms is not None and now_ms - oldest_unused_ms >= policy.max_interval_s * 1000:
+        return f"{counts['unused']} new labels, the oldest waiting {policy.max_interval_s:.0f}s"
     return None
 
 
