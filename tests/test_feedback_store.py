@@ -218,7 +218,11 @@ def test_mark_used_is_per_system_and_skips_labels_newer_than_the_run(store: Labe
     store.add_label(WindowLabel(other.window_id, 0), now_ms=100)
     store.add_label(WindowLabel(late.window_id, 0), now_ms=500)  # arrived while the run trained
     ids = [hdfs.window_id, other.window_id, late.window_id, "unknown"]
+    assert store.oldest_unused_ms("hdfs") == 100
     store.mark_used("hdfs", ids, "v0002", labeled_before_ms=400)
+    assert store.oldest_unused_ms("hdfs") == 500  # only the late label still waits
+    assert store.oldest_unused_ms("hadoop") == 100  # another system's labels are not touched
+    assert store.oldest_unused_ms("bgl") is None
     assert [(e.window_id, e.used) for e in store.labeled("hdfs")] == [(hdfs.window_id, True), (late.window_id, False)]
     assert store.counts("hdfs")["unused"] == 1
     assert store.counts("hadoop") == {"total": 1, "anomalous": 0, "normal": 1, "unused": 1}

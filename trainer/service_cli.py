@@ -18,7 +18,7 @@ from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import make_producer
 from stream.settings import Settings, load_settings
 from trainer.feedback.retrain import due
-from trainer.feedback.service import announce, label_db, oldest_unused_ms, open_registry, policy_of, serve
+from trainer.feedback.service import announce, label_db, open_registry, policy_of, serve
 from trainer.feedback.store import LabelStore
 
 
@@ -77,7 +77,7 @@ def status(settings: Settings) -> dict:
             pointer = registry.pointer("adapter", system)
             counts = store.counts(system)
             history = store.history(system)
-            oldest = oldest_unused_ms(store, system)
+            oldest = store.oldest_unused_ms(system)
             reason = due(policy, counts, oldest, now)
             upcoming = f"now ({reason})" if reason else _upcoming(policy, counts, oldest)
             targets[system] = {

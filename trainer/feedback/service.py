@@ -184,7 +184,7 @@ class FeedbackService:
     def next_due(self) -> tuple[str, str] | None:
         now = now_ms()
         for system in self.store.systems():
-            reason = due(self.policy, self.store.counts(system), oldest_unused_ms(self.store, system), now)
+            reason = due(self.policy, self.store.counts(system), self.store.oldest_unused_ms(system), now)
             if reason:
                 return system, reason
         return None
@@ -215,11 +215,6 @@ class FeedbackService:
         self.decisions.append(decision)
         if decision.published:
             await announce(producer, self.settings, system, decision.version or "", decision.reason)
-
-
-def oldest_unused_ms(store: LabelStore, system: str) -> int | None:
-    waiting = [e.labeled_ms for e in store.labeled(system) if not e.used]
-    return min(waiting) if waiting else None
 
 
 async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:

@@ -249,6 +249,14 @@ class LabelStore:
         )[0]
         return {"total": total, "anomalous": anomalous, "normal": total - anomalous, "unused": unused}
 
+    def oldest_unused_ms(self, system: str) -> int | None:
+        """When the oldest label of ``system`` that no training run has read arrived; None when all are used."""
+        return self._read(
+            "SELECT MIN(l.labeled_ms) FROM labels l JOIN windows w USING (window_id)"
+            " WHERE w.system = ? AND l.used_version IS NULL",
+            (system,),
+        )[0][0]
+
     def pending_count(self) -> int:
         """Labels still waiting for their window, all systems together."""
         return self._read("SELECT COUNT(*) FROM labels WHERE window_id NOT IN (SELECT window_id FROM windows)")[0][0]
