@@ -31,7 +31,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from stream.errors import BrokerError, ConfigError
-from stream.inference.alerts import AlertBook
+from stream.inference.alerts import Alert, AlertBook
 from stream.inference.metrics import InferenceMetrics
 from stream.inference.model_host import ModelHost
 from stream.model.registry import Registry
@@ -220,14 +220,15 @@ class InferenceWorker:
                 now_ms=now_ms,
             )
             if alert is not None:
-                out.append((topics.alerts, alert.alert_id.encode(), alert_record(alert, verdict)))
-        for alert in self.alerts.expire(now_ms):
-            out.append((topics.alerts, alert.alert_id.encode(), alert_record(alert, None)))
-        for topic, _, value in out:
-            if topic == topics.alerts:
-                self.metrics.alerts.labels(orjson.loads(value)["status"]).inc()
-                self.counts["alerts"] += 1
+                out.append(self._alert(alert, verdict))
+        out += [self._alert(alert, None) for alert in self.alerts.expire(now_ms)]
         return out
+
+    def _alert(self, alert: Alert, verdict: Verdict | None) -> tuple[str, bytes, bytes]:
+        """An alert record to publish, counted by its status."""
+        self.metrics.alerts.labels(alert.status).inc()
+        self.counts["alerts"] += 1
+        return self.settings.topics.alerts, alert.alert_id.encode(), alert_record(alert, verdict)
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
         offsets: dict[TopicPartition, int] = {}
@@ -251,7 +252,7 @@ class InferenceWorker:
                 self._refresh_wanted.set()
 
 
-def alert_record(alert: Any, verdict: Verdict | None) -> bytes:
+def alert_record(alert: Alert, verdict: Verdict | None) -> bytes:
     """An alert as published: the incident, and the verdict that updated it (None when it resolved by time)."""
     return orjson.dumps({**alert.to_dict(), "verdict": verdict.to_dict() if verdict is not None else None})
 
