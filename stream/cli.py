@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--max", type=int, dest="max_records")
     tail.add_argument("--timeout", type=float, default=5.0, help="stop after this many seconds without a record")
 
+    sub.add_parser(
+        "topics", help="create every topic adaptlog uses (partitions, replication, compaction); existing ones are kept"
+    )
+    health = sub.add_parser("health", help="exit 0 when the local process's /healthz answers 200 (container probe)")
+    health.add_argument("--port", type=int, help="default: metrics_port (or inference/trainer metrics_port)")
+
     demo = sub.add_parser("demo", help="embedded broker + workers + a bundled sample replay, then a summary")
     demo.add_argument("--timeout", type=float, default=540.0, help="give up after this many seconds")
     return parser
@@ -63,11 +69,21 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
+        from prometheus_client import CollectorRegistry
+
+        from stream.ops_http import OpsServer, ops_port
         from stream.pipeline.worker import run_worker
 
         stop = _stop_on_signals()
-        await run_worker(settings, stop)
+        registry = CollectorRegistry()
+        if ops_port(settings):
+            OpsServer(ops_port(settings), registry)
+        await run_worker(settings, stop, registry=registry)
         return 0
+    if args.command == "topics":
+        return await _topics(settings)
+    if args.command == "health":
+        return _health(args, settings)
     if args.command == "infer":
         from stream.inference.worker import run_inference
 
@@ -110,6 +126,28 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"replayed {sent} lines of {args.file} as system {args.system}", file=sys.stderr)
     return 0
+
+
+async def _topics(settings: Settings) -> int:
+    from stream.pipeline.kafka_clients import all_topic_specs, ensure_topics
+
+    specs = all_topic_specs(settings)
+    await ensure_topics(settings, specs)
+    for spec in specs:
+        configs = ",".join(f"{k}={v}" for k, v in sorted(spec.topic_configs.items())) or "-"
+        print(f"{spec.name}\tpartitions={spec.num_partitions}\treplication={spec.replication_factor}\t{configs}")
+    return 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.ops_http import check_health
+
+    port = args.port or settings.metrics_port or settings.inference.metrics_port or settings.trainer.metrics_port
+    if not port:
+        raise ConfigError("metrics_port", "no port to ask (ADAPTLOG_METRICS_PORT or --port)")
+    healthy, said = check_health(port)
+    print(f"{'healthy' if healthy else 'unhealthy'}: {said}", file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -9,6 +9,7 @@ Environment (prefix ``ADAPTLOG_``; nested fields with ``__``, e.g. ``ADAPTLOG_TO
     SECURITY_PROTOCOL   PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     SASL_MECHANISM      PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, with SASL_USERNAME and SASL_PASSWORD
     SSL_CAFILE, SSL_CERTFILE, SSL_KEYFILE
+    METRICS_PORT        /metrics and /healthz of `adaptlog run`, `infer` and `adaptlog-train serve` (0 = off)
     SYSTEMS_FILE        YAML file with a ``systems:`` mapping (see :class:`SystemSettings`) and optionally
                         ``default_systems:`` (input topic -> system for records that name none)
 """
@@ -199,6 +200,11 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = Field(default=5_000, gt=0)
     tick_interval_ms: int = Field(default=1_000, gt=0)
     batch_max_records: int = Field(default=2_000, gt=0)
+    # Topics adaptlog creates get this replication factor (1 suits one broker; production clusters want 3).
+    replication_factor: int = Field(default=1, gt=0)
+    # The process's operations endpoint (/metrics, /healthz) for `adaptlog run`, `infer` and `adaptlog-train serve`;
+    # inference.metrics_port and trainer.metrics_port, when set, take precedence for their process. 0 = not served.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
 

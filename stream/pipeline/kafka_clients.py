@@ -146,9 +146,14 @@ async def records_to_end(
         await consumer.stop()
 
 
+def new_topic(settings: Settings, name: str, configs: dict[str, str] | None = None) -> NewTopic:
+    """A topic as adaptlog creates it: ``internal_partitions`` partitions, ``replication_factor`` replicas."""
+    return NewTopic(name, settings.internal_partitions, settings.replication_factor, topic_configs=configs or {})
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """Every topic adaptlog writes, with partitions and configs: the internal ones partitioned for scale-out."""
-    t, n = settings.topics, settings.internal_partitions
+    """Every topic the stream workers write, with configs: the internal ones partitioned for scale-out."""
+    t = settings.topics
     compacted = {
         "cleanup.policy": "compact",
         "max.message.bytes": str(STATE_MAX_BYTES),
@@ -156,10 +161,29 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         "min.cleanable.dirty.ratio": "0.1",
     }
     internal = {"retention.ms": str(7 * 24 * 3600 * 1000)}
-    specs = [NewTopic(name, n, 1, topic_configs=internal) for name in (t.lines, t.sessions)]
-    specs.append(NewTopic(t.state, n, 1, topic_configs=compacted))
-    specs += [NewTopic(name, n, 1) for name in (*settings.inputs, t.windows, t.deadletter)]
+    specs = [new_topic(settings, name, internal) for name in (t.lines, t.sessions)]
+    specs.append(new_topic(settings, t.state, compacted))
+    specs += [new_topic(settings, name) for name in (*settings.inputs, t.windows, t.deadletter)]
     return specs
+
+
+def inference_topic_specs(settings: Settings) -> list[NewTopic]:
+    """The topics the inference worker reads and writes."""
+    t = settings.topics
+    return [new_topic(settings, name) for name in (t.windows, t.alerts, t.verdicts, t.model_updates, t.deadletter)]
+
+
+def trainer_topic_specs(settings: Settings) -> list[NewTopic]:
+    """The topics the trainer service reads (windows, labeled feedback) and writes (model-updates, dead letters)."""
+    t = settings.topics
+    names = {t.windows, t.feedback, t.model_updates, t.deadletter, *settings.trainer.feedback_topics}
+    return [new_topic(settings, name) for name in sorted(names)]
+
+
+def all_topic_specs(settings: Settings) -> list[NewTopic]:
+    """Every topic of a deployment (`adaptlog topics`, the chart's topics Job), one spec per name."""
+    specs = [*topic_specs(settings), *inference_topic_specs(settings), *trainer_topic_specs(settings)]
+    return list({spec.name: spec for spec in reversed(specs)}.values())[::-1]
 
 
 async def ensure_topics(settings: Settings, specs: Iterable[NewTopic]) -> None:

@@ -11,11 +11,13 @@ import logging
 from collections import Counter
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from stream.decode import Decoder
 from stream.pipeline import ingest_stage, parse_stage, session_stage
 from stream.pipeline.checkpoint import CheckpointStore
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
+from stream.pipeline.metrics import StageCountsCollector
 from stream.pipeline.runner import ProcessorFactory, StageRunner
 from stream.settings import Settings
 
@@ -50,14 +52,23 @@ def build_runners(
     ]
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, report_every_s: float = 10.0) -> Counter[str]:
-    """Run until ``stop`` is set (then checkpoint and leave the groups cleanly). Returns the counts per stage."""
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    report_every_s: float = 10.0,
+    registry: CollectorRegistry | None = None,
+) -> Counter[str]:
+    """Run until ``stop`` is set (then checkpoint and leave the groups cleanly). Returns the counts per stage.
+
+    With ``registry``, the stages' counts are exported to it (the CLI serves it on ``metrics_port``)."""
     await ensure_topics(settings, topic_specs(settings))
     producer = make_producer(settings)
     await producer.start()
     # Lines are routed to sessions partitions by key in batches, so the parse stage needs the real partition count.
     session_partitions = len(await producer.partitions_for(settings.topics.sessions))
     runners = build_runners(settings, producer, CheckpointStore(settings, producer), session_partitions)
+    if registry is not None:
+        registry.register(StageCountsCollector(runners))
     reporter = asyncio.create_task(_report(runners, stop, report_every_s))
     try:
         tasks = [asyncio.create_task(runner.run(stop), name=runner.stage) for runner in runners]
