@@ -142,6 +142,63 @@ def test_a_repeated_window_is_not_counted_twice() -> None:
     assert observe(book, 2, now=20).count == 2
 
 
+def test_a_slow_incident_is_published_again_a_ttl_after_its_last_alert() -> None:
+    """Between powers of two a live incident still shows up at least once a TTL: what a restarted worker reads."""
+    book = AlertBook(TTL)
+    emitted = [(n, observe(book, n, now=(n - 1) * 900)) for n in range(1, 9)]  # every 900 ms: live throughout
+    assert [(n, alert.count) for n, alert in emitted if alert is not None] == [(1, 1), (2, 2), (4, 4), (6, 6), (8, 8)]
+    assert len(book) == 1
+
+
+def test_resume_continues_an_incident_from_its_latest_published_alert() -> None:
+    before = AlertBook(TTL)
+    observe(before, 1, now=0)
+    published = observe(before, 2, now=10)
+    observe(before, 3, now=20)  # silent: unknown to a worker that reads the alerts topic
+    assert published is not None and published.count == 2
+
+    after = AlertBook(TTL)  # a restarted worker
+    assert after.resume(published, published_ms=10, now_ms=5_000)
+    assert not after.resume(published, published_ms=10, now_ms=5_000)  # already open here: this book is newer
+    assert not after.resume(published.resolved(), published_ms=10, now_ms=5_000)  # over
+    assert after.open_alerts() == [published]
+    assert observe(after, 2, now=5_001) is None  # a replayed window it had published: not counted twice
+    continued = observe(after, 3, now=5_002)  # count 3, a TTL after the last alert: published
+    assert continued is not None and (continued.alert_id, continued.status) == (published.alert_id, ONGOING)
+    assert (continued.count, continued.window_ids) == (3, ("w1", "w2", "w3"))
+
+
+def test_a_resumed_incident_is_live_for_a_full_ttl_from_the_resume() -> None:
+    """Silent updates after its last alert are unknown: a dead incident resolves a TTL late rather than never."""
+    book = AlertBook(TTL)
+    alert = AlertBook(TTL).observe("bgl", DISK, window_id="w1", score=0.9, last_event_ms=1, now_ms=0)
+    assert alert is not None
+    book.resume(alert, published_ms=0, now_ms=3 * TTL)
+    assert book.expire(4 * TTL - 1) == []
+    assert [(a.alert_id, a.status, a.count) for a in book.expire(4 * TTL)] == [(alert.alert_id, RESOLVED, 1)]
+
+
+def test_hand_over_forgets_other_systems_incidents_without_resolving_them() -> None:
+    book = AlertBook(TTL)
+    observe(book, 1, system="bgl")
+    observe(book, 1, system="hdfs")
+    gone = book.hand_over(keep_system=lambda system: system == "bgl")
+    assert [alert.system for alert in gone] == ["hdfs"]
+    assert [alert.system for alert in book.open_alerts()] == ["bgl"]
+    assert [alert.system for alert in book.expire(10 * TTL)] == ["bgl"]  # no resolution for hdfs: its owner's
+
+
+def test_a_snapshot_from_before_published_ms_restores() -> None:
+    book = AlertBook(TTL)
+    observe(book, 1, now=7)
+    old = book.snapshot()
+    for entry in old["open"]:
+        del entry["published_ms"]
+    resumed = AlertBook(TTL)
+    resumed.restore(old)
+    assert resumed.snapshot() == book.snapshot()  # published when last touched
+
+
 def test_at_most_max_open_incidents_and_the_least_recently_seen_is_resolved_first() -> None:
     book = AlertBook(TTL, max_open=3)
     for i in range(3):
@@ -181,8 +238,10 @@ SCRIPT: list[tuple[str, Any]] = [
     ("observe", ("bgl", DISK, "w9", 0.85, 180, 1_200)),
     ("expire", 1_300),
     ("observe", ("bgl", NET, "w10", 0.9, 190, 1_400)),
+    ("observe", ("bgl", DISK, "w11", 0.7, 200, 1_750)),  # count 6, but a TTL after its last alert (w7 at 700)
     ("expire", 2_200),
     ("expire", 2_500),
+    ("expire", 2_800),
 ]
 
 
@@ -220,7 +279,8 @@ def brief(alert: dict[str, Any] | None) -> tuple[str, int, str] | None:
 
 
 def test_the_script_exercises_every_path() -> None:
-    """Guards the round-trip test above: its script opens, updates, evicts, reopens past the TTL and expires."""
+    """Guards the round-trip test above: its script opens, updates, evicts, reopens past the TTL, publishes a slow
+    incident again a TTL after its last alert, and expires."""
     outputs = run(AlertBook(TTL, max_open=3), SCRIPT)
     trace = [[brief(a) for a in step] if isinstance(step, list) else brief(step) for step in outputs]
     assert trace == [
@@ -236,8 +296,10 @@ def test_the_script_exercises_every_path() -> None:
         None,
         [(RESOLVED, 1, "w3"), (RESOLVED, 1, "w5")],  # the queued stale hdfs first, then the expired fan
         (OPEN, 1, "w10"),
-        [(RESOLVED, 1, "w8"), (RESOLVED, 5, "w9")],
+        (ONGOING, 6, "w11"),  # not a power of two: published because its last alert is a TTL old
+        [(RESOLVED, 1, "w8")],
         [(RESOLVED, 1, "w10")],
+        [(RESOLVED, 6, "w11")],
     ]
 
 

@@ -21,11 +21,21 @@ Choices, and why:
   incident of n verdicts publishes about log2(n) + 2 messages instead of n, yet the operator still sees it grow
   (each update at least doubles the count). Nothing is lost: the "resolved" alert carries the final count, scores
   and window ids.
+* ... and at least once a TTL. A verdict also returns an "ongoing" alert when the incident's last returned alert
+  is ``ttl_ms`` or more old (book clock), so a live incident (seen within the TTL) was always published within the
+  last two TTLs. That bound is what lets a restarted worker rebuild its book from the alerts topic alone
+  (``resume``): reading back two TTLs finds every incident that may still be live, however slowly it grows. It
+  costs at most one extra message per incident and TTL, and tells the operator a slow incident is still there.
 * TTL. An incident is live while ``now_ms - (now_ms of its last observe) < ttl_ms``; at exactly ``ttl_ms`` it is
   over. ``expire`` resolves such incidents; a verdict for an incident already past its TTL (``expire`` not called
   in between) resolves the old one and opens a new one. The clock is monotonic inside the book: a ``now_ms`` below
   the highest seen counts as the highest seen, so a wall clock stepped back (NTP) neither revives nor prolongs
   anything, and incidents stay ordered by last-seen time (``expire`` stops at the first live one).
+* Restarts and hand-overs. ``resume`` takes an incident back from its latest published alert (read from the alerts
+  topic by a restarted worker): it continues with the same alert_id and count instead of opening anew. Silent
+  updates after that alert are unknown, so it is live for a full TTL from the resume: a live incident continues,
+  a dead one resolves one TTL late instead of never. ``hand_over`` forgets the incidents of systems another worker
+  now serves, without resolving them: that worker resumes them.
 * One way out for resolutions. ``observe`` returns at most one alert (the one for this verdict), so incidents it
   resolves (past TTL, or evicted by the bound below) are queued and returned by the next ``expire`` call, before
   the ones that call resolves itself. Call ``expire`` regularly (every tick) and every "resolved" alert is published
@@ -47,7 +57,7 @@ import dataclasses
 import hashlib
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +244,7 @@ def _is_power_of_two(n: int) -> bool:
 class _Incident:
     alert: Alert  # status open or ongoing
     touched_ms: int  # the book's clock at its last observe (wall clock, not event time)
+    published_ms: int  # the book's clock when it last returned this incident's alert (or its record's time)
 
 
 class AlertBook:
@@ -270,7 +281,8 @@ class AlertBook:
         last_event_ms: int,
         now_ms: int,
     ) -> Alert | None:
-        """Record one anomalous verdict; return the alert to publish now ("open", or "ongoing" at a power of two).
+        """Record one anomalous verdict; return the alert to publish now ("open", or "ongoing" at a power of two or
+        a TTL after the last one).
 
         Keyword-only past ``templates``: two integer times side by side are too easy to swap.
         """
@@ -291,7 +303,33 @@ class AlertBook:
         incident.alert = incident.alert.advanced(window_id, score, last_event_ms)
         incident.touched_ms = now
         self._open.move_to_end(alert_id)
-        return incident.alert if _is_power_of_two(incident.alert.count) else None
+        if not _is_power_of_two(incident.alert.count) and now - incident.published_ms < self.ttl_ms:
+            return None
+        incident.published_ms = now
+        return incident.alert
+
+    def resume(self, alert: Alert, *, published_ms: int, now_ms: int) -> bool:
+        """Take an incident back from its latest published alert (``published_ms``: that record's time); whether
+        it was taken. One already open here is newer than any record of it, and a resolved one is over: neither is.
+        """
+        _require(isinstance(alert, Alert), f"alert must be an Alert, got {type(alert).__name__}")
+        _require(_is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
+        now = self._advance(now_ms)
+        if alert.status == RESOLVED or alert.alert_id in self._open:
+            return False
+        # touched now: appended last, the order by touched_ms holds; published no later than now (clock skew)
+        self._open[alert.alert_id] = _Incident(alert, now, min(published_ms, now))
+        self._evict_over_bound()
+        return True
+
+    def hand_over(self, keep_system: Callable[[str], bool]) -> list[Alert]:
+        """Forget, without resolving, the open incidents of every system ``keep_system`` refuses; what it forgot.
+
+        For a rebalance: their systems' windows now go to another worker, which resumes them from the alerts topic.
+        Resolutions already queued stay queued: they were decided here and are published here.
+        """
+        gone = [alert_id for alert_id, incident in self._open.items() if not keep_system(incident.alert.system)]
+        return [self._open.pop(alert_id).alert for alert_id in gone]
 
     def expire(self, now_ms: int) -> list[Alert]:
         """Resolved alerts to publish, each exactly once: those queued by observe, then incidents past the TTL."""
@@ -315,7 +353,7 @@ class AlertBook:
         self, system: str, templates: tuple[str, ...], window_id: str, score: float, event_ms: int, now: int
     ) -> Alert:
         alert = Alert.opened(system, templates, window_id, score, event_ms)
-        self._open[alert.alert_id] = _Incident(alert, now)
+        self._open[alert.alert_id] = _Incident(alert, now, now)
         self._evict_over_bound()
         return alert
 
@@ -335,7 +373,10 @@ class AlertBook:
         return {
             "version": SNAPSHOT_VERSION,
             "clock_ms": self._clock_ms,
-            "open": [{"alert": i.alert.to_dict(), "touched_ms": i.touched_ms} for i in self._open.values()],
+            "open": [
+                {"alert": i.alert.to_dict(), "touched_ms": i.touched_ms, "published_ms": i.published_ms}
+                for i in self._open.values()
+            ],
             "resolved": [alert.to_dict() for alert in self._resolved],
             "dropped": self.dropped,
         }
@@ -377,6 +418,9 @@ def _read_snapshot(snapshot: object) -> tuple[int | None, list[_Incident], list[
 def _read_incident(entry: object) -> _Incident:
     _require(isinstance(entry, dict), f"an open incident must be a mapping, got {type(entry).__name__}")
     alert, touched_ms = Alert.from_dict(entry["alert"]), entry["touched_ms"]
+    # published_ms came later than version 1: an older snapshot's incidents count as published when last touched
+    published_ms = entry.get("published_ms", touched_ms)
     _require(alert.status in (OPEN, ONGOING), f"an open incident has status {alert.status!r}")
     _require(_is_int(touched_ms), f"touched_ms must be an integer, got {touched_ms!r}")
-    return _Incident(alert, touched_ms)
+    _require(_is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
+    return _Incident(alert, touched_ms, published_ms)
