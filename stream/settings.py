@@ -171,6 +171,7 @@ class TrainerSettings(BaseModel):
     retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)  # unlabeled windows and pending labels kept this long
     check_interval_s: float = Field(default=10.0, gt=0)  # how often targets are checked for a retrain
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    threads: int = Field(default=0, ge=0)  # torch threads for training; 0 = torch's default
 
 
 class Settings(BaseSettings):

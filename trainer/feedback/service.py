@@ -23,14 +23,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import NewTopic
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 
 from stream.errors import ConfigError
 from stream.model.detector import FitOptions
 from stream.model.registry import Registry
-from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer
+from stream.ops_http import OpsServer, ops_port
+from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
 from stream.records import DeadLetter, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
@@ -101,9 +101,7 @@ class FeedbackService:
         return [t.windows, t.feedback, *self.settings.trainer.feedback_topics]
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
-        t = self.settings.topics
-        names = {*self.input_topics, t.model_updates, t.deadletter}
-        await ensure_topics(self.settings, [NewTopic(n, self.settings.internal_partitions, 1) for n in sorted(names)])
+        await ensure_topics(self.settings, trainer_topic_specs(self.settings))
         consumer = make_consumer(
             self.settings, *self.input_topics, group_id=f"{self.settings.group_prefix}-{STAGE}", max_poll_records=2000
         )
@@ -224,8 +222,13 @@ async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, 
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> Counter[str]:
+    if settings.trainer.threads:
+        import torch
+
+        torch.set_num_threads(settings.trainer.threads)
     metrics = TrainerMetrics()
-    if settings.trainer.metrics_port:
-        start_http_server(settings.trainer.metrics_port, registry=metrics.registry)
+    port = ops_port(settings, settings.trainer.metrics_port)
+    if port:
+        OpsServer(port, metrics.registry)
     with LabelStore(label_db(settings)) as store:
         return await FeedbackService(settings, store, metrics).run(stop)
