@@ -153,6 +153,10 @@ class InferenceSettings(BaseModel):
     alert_ttl_s: float = Field(default=600.0, gt=0)  # an incident not seen for this long is resolved
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = not served
     threads: int = Field(default=0, ge=0)  # torch threads; 0 = torch's default
+    # where the models score: "auto" = the first CUDA device when torch sees one, else the CPU; "cpu", "cuda",
+    # "cuda:N". On CUDA, TransLog scores in bf16 autocast (Ampere and later), LogTransfer in fp32; LogLLM stays on the
+    # CPU. The form is checked here; a CUDA device the machine lacks fails when the worker starts.
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
 class TrainerSettings(BaseModel):

@@ -7,6 +7,10 @@ by ``stream.model.artifacts`` (another base, another encoder, wrong shapes, a co
 reason), and only then does the system's route move to it and the old one leave memory. A refused version is logged
 and counted once, and the previous version keeps serving. ``score`` and ``refresh`` run on the same single worker
 thread, so a swap always falls between two batches.
+
+The base is loaded in host memory and then moved to the host's ``device`` (``Detector.to_device``: "auto" is the
+first CUDA device when torch sees one); an adapter loaded later is created on the base's device, so a hot swap needs
+no move. A family that scores on the CPU only (LogLLM) stays there, and ``device`` says so.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from stream.errors import IncompatibleArtifactError, ModelError
 from stream.inference.explain import explain
 from stream.model import artifacts
 from stream.model.artifacts import Manifest
-from stream.model.detector import Detector, WindowText
+from stream.model.detector import Detector, WindowText, resolve_device
 from stream.model.registry import Registry
 from stream.records import ANOMALOUS, NORMAL, Verdict, Window
 
@@ -49,19 +53,21 @@ def window_text(window: Window) -> WindowText:
 
 
 class ModelHost:
-    def __init__(self, registry: Registry, base: str = "", *, explain_top: int = 3) -> None:
+    def __init__(self, registry: Registry, base: str = "", *, explain_top: int = 3, device: str = "auto") -> None:
         self.registry = registry
         self.explain_top = explain_top
         name = base or self._only_base()
+        wanted = resolve_device(device)  # before the load: a bad device fails at once, not after a minute of loading
         loaded = registry.load_serving_base(name)
         if loaded is None:
             raise ModelError(f"registry {registry.root}: base {name!r} serves no version")
         self.detector: Detector = loaded[0]
         self.base: Manifest = loaded[1]
+        self.device = self.detector.to_device(wanted)  # where it really scores (LogLLM: the CPU whatever was asked)
         self.routes: dict[str, Route] = {}
         self.refused: dict[tuple[str, str], str] = {}  # (system, version) -> why; not retried
         self.counts: Counter[str] = Counter()
-        log.info("serving base %s (%s)", self.model_name, self.detector.family)
+        log.info("serving base %s (%s) on %s", self.model_name, self.detector.family, self.device)
 
     def _only_base(self) -> str:
         if not self.registry.root.is_dir():

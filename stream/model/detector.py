@@ -18,17 +18,21 @@ writes them as safetensors with a manifest, and checks compatibility before load
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 
-from stream.errors import IncompatibleArtifactError
+from stream.errors import IncompatibleArtifactError, ModelError
+
+log = logging.getLogger(__name__)
 
 # "base": train the base model (pretraining on a source, training from scratch, or full fine-tuning on a target);
 # adapters are untouched. "adapter": train only `target`'s adapter; every base weight is frozen.
@@ -93,6 +97,39 @@ def epochs_for_steps(epochs: int, windows: int, batch_size: int, min_steps: int)
     """``epochs``, raised until ``windows`` in batches of ``batch_size`` make at least ``min_steps`` steps."""
     batches = max(1, math.ceil(windows / batch_size))
     return max(epochs, math.ceil(min_steps / batches))
+
+
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # what ``resolve_device`` (and InferenceSettings.device) accept
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """ "auto" (the first CUDA device when torch sees one, else the CPU), "cpu", "cuda" or "cuda:N" -> a device that
+    exists here. Anything else, or a CUDA device this machine lacks, is a ModelError naming what was asked for: a
+    worker configured for a GPU should fail at start, not fall back to a CPU a hundred times slower."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
+        raise ModelError(f"device {name!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ModelError(f"device {name!r}: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    # "cuda" alone is the current device, named with its index so that comparisons with parameters' devices hold
+    device = torch.device(name) if ":" in name else torch.device("cuda", torch.cuda.current_device())
+    if device.index >= torch.cuda.device_count():
+        raise ModelError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def scoring_autocast(device: torch.device) -> AbstractContextManager[object]:
+    """bf16 autocast on a CUDA device with native bf16 (compute capability 8.0, Ampere, and later); nothing
+    elsewhere. On the CPU scores stay fp32, the numbers they always were: CPU autocast would change them, and
+    oneDNN's bf16 paths are no faster on CPUs without AMX."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +238,25 @@ class Detector(ABC):
             ):
                 out[i] = score
         return out
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are and its scoring runs. A family that can move overrides this and
+        ``to_device``."""
+        return torch.device("cpu")
+
+    def to_device(self, device: str | torch.device) -> torch.device:
+        """Put the base and every adapter on ``device`` (see ``resolve_device``); adapters added later are created
+        there. Returns where the model now is.
+
+        This default is for a family that scores on the CPU only: a request for another device is logged and the
+        model stays where it is, so a worker configured for a GPU still serves it."""
+        resolved = resolve_device(device)
+        if resolved != self.device:
+            log.warning(
+                "%s scores on %s only; %s was asked for, staying on %s", self.family, self.device, resolved, self.device
+            )
+        return self.device
 
     @abstractmethod
     def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:

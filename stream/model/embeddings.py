@@ -1,4 +1,10 @@
-"""Template text -> 384-d sentence embedding (all-MiniLM-L6-v2), mean pooled, L2-normalized, LRU-cached."""
+"""Template text -> 384-d sentence embedding (all-MiniLM-L6-v2), mean pooled, L2-normalized, LRU-cached.
+
+The encoder runs on the embedder's device (``to``); the cache and ``embed``'s result stay in host memory whatever
+that is. One embedder is shared by every detector of a process (``shared_embedder``), which may sit on different
+devices: each moves the few distinct vectors of a batch to its own device, and the cache of up to 100k templates
+takes no GPU memory.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +58,14 @@ class TemplateEmbedder:
         self.batch_size = batch_size
         self.max_tokens = max_tokens
         self.encoder_calls = 0  # batches run through the encoder (tests count these)
+        self.device = torch.device("cpu")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def to(self, device: torch.device) -> None:
+        """Run the encoder on ``device`` from now on (in fp32: its vectors are cached and reused for as long as a
+        template is seen, so they are computed at full precision once)."""
+        self.model.to(device)
+        self.device = device
 
     def identity(self) -> dict[str, object]:
         name = DEFAULT_NAME if self.model_dir == str(Path(default_model_dir()).resolve()) else Path(self.model_dir).name
@@ -62,10 +75,11 @@ class TemplateEmbedder:
     def _encode(self, texts: list[str]) -> torch.Tensor:
         self.encoder_calls += 1
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        batch = batch.to(self.device)
         tokens = self.model(**batch).last_hidden_state  # [B, T, 384]
         mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)  # [B, T, 1]
         pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [B, 384]
-        return torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu()  # the cache lives in host memory
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """texts -> [N, 384] float32 unit vectors."""

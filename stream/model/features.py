@@ -36,7 +36,14 @@ class EncodedWindows:
         return self.table[self.ids[rows][:, :length]], mask[:, :length]
 
 
-def encode_windows(embedder: TemplateEmbedder, windows: Sequence[Sequence[str]], max_len: int) -> EncodedWindows:
+def encode_windows(
+    embedder: TemplateEmbedder,
+    windows: Sequence[Sequence[str]],
+    max_len: int,
+    device: torch.device | None = None,
+) -> EncodedWindows:
+    """The windows' encoding, its tensors on ``device`` (default: the CPU): built in host memory, then moved in
+    three copies (ids, mask, the table of distinct templates), not one per line."""
     kept = [list(w)[-max_len:] for w in windows]
     vocabulary = list(dict.fromkeys(t for w in kept for t in w))
     row = {text: i for i, text in enumerate(vocabulary)}
@@ -50,14 +57,19 @@ def encode_windows(embedder: TemplateEmbedder, windows: Sequence[Sequence[str]],
     table = torch.zeros(pad + 1, EMBED_DIM)
     if vocabulary:
         table[:pad] = embedder.embed(vocabulary)
+    if device is not None:
+        ids, mask, table = ids.to(device), mask.to(device), table.to(device)
     return EncodedWindows(ids, mask, table)
 
 
 def encode_batch(
-    embedder: TemplateEmbedder, windows: Sequence[Sequence[str]], max_len: int
+    embedder: TemplateEmbedder,
+    windows: Sequence[Sequence[str]],
+    max_len: int,
+    device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """windows -> (x [B, max_len, 384], mask [B, max_len])."""
-    return encode_windows(embedder, windows, max_len).embeddings(slice(None))
+    """windows -> (x [B, max_len, 384], mask [B, max_len]) on ``device`` (default: the CPU)."""
+    return encode_windows(embedder, windows, max_len, device).embeddings(slice(None))
 
 
 # Padded lines one forward pass may hold: a batch of long windows is cut smaller than one of short windows.

@@ -9,6 +9,12 @@ classifier is shared. Transfer trains a target's LSTM under the frozen classifie
     detector.fit(hdfs_windows, hdfs_labels, target=None, mode="base", options=FitOptions())
     detector.add_target("hadoop")                   # a copy of the source LSTM: scores exactly like the base
     detector.fit(few_windows, few_labels, target="hadoop", mode="adapter", options=FitOptions())
+
+``to_device`` moves the LSTMs and the classifier; the word vectors stay in host memory (a template's vector is a
+lookup, computed once and cached), and each batch's [B, L, word_dim] input is copied to the device. On CUDA the
+model scores in fp32, not under bf16 autocast: cuDNN's bf16 LSTM is not there on every torch and GPU
+(pytorch#116925: "_thnn_fused_lstm_cell_cuda not implemented for 'BFloat16'"), a recurrence compounds bf16's
+rounding step after step, and a network of a few hundred thousand weights gains nothing measurable from it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from stream.model.detector import (
     Stopwatch,
     WindowText,
     check_fit_arguments,
+    resolve_device,
     set_seed,
 )
 from stream.model.training import EarlyStopping, positive_weight
@@ -160,6 +167,17 @@ class LogTransferDetector(Detector):
 
     # ---- construction and identity
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.classifier.fc1.weight.device
+
+    def to_device(self, device: str | torch.device) -> torch.device:
+        """The source LSTM, the classifier and every target's LSTM to ``device``; targets added later are copies of
+        the source, so they are created there."""
+        resolved = resolve_device(device)
+        self.model.to(resolved)
+        return resolved
+
     @classmethod
     def create(cls, config: dict[str, Any], *, seed: int = 0) -> LogTransferDetector:
         known = {f.name for f in fields(LogTransferConfig)}
@@ -208,7 +226,8 @@ class LogTransferDetector(Detector):
     # ---- features
 
     def encode(self, windows: Sequence[WindowText]) -> tuple[torch.Tensor, torch.Tensor]:
-        """windows -> (x [B, L, word_dim] right-padded with zeros, lengths [B]); L = the longest kept window."""
+        """windows -> (x [B, L, word_dim] right-padded with zeros, lengths [B]) on the model's device; L = the
+        longest kept window. Built in host memory (the word vectors live there), then moved in two copies."""
         kept = [list(w.templates)[-self.cfg.max_len :] for w in windows]
         distinct = list(dict.fromkeys(t for templates in kept for t in templates))
         table = torch.cat([torch.zeros(1, self.cfg.word_dim), self.embedder.embed(distinct)])  # row 0 is padding
@@ -217,7 +236,7 @@ class LogTransferDetector(Detector):
         index = torch.zeros(len(kept), max(1, int(lengths.max()) if len(kept) else 1), dtype=torch.long)
         for b, templates in enumerate(kept):
             index[b, : len(templates)] = torch.tensor([row[t] for t in templates], dtype=torch.long)
-        return table[index], lengths  # [B, L, word_dim], [B]
+        return table[index].to(self.device), lengths.to(self.device)  # [B, L, word_dim], [B]
 
     # ---- training and scoring
 
@@ -241,12 +260,12 @@ class LogTransferDetector(Detector):
         set_seed(options.seed)
 
         x, lengths = self.encode(windows)  # [N, L, word_dim], [N]
-        y = torch.tensor(list(labels), dtype=torch.float32)  # [N]
+        y = torch.tensor(list(labels), dtype=torch.float32, device=self.device)  # [N]
         trainable = self._trainable(mode, target)
         for name, p in self.model.named_parameters():
             p.requires_grad_(name in trainable)
         self.model.zero_grad(set_to_none=True)  # no stale gradients from an earlier fit
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels)))
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels), device=self.device))
         optimizer = torch.optim.AdamW(list(trainable.values()), lr=lr)
         generator = torch.Generator().manual_seed(options.seed)
 
@@ -321,8 +340,12 @@ class LogTransferDetector(Detector):
 
     def base_state(self) -> dict[str, torch.Tensor]:
         state = {
-            **{f"source.{n}": t.detach().clone() for n, t in self.model.source.state_dict().items()},
-            **{f"classifier.{n}": t.detach().clone() for n, t in self.model.classifier.state_dict().items()},
+            # in host memory whatever the device: states are written to artifacts and compared across detectors
+            **{f"source.{n}": t.detach().to("cpu", copy=True) for n, t in self.model.source.state_dict().items()},
+            **{
+                f"classifier.{n}": t.detach().to("cpu", copy=True)
+                for n, t in self.model.classifier.state_dict().items()
+            },
         }
         if self.cfg.vectors == "fit":
             fitted = self.fitted or FittedGlove([], _empty(self.cfg))
@@ -348,7 +371,7 @@ class LogTransferDetector(Detector):
             self._use_fitted(fitted)
 
     def adapter_state(self, target: str) -> dict[str, torch.Tensor]:
-        return {f"lstm.{n}": t.detach().clone() for n, t in self.model.lstm(target).state_dict().items()}
+        return {f"lstm.{n}": t.detach().to("cpu", copy=True) for n, t in self.model.lstm(target).state_dict().items()}
 
     def load_adapter_state(self, target: str, tensors: dict[str, torch.Tensor]) -> None:
         expected = {f"lstm.{n}": t for n, t in self.model.source.state_dict().items()}

@@ -6,6 +6,9 @@ source system. A target system gets bottleneck adapters (down d->m, tanh, up m->
 after feed-forward in every layer, plus its own copies of the layer norms and the head (Houlsby et al. tune layer
 norms with the adapters; copying them keeps the base intact, so one base serves many targets at once). The up
 projection starts at zero and the copies equal the base, so a new target scores exactly like the base.
+
+On a CUDA device (``to_device``) scoring runs under bf16 autocast where the device has native bf16; on the CPU it
+stays fp32. The sentence encoder moves with the model; its cached vectors stay in host memory (``embeddings``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from stream.model.detector import (
     WindowText,
     check_fit_arguments,
     check_shapes,
+    resolve_device,
+    scoring_autocast,
     seeded,
     set_seed,
 )
@@ -151,7 +156,8 @@ class StackedParts:
         parts = [None if name is None else layer.targets[name] for name in names]
         d, m = layer.cfg.d_model, layer.cfg.adapter_dim
         # all zeros: tanh(0) = 0 and a zero up-projection, so the base's "adapter" changes nothing
-        identity = (torch.zeros(m, d), torch.zeros(m), torch.zeros(d, m), torch.zeros(d))
+        device = layer.ln1.weight.device
+        identity = tuple(torch.zeros(shape, device=device) for shape in ((m, d), (m,), (d, m), (d,)))
 
         def adapters(pick: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
             chosen = [
@@ -207,11 +213,13 @@ class TransLog(nn.Module):
     def add_target(self, name: str) -> None:
         if name in self.target_heads:
             raise ValueError(f"target {name!r} already exists")
+        # initialised on the CPU (the same weights whatever the device, for one seed), then moved where the base is
+        device = self.head.weight.device
         for layer in self.layers:
-            layer.targets[name] = TargetParts(self.cfg, layer.ln1, layer.ln2)
+            layer.targets[name] = TargetParts(self.cfg, layer.ln1, layer.ln2).to(device)
         head = nn.Linear(self.cfg.d_model, 1)
         head.load_state_dict(self.head.state_dict())
-        self.target_heads[name] = head
+        self.target_heads[name] = head.to(device)
 
     def remove_target(self, name: str) -> None:
         for layer in self.layers:
@@ -285,6 +293,19 @@ class TransLogDetector(Detector):
     def create(cls, config: dict[str, Any], *, seed: int = 0) -> TransLogDetector:
         return cls(TransLogConfig.from_dict(config), seed=seed)
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.head.weight.device
+
+    def to_device(self, device: str | torch.device) -> torch.device:
+        """The model (base and adapters) and the sentence encoder to ``device``. The encoder is shared by the
+        process's TransLog detectors (``shared_embedder``): it moves for all of them, and each still gets its
+        vectors on its own device."""
+        resolved = resolve_device(device)
+        self.model.to(resolved)
+        self.embedder.to(resolved)
+        return resolved
+
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg)
 
@@ -306,11 +327,11 @@ class TransLogDetector(Detector):
 
     def encode(self, windows: Sequence[WindowText]) -> tuple[torch.Tensor, torch.Tensor]:
         """windows -> (x [N, max_len, d], mask [N, max_len]): the one encoding training and serving share."""
-        return encode_batch(self.embedder, [w.templates for w in windows], self.cfg.max_len)
+        return encode_batch(self.embedder, [w.templates for w in windows], self.cfg.max_len, self.device)
 
     def encode_compact(self, windows: Sequence[WindowText]) -> EncodedWindows:
         """The same encoding as template indices into one embedding table (training holds all its windows so)."""
-        return encode_windows(self.embedder, [w.templates for w in windows], self.cfg.max_len)
+        return encode_windows(self.embedder, [w.templates for w in windows], self.cfg.max_len, self.device)
 
     def _train_only(self, mode: Mode, target: str | None) -> None:
         for name, p in self.model.named_parameters():
@@ -347,11 +368,11 @@ class TransLogDetector(Detector):
         batch_size = options.batch_size or self.cfg.batch_size
         epochs, min_epochs = options.plan(self.cfg.epochs, len(windows), batch_size, self.min_steps)
         encoded = self.encode_compact(windows)
-        y = torch.tensor(list(labels), dtype=torch.float)
+        y = torch.tensor(list(labels), dtype=torch.float, device=self.device)
         self._train_only(mode, target)
         params = [p for p in self.model.parameters() if p.requires_grad]
         report = FitReport(parameters=self.parameter_counts(mode, target))
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels)))
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels), device=self.device))
         default_lr = self.cfg.adapter_lr if mode == "adapter" else self.cfg.lr
         opt = torch.optim.AdamW(params, lr=options.lr or default_lr)
         validation = options.validation
@@ -408,17 +429,22 @@ class TransLogDetector(Detector):
         for batch in length_batches(lengths, batch_size):
             x, mask = self.encode([windows[i] for i in batch])
             chosen = [targets[i] for i in batch]
-            if len(set(chosen)) == 1:  # one target: the plain forward, no gathering
-                logits = self.model(x, mask, chosen[0])
-            else:
-                logits = self.model.forward_mixed(x, mask, chosen)
-            for i, p in zip(batch, torch.sigmoid(logits).tolist(), strict=True):
+            with scoring_autocast(self.device):
+                if len(set(chosen)) == 1:  # one target: the plain forward, no gathering
+                    logits = self.model(x, mask, chosen[0])
+                else:
+                    logits = self.model.forward_mixed(x, mask, chosen)
+            # bf16 logits under autocast: the sigmoid in fp32, so scores near 0 and 1 keep their resolution
+            for i, p in zip(batch, torch.sigmoid(logits.float()).tolist(), strict=True):
                 out[i] = p
         return out
 
     def base_state(self) -> dict[str, torch.Tensor]:
+        # in host memory whatever the device: states are written to artifacts and compared across detectors
         return {
-            n: t.detach().clone() for n, t in self.model.state_dict().items() if not self.model.is_adapter_parameter(n)
+            n: t.detach().to("cpu", copy=True)
+            for n, t in self.model.state_dict().items()
+            if not self.model.is_adapter_parameter(n)
         }
 
     def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -430,7 +456,7 @@ class TransLogDetector(Detector):
             raise KeyError(f"unknown target {target!r}")
         # stored under a target-free name, so an adapter can be loaded under another target name
         return {
-            rename_target(n, target, "{target}"): t.detach().clone()
+            rename_target(n, target, "{target}"): t.detach().to("cpu", copy=True)
             for n, t in self.model.state_dict().items()
             if self.model.is_adapter_parameter(n, target)
         }
