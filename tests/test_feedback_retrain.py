@@ -1,5 +1,6 @@
 """Retraining a target's adapter from stored labels, against the serving champion, on a real registry: the HDFS
-TransLog base of the inference tests, Thunderbird as the target (real windows, real labels)."""
+TransLog base of the inference tests, Thunderbird as the target (real windows, real labels). The split of the labels
+into held-out, validation and training parts is checked on the same windows and, as a property, on any labels."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import shutil
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.model.detector import FitOptions
 from stream.model.registry import Registry
 from tests.streaming import DATA
 from trainer.datasets import load_labeled_lines
-from trainer.feedback.retrain import RetrainPolicy, due, retrain, share_of
+from trainer.feedback.retrain import RetrainPolicy, Split, due, retrain, share_of, split
 
-pytestmark = pytest.mark.slow
 TARGET = "thunderbird"
 POLICY = RetrainPolicy(min_new_labels=50, max_interval_s=3600)
 
@@ -40,6 +42,7 @@ def registry(hdfs_registry, tmp_path) -> Registry:
     return Registry(tmp_path / "registry")
 
 
+@pytest.mark.slow
 def test_a_retrain_beats_zero_shot_and_is_published_then_flipped_labels_are_rejected(registry, thunderbird):
     examples = thunderbird[450:850]  # its alerts begin near window 460
     options = FitOptions(seed=0, min_steps=150)
@@ -48,17 +51,13 @@ def test_a_retrain_beats_zero_shot_and_is_published_then_flipped_labels_are_reje
     assert first.champion["model"].endswith("(zero-shot)")
     assert first.challenger["f1"] > first.champion["f1"] and first.challenger["f1"] >= 0.8
     assert registry.serving("adapter", TARGET).version == "v0001"
-    held = {e.window_id for e in examples if share_of(e.window_id, "holdout") < POLICY.holdout_share}
+    held = {e.window_id for e in split(examples, POLICY).held_out}
     assert held and not held & set(first.used)  # held-out windows never train
     print(f"zero-shot F1 {first.champion['f1']:.3f} -> adapter F1 {first.challenger['f1']:.3f}")
 
     # every window outside the held-out part relabeled with the opposite label (a careless bulk import)
-    flipped = [
-        e
-        if share_of(e.window_id, "holdout") < POLICY.holdout_share
-        else Example(e.window_id, e.templates, e.masked, 1 - e.label)
-        for e in examples
-    ]
+    flipped = [e if e.window_id in held else Example(e.window_id, e.templates, e.masked, 1 - e.label) for e in examples]
+    assert {e.window_id for e in split(flipped, POLICY).held_out} == held  # judged on the same windows
     second = retrain(registry, "hdfs", TARGET, flipped, POLICY, options=options)
     assert not second.published, second.to_dict()
     assert second.champion["model"] == "adapter v0001"
@@ -76,3 +75,68 @@ def test_retrain_waits_for_both_classes_and_enough_new_labels():
     assert due(POLICY, counts | {"unused": 50}, oldest_unused_ms=0, now_ms=1000) == "50 new labels"
     assert "waiting 3600s" in due(POLICY, counts, oldest_unused_ms=0, now_ms=3_600_000)  # a trickle gets used too
     assert due(POLICY, counts | {"unused": 0}, oldest_unused_ms=None, now_ms=10**9) is None
+
+
+def _ids(examples) -> set[str]:
+    return {e.window_id for e in examples}
+
+
+def _classes(parts: Split) -> list[set[int]]:
+    return [{e.label for e in part} for part in (parts.held_out, parts.validation, parts.train)]
+
+
+@pytest.mark.slow
+def test_fifty_labels_with_five_anomalies_put_an_anomaly_in_every_part(thunderbird):
+    examples = thunderbird[435:485]  # the 50 windows up to the first alerts: 5 of them anomalous
+    assert len(examples) == 50 and sum(e.label for e in examples) == 5
+    # a split of all windows by hash alone, as before: its validation part gets no anomaly, so no retrain
+    rest = [e for e in examples if share_of(e.window_id, "holdout") >= POLICY.holdout_share]
+    assert not [e for e in rest if e.label and share_of(e.window_id, "validation") < POLICY.validation_share]
+    parts = split(examples, POLICY)
+    assert _classes(parts) == [{0, 1}] * 3, parts.sizes()
+
+
+@pytest.mark.slow
+def test_the_split_is_stable_as_thunderbird_labels_arrive(thunderbird):
+    before = None
+    for count in (50, 100, 200, 368):  # the bench's label counts, from window 450 on
+        parts = split(thunderbird[450 : 450 + count], POLICY)
+        assert _classes(parts) == [{0, 1}] * 3
+        if before is not None:
+            assert _ids(before.held_out) <= _ids(parts.held_out)  # held out once, held out for good
+            assert not _ids(before.validation + before.train) & _ids(parts.held_out)  # no trained window is judged
+        before = parts
+
+
+def _example(window_id: str, label: int) -> Example:
+    return Example(window_id, (), (), label)
+
+
+labeled = st.lists(st.tuples(st.text(min_size=1, max_size=6), st.integers(0, 1)), unique_by=lambda t: t[0])
+
+
+@given(labeled, st.integers(0, 80), st.sampled_from([0.1, 0.2, 0.5]), st.sampled_from([0.1, 0.2, 0.5]))
+def test_any_split_is_a_partition_by_class_that_never_moves_a_trained_window_into_held_out(
+    pairs, first, holdout_share, validation_share
+):
+    policy = RetrainPolicy(holdout_share=holdout_share, validation_share=validation_share)
+    after = [_example(w, label) for w, label in pairs]
+    before = after[:first]
+    for examples in (before, after):
+        parts = split(examples, policy)
+        everything = parts.held_out + parts.validation + parts.train
+        assert sorted(map(id, everything)) == sorted(map(id, examples))  # each window once, with its own label
+        for part in (parts.held_out, parts.validation, parts.train):
+            assert part == [e for e in examples if e in part]  # input order kept
+        for label in (0, 1):
+            if sum(e.label == label for e in examples) >= 3:
+                assert all(label in classes for classes in _classes(parts))
+    parts = split(before, policy)
+    trained = all(classes == {0, 1} for classes in _classes(parts))  # else retrain declines and trains nothing
+    used_before = _ids(parts.validation + parts.train) if trained else set()
+    moved = used_before & _ids(split(after, policy).held_out)
+    # only a window the cap kept out of a tiny class's held-out part may join it later
+    assert all(share_of(w, "holdout") < holdout_share for w in moved)
+    shuffled = split(after[::-1], policy)  # the parts depend on the windows, not on the order they come in
+    assert _ids(shuffled.held_out) == _ids(split(after, policy).held_out)
+    assert _ids(shuffled.validation) == _ids(split(after, policy).validation)

@@ -1,11 +1,13 @@
 """One retraining of a target system's adapter from its stored labels, judged against the serving champion.
 
-The labeled windows of a target are split once and for all by a hash of their window_id: about ``holdout_share`` of
-them are held out and never train anything, so champion and challenger are always compared on windows neither has
-seen, and a window keeps its part across retrains and restarts. The rest trains the challenger (a fresh adapter on
-the serving base) with its own validation share for early stopping and the threshold. Class balance comes from the
-families' loss weighting (TransLog and LogTransfer weight BCE by negatives / positives; LogLLM oversamples the
-minority class), so no label is thrown away.
+The labeled windows of a target are split by class and by a hash of their window_id (see ``split``): about
+``holdout_share`` of each class is held out and never trains anything, so champion and challenger are always compared
+on windows neither has seen. The rest trains the challenger (a fresh adapter on the serving base) with its own
+validation share, again per class, for early stopping and the threshold. Splitting each class on its own gives every
+part an anomaly even when few labels have arrived, where a split of all windows by hash alone often left the
+validation or held-out part with none and the retrain could not run. Class balance comes from the families' loss
+weighting (TransLog and LogTransfer weight BCE by negatives / positives; LogLLM oversamples the minority class), so no
+label is thrown away.
 
 The challenger is published (and the caller announces it) only when its held-out F1 is at least the champion's plus
 ``margin``. The champion is the serving adapter, or the base alone (zero-shot) when the target has none.
@@ -71,6 +73,48 @@ def share_of(window_id: str, salt: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+@dataclass(frozen=True)
+class Split:
+    held_out: list[Example]
+    validation: list[Example]
+    train: list[Example]
+
+    def sizes(self) -> dict[str, int]:
+        return {"held_out": len(self.held_out), "validation": len(self.validation), "train": len(self.train)}
+
+
+def split(examples: Sequence[Example], policy: RetrainPolicy) -> Split:
+    """Held-out, validation and training parts of ``examples``, each class split on its own, in input order.
+
+    In each class the windows whose hash falls below the share go to the part, as a plain hash split would; when
+    none does, the class's lowest-hash window goes instead, so a class with at least 3 labels is in all three parts;
+    and the part never takes so many that a later part is left without the class. A window's part depends on its own
+    hash, so it keeps its part as labels accumulate; the fallback only ever picks the lowest hash of a growing set, so
+    it never pulls a window that trained an earlier challenger (perhaps today's champion, which that window would
+    flatter) into the held-out part. The one exception is a class so small that more of it hashes below the share
+    than can be spared: the cap keeps a window out, and it joins the held-out part once the class has grown.
+    """
+    parts: dict[str, set[int]] = {"held_out": set(), "validation": set(), "train": set()}
+    for label in sorted({e.label for e in examples}):
+        members = [i for i, e in enumerate(examples) if e.label == label]
+        held, rest = _take(examples, members, "holdout", policy.holdout_share, leave=2)
+        validation, train = _take(examples, rest, "validation", policy.validation_share, leave=1)
+        parts["held_out"].update(held)
+        parts["validation"].update(validation)
+        parts["train"].update(train)
+    return Split(*([e for i, e in enumerate(examples) if i in parts[name]] for name in parts))
+
+
+def _take(
+    examples: Sequence[Example], members: list[int], salt: str, share: float, *, leave: int
+) -> tuple[list[int], list[int]]:
+    """Split ``members`` (indices into ``examples``, one class) into the part named by ``salt`` and the rest."""
+    ranked = sorted(members, key=lambda i: (share_of(examples[i].window_id, salt), examples[i].window_id))
+    count = sum(share_of(examples[i].window_id, salt) < share for i in members)
+    count = max(0, min(max(count, 1), len(members) - leave))
+    return ranked[:count], ranked[count:]
+
+
 @dataclass
 class Decision:
     target: str
@@ -110,11 +154,9 @@ def retrain(
 ) -> Decision:
     """Train a challenger adapter for ``target`` on ``examples``; publish it when it beats the champion."""
     started = time.monotonic()
-    held = [e for e in examples if share_of(e.window_id, "holdout") < policy.holdout_share]
-    rest = [e for e in examples if share_of(e.window_id, "holdout") >= policy.holdout_share]
-    validation = [e for e in rest if share_of(e.window_id, "validation") < policy.validation_share]
-    train = [e for e in rest if share_of(e.window_id, "validation") >= policy.validation_share]
-    labels = {"held_out": len(held), "validation": len(validation), "train": len(train)}
+    parts = split(examples, policy)
+    held, validation, train = parts.held_out, parts.validation, parts.train
+    labels = parts.sizes()
     for name, part in (("held-out", held), ("validation", validation), ("training", train)):
         if len({e.label for e in part}) < 2:
             return Decision(target, False, f"not enough labels: the {name} part lacks a class", labels=labels)
