@@ -12,6 +12,12 @@
   broker. A crash replays from the last commit; a repeated verdict carries the same key (its window_id).
 * **Model versions**: at start, on every ``model-updates`` record, and every ``refresh_interval_s`` the registry's
   serving pointers are read again (``ModelHost.refresh``).
+* **Alerts on a timer**: when no batch comes for a tick, the model loop resolves incidents past ``alert_ttl_s`` and
+  publishes them (acknowledged before it goes on), so resolutions do not wait for traffic. The model loop is the
+  only writer of the alert book, so ticks and batches never interleave.
+* **Alerts across restarts**: the alerts topic is the alert book's state. When the group hands this worker windows
+  partitions, it resumes the open incidents of their systems from the latest alert records (``_sync_alerts``), so a
+  restarted worker continues an incident (same alert_id, growing count) instead of opening it again.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
@@ -35,12 +41,38 @@ from stream.inference.alerts import Alert, AlertBook
 from stream.inference.metrics import InferenceMetrics
 from stream.inference.model_host import ModelHost
 from stream.model.registry import Registry
-from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer
+from stream.pipeline.kafka_clients import (
+    CachedPartitioner,
+    assign_from_beginning,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from stream.records import ANOMALOUS, DeadLetter, Verdict, Window, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGE = "infer"
+ALERT_TICK_S = 1.0  # resolutions come at most this late without traffic (a quarter of the TTL if that is shorter)
+# Alert records are stamped by the clock of the worker that wrote them: allow for skew between workers' clocks.
+CLOCK_SKEW_MS = 60_000
+
+
+class Assignment(ConsumerRebalanceListener):
+    """The windows partitions of the group's latest completed assignment (None before the first).
+
+    Kept through a rebalance's revocation, so that a batch in flight meanwhile is not mistaken for another worker's:
+    its commit fails and the partition's owner replays it anyway.
+    """
+
+    def __init__(self) -> None:
+        self.partitions: frozenset[int] | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.partitions = frozenset(tp.partition for tp in assigned)
 
 
 @dataclass
@@ -73,17 +105,23 @@ class InferenceWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlog-model")
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.config.max_pending_batches)
         self._refresh_wanted = asyncio.Event()
+        self._assignment = Assignment()
+        self._served: frozenset[int] = frozenset()  # windows partitions whose systems' incidents the book holds
+        self._partitioner = CachedPartitioner()
+
+    @property
+    def partitions(self) -> frozenset[int] | None:
+        """The windows partitions the group gave this worker last (None before its first assignment)."""
+        return self._assignment.partitions
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         await ensure_topics(self.settings, inference_topics(self.settings))
         await self._in_thread(self._refresh)
         producer = make_producer(self.settings)
         consumer = make_consumer(
-            self.settings,
-            self.settings.topics.windows,
-            group_id=f"{self.settings.group_prefix}-{STAGE}",
-            max_poll_records=self.config.max_batch,
+            self.settings, group_id=f"{self.settings.group_prefix}-{STAGE}", max_poll_records=self.config.max_batch
         )
+        consumer.subscribe([self.settings.topics.windows], listener=self._assignment)
         updates = make_consumer(
             self.settings, self.settings.topics.model_updates, group_id=None, auto_offset_reset="latest"
         )
@@ -146,8 +184,15 @@ class InferenceWorker:
 
     async def _infer(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         last_refresh = time.monotonic()
+        tick_s = min(ALERT_TICK_S, self.config.alert_ttl_s / 4)
         while True:
-            batch = await self._queue.get()
+            try:
+                batch = await asyncio.wait_for(self._queue.get(), timeout=tick_s)
+            except TimeoutError:  # no traffic: incidents still resolve on time, and assignments are still followed
+                await self._sync_alerts(consumer)
+                expired = self.alerts.expire(int(time.time() * 1000))
+                await self._send(producer, [self._alert(alert, None) for alert in expired])
+                continue
             self.metrics.queue_depth.set(self._queue.qsize())
             if batch is None:
                 return
@@ -166,24 +211,42 @@ class InferenceWorker:
         self.counts["adapter_swaps"] += len(changes)
 
     async def _process(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        windows, outgoing = self._decode(batch.records)
-        self.metrics.windows_in.inc(len(batch.records))
-        self.counts["windows_in"] += len(batch.records)
+        await self._sync_alerts(consumer)
+        records = self._owned(batch.records)
+        windows, outgoing = self._decode(records)
+        self.metrics.windows_in.inc(len(records))
+        self.counts["windows_in"] += len(records)
         if windows:
             self.metrics.batch_size.observe(len(windows))
             started = time.perf_counter()
             verdicts = await self._in_thread(self.host.score, windows)
             self.metrics.model_seconds.observe(time.perf_counter() - started)
             outgoing += self._publications(verdicts)
+        await self._send(producer, outgoing)
+        now_ms = time.time() * 1000
+        for record in records:
+            self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
+        await self._commit(consumer, records)
+
+    def _owned(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """The records of partitions this worker still owns. Those of a partition the group gave to another worker
+        (fetched before the rebalance) are left alone: uncommitted, so the new owner scores them, and their alerts
+        go to the one alert book that holds their incidents. (If the partition ever comes back, its position is
+        reset to the committed offset, so skipping them loses nothing.)"""
+        owned = self._assignment.partitions
+        mine = [record for record in records if owned is None or record.partition in owned]
+        if len(mine) < len(records):
+            log.info("%s: %d windows of partitions now another worker's left to it", STAGE, len(records) - len(mine))
+            self.counts["windows_handed_over"] += len(records) - len(mine)
+        return mine
+
+    async def _send(self, producer: AIOKafkaProducer, outgoing: list[tuple[str, bytes, bytes]]) -> None:
+        """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
         deliveries = [await producer.send(topic, value, key=key) for topic, key, value in outgoing]
         try:
             await asyncio.gather(*deliveries)
         except Exception as exc:  # a record refused after the producer's retries: never commit past it
-            raise BrokerError(f"{STAGE}: a verdict was not delivered, offsets stay uncommitted: {exc}") from exc
-        now_ms = time.time() * 1000
-        for record in batch.records:
-            self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
-        await self._commit(consumer, batch.records)
+            raise BrokerError(f"{STAGE}: a record was not delivered, offsets stay uncommitted: {exc}") from exc
 
     def _decode(self, records: Sequence[ConsumerRecord]) -> tuple[list[Window], list[tuple[str, bytes, bytes]]]:
         windows, letters = [], []
@@ -243,6 +306,48 @@ class InferenceWorker:
             # The group rebalanced: the partition's new owner replays from the last commit (at-least-once).
             log.warning("%s: offset commit skipped (%s)", STAGE, exc)
 
+    # ------------------------------------------------------------------------------------------ alert ownership
+
+    async def _sync_alerts(self, consumer: AIOKafkaConsumer) -> None:
+        """Keep the alert book to the systems whose windows this worker now reads.
+
+        Windows are keyed by system, so all of a system's windows, and so all of its incidents, go through one
+        windows partition, which one worker of the group owns. A worker resumes only the incidents of its own
+        partitions' systems, not every open one on the alerts topic: another worker's would never be observed here
+        and would be resolved a TTL later while their owner continues them. Incidents of partitions it lost are
+        forgotten without a resolution (the new owner resumes them); those of partitions it keeps stay as they are,
+        silent updates included, so a rebalance that gives a worker its partitions back changes nothing.
+        """
+        assigned = self._assignment.partitions
+        if assigned is None or assigned == self._served:
+            return
+        partitions = sorted(consumer.partitions_for_topic(self.settings.topics.windows) or ())
+        if not partitions:
+            return  # no metadata yet: the next batch or tick tries again
+
+        def served(system: str, among: frozenset[int]) -> bool:
+            return self._partitioner(system.encode(), partitions, partitions) in among  # as the windows producer
+
+        forgotten = self.alerts.hand_over(lambda system: served(system, assigned))
+        gained = assigned - self._served
+        now_ms = int(time.time() * 1000)
+        resumed = 0
+        if gained:
+            # Two TTLs: a live incident was published within them (see stream.inference.alerts); plus clock skew.
+            since_ms = max(0, now_ms - 2 * self.alerts.ttl_ms - CLOCK_SKEW_MS)
+            for alert, published_ms in (await latest_alerts(self.settings, since_ms)).values():
+                if served(alert.system, gained):
+                    resumed += int(self.alerts.resume(alert, published_ms=published_ms, now_ms=now_ms))
+        self._served = assigned
+        self.counts["alerts_resumed"] += resumed
+        log.info(
+            "%s: windows partitions %s: %d open alerts resumed, %d handed over",
+            STAGE,
+            sorted(assigned),
+            resumed,
+            len(forgotten),
+        )
+
     # --------------------------------------------------------------------------------------------- model updates
 
     async def _watch_updates(self, updates: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -255,6 +360,45 @@ class InferenceWorker:
 def alert_record(alert: Alert, verdict: Verdict | None) -> bytes:
     """An alert as published: the incident, and the verdict that updated it (None when it resolved by time)."""
     return orjson.dumps({**alert.to_dict(), "verdict": verdict.to_dict() if verdict is not None else None})
+
+
+async def latest_alerts(settings: Settings, since_ms: int, timeout_s: float = 30.0) -> dict[str, tuple[Alert, int]]:
+    """alert_id -> its latest record (the Alert, and the record's timestamp) among those written since ``since_ms``.
+
+    Alerts are keyed by alert_id, so all of an incident's records are in one partition, in publication order. A
+    record that is not an alert is logged and passed over: it is our own output, not data to dead-letter.
+    BrokerError when the topic cannot be read back within ``timeout_s``: the worker stops rather than run on an
+    alert book that would reopen every incident.
+    """
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    latest: dict[str, tuple[Alert, int]] = {}
+    try:
+        tps = await assign_from_beginning(consumer, settings.topics.alerts, timeout_s)
+        if not tps:
+            return latest
+        starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            found = starts[tp]
+            consumer.seek(tp, found.offset if found is not None else end[tp])
+        remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"{STAGE}: the alerts topic was not read back within {timeout_s} s")
+            fetched = await consumer.getmany(*remaining, timeout_ms=500)
+            for record in (record for records in fetched.values() for record in records):
+                try:
+                    alert = Alert.from_dict(orjson.loads(record.value))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    log.warning("not an alert %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+                    continue
+                latest[alert.alert_id] = (alert, record.timestamp)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+    finally:
+        await consumer.stop()
+    return latest
 
 
 async def run_inference(settings: Settings, stop: asyncio.Event) -> Counter[str]:

@@ -1,0 +1,167 @@
+"""The alert lifecycle on a real broker, where time and restarts matter: an incident resolves on time when traffic
+stops, and a restarted inference worker continues an open incident instead of opening it again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import pytest
+
+from stream.inference.model_host import ModelHost
+from stream.inference.worker import ALERT_TICK_S, inference_topics
+from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, make_consumer
+from stream.records import ANOMALOUS, Window
+from stream.settings import Settings
+from tests.broker.running import RunningBroker
+from tests.inference_support import stream_window
+from tests.streaming import read_topic
+from tests.test_inference_broker import inference_settings, produce_windows, running_inference
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+@dataclass(frozen=True)
+class Published:
+    timestamp_ms: int  # the record's time: when the worker sent it
+    alert: dict
+
+
+@dataclass(frozen=True)
+class Twins:
+    """Two windows of the same anomalous content under different block ids: two verdicts of one incident."""
+
+    first: Window
+    second: Window
+    templates: tuple[str, ...]  # what their explanation names: the incident's identity
+
+
+def anomalous_twins(hdfs_registry) -> Twins:
+    """A held-out anomalous HDFS block the trained model flags (and explains), and its twin."""
+    host = ModelHost(hdfs_registry.registry)
+    dataset, split = hdfs_registry.dataset, hdfs_registry.split
+    for i in [i for i in split.test if dataset.windows[i].label][:40]:
+        block = dataset.windows[i]
+        first, second = (
+            stream_window("hdfs", list(block.templates), list(block.masked), ANOMALOUS, key=f"{block.key}-{n}")
+            for n in (1, 2)
+        )
+        verdicts = host.score([first, second])
+        causes = [tuple(sorted({cause.template for cause in v.explanation})) for v in verdicts]
+        if all(v.label == ANOMALOUS for v in verdicts) and causes[0] and causes[0] == causes[1]:
+            return Twins(first, second, causes[0])
+    raise AssertionError("the model flags none of 40 anomalous test blocks: nothing to alert on")
+
+
+async def read_alerts(
+    settings: Settings, until: Callable[[list[Published]], bool], timeout_s: float = 60.0
+) -> list[Published]:
+    """The alerts topic from the beginning, read until ``until`` holds (AssertionError at ``timeout_s``)."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    out: list[Published] = []
+    try:
+        await assign_from_beginning(consumer, settings.topics.alerts, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while not until(out):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"alerts after {timeout_s} s: {[p.alert['status'] for p in out]}")
+            fetched = await consumer.getmany(timeout_ms=200)
+            out += [Published(r.timestamp, orjson.loads(r.value)) for records in fetched.values() for r in records]
+    finally:
+        await consumer.stop()
+    return out
+
+
+def has(status: str, count: int = 1) -> Callable[[list[Published]], bool]:
+    return lambda published: sum(p.alert["status"] == status for p in published) >= count
+
+
+def test_an_incident_resolves_on_time_when_traffic_stops(
+    kafka_broker: RunningBroker, topic_prefix: str, hdfs_registry
+) -> None:
+    ttl_s = 2.0
+    settings = inference_settings(kafka_broker, topic_prefix, hdfs_registry.registry.root, alert_ttl_s=ttl_s)
+    twins = anomalous_twins(hdfs_registry)
+
+    async def scenario() -> list[Published]:
+        await ensure_topics(settings, inference_topics(settings))
+        async with running_inference(settings):
+            await produce_windows(settings, [twins.first])  # one anomalous window, then nothing at all
+            return await read_alerts(settings, has("resolved"))
+
+    opened, resolved = asyncio.run(scenario())
+    assert (opened.alert["status"], resolved.alert["status"]) == ("open", "resolved")
+    assert resolved.alert["alert_id"] == opened.alert["alert_id"]
+    assert tuple(resolved.alert["templates"]) == twins.templates and resolved.alert["count"] == 1
+    assert resolved.alert["verdict"] is None  # resolved by time, not by a verdict
+    waited_s = (resolved.timestamp_ms - opened.timestamp_ms) / 1000
+    tick_s = min(ALERT_TICK_S, ttl_s / 4)
+    # no earlier than the TTL (a few ms between the book's clock and the send); no later than a tick after it,
+    # plus room for a loaded test machine
+    assert ttl_s - 0.05 <= waited_s <= ttl_s + tick_s + 2.0, waited_s
+
+
+def test_a_restarted_worker_continues_an_open_incident(
+    kafka_broker: RunningBroker, topic_prefix: str, hdfs_registry
+) -> None:
+    ttl_s = 6.0  # long enough for the first worker to stop before it resolves the incident itself
+    settings = inference_settings(kafka_broker, topic_prefix, hdfs_registry.registry.root, alert_ttl_s=ttl_s)
+    twins = anomalous_twins(hdfs_registry)
+
+    async def scenario() -> tuple[list[Published], int]:
+        await ensure_topics(settings, inference_topics(settings))
+        async with running_inference(settings):
+            await produce_windows(settings, [twins.first])
+            await read_alerts(settings, has("open"))
+        # stopped with the incident open; a new worker (a fresh book) in the same group
+        async with running_inference(settings) as restarted:
+            await produce_windows(settings, [twins.second])
+            await read_alerts(settings, has("ongoing"))
+            resumed = restarted.counts["alerts_resumed"]
+            return await read_alerts(settings, has("resolved")), resumed  # and it resolves, once, by itself
+
+    published, resumed = asyncio.run(scenario())
+    alerts = [p.alert for p in published]
+    assert [(a["status"], a["count"]) for a in alerts] == [("open", 1), ("ongoing", 2), ("resolved", 2)]
+    assert len({a["alert_id"] for a in alerts}) == 1  # one incident across the restart
+    assert alerts[1]["window_ids"] == [twins.first.window_id, twins.second.window_id]
+    assert alerts[1]["verdict"]["window_id"] == twins.second.window_id
+    assert resumed == 1
+
+
+def test_workers_sharing_the_alerts_topic_resume_an_incident_once(
+    kafka_broker: RunningBroker, topic_prefix: str, hdfs_registry
+) -> None:
+    """Two workers of one group after a restart: only the one that owns the system's windows partition resumes
+    the incident, so it continues once and resolves once (not also a TTL later by the other worker)."""
+    ttl_s = 6.0
+    settings = inference_settings(kafka_broker, topic_prefix, hdfs_registry.registry.root, alert_ttl_s=ttl_s)
+    twins = anomalous_twins(hdfs_registry)
+    everything = frozenset(range(settings.internal_partitions))
+
+    async def scenario() -> tuple[list[dict], int]:
+        await ensure_topics(settings, inference_topics(settings))
+        async with running_inference(settings):
+            await produce_windows(settings, [twins.first])
+            await read_alerts(settings, has("open"))
+        async with running_inference(settings) as one, running_inference(settings) as two:
+            deadline = time.monotonic() + 60
+            while not (one.partitions and two.partitions and one.partitions | two.partitions == everything):
+                assert time.monotonic() < deadline, (one.partitions, two.partitions)
+                await asyncio.sleep(0.2)  # until the group has settled: each holds some partitions
+            await produce_windows(settings, [twins.second])
+            ongoing = await read_alerts(settings, has("ongoing"))
+            await asyncio.sleep(2 * ALERT_TICK_S)  # both have followed the assignment
+            holders = sum(ongoing[-1].alert["alert_id"] in worker.alerts for worker in (one, two))
+            await read_alerts(settings, has("resolved"))
+            await asyncio.sleep(ttl_s + 2 * ALERT_TICK_S)  # time enough for a second, wrong resolution
+            return await read_topic(settings, settings.topics.alerts, quiet_s=2), holders
+
+    alerts, holders = asyncio.run(scenario())
+    assert [(a["status"], a["count"]) for a in alerts] == [("open", 1), ("ongoing", 2), ("resolved", 2)]
+    assert len({a["alert_id"] for a in alerts}) == 1
+    assert holders == 1
