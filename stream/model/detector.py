@@ -103,9 +103,10 @@ DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # what ``resolve_device`` 
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """ "auto" (the first CUDA device when torch sees one, else the CPU), "cpu", "cuda" or "cuda:N" -> a device that
-    exists here. Anything else, or a CUDA device this machine lacks, is a ModelError naming what was asked for: a
-    worker configured for a GPU should fail at start, not fall back to a CPU a hundred times slower."""
+    """The device a name means: "auto" (the first CUDA device when torch sees one, else the CPU), "cpu", "cuda" or
+    "cuda:N", one that exists here. Anything else, or a CUDA device this machine lacks, is a ModelError naming what
+    was asked for: a worker configured for a GPU should fail at start, not fall back to a CPU a hundred times slower.
+    """
     if isinstance(name, torch.device):
         name = str(name)
     if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
