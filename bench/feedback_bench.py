@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stream.inference.model_host import ModelHost  # noqa: E402
-from stream.inference.worker import InferenceWorker, inference_topics  # noqa: E402
+from stream.inference.worker import InferenceWorker  # noqa: E402
 from stream.model.detector import FitOptions  # noqa: E402
 from stream.model.registry import Registry  # noqa: E402
-from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs  # noqa: E402
+from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs  # noqa: E402
 from stream.replay import replay, replay_records  # noqa: E402
 from stream.tail import read_records  # noqa: E402
 from tests.inference_support import stream_window, train_hdfs_registry  # noqa: E402
@@ -155,7 +155,7 @@ def label_to_serving(bootstrap: str, idempotent: bool, registry_root: Path, work
     fmt = settings.systems[TARGET].line_format(TARGET)
 
     async def scenario() -> dict[str, Any]:
-        await ensure_topics(settings, [*topic_specs(settings), *inference_topics(settings)])
+        await ensure_topics(settings, [*topic_specs(settings), *inference_topic_specs(settings)])
         stop = asyncio.Event()
         infer = InferenceWorker(settings, ModelHost(Registry(root)))
         with LabelStore(root / "labels.sqlite") as store:

@@ -216,9 +216,9 @@ def worker_rate(
     env = infer_env(settings, work) | {"ADAPTLOG_INFERENCE__MAX_BATCH": str(max_batch)}
 
     async def scenario() -> None:
-        from stream.inference.worker import inference_topics
+        from stream.pipeline.kafka_clients import inference_topic_specs
 
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         producer = make_producer(settings)
         await producer.start()
         for window in windows:
@@ -260,9 +260,9 @@ def latency(
     env = infer_env(settings, work)
 
     async def scenario() -> None:
-        from stream.inference.worker import inference_topics
+        from stream.pipeline.kafka_clients import inference_topic_specs
 
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         infer = start("infer", env, work / "latency.log")
         try:
             await asyncio.sleep(25)  # the worker loads its models and joins the group

@@ -29,11 +29,12 @@ import orjson
 
 from stream.demo_models import BASE_NAME, TARGET_SYSTEM, prepare_models
 from stream.inference.model_host import ModelHost
-from stream.inference.worker import InferenceWorker, inference_topics
+from stream.inference.worker import InferenceWorker
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import (
     assign_from_beginning,
     ensure_topics,
+    inference_topic_specs,
     make_consumer,
     make_producer,
     topic_specs,
@@ -99,7 +100,7 @@ async def _demo(settings: Settings, timeout_s: float) -> int:
             update={"registry": registry, "base": BASE_NAME, "publish_verdicts": True, "max_wait_ms": 100}
         )
         settings = settings.model_copy(update={"inference": inference})
-        await ensure_topics(settings, [*topic_specs(settings), *inference_topics(settings)])
+        await ensure_topics(settings, [*topic_specs(settings), *inference_topic_specs(settings)])
         stop = asyncio.Event()
         host = ModelHost(Registry(registry), BASE_NAME, explain_top=inference.explain_top)
         tasks = [

@@ -167,6 +167,8 @@ def test_gpu_values_put_inference_on_gpu_nodes_and_nothing_else() -> None:
     assert limits["nvidia.com/gpu"] == "1" and limits["memory"] == "24Gi"
     assert inference["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert inference["tolerations"][0]["key"] == "nvidia.com/gpu"
+    env = {e["name"]: e.get("value") for e in inference["containers"][0]["env"]}
+    assert env["ADAPTLOG_INFERENCE__DEVICE"] == "cuda"
     for name in ("prod-adaptlog-stream", "prod-adaptlog-trainer"):
         assert "nvidia.com/gpu" not in specs[name]["containers"][0]["resources"].get("limits", {})
         assert "nodeSelector" not in specs[name]

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from stream.inference.model_host import ModelHost
-from stream.inference.worker import InferenceWorker, inference_topics
+from stream.inference.worker import InferenceWorker
 from stream.model.registry import Registry
-from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
+from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs
 from stream.records import ANOMALOUS, Window
 from stream.replay import replay, replay_records
 from stream.settings import Settings
@@ -93,7 +93,7 @@ def test_labels_on_feedback_publish_an_adapter_that_inference_picks_up_and_a_res
     db = registry.root / "labels.sqlite"
 
     async def scenario() -> tuple[list[dict], list[dict], FeedbackService]:
-        await ensure_topics(settings, [*topic_specs(settings), *inference_topics(settings)])
+        await ensure_topics(settings, [*topic_specs(settings), *inference_topic_specs(settings)])
         infer = InferenceWorker(settings, ModelHost(Registry(registry.root)))
         with LabelStore(db) as store:
             service = FeedbackService(settings, store)

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from stream.inference.model_host import ModelHost
-from stream.inference.worker import ALERT_TICK_S, inference_topics
-from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, make_consumer
+from stream.inference.worker import ALERT_TICK_S
+from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, inference_topic_specs, make_consumer
 from stream.records import ANOMALOUS, Window
 from stream.settings import Settings
 from tests.broker.running import RunningBroker
@@ -88,7 +88,7 @@ def test_an_incident_resolves_on_time_when_traffic_stops(
     twins = anomalous_twins(hdfs_registry)
 
     async def scenario() -> list[Published]:
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         async with running_inference(settings):
             await produce_windows(settings, [twins.first])  # one anomalous window, then nothing at all
             return await read_alerts(settings, has("resolved"))
@@ -113,7 +113,7 @@ def test_a_restarted_worker_continues_an_open_incident(
     twins = anomalous_twins(hdfs_registry)
 
     async def scenario() -> tuple[list[Published], int]:
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         async with running_inference(settings):
             await produce_windows(settings, [twins.first])
             await read_alerts(settings, has("open"))
@@ -144,7 +144,7 @@ def test_workers_sharing_the_alerts_topic_resume_an_incident_once(
     everything = frozenset(range(settings.internal_partitions))
 
     async def scenario() -> tuple[list[dict], int]:
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         async with running_inference(settings):
             await produce_windows(settings, [twins.first])
             await read_alerts(settings, has("open"))

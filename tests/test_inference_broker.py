@@ -19,11 +19,17 @@ import orjson
 import pytest
 
 from stream.inference.model_host import ModelHost
-from stream.inference.worker import InferenceWorker, inference_topics
+from stream.inference.worker import InferenceWorker
 from stream.model.artifacts import WEIGHTS
 from stream.model.metrics import confusion
 from stream.model.registry import Registry
-from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, make_consumer, make_producer
+from stream.pipeline.kafka_clients import (
+    assign_from_beginning,
+    ensure_topics,
+    inference_topic_specs,
+    make_consumer,
+    make_producer,
+)
 from stream.records import ANOMALOUS, Window, encode
 from stream.replay import read_block_labels, replay, replay_records
 from stream.settings import Settings, SystemSettings
@@ -106,7 +112,7 @@ def test_hdfs_5k_end_to_end_gives_one_verdict_per_block_and_flags_anomalies(
     labels = read_block_labels(DATA / "hdfs" / "HDFS_5k_block_labels.csv")
 
     async def scenario() -> tuple[list[dict], list[dict]]:
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         async with running_worker(settings), running_inference(settings):
             fmt = settings.systems["hdfs"].line_format("hdfs")
             await replay(settings, replay_records(path, "hdfs", fmt, labels), "hdfs")
@@ -145,7 +151,7 @@ def test_adapter_versions_published_mid_stream_serve_and_a_corrupt_one_is_refuse
         return await read_topic(settings, settings.topics.verdicts, until=count, timeout_s=120)
 
     async def scenario() -> tuple[list[dict], InferenceWorker]:
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         async with running_inference(settings) as worker:
             await produce_windows(settings, parts[0])
             await until(50)
@@ -193,7 +199,7 @@ def test_sigkill_of_the_inference_worker_mid_stream_loses_no_window(
             return subprocess.Popen([sys.executable, "-m", "stream", "infer"], env=env, stdout=out, stderr=out)
 
     async def scenario() -> tuple[list[dict], int]:
-        await ensure_topics(settings, inference_topics(settings))
+        await ensure_topics(settings, inference_topic_specs(settings))
         await produce_windows(settings, windows)
         first = start()
         try:

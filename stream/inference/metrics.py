@@ -1,9 +1,9 @@
 """Prometheus metrics of one inference worker, on its own registry (several workers in one test process must not
-collide), served over HTTP when ``inference.metrics_port`` is set."""
+collide), served with /healthz by stream.ops_http on the process's metrics port."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -34,6 +34,3 @@ class InferenceMetrics:
         self.model_seconds = Histogram(
             "adaptlog_infer_model_seconds", "model time per batch", buckets=LATENCY_BUCKETS, registry=r
         )
-
-    def serve(self, port: int) -> None:
-        start_http_server(port, registry=self.registry)

@@ -33,7 +33,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.admin import NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from stream.errors import BrokerError, ConfigError
@@ -41,10 +40,12 @@ from stream.inference.alerts import Alert, AlertBook
 from stream.inference.metrics import InferenceMetrics
 from stream.inference.model_host import ModelHost
 from stream.model.registry import Registry
+from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import (
     CachedPartitioner,
     assign_from_beginning,
     ensure_topics,
+    inference_topic_specs,
     make_consumer,
     make_producer,
 )
@@ -81,17 +82,12 @@ class Batch:
     started: float = 0.0  # monotonic time of its first record
 
 
-def inference_topics(settings: Settings) -> list[NewTopic]:
-    t = settings.topics
-    names = (t.windows, t.alerts, t.verdicts, t.model_updates, t.deadletter)
-    return [NewTopic(name, settings.internal_partitions, 1) for name in names]
-
-
 def open_host(settings: Settings) -> ModelHost:
     if settings.inference.registry is None:
         raise ConfigError("inference.registry", "not set (ADAPTLOG_INFERENCE__REGISTRY=/path/to/registry)")
     registry = Registry(settings.inference.registry)
-    return ModelHost(registry, settings.inference.base, explain_top=settings.inference.explain_top)
+    inference = settings.inference
+    return ModelHost(registry, inference.base, explain_top=inference.explain_top, device=inference.device)
 
 
 class InferenceWorker:
@@ -115,7 +111,7 @@ class InferenceWorker:
         return self._assignment.partitions
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
-        await ensure_topics(self.settings, inference_topics(self.settings))
+        await ensure_topics(self.settings, inference_topic_specs(self.settings))
         await self._in_thread(self._refresh)
         producer = make_producer(self.settings)
         consumer = make_consumer(
@@ -406,8 +402,9 @@ async def run_inference(settings: Settings, stop: asyncio.Event) -> Counter[str]
         import torch
 
         torch.set_num_threads(settings.inference.threads)
-    host = open_host(settings)
     metrics = InferenceMetrics()
-    if settings.inference.metrics_port:
-        metrics.serve(settings.inference.metrics_port)
+    port = ops_port(settings, settings.inference.metrics_port)
+    if port:
+        OpsServer(port, metrics.registry)
+    host = open_host(settings)
     return await InferenceWorker(settings, host, metrics).run(stop)
