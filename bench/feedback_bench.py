@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from stream.inference.model_host import ModelHost  # noqa: E402
 from stream.inference.worker import InferenceWorker  # noqa: E402
 from stream.model.detector import FitOptions  # noqa: E402
+from stream.model.metrics import label_confusion  # noqa: E402
 from stream.model.registry import Registry  # noqa: E402
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs  # noqa: E402
 from stream.replay import replay, replay_records  # noqa: E402
@@ -109,10 +110,7 @@ def f1_by_labels(registry_root: Path, work: Path) -> dict[str, Any]:
 
 
 def _f1(verdicts, truth: list[int]) -> float:
-    tp = sum(v.label == "anomalous" and t for v, t in zip(verdicts, truth, strict=True))
-    fp = sum(v.label == "anomalous" and not t for v, t in zip(verdicts, truth, strict=True))
-    fn = sum(v.label != "anomalous" and t for v, t in zip(verdicts, truth, strict=True))
-    return round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0
+    return round(label_confusion([v.label == "anomalous" for v in verdicts], truth).f1, 4)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -30,6 +30,7 @@ import orjson
 from stream.demo_models import BASE_NAME, TARGET_SYSTEM, prepare_models
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
+from stream.model.metrics import label_confusion
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import (
     assign_from_beginning,
@@ -40,6 +41,7 @@ from stream.pipeline.kafka_clients import (
     topic_specs,
 )
 from stream.pipeline.worker import run_worker
+from stream.records import ANOMALOUS
 from stream.replay import read_block_labels, replay, replay_records
 from stream.settings import Settings, SystemSettings, Topics
 from stream.tail import read_json_records
@@ -190,16 +192,12 @@ def _print_summary(
     print("Verdicts against the replayed labels:")
     for system in sorted({v["system"] for v in latest.values()}):
         mine = [v for v in latest.values() if v["system"] == system]
-        tp = sum(v["label"] == "anomalous" and v["truth"] == "anomalous" for v in mine)
-        fp = sum(v["label"] == "anomalous" and v["truth"] != "anomalous" for v in mine)
-        fn = sum(v["label"] != "anomalous" and v["truth"] == "anomalous" for v in mine)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        counts = label_confusion([v["label"] == ANOMALOUS for v in mine], [v["truth"] == ANOMALOUS for v in mine])
         served = sorted({(v["adapter_version"] and f"adapter {v['adapter_version']}") or "base model" for v in mine})
         print(
-            f"  {system:<8} {len(mine):>4} windows ({tp + fn} anomalous): precision {precision:.3f} recall "
-            f"{recall:.3f} F1 {f1:.3f}  [{', '.join(served)}, model {mine[0]['model']}]"
+            f"  {system:<8} {len(mine):>4} windows ({counts.tp + counts.fn} anomalous): precision "
+            f"{counts.precision:.3f} recall {counts.recall:.3f} F1 {counts.f1:.3f}  "
+            f"[{', '.join(served)}, model {mine[0]['model']}]"
         )
     print(f"{len(dead)} dead letters:")
     for letter in dead:

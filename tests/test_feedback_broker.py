@@ -18,6 +18,7 @@ import pytest
 
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
+from stream.model.metrics import label_confusion
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs
 from stream.records import ANOMALOUS, Window
@@ -70,10 +71,7 @@ def split_log(tmp: Path) -> tuple[Path, Path]:
 
 
 def f1(verdicts: list[dict]) -> float:
-    tp = sum(v["label"] == ANOMALOUS and v["truth"] == ANOMALOUS for v in verdicts)
-    fp = sum(v["label"] == ANOMALOUS and v["truth"] != ANOMALOUS for v in verdicts)
-    fn = sum(v["label"] != ANOMALOUS and v["truth"] == ANOMALOUS for v in verdicts)
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return label_confusion([v["label"] == ANOMALOUS for v in verdicts], [v["truth"] == ANOMALOUS for v in verdicts]).f1
 
 
 def test_labels_on_feedback_publish_an_adapter_that_inference_picks_up_and_a_restart_keeps_them(

@@ -43,12 +43,16 @@ class Confusion:
 def confusion(scores: Sequence[float], labels: Sequence[int], threshold: float) -> Confusion:
     """Predict anomalous where score >= threshold."""
     _check(scores, labels)
+    return label_confusion([score >= threshold for score in scores], labels)
+
+
+def label_confusion(predicted: Sequence[bool], truth: Sequence[bool | int]) -> Confusion:
+    """Counts of predicted against true labels (anomalous = True): verdicts already carry their decision."""
     tp = fp = fn = tn = 0
-    for score, label in zip(scores, labels, strict=True):
-        predicted = score >= threshold
-        if predicted and label:
+    for guess, label in zip(predicted, truth, strict=True):
+        if guess and label:
             tp += 1
-        elif predicted:
+        elif guess:
             fp += 1
         elif label:
             fn += 1
