@@ -113,9 +113,10 @@ NOTES = [
     "  0.916; no family beats that yet, in-domain or transferred.",
     "- **LogTransfer on BGL** ranks well (PR-AUC 0.91) but its threshold, chosen on the validation days, flags too",
     "  much on the later test days (precision 0.33): BGL's time split shifts the score distribution.",
-    "- **LogLLM** rows are not in this run: on 2 CPU cores one LogLLM fit of this budget takes tens of minutes and",
-    "  the 22 runs did not fit the session. `python -m trainer.results --families logllm` computes them (cached per",
-    "  run, resumable; `--only 'in_domain-*'` for the in-domain rows first). The family itself is tested in",
+    "- **LogLLM** (SmolLM2-135M with LoRA, the paper's three stages, 20-line windows): only the runs in the tables",
+    "  above are computed; one fit takes up to hours on 2 shared CPU cores (see its train time), and the others did",
+    "  not fit the sessions. `python -m trainer.results --families logllm` computes them (cached per run,",
+    "  resumable; `--only 'in_domain-*'` for the in-domain rows first). The family is also tested in",
     "  `tests/test_model_logllm.py` (three stages beat the trivial baseline on BGL windows).",
     "",
 ]
