@@ -132,7 +132,9 @@ def test_a_host_on_an_explicit_cpu_serves_exactly_as_the_default_host(hdfs_regis
     default, on_cpu = ModelHost(registry), ModelHost(registry, device="cpu")
     assert default.device == on_cpu.device == torch.device("cpu")  # "auto" without a GPU
     publish_nudged_adapter(registry, hdfs_registry.base, "hdfs", seed=1)
-    assert default.refresh() == on_cpu.refresh() == ["hdfs: zero-shot -> v0001"]
+    changes = default.refresh()
+    # the session registry may hold earlier hdfs adapter versions: the new one is whichever number it got
+    assert changes == on_cpu.refresh() and len(changes) == 1 and changes[0].startswith("hdfs: zero-shot -> v")
     windows = mixed_windows(hdfs_registry, 60)
     assert on_cpu.score(windows) == default.score(windows)  # every field: scores, labels, explanations
 

@@ -152,15 +152,19 @@ def test_stream_worker_serves_health_and_its_counts(kafka_broker, topic_prefix: 
             time.sleep(0.5)
         records = replay_records(DATA / "bgl" / "BGL_2k.log", "bgl", settings.systems["bgl"].line_format("bgl"))
         sent = asyncio.run(replay(settings, records, "bgl"))
+        wanted = (
+            f'adaptlog_stream_records_in_total{{stage="ingest"}} {float(sent)}',
+            # lines go out in batches, counted as each is sent (a topic's line appears once one is): wait for them too
+            f'adaptlog_stream_records_out_total{{stage="ingest",topic="{settings.topics.lines}"}}',
+        )
         deadline = time.monotonic() + 60
         while True:
             status, body = get(port, "/metrics")
-            if f'adaptlog_stream_records_in_total{{stage="ingest"}} {float(sent)}' in body:
+            assert status == 200
+            if all(line in body for line in wanted):
                 break
             assert time.monotonic() < deadline, body
             time.sleep(0.5)
-        assert status == 200
-        assert f'adaptlog_stream_records_out_total{{stage="ingest",topic="{settings.topics.lines}"}}' in body
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()
