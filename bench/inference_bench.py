@@ -61,7 +61,7 @@ from stream.replay import replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
 from tests.inference_support import train_hdfs_registry, windows_of  # noqa: E402
-from tests.streaming import DATA, count_records, settings_for, worker_env, write_systems_file  # noqa: E402
+from tests.streaming import DATA, count_records, free_port, settings_for, worker_env, write_systems_file  # noqa: E402
 from trainer.datasets import load_hdfs  # noqa: E402
 
 IDLE_MS = 30_000  # sessions close this long after the backlog ends; subtracted from the end-to-end time
@@ -222,7 +222,6 @@ def logllm_end_to_end(bootstrap: str, idempotent: bool, work: Path, lines: int) 
         THUNDERBIRD,
         WINDOW_LINES,
         cpu_note,
-        free_port,
         model_seconds,
         occlusion_lines,
         thunderbird_slice,

@@ -12,7 +12,6 @@ per distinct template.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -117,12 +116,6 @@ def thunderbird_windows_of_100() -> SystemSettings:
     bench replays a multiple of 100 lines, so every window closes on its 100th line."""
     builtin = Settings().systems[SYSTEM]
     return SystemSettings(**{**builtin.model_dump(), "window": {"kind": "count_tumbling", "size": WINDOW_LINES}})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def model_seconds(port: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+import socket
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -134,3 +135,10 @@ def write_systems_file(path: Path, systems: dict[str, SystemSettings]) -> Path:
 
     path.write_text(yaml.safe_dump({"systems": {name: s.model_dump() for name, s in systems.items()}}))
     return path
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a worker's metrics endpoint in a test or bench)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

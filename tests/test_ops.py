@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,13 +23,7 @@ from stream.ops_http import OpsServer, check_health
 from stream.pipeline.kafka_clients import all_topic_specs
 from stream.replay import replay, replay_records
 from stream.settings import Settings, load_settings
-from tests.streaming import DATA, settings_for, worker_env, write_systems_file
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.streaming import DATA, free_port, settings_for, worker_env, write_systems_file
 
 
 def get(port: int, path: str) -> tuple[int, str]:
