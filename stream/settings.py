@@ -150,6 +150,9 @@ class InferenceSettings(BaseModel):
     refresh_interval_s: float = Field(default=60.0, gt=0)  # registry poll, besides every model-updates message
     publish_verdicts: bool = False  # every verdict to topics.verdicts (anomalous ones always go to alerts)
     explain_top: int = Field(default=3, gt=0)  # templates named in an explanation
+    # verdicts kept by what the model read of a window (stream.inference.score_cache): a window read before by the
+    # same adapter version is not scored again; 0 turns it off
+    score_cache_size: int = Field(default=100_000, ge=0)
     alert_ttl_s: float = Field(default=600.0, gt=0)  # an incident not seen for this long is resolved
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = not served
     threads: int = Field(default=0, ge=0)  # torch threads; 0 = torch's default

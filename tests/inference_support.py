@@ -3,8 +3,9 @@ inference tests; and windows built the way the stream publishes them."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,6 +28,11 @@ class TrainedHdfs:
     dataset: Dataset
     split: Split
     signal_templates: list[str]  # templates seen (almost) only in anomalous training blocks, most telling first
+
+    def copy(self, root: Path) -> TrainedHdfs:
+        """The same, on a copy of the registry: for a test that publishes (the session's registry stays as trained)."""
+        shutil.copytree(self.registry.root, root)
+        return replace(self, registry=Registry(root))
 
 
 def train_hdfs_registry(root: Path) -> TrainedHdfs:

@@ -4,8 +4,6 @@ explanations that name an injected anomalous line."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
@@ -38,8 +36,9 @@ def publish_adapter(registry, base, seed: int):
     )
 
 
-def test_zero_shot_then_each_published_version_serves_after_refresh(hdfs_registry):
-    registry, base = hdfs_registry.registry, hdfs_registry.base
+def test_zero_shot_then_each_published_version_serves_after_refresh(hdfs_registry, tmp_path):
+    trained = hdfs_registry.copy(tmp_path / "registry")  # it publishes: the session's registry stays as trained
+    registry, base = trained.registry, trained.base
     host = ModelHost(registry, explain_top=3)
     test = windows_of(hdfs_registry.dataset, hdfs_registry.split.test[:300])
     verdicts = host.score(test)
@@ -65,7 +64,9 @@ def test_zero_shot_then_each_published_version_serves_after_refresh(hdfs_registr
 
 
 def test_corrupt_and_foreign_adapters_are_refused_and_the_previous_version_keeps_serving(hdfs_registry, tmp_path):
-    registry, base = hdfs_registry.registry, hdfs_registry.base
+    trained = hdfs_registry.copy(tmp_path / "registry")
+    registry, base = trained.registry, trained.base
+    publish_adapter(registry, base, seed=1)
     host = ModelHost(registry)
     host.refresh()
     serving = host.route(SYSTEM).adapter.version
@@ -89,7 +90,6 @@ def test_corrupt_and_foreign_adapters_are_refused_and_the_previous_version_keeps
     assert "trained on base" in host.refused[(SYSTEM, foreign.version)]
     assert host.score(window)[0].adapter_version == serving
     assert host.detector.targets == [f"hdfs__{serving}"]
-    shutil.rmtree(registry.path("adapter", SYSTEM, foreign.version))
 
 
 def test_the_explanation_names_an_injected_anomalous_line(hdfs_registry):

@@ -21,6 +21,12 @@ class InferenceMetrics:
         self.dead_letters = Counter("adaptlog_infer_dead_letters", "window records that could not be read", registry=r)
         self.refused = Counter("adaptlog_infer_artifacts_refused", "adapter versions refused on load", registry=r)
         self.swaps = Counter("adaptlog_infer_adapter_swaps", "adapter versions swapped in", registry=r)
+        self.scored = Counter("adaptlog_infer_windows_scored", "windows the model read", registry=r)
+        self.reused = Counter(
+            "adaptlog_infer_windows_reused",
+            "windows given the verdict of an identical reading (score cache or the same batch), not read again",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "adaptlog_infer_batch_size", "windows per model batch", buckets=BATCH_BUCKETS, registry=r
         )

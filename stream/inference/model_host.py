@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.inference.explain import explain
+from stream.inference.score_cache import Cached, ScoreCache, reading_key
 from stream.model import artifacts
 from stream.model.artifacts import Manifest
 from stream.model.detector import Detector, WindowText, resolve_device
@@ -32,6 +33,7 @@ from stream.records import ANOMALOUS, NORMAL, Verdict, Window
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # a base published without one (trained with no validation windows)
+DEFAULT_SCORE_CACHE = 100_000  # windows' verdicts kept by reading (about 200 bytes each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,18 @@ def window_text(window: Window) -> WindowText:
 
 
 class ModelHost:
-    def __init__(self, registry: Registry, base: str = "", *, explain_top: int = 3, device: str = "auto") -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        base: str = "",
+        *,
+        explain_top: int = 3,
+        device: str = "auto",
+        score_cache_size: int = DEFAULT_SCORE_CACHE,
+    ) -> None:
         self.registry = registry
         self.explain_top = explain_top
+        self.cache = ScoreCache(score_cache_size)
         name = base or self._only_base()
         wanted = resolve_device(device)  # before the load: a bad device fails at once, not after a minute of loading
         loaded = registry.load_serving_base(name)
@@ -125,6 +136,7 @@ class ModelHost:
         self.routes[system] = Route(name, manifest, threshold)
         if current is not None and current.target is not None:
             self.detector.remove_target(current.target)
+            self.cache.drop_target(current.target)
         self.counts["adapters_loaded"] += 1
         before = current.adapter.version if current and current.adapter else "zero-shot"
         log.info("system %s: adapter %s -> %s", system, before, version)
@@ -138,24 +150,47 @@ class ModelHost:
     # ---------------------------------------------------------------------------------------------------- scoring
 
     def score(self, windows: Sequence[Window]) -> list[Verdict]:
-        """Verdicts for the windows, in their order, from one mixed batch: each window is scored by its system's
-        adapter (``Detector.scores_mixed``: TransLog applies them all in one forward pass)."""
+        """Verdicts for the windows, in their order. Each window is scored by its system's adapter, in one mixed
+        batch (``Detector.scores_mixed``: TransLog applies them all in one forward pass), unless the same adapter
+        version has read the same window before (``ScoreCache``) or another window of the batch reads the same:
+        then its earlier score and explanation are reused, as exact as scoring it again."""
         routes = [self.route(window.system) for window in windows]
         texts = [window_text(window) for window in windows]
         targets = [route.target for route in routes]
-        scores = self.detector.scores_mixed(texts, targets)
-        flagged = [i for i, (score, route) in enumerate(zip(scores, routes, strict=True)) if score >= route.threshold]
+        keys = [reading_key(target, self.detector.reads(text)) for target, text in zip(targets, texts, strict=True)]
+        first: dict[bytes, int] = {}  # each distinct reading of the batch, by its first window
+        known: dict[bytes, Cached] = {}
+        for i, key in enumerate(keys):
+            if key not in first:
+                first[key] = i
+                cached = self.cache.get(key)
+                if cached is not None:
+                    known[key] = cached
+        unscored = [i for key, i in first.items() if key not in known]
+        scores = (
+            self.detector.scores_mixed([texts[i] for i in unscored], [targets[i] for i in unscored]) if unscored else []
+        )
+        for i, score in zip(unscored, scores, strict=True):
+            known[keys[i]] = Cached(score, None)
+        flagged = [
+            i for key, i in first.items() if known[key].score >= routes[i].threshold and known[key].explanation is None
+        ]
         causes = explain(
             self.detector,
             [texts[i] for i in flagged],
-            [scores[i] for i in flagged],
+            [known[keys[i]].score for i in flagged],
             [targets[i] for i in flagged],
             top=self.explain_top,
         )
-        explanations = dict(zip(flagged, causes, strict=True))
+        for i, explanation in zip(flagged, causes, strict=True):
+            known[keys[i]] = Cached(known[keys[i]].score, explanation)
+        for i in set(unscored) | set(flagged):
+            self.cache.put(targets[i], keys[i], known[keys[i]])
+        self.counts["windows_scored"] += len(unscored)
+        self.counts["windows_reused"] += len(windows) - len(unscored)
         verdicts = []
-        for i, (window, route) in enumerate(zip(windows, routes, strict=True)):
-            verdicts.append(self._verdict(window, route, scores[i], explanations.get(i, ())))
+        for window, route, key in zip(windows, routes, keys, strict=True):
+            verdicts.append(self._verdict(window, route, known[key].score, known[key].explanation or ()))
             self.counts[f"windows:{window.system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += 1
         return verdicts
 

@@ -87,7 +87,13 @@ def open_host(settings: Settings) -> ModelHost:
         raise ConfigError("inference.registry", "not set (ADAPTLOG_INFERENCE__REGISTRY=/path/to/registry)")
     registry = Registry(settings.inference.registry)
     inference = settings.inference
-    return ModelHost(registry, inference.base, explain_top=inference.explain_top, device=inference.device)
+    return ModelHost(
+        registry,
+        inference.base,
+        explain_top=inference.explain_top,
+        device=inference.device,
+        score_cache_size=inference.score_cache_size,
+    )
 
 
 class InferenceWorker:
@@ -215,8 +221,11 @@ class InferenceWorker:
         if windows:
             self.metrics.batch_size.observe(len(windows))
             started = time.perf_counter()
+            scored, reused = self.host.counts["windows_scored"], self.host.counts["windows_reused"]
             verdicts = await self._in_thread(self.host.score, windows)
             self.metrics.model_seconds.observe(time.perf_counter() - started)
+            self.metrics.scored.inc(self.host.counts["windows_scored"] - scored)
+            self.metrics.reused.inc(self.host.counts["windows_reused"] - reused)
             outgoing += self._publications(verdicts)
         await self._send(producer, outgoing)
         now_ms = time.time() * 1000

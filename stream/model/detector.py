@@ -220,6 +220,11 @@ class Detector(ABC):
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
         """Anomaly probability per window in [0, 1]; target None is the base model."""
 
+    def reads(self, window: WindowText) -> tuple[str, ...]:
+        """What the family reads of a window: two windows that read the same score the same with the same weights
+        (the inference worker's score cache relies on it). By default everything; a family that reads less says so."""
+        return (*window.templates, "\x00", *window.masked)
+
     def scores_mixed(
         self, windows: Sequence[WindowText], targets: Sequence[str | None], *, batch_size: int = 64
     ) -> list[float]:

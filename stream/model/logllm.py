@@ -381,6 +381,9 @@ class LogLLMDetector(Detector):
     ) -> FitReport:
         return run_fit(self, windows, labels, target=target, mode=mode, options=options, progress=progress)
 
+    def reads(self, window: WindowText) -> tuple[str, ...]:
+        return window_lines([window], self.cfg.max_lines)[0]
+
     @torch.no_grad()
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
         self.activate(target)
