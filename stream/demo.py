@@ -104,7 +104,9 @@ async def _demo(settings: Settings, timeout_s: float) -> int:
         settings = settings.model_copy(update={"inference": inference})
         await ensure_topics(settings, [*topic_specs(settings), *inference_topic_specs(settings)])
         stop = asyncio.Event()
-        host = ModelHost(Registry(registry), BASE_NAME, explain_top=inference.explain_top)
+        host = ModelHost(
+            Registry(registry), BASE_NAME, explain_top=inference.explain_top, precision=inference.precision
+        )
         tasks = [
             asyncio.create_task(run_worker(settings, stop, report_every_s=30)),
             asyncio.create_task(InferenceWorker(settings, host).run(stop)),

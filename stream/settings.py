@@ -160,6 +160,9 @@ class InferenceSettings(BaseModel):
     # "cuda:N". On CUDA, TransLog scores in bf16 autocast (Ampere and later), LogTransfer in fp32; LogLLM stays on the
     # CPU. The form is checked here; a CUDA device the machine lacks fails when the worker starts.
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+    # the scoring autocast (TransLog; stream.model.detector.scoring_autocast): "auto" = bf16 where the hardware runs it
+    # natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX), else fp32; "float32"; "bfloat16"
+    precision: str = Field(default="auto", pattern=r"^(auto|float32|bfloat16)$")
 
 
 class TrainerSettings(BaseModel):

@@ -7,6 +7,7 @@ import gzip
 import re
 import socket
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -142,3 +143,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def metric(port: int, name: str) -> float:
+    """One sample's value from a worker's /metrics on ``port`` (the first line starting with ``name``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.split()[-1])
+    raise RuntimeError(f"{name} is missing from the worker's /metrics on port {port}")

@@ -84,6 +84,7 @@ def test_a_new_adapter_version_reads_again_and_the_old_ones_entries_leave(hdfs_r
     window = windows_of(hdfs_registry.dataset, hdfs_registry.split.test[:1])
     for seed in (1, 2):
         detector, manifest = load_base(registry.path("base", base.name, base.version))
+        detector.precision = host.detector.precision  # score it as the host does
         detector.add_target(SYSTEM)
         generator = torch.Generator().manual_seed(seed)
         state = detector.adapter_state(SYSTEM)

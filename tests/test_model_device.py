@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pydantic
 import pytest
 import torch
 
 from stream.errors import ModelError
-from stream.inference.model_host import ModelHost
-from stream.model.detector import Detector, WindowText, resolve_device
+from stream.inference.model_host import ModelHost, window_text
+from stream.model.detector import Detector, WindowText, cpu_has_native_bf16, resolve_device, scoring_autocast
 from stream.model.logtransfer import LogTransferDetector
 from stream.model.registry import Registry
 from stream.model.translog import TransLogDetector
@@ -105,8 +103,7 @@ def test_an_explicit_cpu_scores_exactly_as_the_default(family):
 
 def copied_registry(hdfs_registry, tmp_path) -> Registry:
     """The session's registry, copied: adapters published here must not reach the other tests' registry."""
-    shutil.copytree(hdfs_registry.registry.root, tmp_path / "registry")
-    return Registry(tmp_path / "registry")
+    return hdfs_registry.copy(tmp_path / "registry").registry
 
 
 def publish_nudged_adapter(registry: Registry, base, system: str, seed: int) -> None:
@@ -142,6 +139,38 @@ def test_a_host_on_an_explicit_cpu_serves_exactly_as_the_default_host(hdfs_regis
 def test_a_host_refuses_an_unknown_device_before_loading(tmp_path):
     with pytest.raises(ModelError, match="device 'gpu'"):
         ModelHost(Registry(tmp_path), "base", device="gpu")
+    with pytest.raises(ModelError, match="precision 'half'"):
+        ModelHost(Registry(tmp_path), "base", precision="half")
+
+
+def test_scoring_autocast_follows_the_precision_asked_for():
+    cpu = torch.device("cpu")
+
+    def dtype(precision: str):
+        with scoring_autocast(cpu, precision):
+            return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+
+    assert dtype("default") == dtype("float32") == torch.float32  # training and evaluation: fp32 on the CPU
+    assert dtype("bfloat16") == torch.bfloat16
+    assert dtype("auto") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        scoring_autocast(cpu, "fp8")
+
+
+@pytest.mark.slow
+def test_serving_in_bf16_keeps_the_verdicts_and_float32_keeps_the_training_scores(hdfs_registry):
+    registry = hdfs_registry.registry
+    windows = mixed_windows(hdfs_registry, 300)
+    texts = [window_text(w) for w in windows]
+    trained = registry.load_serving_base(hdfs_registry.base.name)[0].scores(texts)  # as evaluation scored them
+    fp32 = ModelHost(registry, precision="float32").score(windows)
+    assert [v.score for v in fp32] == pytest.approx(trained, abs=1e-6)
+    bf16 = ModelHost(registry, precision="bfloat16").score(windows)
+    moved = [abs(a.score - b.score) for a, b in zip(bf16, fp32, strict=True)]
+    assert max(moved) > 0  # it really scored in bf16
+    assert max(moved) <= SCORE_TOLERANCE
+    agree = sum(a.label == b.label for a, b in zip(bf16, fp32, strict=True)) / len(windows)
+    assert agree >= 0.98, agree
 
 
 # ---------------------------------------------------------------------------------------------------- CUDA

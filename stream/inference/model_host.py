@@ -33,6 +33,7 @@ from stream.records import ANOMALOUS, NORMAL, Verdict, Window
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # a base published without one (trained with no validation windows)
+SERVING_PRECISIONS = ("auto", "float32", "bfloat16")  # see stream.model.detector.scoring_autocast
 DEFAULT_SCORE_CACHE = 100_000  # windows' verdicts kept by reading (about 200 bytes each)
 
 
@@ -62,6 +63,7 @@ class ModelHost:
         *,
         explain_top: int = 3,
         device: str = "auto",
+        precision: str = "auto",
         score_cache_size: int = DEFAULT_SCORE_CACHE,
     ) -> None:
         self.registry = registry
@@ -69,12 +71,15 @@ class ModelHost:
         self.cache = ScoreCache(score_cache_size)
         name = base or self._only_base()
         wanted = resolve_device(device)  # before the load: a bad device fails at once, not after a minute of loading
+        if precision not in SERVING_PRECISIONS:
+            raise ModelError(f"precision {precision!r}: choose one of {SERVING_PRECISIONS}")
         loaded = registry.load_serving_base(name)
         if loaded is None:
             raise ModelError(f"registry {registry.root}: base {name!r} serves no version")
         self.detector: Detector = loaded[0]
         self.base: Manifest = loaded[1]
         self.device = self.detector.to_device(wanted)  # where it really scores (LogLLM: the CPU whatever was asked)
+        self.detector.precision = precision  # adapters loaded later are targets of the same detector: they follow
         self.routes: dict[str, Route] = {}
         self.refused: dict[tuple[str, str], str] = {}  # (system, version) -> why; not retried
         self.counts: Counter[str] = Counter()

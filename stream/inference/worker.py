@@ -92,6 +92,7 @@ def open_host(settings: Settings) -> ModelHost:
         inference.base,
         explain_top=inference.explain_top,
         device=inference.device,
+        precision=inference.precision,
         score_cache_size=inference.score_cache_size,
     )
 

@@ -404,6 +404,37 @@ class LogLLMDetector(Detector):
                 out[i] = p
         return out
 
+    def line_saliency(
+        self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 16
+    ) -> list[list[float]]:
+        """Per window, per line the model reads (its last ``max_lines``): gradient x input of the logit margin
+        (anomalous minus normal) at that line's vector, how far the line pushes the answer towards "anomalous" to
+        first order. One forward and one backward per batch, where occluding every distinct template costs one
+        forward each; ``stream.inference.explain`` occludes only the lines this ranks highest."""
+        self.activate(target)
+        self.set_training(False)
+        projector = self.projector_for(target)
+        lines = self.window_lines(windows)
+        after_lines = len(self.prompt.tail) + len(self.prompt.prefix)  # each row ends: lines, tail, answer prefix
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.score_dtype == "bfloat16")
+        out: list[list[float]] = []
+        for start in range(0, len(lines), batch_size):
+            chunk = lines[start : start + batch_size]
+            with torch.enable_grad(), autocast:
+                embeds, mask, positions = self.inputs(chunk, projector, [self.prompt.prefix] * len(chunk))
+                embeds = embeds.detach().requires_grad_(True)
+                logits = self.lm(
+                    inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False
+                ).logits
+                last = logits[:, -1].float()  # [B, V]
+                margin = last[:, self.prompt.anomalous] - last[:, self.prompt.normal]  # [B]; rows are independent
+                (grad,) = torch.autograd.grad(margin.sum(), embeds)
+            contribution = (grad.float() * embeds.detach().float()).sum(-1)  # [B, T]
+            end = contribution.shape[1] - after_lines
+            for row, read in enumerate(chunk):
+                out.append(contribution[row, end - len(read) : end].tolist())
+        return out
+
     def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:
         self._require_target(target)
         if mode == "adapter" and target is None:

@@ -432,7 +432,7 @@ class TransLogDetector(Detector):
         for batch in length_batches(lengths, batch_size):
             x, mask = self.encode([windows[i] for i in batch])
             chosen = [targets[i] for i in batch]
-            with scoring_autocast(self.device):
+            with scoring_autocast(self.device, self.precision):
                 if len(set(chosen)) == 1:  # one target: the plain forward, no gathering
                     logits = self.model(x, mask, chosen[0])
                 else:
