@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from stream.model.detector import FitOptions, WindowText
 from stream.model.logllm import LogLLMConfig, LogLLMDetector, Pretrained
 from stream.model.registry import Registry
 from stream.settings import Settings, SystemSettings
-from tests.streaming import DATA
+from tests.streaming import DATA, metric
 from trainer.datasets import default_split, limit, load_labeled_lines
 
 BASE = "bgl"
@@ -120,11 +119,7 @@ def thunderbird_windows_of_100() -> SystemSettings:
 
 def model_seconds(port: int) -> float:
     """The inference worker's summed model time (scoring + explanations) from its /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("adaptlog_infer_model_seconds_sum"):
-                return float(line.split()[-1])
-    raise RuntimeError("adaptlog_infer_model_seconds_sum is missing from the worker's /metrics")
+    return metric(port, "adaptlog_infer_model_seconds_sum")
 
 
 def wait_for_log(log: Path, text: str, timeout_s: float, process) -> None:
@@ -143,10 +138,3 @@ def load_average() -> str:
 
 def cpu_note() -> str:
     return f"{os.cpu_count()} CPUs, 1/5/15-min load average {load_average()}"
-
-
-def occlusion_lines(window: dict[str, Any]) -> int:
-    """Lines the model reads to explain a flagged window: the window once per distinct template, without that
-    template's lines (what ``stream.inference.explain`` scores)."""
-    templates = [line["template"] for line in window["lines"]]
-    return sum(len(templates) - templates.count(t) for t in dict.fromkeys(templates))

@@ -28,10 +28,8 @@ from typing import Any
 import orjson
 
 from stream.demo_models import BASE_NAME, TARGET_SYSTEM, prepare_models
-from stream.inference.model_host import ModelHost
-from stream.inference.worker import InferenceWorker
+from stream.inference.worker import InferenceWorker, open_host
 from stream.model.metrics import label_confusion
-from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import (
     assign_from_beginning,
     ensure_topics,
@@ -104,9 +102,7 @@ async def _demo(settings: Settings, timeout_s: float) -> int:
         settings = settings.model_copy(update={"inference": inference})
         await ensure_topics(settings, [*topic_specs(settings), *inference_topic_specs(settings)])
         stop = asyncio.Event()
-        host = ModelHost(
-            Registry(registry), BASE_NAME, explain_top=inference.explain_top, precision=inference.precision
-        )
+        host = open_host(settings)  # as `adaptlog infer` opens it: every inference setting applies
         tasks = [
             asyncio.create_task(run_worker(settings, stop, report_every_s=30)),
             asyncio.create_task(InferenceWorker(settings, host).run(stop)),

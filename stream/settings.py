@@ -150,10 +150,14 @@ class InferenceSettings(BaseModel):
     refresh_interval_s: float = Field(default=60.0, gt=0)  # registry poll, besides every model-updates message
     publish_verdicts: bool = False  # every verdict to topics.verdicts (anomalous ones always go to alerts)
     explain_top: int = Field(default=3, gt=0)  # templates named in an explanation
+    # occlude only the templates a family's saliency ranks highest (LogLLM); false: every template, one scoring each
+    explain_saliency: bool = True
     # verdicts kept by what the model read of a window (stream.inference.score_cache): a window read before by the
     # same adapter version is not scored again; 0 turns it off
     score_cache_size: int = Field(default=100_000, ge=0)
     alert_ttl_s: float = Field(default=600.0, gt=0)  # an incident not seen for this long is resolved
+    # how far back a worker taking over windows partitions looks for incidents left open by an outage (to resolve them)
+    alert_recovery_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = not served
     threads: int = Field(default=0, ge=0)  # torch threads; 0 = torch's default
     # where the models score: "auto" = the first CUDA device when torch sees one, else the CPU; "cpu", "cuda",

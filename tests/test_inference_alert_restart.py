@@ -11,9 +11,16 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from stream.inference.alerts import AlertBook
 from stream.inference.model_host import ModelHost
-from stream.inference.worker import ALERT_TICK_S
-from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, inference_topic_specs, make_consumer
+from stream.inference.worker import ALERT_TICK_S, alert_record
+from stream.pipeline.kafka_clients import (
+    assign_from_beginning,
+    ensure_topics,
+    inference_topic_specs,
+    make_consumer,
+    make_producer,
+)
 from stream.records import ANOMALOUS, Window
 from stream.settings import Settings
 from tests.broker.running import RunningBroker
@@ -165,3 +172,42 @@ def test_workers_sharing_the_alerts_topic_resume_an_incident_once(
     assert [(a["status"], a["count"]) for a in alerts] == [("open", 1), ("ongoing", 2), ("resolved", 2)]
     assert len({a["alert_id"] for a in alerts}) == 1
     assert holders == 1
+
+
+def test_an_incident_left_open_by_a_long_outage_is_resolved_when_a_worker_comes_back(
+    kafka_broker: RunningBroker, topic_prefix: str, hdfs_registry
+) -> None:
+    """An `open` record far older than two TTLs (its worker died and nothing ran for longer): the next worker
+    given its system's partition publishes it `resolved` at once, rather than leave it open for ever; one just
+    as open but recent (live) is resumed instead, not resolved."""
+    ttl_s = 60.0
+    settings = inference_settings(kafka_broker, topic_prefix, hdfs_registry.registry.root, alert_ttl_s=ttl_s)
+    now_ms = int(time.time() * 1000)
+    book = AlertBook(ttl_ms=int(ttl_s * 1000))
+    old_ms, live_ms = now_ms - 3_600_000, now_ms - 5_000  # an hour ago (> 2 TTLs + skew), and just now
+    orphan = book.observe(
+        system="hdfs", templates=("gone <*>",), window_id="w1", score=0.9, last_event_ms=old_ms, now_ms=old_ms
+    )
+    live = book.observe(
+        system="hdfs", templates=("live <*>",), window_id="w2", score=0.9, last_event_ms=live_ms, now_ms=live_ms
+    )
+
+    async def scenario() -> tuple[list[Published], int, int]:
+        await ensure_topics(settings, inference_topic_specs(settings))
+        producer = make_producer(settings)
+        await producer.start()
+        for alert, at_ms in ((orphan, old_ms), (live, live_ms)):
+            await producer.send_and_wait(
+                settings.topics.alerts, alert_record(alert, None), key=alert.alert_id.encode(), timestamp_ms=at_ms
+            )
+        await producer.stop()
+        async with running_inference(settings) as worker:
+            published = await read_alerts(settings, has("resolved"))
+            await asyncio.sleep(2 * ALERT_TICK_S)  # time for a wrong, second resolution
+            return published, worker.counts["alerts_orphans_resolved"], worker.counts["alerts_resumed"]
+
+    published, orphans, resumed = asyncio.run(scenario())
+    resolved = [p.alert for p in published if p.alert["status"] == "resolved"]
+    assert [a["alert_id"] for a in resolved] == [orphan.alert_id]
+    assert resolved[0]["count"] == 1 and resolved[0]["verdict"] is None
+    assert (orphans, resumed) == (1, 1)

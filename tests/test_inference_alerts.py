@@ -178,6 +178,19 @@ def test_a_resumed_incident_is_live_for_a_full_ttl_from_the_resume() -> None:
     assert [(a.alert_id, a.status, a.count) for a in book.expire(4 * TTL)] == [(alert.alert_id, RESOLVED, 1)]
 
 
+def test_an_orphaned_incident_is_resolved_at_the_next_expire_once() -> None:
+    alert = AlertBook(TTL).observe("bgl", DISK, window_id="w1", score=0.9, last_event_ms=1, now_ms=0)
+    assert alert is not None
+    book = AlertBook(TTL)
+    assert book.resolve_orphan(alert)
+    assert not book.resolve_orphan(alert.resolved())  # already over
+    assert [(a.alert_id, a.status, a.count) for a in book.expire(1)] == [(alert.alert_id, RESOLVED, 1)]
+    assert book.expire(10 * TTL) == [] and book.open_alerts() == []
+    live = AlertBook(TTL)
+    live.resume(alert, published_ms=0, now_ms=0)
+    assert not live.resolve_orphan(alert)  # open here: this book knows better
+
+
 def test_hand_over_forgets_other_systems_incidents_without_resolving_them() -> None:
     book = AlertBook(TTL)
     observe(book, 1, system="bgl")

@@ -34,8 +34,9 @@ Choices, and why:
 * Restarts and hand-overs. ``resume`` takes an incident back from its latest published alert (read from the alerts
   topic by a restarted worker): it continues with the same alert_id and count instead of opening anew. Silent
   updates after that alert are unknown, so it is live for a full TTL from the resume: a live incident continues,
-  a dead one resolves one TTL late instead of never. ``hand_over`` forgets the incidents of systems another worker
-  now serves, without resolving them: that worker resumes them.
+  a dead one resolves one TTL late instead of never. ``resolve_orphan`` queues the resolution of one whose latest
+  alert is older than two TTLs (so certainly not live: its worker was down longer). ``hand_over`` forgets the
+  incidents of systems another worker now serves, without resolving them: that worker resumes them.
 * One way out for resolutions. ``observe`` returns at most one alert (the one for this verdict), so incidents it
   resolves (past TTL, or evicted by the bound below) are queued and returned by the next ``expire`` call, before
   the ones that call resolves itself. Call ``expire`` regularly (every tick) and every "resolved" alert is published
@@ -320,6 +321,16 @@ class AlertBook:
         # touched now: appended last, the order by touched_ms holds; published no later than now (clock skew)
         self._open[alert.alert_id] = _Incident(alert, now, min(published_ms, now))
         self._evict_over_bound()
+        return True
+
+    def resolve_orphan(self, alert: Alert) -> bool:
+        """Queue the resolution of an incident whose latest record is too old to be live (its worker stopped for
+        longer than two TTLs: a live incident is republished at least once a TTL); whether it was queued. One
+        already open here, or resolved, is left alone."""
+        _require(isinstance(alert, Alert), f"alert must be an Alert, got {type(alert).__name__}")
+        if alert.status == RESOLVED or alert.alert_id in self._open:
+            return False
+        self._resolved.append(alert.resolved())
         return True
 
     def hand_over(self, keep_system: Callable[[str], bool]) -> list[Alert]:

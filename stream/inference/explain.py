@@ -43,14 +43,16 @@ def explain(
     targets: Sequence[str | None],
     *,
     top: int,
+    saliency: bool = True,
 ) -> list[tuple[Cause, ...]]:
     """For each window (scored by its target), its ``top`` templates by weight (score minus the score without
-    them), heaviest first; among the ``top + CANDIDATES_EXTRA`` its family's saliency ranks highest where it has one.
+    them), heaviest first; among the ``top + CANDIDATES_EXTRA`` its family's saliency ranks highest where it has one
+    (and ``saliency`` is on).
 
     A template whose removal leaves the window empty gets the whole score as its weight (nothing else is there to
     blame). Templates that lower the score (negative weight) are left out unless nothing raised it.
     """
-    chosen = candidates(detector, windows, targets, top + CANDIDATES_EXTRA)
+    chosen = candidates(detector, windows, targets, top + CANDIDATES_EXTRA) if saliency else [None] * len(windows)
     plans = [occlusion_variants(window, templates) for window, templates in zip(windows, chosen, strict=True)]
     flat, flat_targets = [], []
     for (_, variants), target in zip(plans, targets, strict=True):

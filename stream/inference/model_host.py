@@ -62,12 +62,14 @@ class ModelHost:
         base: str = "",
         *,
         explain_top: int = 3,
+        explain_saliency: bool = True,
         device: str = "auto",
         precision: str = "auto",
         score_cache_size: int = DEFAULT_SCORE_CACHE,
     ) -> None:
         self.registry = registry
         self.explain_top = explain_top
+        self.explain_saliency = explain_saliency
         self.cache = ScoreCache(score_cache_size)
         name = base or self._only_base()
         wanted = resolve_device(device)  # before the load: a bad device fails at once, not after a minute of loading
@@ -186,6 +188,7 @@ class ModelHost:
             [known[keys[i]].score for i in flagged],
             [targets[i] for i in flagged],
             top=self.explain_top,
+            saliency=self.explain_saliency,
         )
         for i, explanation in zip(flagged, causes, strict=True):
             known[keys[i]] = Cached(known[keys[i]].score, explanation)

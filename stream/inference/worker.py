@@ -17,7 +17,9 @@
   only writer of the alert book, so ticks and batches never interleave.
 * **Alerts across restarts**: the alerts topic is the alert book's state. When the group hands this worker windows
   partitions, it resumes the open incidents of their systems from the latest alert records (``_sync_alerts``), so a
-  restarted worker continues an incident (same alert_id, growing count) instead of opening it again.
+  restarted worker continues an incident (same alert_id, growing count) instead of opening it again. An incident
+  whose latest record is older than two TTLs (its worker was down longer) is published ``resolved`` instead, as far
+  back as ``alert_recovery_s``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def open_host(settings: Settings) -> ModelHost:
         registry,
         inference.base,
         explain_top=inference.explain_top,
+        explain_saliency=inference.explain_saliency,
         device=inference.device,
         precision=inference.precision,
         score_cache_size=inference.score_cache_size,
@@ -337,20 +340,28 @@ class InferenceWorker:
         forgotten = self.alerts.hand_over(lambda system: served(system, assigned))
         gained = assigned - self._served
         now_ms = int(time.time() * 1000)
-        resumed = 0
+        resumed = orphans = 0
         if gained:
             # Two TTLs: a live incident was published within them (see stream.inference.alerts); plus clock skew.
-            since_ms = max(0, now_ms - 2 * self.alerts.ttl_ms - CLOCK_SKEW_MS)
+            # Older ones still open were left by a worker stopped for longer: resolved now, not left open forever.
+            live_since_ms = now_ms - 2 * self.alerts.ttl_ms - CLOCK_SKEW_MS
+            since_ms = max(0, min(live_since_ms, now_ms - int(self.config.alert_recovery_s * 1000)))
             for alert, published_ms in (await latest_alerts(self.settings, since_ms)).values():
-                if served(alert.system, gained):
+                if not served(alert.system, gained):
+                    continue
+                if published_ms >= live_since_ms:
                     resumed += int(self.alerts.resume(alert, published_ms=published_ms, now_ms=now_ms))
+                else:
+                    orphans += int(self.alerts.resolve_orphan(alert))
         self._served = assigned
         self.counts["alerts_resumed"] += resumed
+        self.counts["alerts_orphans_resolved"] += orphans
         log.info(
-            "%s: windows partitions %s: %d open alerts resumed, %d handed over",
+            "%s: windows partitions %s: %d open alerts resumed, %d left open by a long outage resolved, %d handed over",
             STAGE,
             sorted(assigned),
             resumed,
+            orphans,
             len(forgotten),
         )
 
