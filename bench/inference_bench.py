@@ -521,7 +521,7 @@ def translog(args: argparse.Namespace, work: Path, described: str) -> dict[str, 
             "batch_1": one,
             "batch_64": batched,
             "speedup": round(batched["windows_per_s"] / one["windows_per_s"], 2),
-            "all_runs_windows_per_s": {size: [r["windows_per_s"] for r in runs] for size, runs in rates.items()},
+            "all_runs_windows_per_s": {str(size): [r["windows_per_s"] for r in runs] for size, runs in rates.items()},
             "goal": ">= 10x",
         }
         for key, cache in (("end_to_end", True), ("end_to_end_without_score_cache", False)):
