@@ -29,11 +29,10 @@ class Cached:
 
 
 def reading_key(target: str | None, reading: Sequence[str]) -> bytes:
+    """The cache key of a reading by a detector target (None: the base; "\x00" is no target's name)."""
     digest = hashlib.blake2b(digest_size=16)
-    for text in (
-        "\x00" if target is None else target,
-        *reading,
-    ):  # each text length-prefixed: no two readings hash the same bytes
+    named = "\x00" if target is None else target
+    for text in (named, *reading):  # each text length-prefixed: no two different readings hash the same bytes
         data = text.encode()
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)

@@ -410,7 +410,7 @@ class LogLLMDetector(Detector):
         """Per window, per line the model reads (its last ``max_lines``): gradient x input of the logit margin
         (anomalous minus normal) at that line's vector, how far the line pushes the answer towards "anomalous" to
         first order. One forward and one backward per batch, where occluding every distinct template costs one
-        forward each; ``stream.inference.explain`` occludes only the lines this ranks highest."""
+        forward each; ``stream.inference.explain`` occludes only the templates this ranks highest."""
         self.activate(target)
         self.set_training(False)
         projector = self.projector_for(target)

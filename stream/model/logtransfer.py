@@ -318,10 +318,10 @@ class LogTransferDetector(Detector):
 
         return restore
 
-    @torch.no_grad()
     def reads(self, window: WindowText) -> tuple[str, ...]:
         return window.templates[-self.cfg.max_len :]  # the last max_len templates, as encode keeps them
 
+    @torch.no_grad()
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
         self.model.lstm(target)  # unknown target: KeyError before any work
         self.model.eval()

@@ -411,10 +411,10 @@ class TransLogDetector(Detector):
             p.requires_grad = False
         return report
 
-    @torch.no_grad()
     def reads(self, window: WindowText) -> tuple[str, ...]:
         return window.templates[-self.cfg.max_len :]  # the last max_len templates, as encode_windows keeps them
 
+    @torch.no_grad()
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
         return self.scores_mixed(windows, [target] * len(windows), batch_size=batch_size)
 
