@@ -342,6 +342,17 @@ def test_pretrained_identity_and_base_state_hold_no_frozen_weights(trained):
     assert sum(t.numel() for t in state.values()) == counts.trainable < 0.01 * counts.total
 
 
+def test_it_reads_the_last_max_lines_masked_lines(trained):
+    """What the score cache keys on: the masked lines (templates when there are none), the last max_lines."""
+    detector, _ = trained
+    n = CONFIG.max_lines
+    masked = tuple(f"line {i}" for i in range(n + 2))
+    templates = tuple(f"t{i}" for i in range(n + 2))
+    assert detector.reads(WindowText(templates, masked)) == masked[-n:]
+    assert detector.reads(WindowText(("other",) * (n + 2), masked)) == masked[-n:]  # templates are not read
+    assert detector.reads(WindowText(templates)) == templates[-n:]
+
+
 def test_line_saliency_reads_the_lines_the_model_reads(trained, bgl):
     """One value per line read (the last max_lines), each row's the same in a batch as alone (left padding and the
     prompt around the lines are accounted for)."""
