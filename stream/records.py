@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -96,6 +97,9 @@ class WindowLine:
         return cls(**d)
 
 
+WINDOW_LINE_FIELDS = tuple(f.name for f in fields(WindowLine))
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """A closed window, as published on the ``windows`` topic (key: system)."""
@@ -112,12 +116,7 @@ class Window:
     @property
     def label(self) -> str | None:
         """Anomalous if any line carried an anomalous label, normal if all carried labels, else unknown."""
-        labels = [line.label for line in self.lines]
-        if any(label == ANOMALOUS for label in labels):
-            return ANOMALOUS
-        if labels and all(label == NORMAL for label in labels):
-            return NORMAL
-        return None
+        return window_label([line.label for line in self.lines])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -221,17 +220,53 @@ class Verdict:
         )
 
 
+def window_label(labels: Sequence[str | None]) -> str | None:
+    """Anomalous if any line carried an anomalous label, normal if all carried labels, else unknown."""
+    if ANOMALOUS in labels:
+        return ANOMALOUS
+    if labels and all(label == NORMAL for label in labels):
+        return NORMAL
+    return None
+
+
 def window_id_for(system: str, policy: str, key: str, lines: tuple[WindowLine, ...]) -> str:
     """Deterministic id: the same lines (by source position) in the same kind of window give the same id.
 
     Because stages replay their input deterministically after a restart, a window re-emitted after a crash carries
     the same id and the same content, so downstream can recognize it as a repeat.
     """
+    return _window_id(system, policy, key, ((line.topic, line.partition, line.offset) for line in lines))
+
+
+def _window_id(system: str, policy: str, key: str, positions: Iterable[tuple[str, int, int]]) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{system}\x1f{policy}\x1f{key}".encode())
-    for line in lines:
-        digest.update(f"\x1e{line.topic}\x1f{line.partition}\x1f{line.offset}".encode())
+    # One update of the joined positions hashes the same bytes as one update per line, at a tenth of the cost.
+    joined = "".join([f"\x1e{topic}\x1f{partition}\x1f{offset}" for topic, partition, offset in positions])
+    digest.update(f"{system}\x1f{policy}\x1f{key}{joined}".encode())
     return digest.hexdigest()
+
+
+def encode_window(
+    system: str, policy: str, key: str, start_ms: int, end_ms: int, reason: str, lines: Sequence[dict[str, Any]]
+) -> bytes:
+    """The bytes of ``encode(Window(...))`` for lines given as ``WindowLine.to_dict()`` dicts, the form windowers hold
+    them in. The stream's window close skips building a WindowLine per line only to turn it back into a dict (with
+    the id, 2.1 of 2.8 us per line). A line missing a field raises KeyError, as ``WindowLine.from_dict`` would."""
+    rows = [{name: line[name] for name in WINDOW_LINE_FIELDS} for line in lines]
+    window_id = _window_id(system, policy, key, ((row["topic"], row["partition"], row["offset"]) for row in rows))
+    return orjson.dumps(
+        {
+            "window_id": window_id,
+            "system": system,
+            "policy": policy,
+            "key": key,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "reason": reason,
+            "label": window_label([row["label"] for row in rows]),
+            "lines": rows,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,3 +389,45 @@ def test_saliency_chosen_occlusion_names_the_template_full_occlusion_names(train
     assert agree >= 0.8 * len(windows), f"{agree} of {len(windows)}"
     for one, everything in zip(chosen, full, strict=True):
         assert one[0] in everything  # its weight is occlusion's, exactly
+
+
+def test_windows_of_different_targets_share_a_forward_pass_and_score_as_their_own(trained, bgl):
+    """``scores_mixed``: peft's per-row adapter names over serving adapters that hold the base LoRA and a target's
+    side by side. Rows score as their target scores them alone (fp32: only padding differs), a target's new weights
+    are used at once, and a removed target leaves no serving adapter behind."""
+    detector, _ = trained
+    test, _ = bgl["test"]
+    windows = test[:12]
+    generator = torch.Generator().manual_seed(3)
+
+    def perturbed(target: str, scale: float) -> dict[str, torch.Tensor]:
+        state = detector.adapter_state(target)
+        return {n: t + scale * torch.randn(t.shape, generator=generator) for n, t in state.items()}
+
+    configured = detector.cfg
+    detector.cfg = dataclasses.replace(configured, score_dtype="float32")
+    counts_before = detector.parameter_counts("base")
+    try:
+        for target in ("mix_a", "mix_b"):
+            detector.add_target(target)
+            detector.load_adapter_state(target, perturbed(target, 0.02))
+        targets = [(None, "mix_a", "mix_b")[i % 3] for i in range(len(windows))]
+        alone = {t: detector.scores(windows, target=t) for t in (None, "mix_a", "mix_b")}
+        expected = [alone[t][i] for i, t in enumerate(targets)]
+        mixed = detector.scores_mixed(windows, targets)
+        assert mixed == pytest.approx(expected, abs=2e-4)
+        assert max(abs(alone["mix_a"][i] - alone[None][i]) for i in range(len(windows))) > 1e-3  # targets differ
+
+        detector.load_adapter_state("mix_a", perturbed("mix_a", 0.02))  # a new version's weights, same target
+        fresh = detector.scores(windows, target="mix_a")
+        again = detector.scores_mixed(windows, targets)
+        assert [again[i] for i, t in enumerate(targets) if t == "mix_a"] == pytest.approx(
+            [fresh[i] for i, t in enumerate(targets) if t == "mix_a"], abs=2e-4
+        )
+        assert detector.parameter_counts("base") == counts_before  # serving adapters are not model parameters
+    finally:
+        detector.cfg = configured
+        for target in ("mix_a", "mix_b"):
+            if target in detector.targets:
+                detector.remove_target(target)
+    assert not [name for name in detector.peft.peft_config if name.startswith("m_")]

@@ -88,7 +88,8 @@ class LogLLMConfig:
     lr_decay: float = 0.7  # the paper's schedule: lr *= lr_decay ten times over each stage (1.0: constant)
     batch_size: int = 16  # windows per optimizer step
     micro_batch_size: int = 4  # windows per forward (gradients accumulate over a batch)
-    score_dtype: str = "float32"  # "bfloat16": autocast the scoring forward (training is always float32)
+    score_dtype: str = "float32"  # "bfloat16": autocast the scoring forward
+    train_dtype: str = "float32"  # "bfloat16": autocast training forwards (weights and optimizer stay float32)
     encoder_cache_size: int = 100_000  # [CLS] vectors kept per (line text, max_line_tokens)
 
     def __post_init__(self) -> None:
@@ -103,6 +104,7 @@ class LogLLMConfig:
             "beta": 0.0 < self.beta < 1.0,
             "lr_decay": 0.0 < self.lr_decay <= 1.0,
             "score_dtype": self.score_dtype in SCORE_DTYPES,
+            "train_dtype": self.train_dtype in SCORE_DTYPES,
         }
         for name in ("stage1_lr", "stage2_lr", "stage3_lr", "adapter_lr"):
             checks[name] = isinstance(self.__dict__[name], int | float) and self.__dict__[name] > 0
@@ -282,6 +284,8 @@ class LogLLMDetector(Detector):
     def remove_target(self, target: str) -> None:
         self._require_target(target)
         self.peft.delete_adapter(adapter_name(target))
+        if serving_adapter_name(target) in self.peft.peft_config:
+            self.peft.delete_adapter(serving_adapter_name(target))
         del self.target_projectors[target]
         self._targets.remove(target)
 
@@ -292,8 +296,9 @@ class LogLLMDetector(Detector):
     # ---- the model -----------------------------------------------------------------------------------------------
 
     def set_training(self, training: bool) -> None:
-        """Train mode switches on LoRA dropout (the frozen decoder itself has no dropout)."""
-        for module in (self.lm, self.line, self.projector, self.target_projectors):
+        """Train mode switches on LoRA dropout (the frozen decoder itself has no dropout). The PeftModel holds the
+        decoder; its own flag must be off too, or peft refuses per-row adapter names."""
+        for module in (self.peft, self.line, self.projector, self.target_projectors):
             module.train(training)
 
     def activate(self, target: str | None) -> None:
@@ -314,25 +319,31 @@ class LogLLMDetector(Detector):
         return window_lines(windows, self.cfg.max_lines)
 
     def inputs(
-        self, windows: Sequence[tuple[str, ...]], projector: nn.Linear, answers: Sequence[tuple[int, ...]]
+        self,
+        windows: Sequence[tuple[str, ...]],
+        projector: nn.Linear | Sequence[nn.Linear],
+        answers: Sequence[tuple[int, ...]],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T]), left-padded so that every
-        row ends with its answer tokens (the logits to read are the last ones)."""
+        row ends with its answer tokens (the logits to read are the last ones). ``projector``: one for every row, or
+        one per row (windows of different targets in one batch)."""
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
 
         def ids(values: Sequence[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
 
+        projectors = [projector] * len(windows) if isinstance(projector, nn.Module) else list(projector)
         texts = list(dict.fromkeys(line for lines in windows for line in lines))
         row = {text: i for i, text in enumerate(texts)}
         cls = self.encoder.cls(texts, max_tokens=self.cfg.max_line_tokens).to(device)  # [U, H_enc], cached, no grad
-        vectors = projector(self.line(cls))  # [U, D]
+        lines_out = self.line(cls)  # [U, H_enc]
+        vectors = {id(p): p(lines_out) for p in {id(p): p for p in projectors}.values()}  # projector -> [U, D]
         head = embed(ids(self.prompt.head))  # [Th, D]
         tail = embed(ids(self.prompt.tail))  # [Tt, D]
         sequences = []
-        for lines, answer in zip(windows, answers, strict=True):
-            picked = vectors[ids([row[t] for t in lines])]  # [L, D]
+        for lines, answer, own in zip(windows, answers, projectors, strict=True):
+            picked = vectors[id(own)][ids([row[t] for t in lines])]  # [L, D]
             sequences.append(torch.cat([head, picked, tail, embed(ids(answer))]))  # [Th + L + Tt + A, D]
         longest = max(len(s) for s in sequences)
         padded = torch.stack([nn.functional.pad(s, (0, 0, longest - len(s), 0)) for s in sequences])  # [B, T, D]
@@ -364,6 +375,11 @@ class LogLLMDetector(Detector):
         loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
         return loss, int((targets != -100).sum())
 
+    def autocast(self, dtype: str) -> torch.autocast:
+        """Mixed precision on the decoder's device: bf16 matmuls over float32 weights when ``dtype`` is "bfloat16"."""
+        device = self.lm.get_input_embeddings().weight.device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
     def projector_for(self, target: str | None) -> nn.Linear:
         return self.projector if target is None else self.target_projectors[target]
 
@@ -387,22 +403,92 @@ class LogLLMDetector(Detector):
     @torch.no_grad()
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:
         self.activate(target)
-        self.set_training(False)
-        projector = self.projector_for(target)
         lines = self.window_lines(windows)
+        return self._scores(lines, [self.projector_for(target)] * len(lines), None, batch_size)
+
+    @torch.no_grad()
+    def scores_mixed(
+        self, windows: Sequence[WindowText], targets: Sequence[str | None], *, batch_size: int = 64
+    ) -> list[float]:
+        """Windows of different targets in shared forward passes: each row's lines go through its own target's
+        projector, and each row's LoRA is chosen per row by peft's ``adapter_names``. A row needs the base LoRA and
+        its target's together, which per-row names cannot stack, so each target present gets a serving adapter
+        holding both side by side (rank 2r, B pre-scaled: exactly the sum of the two updates), rebuilt from the
+        current weights on every call (about a millisecond per target, against seconds for the batch)."""
+        if len(windows) != len(targets):
+            raise ValueError(f"{len(windows)} windows but {len(targets)} targets")
+        present = list(dict.fromkeys(targets))
+        if len(present) <= 1:
+            return self.scores(windows, target=present[0] if present else None, batch_size=batch_size)
+        names = {target: self._serving_adapter(target) for target in present}
+        lines = self.window_lines(windows)
+        projectors = [self.projector_for(target) for target in targets]
+        return self._scores(lines, projectors, [names[target] for target in targets], batch_size)
+
+    def _scores(
+        self,
+        lines: list[tuple[str, ...]],
+        projectors: list[nn.Linear],
+        adapters: list[str] | None,
+        batch_size: int,
+    ) -> list[float]:
+        """P(anomalous) per row; ``adapters``: peft adapter names per row, or None for the active adapters."""
+        self.set_training(False)
         order = sorted(range(len(lines)), key=lambda i: len(lines[i]))  # similar lengths share a batch: less padding
         out = [0.0] * len(lines)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.score_dtype == "bfloat16")
+        autocast = self.autocast(self.cfg.score_dtype)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
+            per_row = {} if adapters is None else {"adapter_names": [adapters[i] for i in chunk]}
             with autocast:
-                logits = self.logits([lines[i] for i in chunk], projector, [self.prompt.prefix] * len(chunk), 1)
+                embeds, mask, positions = self.inputs(
+                    [lines[i] for i in chunk], [projectors[i] for i in chunk], [self.prompt.prefix] * len(chunk)
+                )
+                model = self.lm if adapters is None else self.peft  # only the PeftModel's forward takes the names
+                logits = model(
+                    inputs_embeds=embeds,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    logits_to_keep=1,
+                    use_cache=False,
+                    **per_row,
+                ).logits
             last = logits[:, -1].float()  # [B, V]
             # P(anomalous) / (P(anomalous) + P(normal)) of the deciding token = sigmoid of the logit difference
             probability = torch.sigmoid(last[:, self.prompt.anomalous] - last[:, self.prompt.normal])  # [B]
             for i, p in zip(chunk, probability.tolist(), strict=True):
                 out[i] = p
         return out
+
+    @torch.no_grad()
+    def _serving_adapter(self, target: str | None) -> str:
+        """The peft adapter that alone scores ``target``'s rows in a mixed batch (see ``scores_mixed``)."""
+        from peft.tuners.lora import LoraLayer
+
+        self._require_target(target)
+        if target is None:
+            return BASE_ADAPTER
+        name, own = serving_adapter_name(target), adapter_name(target)
+        if name not in self.peft.peft_config:
+            config = copy.deepcopy(self.lora_config)
+            config.r = config.lora_alpha = 2 * self.lora_config.r  # scaling 1: the B halves carry their own
+            config.lora_dropout = 0.0
+            self.peft.add_adapter(name, config)
+        for module in self.lm.modules():
+            if isinstance(module, LoraLayer) and name in module.lora_A:
+                module.lora_A[name].weight.copy_(
+                    torch.cat([module.lora_A[BASE_ADAPTER].weight, module.lora_A[own].weight], dim=0)
+                )
+                module.lora_B[name].weight.copy_(
+                    torch.cat(
+                        [
+                            module.lora_B[BASE_ADAPTER].weight * module.scaling[BASE_ADAPTER],
+                            module.lora_B[own].weight * module.scaling[own],
+                        ],
+                        dim=1,
+                    )
+                )
+        return name
 
     def line_saliency(
         self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 16
@@ -416,7 +502,7 @@ class LogLLMDetector(Detector):
         projector = self.projector_for(target)
         lines = self.window_lines(windows)
         after_lines = len(self.prompt.tail) + len(self.prompt.prefix)  # each row ends: lines, tail, answer prefix
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.score_dtype == "bfloat16")
+        autocast = self.autocast(self.cfg.score_dtype)
         out: list[list[float]] = []
         for start in range(0, len(lines), batch_size):
             chunk = lines[start : start + batch_size]
@@ -499,6 +585,11 @@ def window_lines(windows: Sequence[WindowText], max_lines: int) -> list[tuple[st
 
 def adapter_name(target: str) -> str:
     return f"t_{target}"
+
+
+def serving_adapter_name(target: str) -> str:
+    """The rank-2r adapter (base LoRA + ``target``'s) that scores the target's rows of a mixed batch."""
+    return f"m_{target}"
 
 
 def _shapes(parameters: dict[str, nn.Parameter]) -> dict[str, tuple[int, ...]]:

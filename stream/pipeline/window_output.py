@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from stream.pipeline.stage import Outgoing, dead_letter
-from stream.records import DeadLetter, Window, WindowLine, encode, window_id_for
+from stream.records import DeadLetter, WindowLine, encode_window
 from stream.settings import Settings
 from stream.windowing import Emitted
 
@@ -18,18 +18,9 @@ class WindowOutput:
     def outgoing(self, system: str, policy: str, emitted: Emitted) -> list[Outgoing]:
         out: list[Outgoing] = []
         for closed in emitted.closed:
-            lines = tuple(WindowLine.from_dict(item.payload) for item in closed.items)
-            window = Window(
-                window_id=window_id_for(system, policy, closed.key, lines),
-                system=system,
-                policy=policy,
-                key=closed.key,
-                start_ms=closed.start_ms,
-                end_ms=closed.end_ms,
-                reason=closed.reason,
-                lines=lines,
-            )
-            out.append(Outgoing(self._windows_topic, encode(window), key=system.encode()))
+            payloads = [item.payload for item in closed.items]
+            window = encode_window(system, policy, closed.key, closed.start_ms, closed.end_ms, closed.reason, payloads)
+            out.append(Outgoing(self._windows_topic, window, key=system.encode()))
         for item in emitted.late:
             # A late line is reported, never silently lost: it goes to the dead letters with its window line.
             line = WindowLine.from_dict(item.payload)
