@@ -1,12 +1,18 @@
 """Model cost per family on CPU: inference windows/s by batch size (1, 16, 64) in fp32 and bf16, training windows/s
-for pretraining against adapter tuning, and trainable parameters of an adapter against the whole model.
+for pretraining against adapter tuning, trainable parameters of an adapter against the whole model, and windows of
+16 adapters mixed in one batch against a batch for one adapter.
 
 Windows are real: 20-line BGL windows (every 100th of bgl_windows20) and, for LogLLM, the same windows as lines.
 Inference is timed with a warm per-template / per-line embedding cache, as a serving worker runs (templates
 recur); the first, cold pass is reported apart. The baseline of each row is the same family at batch size 1 in
 fp32, measured in the same run. Best of ``--repeat``.
 
-    python bench/model_bench.py [--families translog,logtransfer,logllm] [--windows 256] -> bench/results/model.json
+Mixed adapters (bf16, batch 64, as CPU serving runs): ``scores_mixed`` with each row bound to one of 16 adapters
+(TransLog gathers each row's adapter weights; LogLLM picks each row's LoRA by peft's per-row adapter names) against
+the same windows all for one adapter, and against running one adapter group after another (``Detector``'s default).
+
+    python bench/model_bench.py [--families translog,logtransfer,logllm] [--windows 256] [--parts mixed]
+        -> bench/results/model.json
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from tests.streaming import DATA  # noqa: E402
 from trainer.datasets import load_bgl_windows  # noqa: E402
 
 BATCH_SIZES = (1, 16, 64)
+ADAPTERS = 16
+PARTS = ("training", "inference", "mixed")
 CONFIGS: dict[str, dict[str, Any]] = {"translog": {}, "logtransfer": {}, "logllm": {"max_lines": 20}}
 
 
@@ -74,6 +82,42 @@ def inference(detector: Detector, texts: list[WindowText], repeat: int, target: 
     return rows
 
 
+def mixed_adapters(detector: Detector, texts: list[WindowText], repeat: int) -> dict[str, Any]:
+    """16 adapters with distinct weights (a new target's perturbed), their windows interleaved in one batch."""
+    if isinstance(detector, LogLLMDetector):
+        detector.cfg = dataclasses.replace(detector.cfg, score_dtype="bfloat16")
+    generator = torch.Generator().manual_seed(0)
+    targets = [f"mix{k}" for k in range(ADAPTERS)]
+    for target in targets:
+        detector.add_target(target)
+        state = detector.adapter_state(target)
+        detector.load_adapter_state(
+            target, {n: t + 0.02 * torch.randn(t.shape, generator=generator) for n, t in state.items()}
+        )
+    single = [targets[0]] * len(texts)
+    mixed = [targets[i % ADAPTERS] for i in range(len(texts))]
+    rates = {}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        detector.scores_mixed(texts, mixed, batch_size=64)  # warm: embeddings, LogLLM's serving adapters
+        for name, run in {
+            "single_adapter": lambda: detector.scores_mixed(texts, single, batch_size=64),
+            f"{ADAPTERS}_adapters_one_pass": lambda: detector.scores_mixed(texts, mixed, batch_size=64),
+            f"{ADAPTERS}_adapters_group_after_group": lambda: Detector.scores_mixed(
+                detector, texts, mixed, batch_size=64
+            ),
+        }.items():
+            rates[name] = len(texts) / timed(repeat, run)
+    for target in targets:
+        detector.remove_target(target)
+    single_rate = rates["single_adapter"]
+    return {
+        **{f"{name}_windows_per_s": round(rate, 1) for name, rate in rates.items()},
+        "one_pass_vs_single": round(rates[f"{ADAPTERS}_adapters_one_pass"] / single_rate, 3),
+        "group_after_group_vs_single": round(rates[f"{ADAPTERS}_adapters_group_after_group"] / single_rate, 3),
+        "note": "LogTransfer has no one-pass path: its scores_mixed is the group-after-group default",
+    }
+
+
 def training(family: str, texts: list[WindowText], labels: list[int]) -> dict[str, Any]:
     detector = family_class(family).create(CONFIGS[family], seed=0)
     detector.scores(texts, batch_size=64)  # embeddings cached, so both sides time training, not the encoder
@@ -100,18 +144,30 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {PARTS}")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     texts, labels = windows(args.windows)
     results: dict[str, Any] = {"threads": args.threads, "windows": len(texts), "torch": torch.__version__}
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if unknown := sorted(set(parts) - set(PARTS)):
+        parser.error(f"--parts: unknown {unknown}; choose from {PARTS}")
     for family in [f.strip() for f in args.families.split(",") if f.strip()]:
-        print(f"[{family}] training ...", file=sys.stderr, flush=True)
-        row = training(family, texts, labels)
-        detector = row.pop("detector")
-        print(f"[{family}] inference ...", file=sys.stderr, flush=True)
-        row["inference_base"] = inference(detector, texts, args.repeat, None)
-        row["inference_adapter"] = inference(detector, texts, args.repeat, "bench")
+        row: dict[str, Any] = {}
+        if "training" in parts or "inference" in parts:
+            print(f"[{family}] training ...", file=sys.stderr, flush=True)
+            row = training(family, texts, labels)
+            detector = row.pop("detector")
+        else:  # the mixed-adapter comparison measures cost, which does not depend on the weights' training
+            detector = family_class(family).create(CONFIGS[family], seed=0)
+        if "inference" in parts:
+            print(f"[{family}] inference ...", file=sys.stderr, flush=True)
+            row["inference_base"] = inference(detector, texts, args.repeat, None)
+            row["inference_adapter"] = inference(detector, texts, args.repeat, "bench")
+        if "mixed" in parts:
+            print(f"[{family}] {ADAPTERS} adapters mixed ...", file=sys.stderr, flush=True)
+            row["mixed_adapters"] = mixed_adapters(detector, texts, args.repeat)
         results[family] = row
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -126,8 +182,15 @@ def table(results: dict[str, Any]) -> str:
         "adapter w/s | adapter params / total |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    mixed = [
+        f"| {family} | {row['mixed_adapters']['single_adapter_windows_per_s']} | "
+        f"{row['mixed_adapters'][f'{ADAPTERS}_adapters_one_pass_windows_per_s']} | "
+        f"{row['mixed_adapters']['one_pass_vs_single']} | {row['mixed_adapters']['group_after_group_vs_single']} |"
+        for family, row in results.items()
+        if isinstance(row, dict) and "mixed_adapters" in row
+    ]
     for family, row in results.items():
-        if not isinstance(row, dict):
+        if not isinstance(row, dict) or "inference_adapter" not in row:
             continue
         inf = row["inference_adapter"]
         speeds = " | ".join(str(inf[f"{d}_batch{b}_windows_per_s"]) for d in ("fp32", "bf16") for b in BATCH_SIZES)
@@ -135,6 +198,14 @@ def table(results: dict[str, Any]) -> str:
             f"| {family} | {speeds} | {inf['batch64_vs_batch1_fp32']}x | {row['pretrain_windows_per_s']} | "
             f"{row['adapter_windows_per_s']} | {row['parameters_adapter_trainable']:,} / {row['parameters_total']:,} |"
         )
+    if mixed:
+        lines += [
+            "",
+            f"| family | 1 adapter w/s | {ADAPTERS} mixed, one pass w/s | one pass / single | "
+            "group after group / single |",
+            "|---|---|---|---|---|",
+            *mixed,
+        ]
     return "\n".join(lines)
 
 

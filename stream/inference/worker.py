@@ -15,6 +15,9 @@
 * **Alerts on a timer**: when no batch comes for a tick, the model loop resolves incidents past ``alert_ttl_s`` and
   publishes them (acknowledged before it goes on), so resolutions do not wait for traffic. The model loop is the
   only writer of the alert book, so ticks and batches never interleave.
+* **Rebalances**: when the group takes partitions away, the batch in flight is finished first (published and
+  committed) and the rest fetched under the old assignment is left to be fetched again by the partitions' owners,
+  so the next owner's alert book sees every alert this worker published (``Assignment``).
 * **Alerts across restarts**: the alerts topic is the alert book's state. When the group hands this worker windows
   partitions, it resumes the open incidents of their systems from the latest alert records (``_sync_alerts``), so a
   restarted worker continues an incident (same alert_id, growing count) instead of opening it again. An incident
@@ -28,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,29 +62,51 @@ STAGE = "infer"
 ALERT_TICK_S = 1.0  # resolutions come at most this late without traffic (a quarter of the TTL if that is shorter)
 # Alert records are stamped by the clock of the worker that wrote them: allow for skew between workers' clocks.
 CLOCK_SKEW_MS = 60_000
+# How long a revocation waits for the batch in flight; well within the group's rebalance timeout (max.poll.interval).
+HANDOVER_WAIT_S = 60.0
 
 
 class Assignment(ConsumerRebalanceListener):
-    """The windows partitions of the group's latest completed assignment (None before the first).
+    """The windows partitions of the group's latest completed assignment (None before the first), its generation
+    (counted here), and the hand-over of revoked partitions.
 
-    Kept through a rebalance's revocation, so that a batch in flight meanwhile is not mistaken for another worker's:
-    its commit fails and the partition's owner replays it anyway.
+    On revocation, before the group moves any partition, the worker finishes the batch in flight (``settle``): its
+    verdicts and alerts are acknowledged and its offsets committed (the generation is still valid then). So the
+    next owner, which reads the alerts topic when it takes the partitions, sees that batch's alerts and continues
+    their incidents instead of opening them again.
+
+    Any other batch fetched under an earlier assignment is left unscored and uncommitted (``current`` says no). A
+    new assignment resets every partition's position to its committed offset (aiokafka builds fresh partition
+    states), so such records are fetched again by whichever worker now owns them: nothing is skipped, and no later
+    batch commits past records that were left.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.partitions: frozenset[int] | None = None
+        self.generation = 0
+        self.revoking = False
+        self._settle = settle
+
+    def current(self, generation: int) -> bool:
+        """Whether a batch fetched under ``generation`` may be scored and committed now."""
+        return not self.revoking and generation == self.generation
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass
+        self.revoking = True  # first: no other batch starts while the one in flight settles
+        if self._settle is not None and revoked:
+            await self._settle()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.partitions = frozenset(tp.partition for tp in assigned)
+        self.generation += 1
+        self.revoking = False
 
 
 @dataclass
 class Batch:
     records: list[ConsumerRecord] = field(default_factory=list)
     started: float = 0.0  # monotonic time of its first record
+    generation: int = 0  # the assignment its records were fetched under (``Assignment.generation``)
 
 
 def open_host(settings: Settings) -> ModelHost:
@@ -111,7 +136,9 @@ class InferenceWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlog-model")
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.config.max_pending_batches)
         self._refresh_wanted = asyncio.Event()
-        self._assignment = Assignment()
+        self._assignment = Assignment(settle=self._settle)
+        self._idle = asyncio.Event()  # set while no batch is between its ownership check and its commit
+        self._idle.set()
         self._served: frozenset[int] = frozenset()  # windows partitions whose systems' incidents the book holds
         self._partitioner = CachedPartitioner()
 
@@ -171,9 +198,13 @@ class InferenceWorker:
                     wait_ms = max(1, int(wait_ms - (time.monotonic() - batch.started) * 1000))
                 room = self.config.max_batch - len(batch.records)
                 fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+                if batch.records and batch.generation != self._assignment.generation:
+                    self._leave(batch.records)  # fetched under an earlier assignment: fetched again from the commit
+                    batch = Batch()
                 for records in fetched.values():
                     if records and not batch.records:
                         batch.started = time.monotonic()
+                        batch.generation = self._assignment.generation
                     batch.records.extend(records)
                 full = len(batch.records) >= self.config.max_batch
                 waited = batch.records and (time.monotonic() - batch.started) * 1000 >= self.config.max_wait_ms
@@ -195,6 +226,8 @@ class InferenceWorker:
             try:
                 batch = await asyncio.wait_for(self._queue.get(), timeout=tick_s)
             except TimeoutError:  # no traffic: incidents still resolve on time, and assignments are still followed
+                if self._assignment.revoking:
+                    continue  # the book is about to be handed over: the next owner resolves what is due
                 await self._sync_alerts(consumer)
                 expired = self.alerts.expire(int(time.time() * 1000))
                 await self._send(producer, [self._alert(alert, None) for alert in expired])
@@ -217,8 +250,31 @@ class InferenceWorker:
         self.counts["adapter_swaps"] += len(changes)
 
     async def _process(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        self._idle.clear()
+        try:
+            await self._process_owned(batch, consumer, producer)
+        finally:
+            self._idle.set()
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight to be published and committed (see ``Assignment``), at most
+        ``HANDOVER_WAIT_S``: a batch slower than that is replayed by the next owner, as at-least-once allows."""
+        if self._idle.is_set():
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=HANDOVER_WAIT_S)
+        except TimeoutError:
+            log.warning(
+                "%s: partitions revoked while a batch ran over %.0f s; its owner replays it", STAGE, HANDOVER_WAIT_S
+            )
+            return
+        self.counts["batches_settled_on_revoke"] += 1
+        log.info("%s: the batch in flight settled in %.2f s before partitions moved", STAGE, time.monotonic() - started)
+
+    async def _process_owned(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         await self._sync_alerts(consumer)
-        records = self._owned(batch.records)
+        records = self._owned(batch)
         windows, outgoing = self._decode(records)
         self.metrics.windows_in.inc(len(records))
         self.counts["windows_in"] += len(records)
@@ -237,17 +293,18 @@ class InferenceWorker:
             self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
         await self._commit(consumer, records)
 
-    def _owned(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
-        """The records of partitions this worker still owns. Those of a partition the group gave to another worker
-        (fetched before the rebalance) are left alone: uncommitted, so the new owner scores them, and their alerts
-        go to the one alert book that holds their incidents. (If the partition ever comes back, its position is
-        reset to the committed offset, so skipping them loses nothing.)"""
-        owned = self._assignment.partitions
-        mine = [record for record in records if owned is None or record.partition in owned]
-        if len(mine) < len(records):
-            log.info("%s: %d windows of partitions now another worker's left to it", STAGE, len(records) - len(mine))
-            self.counts["windows_handed_over"] += len(records) - len(mine)
-        return mine
+    def _owned(self, batch: Batch) -> list[ConsumerRecord]:
+        """The batch's records when it was fetched under the current assignment; none otherwise (see
+        ``Assignment``): the partitions' owners fetch them again from the committed offsets, and score them."""
+        if self._assignment.current(batch.generation):
+            return batch.records
+        self._leave(batch.records)
+        return []
+
+    def _leave(self, records: list[ConsumerRecord]) -> None:
+        if records:
+            log.info("%s: %d windows fetched before a rebalance left to their partitions' owners", STAGE, len(records))
+            self.counts["windows_handed_over"] += len(records)
 
     async def _send(self, producer: AIOKafkaProducer, outgoing: list[tuple[str, bytes, bytes]]) -> None:
         """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
@@ -328,7 +385,7 @@ class InferenceWorker:
         silent updates included, so a rebalance that gives a worker its partitions back changes nothing.
         """
         assigned = self._assignment.partitions
-        if assigned is None or assigned == self._served:
+        if assigned is None or self._assignment.revoking or assigned == self._served:
             return
         partitions = sorted(consumer.partitions_for_topic(self.settings.topics.windows) or ())
         if not partitions:
