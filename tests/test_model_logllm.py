@@ -156,7 +156,9 @@ def test_line_encoder_caches_cls_and_starts_as_the_pooler(pretrained):
 
 def test_config_validation():
     assert LogLLMConfig.from_dict(json.loads(json.dumps(CONFIG.to_dict()))) == CONFIG  # JSON round trip
-    for field, value in [("beta", 1.5), ("quantization", "8bit"), ("lora_r", 0), ("lora_target_modules", ())]:
+    assert LogLLMConfig(train_dtype="bfloat16").train_dtype == "bfloat16"
+    bad = [("beta", 1.5), ("quantization", "8bit"), ("lora_r", 0), ("lora_target_modules", ()), ("train_dtype", "fp8")]
+    for field, value in bad:
         with pytest.raises(ValueError, match=field):
             LogLLMConfig(**{field: value})
     with pytest.raises(ValueError, match=r"unknown keys \['nope'\]"):
