@@ -7,7 +7,7 @@ Inference is timed with a warm per-template / per-line embedding cache, as a ser
 recur); the first, cold pass is reported apart. The baseline of each row is the same family at batch size 1 in
 fp32, measured in the same run. Best of ``--repeat``.
 
-Mixed adapters (batch 64, in the precision the inference worker serves with: ``precision`` auto, LogLLM in bf16):
+Mixed adapters (batch 64, in the precision the inference worker serves with: ``precision`` auto):
 ``scores_mixed`` with each row bound to one of 16 adapters (TransLog gathers each row's adapter weights; LogLLM
 picks each row's LoRA by peft's per-row adapter names) against the same windows all for one adapter, and against
 running one adapter group after another (``Detector``'s default).
@@ -86,8 +86,6 @@ def inference(detector: Detector, texts: list[WindowText], repeat: int, target: 
 def mixed_adapters(detector: Detector, texts: list[WindowText], repeat: int) -> dict[str, Any]:
     """16 adapters with distinct weights (a new target's perturbed), their windows interleaved in one batch."""
     detector.precision = "auto"  # as the inference worker serves: bf16 where the CPU has it natively
-    if isinstance(detector, LogLLMDetector):  # LogLLM's serving dtype is its config's
-        detector.cfg = dataclasses.replace(detector.cfg, score_dtype="bfloat16")
     generator = torch.Generator().manual_seed(0)
     targets = [f"mix{k}" for k in range(ADAPTERS)]
     for target in targets:

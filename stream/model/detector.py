@@ -141,16 +141,20 @@ def scoring_autocast(device: torch.device, precision: str = "default") -> Abstra
       (AVX512-BF16: TransLog at batch 64 scores 2.1x faster than fp32 on this project's CPU, bench/model_bench.py).
     * "float32" or "bfloat16": as named, everywhere.
     """
+    return torch.autocast(device.type, dtype=torch.bfloat16) if wants_bf16(device, precision) else nullcontext()
+
+
+def wants_bf16(device: torch.device, precision: str) -> bool:
+    """Whether scoring under ``precision`` (see ``scoring_autocast``) runs in bf16 on ``device``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose one of {PRECISIONS}")
     cuda_bf16 = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
-    wanted = {
+    return {
         "default": cuda_bf16,
         "auto": cuda_bf16 or (device.type == "cpu" and cpu_has_native_bf16()),
         "float32": False,
         "bfloat16": True,
     }[precision]
-    return torch.autocast(device.type, dtype=torch.bfloat16) if wanted else nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +197,8 @@ class Detector(ABC):
     family: ClassVar[str]  # "translog" | "logtransfer" | "logllm"
     min_steps: ClassVar[int] = 0  # FitOptions.min_steps when it is None: what a step costs decides it
     feature_version: ClassVar[str]  # the window encoding; a model is only fed windows encoded the same way
-    # the autocast of scoring (``scoring_autocast``); a serving host sets it from inference.precision. A family
-    # with its own scoring dtype (LogLLM: score_dtype in its config) or none (LogTransfer: fp32) ignores it.
+    # the autocast of scoring (``scoring_autocast``); a serving host sets it from inference.precision. LogLLM
+    # keeps its config's score_dtype under "default"; LogTransfer always scores in fp32.
     precision: str = "default"
 
     @classmethod

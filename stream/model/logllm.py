@@ -48,6 +48,7 @@ from stream.model.detector import (
     Progress,
     WindowText,
     seeded,
+    wants_bf16,
 )
 from stream.model.line_encoder import FrozenEncoder, LineEncoder
 from stream.model.logllm_fit import fit as run_fit
@@ -375,6 +376,14 @@ class LogLLMDetector(Detector):
         loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
         return loss, int((targets != -100).sum())
 
+    def score_dtype(self) -> str:
+        """The scoring dtype: the config's ``score_dtype`` under precision "default" (training, evaluation), else
+        what the serving precision asks for (``inference.precision``; "auto" is bf16 on a CPU with native bf16)."""
+        if self.precision == "default":
+            return self.cfg.score_dtype
+        device = self.lm.get_input_embeddings().weight.device
+        return "bfloat16" if wants_bf16(device, self.precision) else "float32"
+
     def autocast(self, dtype: str) -> torch.autocast:
         """Mixed precision on the decoder's device: bf16 matmuls over float32 weights when ``dtype`` is "bfloat16"."""
         device = self.lm.get_input_embeddings().weight.device.type
@@ -436,7 +445,7 @@ class LogLLMDetector(Detector):
         self.set_training(False)
         order = sorted(range(len(lines)), key=lambda i: len(lines[i]))  # similar lengths share a batch: less padding
         out = [0.0] * len(lines)
-        autocast = self.autocast(self.cfg.score_dtype)
+        autocast = self.autocast(self.score_dtype())
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             per_row = {} if adapters is None else {"adapter_names": [adapters[i] for i in chunk]}
@@ -502,7 +511,7 @@ class LogLLMDetector(Detector):
         projector = self.projector_for(target)
         lines = self.window_lines(windows)
         after_lines = len(self.prompt.tail) + len(self.prompt.prefix)  # each row ends: lines, tail, answer prefix
-        autocast = self.autocast(self.cfg.score_dtype)
+        autocast = self.autocast(self.score_dtype())
         out: list[list[float]] = []
         for start in range(0, len(lines), batch_size):
             chunk = lines[start : start + batch_size]
