@@ -65,6 +65,7 @@ CONFIG = LogLLMConfig(
     batch_size=8,
     micro_batch_size=8,
     score_dtype="bfloat16",
+    train_dtype="bfloat16",  # as trainer.results trains LogLLM: the stages' forwards in bf16 autocast
 )
 
 
@@ -357,15 +358,21 @@ def test_it_reads_the_last_max_lines_masked_lines(trained):
 
 def test_line_saliency_reads_the_lines_the_model_reads(trained, bgl):
     """One value per line read (the last max_lines), each row's the same in a batch as alone (left padding and the
-    prompt around the lines are accounted for)."""
+    prompt around the lines are accounted for). In fp32: bf16's rounding differs between batch shapes by about as
+    much as the tolerance, which is about alignment, not precision."""
     detector, _ = trained
     test, _ = bgl["test"]
     windows = [test[0], WindowText(test[1].templates[:3], test[1].masked[:3]), test[2]]
-    together = detector.line_saliency(windows)
+    configured = detector.cfg
+    detector.cfg = dataclasses.replace(configured, score_dtype="float32")
+    try:
+        together = detector.line_saliency(windows)
+        alone = [detector.line_saliency([window])[0] for window in windows]
+    finally:
+        detector.cfg = configured
     assert [len(s) for s in together] == [min(len(w.templates), CONFIG.max_lines) for w in windows]
-    for window, row in zip(windows, together, strict=True):
-        (alone,) = detector.line_saliency([window])
-        assert row == pytest.approx(alone, abs=0.05 * max(map(abs, alone)) + 1e-3)
+    for row, own in zip(together, alone, strict=True):
+        assert row == pytest.approx(own, abs=0.01 * max(map(abs, own)) + 1e-4)
         assert all(math.isfinite(v) for v in row) and any(v != 0 for v in row)
 
 
