@@ -119,17 +119,10 @@ class Window:
         return window_label([line.label for line in self.lines])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "window_id": self.window_id,
-            "system": self.system,
-            "policy": self.policy,
-            "key": self.key,
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "reason": self.reason,
-            "label": self.label,
-            "lines": [line.to_dict() for line in self.lines],
-        }
+        lines = [line.to_dict() for line in self.lines]
+        return window_record(
+            self.window_id, self.system, self.policy, self.key, self.start_ms, self.end_ms, self.reason, lines
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Window:
@@ -254,19 +247,31 @@ def encode_window(
     the id, 2.1 of 2.8 us per line). A line missing a field raises KeyError, as ``WindowLine.from_dict`` would."""
     rows = [{name: line[name] for name in WINDOW_LINE_FIELDS} for line in lines]
     window_id = _window_id(system, policy, key, ((row["topic"], row["partition"], row["offset"]) for row in rows))
-    return orjson.dumps(
-        {
-            "window_id": window_id,
-            "system": system,
-            "policy": policy,
-            "key": key,
-            "start_ms": start_ms,
-            "end_ms": end_ms,
-            "reason": reason,
-            "label": window_label([row["label"] for row in rows]),
-            "lines": rows,
-        }
-    )
+    return orjson.dumps(window_record(window_id, system, policy, key, start_ms, end_ms, reason, rows))
+
+
+def window_record(
+    window_id: str,
+    system: str,
+    policy: str,
+    key: str,
+    start_ms: int,
+    end_ms: int,
+    reason: str,
+    lines: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A window as it goes on the ``windows`` topic, its lines already dicts (``Window.to_dict``, ``encode_window``)."""
+    return {
+        "window_id": window_id,
+        "system": system,
+        "policy": policy,
+        "key": key,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "reason": reason,
+        "label": window_label([line["label"] for line in lines]),
+        "lines": lines,
+    }
 
 
 @dataclass(frozen=True, slots=True)
