@@ -14,15 +14,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+# CPython's own _strptime patterns: their alternatives encode each field's range, so a regex match backtracks
+# exactly as strptime's does ("00110 000" as %y%m%d %H%M%S is month 1, day 10; plain \d{1,2} took month 11, day 0).
 _FIELDS = {
-    "Y": r"(?P<Y>\d{4})",
-    "y": r"(?P<y>\d{2})",
-    "m": r"(?P<m>\d{1,2})",
-    "d": r"(?P<d>\d{1,2})",
-    "H": r"(?P<H>\d{1,2})",
-    "M": r"(?P<M>\d{1,2})",
-    "S": r"(?P<S>\d{1,2})",
-    "f": r"(?P<f>\d{1,6})",
+    "Y": r"(?P<Y>\d\d\d\d)",
+    "y": r"(?P<y>\d\d)",
+    "m": r"(?P<m>1[0-2]|0[1-9]|[1-9])",
+    "d": r"(?P<d>3[01]|[12]\d|0[1-9]|[1-9]| [1-9])",
+    "H": r"(?P<H>2[0-3]|[0-1]\d|\d)",
+    "M": r"(?P<M>[0-5]\d|\d)",
+    "S": r"(?P<S>6[0-1]|[0-5]\d|\d)",
+    "f": r"(?P<f>[0-9]{1,6})",
 }
 
 Parser = Callable[[str], int]
@@ -40,8 +42,8 @@ def compile_time_format(time_format: str) -> Parser:
     # Consecutive lines often share a timestamp (HDFS has second resolution): a small cache skips the arithmetic.
     @lru_cache(maxsize=1024)
     def parse(text: str) -> int:
-        match = regex.fullmatch(text)
-        if match is None:
+        match = regex.match(text)  # match, then a length check, as strptime: not fullmatch, which backtracks further
+        if match is None or match.end() != len(text):
             raise ValueError(f"time data {text!r} does not match format {time_format!r}")
         fields = match.groupdict()
         year = int(fields["Y"]) if fields.get("Y") else _two_digit_year(fields.get("y"))
@@ -62,6 +64,11 @@ def _fast_pattern(time_format: str) -> str | None:
     index = 0
     while index < len(time_format):
         char = time_format[index]
+        if char.isspace():  # strptime reads a run of whitespace in the format as \s+
+            while index < len(time_format) and time_format[index].isspace():
+                index += 1
+            parts.append(r"\s+")
+            continue
         if char != "%":
             parts.append(re.escape(char))
             index += 1
