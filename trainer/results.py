@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import platform
+import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,12 @@ from trainer.datasets import (
 )
 from trainer.evaluate import evaluate
 from trainer.results_report import render
-from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, pretrain
+from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, load_trained, pretrain, save_trained
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "bench" / "results" / "model_runs"
+BASES = ROOT / "bench" / "results" / "model_bases"  # trained bases, reused across invocations (not in git)
 FEW = (50, 100, 200)
 PAIRS = (("bgl", "thunderbird"), ("hdfs", "hadoop"))
 
@@ -124,13 +127,30 @@ class Runner:
         return result
 
     def base(self, name: str) -> Trained:
-        """The in-domain model of a data set, trained on its whole train part (normals capped by the budget)."""
+        """The in-domain model of a data set, trained on its whole train part (normals capped by the budget).
+
+        It is also kept on disk (BASES, ignored by git), so the transfer rows of a later invocation reuse it
+        instead of training it again: a LogLLM base on HDFS takes about an hour of CPU."""
         if name not in self.bases:
-            dataset, split = self.data(name)
-            train = limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)
-            capped = Split(train, split.validation, split.test, split.method, split.seed)
-            self.bases[name] = pretrain(self.family, self.config(name), dataset, capped, options=self.options())
+            directory = BASES / self.family / f"{name}-{self.base_key(name)}"
+            if directory.exists() and not self.fresh:
+                self.bases[name] = load_trained(directory)
+                print(f"[{self.family}] base {name}: reused {directory}", file=sys.stderr, flush=True)
+            else:
+                dataset, split = self.data(name)
+                train = limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)
+                capped = Split(train, split.validation, split.test, split.method, split.seed)
+                trained = pretrain(self.family, self.config(name), dataset, capped, options=self.options())
+                shutil.rmtree(directory, ignore_errors=True)  # --fresh: the old base goes
+                save_trained(trained, directory, dataset, {"train": capped.train, "validation": capped.validation})
+                self.bases[name] = trained
         return self.bases[name]
+
+    def base_key(self, name: str) -> str:
+        """What a base depends on besides the code: family, data set, budget, hyperparameters and seed."""
+        what = {"family": self.family, "data": name, "budget": asdict(self.budget), "seed": self.seed}
+        what["config"] = self.config(name)
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def in_domain(self, name: str) -> dict[str, Any]:
         def compute() -> dict[str, Any]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from stream.model.artifacts import load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
 from stream.model.families import family_class
 from stream.model.metrics import best_threshold, confusion
@@ -156,3 +158,25 @@ def adapt(
 def _counts(dataset: Dataset, indices: Sequence[int]) -> dict[str, int]:
     anomalous = sum(1 for i in indices if dataset.windows[i].label)
     return {"windows": len(indices), "anomalous": anomalous}
+
+
+def save_trained(trained: Trained, directory: Path, dataset: Dataset, parts: dict[str, Sequence[int]]) -> None:
+    """Write a trained base with what ``load_trained`` needs to give the same ``Trained`` back."""
+    if trained.target is not None:
+        raise ValueError("save_trained keeps bases; an adapter is published with save_adapter")
+    save_base(
+        trained.detector,
+        directory,
+        source=dataset.system,
+        threshold=trained.threshold,
+        training=trained.training_summary(dataset, parts),
+        metrics={"validation": trained.validation},
+    )
+
+
+def load_trained(directory: Path) -> Trained:
+    detector, manifest = load_base(directory)
+    if manifest.threshold is None:
+        raise ValueError(f"{directory}: the base has no threshold")
+    report = FitReport.from_dict(manifest.training["fit"])
+    return Trained(detector, None, manifest.threshold, report, dict(manifest.metrics["validation"]))

@@ -190,6 +190,20 @@ class FitReport:
             "validation_f1": [round(v, 6) for v in self.validation_f1],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FitReport:
+        """The report ``to_dict`` wrote (its derived windows_per_s is recomputed, not read)."""
+        parameters = data.get("parameters")
+        return cls(
+            losses=list(data.get("losses", [])),
+            seconds=float(data.get("seconds", 0.0)),
+            windows_seen=int(data.get("windows_seen", 0)),
+            parameters=None if parameters is None else ParameterCounts(parameters["total"], parameters["trainable"]),
+            stopped_early=bool(data.get("stopped_early", False)),
+            best_epoch=data.get("best_epoch"),
+            validation_f1=list(data.get("validation_f1", [])),
+        )
+
 
 class Detector(ABC):
     """A family's model: one base plus named target adapters. Subclasses live one per file (translog.py, ...)."""
