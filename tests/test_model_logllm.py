@@ -459,3 +459,100 @@ def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl):
         detector.precision = "default"
     assert scores["float32"] != scores["bfloat16"]  # the setting reaches the forward pass
     assert scores["bfloat16"] == pytest.approx(scores["float32"], abs=0.05)
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+
+no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def moved_copy(trained: LogLLMDetector, pretrained: Pretrained, device: str) -> LogLLMDetector:
+    """A detector with ``trained``'s base and two nudged targets (as ``trained`` also gets), moved to ``device``."""
+    copy = LogLLMDetector(CONFIG, pretrained)
+    copy.load_base_state(trained.base_state())
+    generator = torch.Generator().manual_seed(5)
+    for target in ("dev_a", "dev_b"):
+        state = {n: t + 0.02 * torch.randn(t.shape, generator=generator) for n, t in trained.base_state().items()}
+        for detector in (trained, copy):
+            if target not in detector.targets:
+                detector.add_target(target)
+            detector.load_adapter_state(target, {n: t for n, t in state.items() if not n.startswith("line.")})
+    copy.to_device(device)
+    return copy
+
+
+def test_to_device_cpu_keeps_every_weight_and_score(trained, pretrained, bgl):
+    detector, _ = trained
+    test, _ = bgl["test"]
+    try:
+        copy = moved_copy(detector, pretrained, "cpu")
+        assert copy.device == torch.device("cpu") and pretrained.encoder.device == torch.device("cpu")
+        for target in (None, "dev_a"):
+            assert copy.scores(test[:4], target=target) == detector.scores(test[:4], target=target)
+    finally:
+        for target in ("dev_a", "dev_b"):
+            detector.remove_target(target)
+
+
+@pytest.mark.gpu
+@no_cuda
+def test_on_cuda_it_scores_explains_and_tunes_an_adapter_like_the_cpu(trained, pretrained, bgl):
+    """The trained base and two targets on CUDA: plain, mixed and saliency passes agree with the CPU within bf16's
+    rounding, states come back in host memory, and an adapter added and tuned there learns."""
+    detector, _ = trained
+    test, _ = bgl["test"]
+    windows = test[:8]
+    try:
+        on_cuda = moved_copy(detector, pretrained, "cuda")
+        device = on_cuda.device
+        assert device.type == "cuda" and pretrained.encoder.device == device
+        assert all(p.device == device for p in on_cuda.peft.parameters())
+        assert all(t.device.type == "cpu" for t in on_cuda.base_state().values())
+        assert all(torch.equal(t, detector.base_state()[n]) for n, t in on_cuda.base_state().items())
+        for target in (None, "dev_a", "dev_b"):
+            got, expected = on_cuda.scores(windows, target=target), detector.scores(windows, target=target)
+            assert got == pytest.approx(expected, abs=0.05)
+        targets = [(None, "dev_a", "dev_b")[i % 3] for i in range(len(windows))]
+        assert on_cuda.scores_mixed(windows, targets) == pytest.approx(
+            detector.scores_mixed(windows, targets), abs=0.05
+        )
+        saliency = on_cuda.line_saliency(windows[:2])
+        assert [len(s) for s in saliency] == [len(r) for r in on_cuda.window_lines(windows[:2])]
+        assert all(math.isfinite(v) for s in saliency for v in s)
+
+        on_cuda.add_target("tuned")  # created on the device: LoRA by peft, the projector as a copy
+        assert all(p.device == device for p in on_cuda.adapter_parameters("tuned").values())
+        train, labels = bgl["train"]
+        before = on_cuda.scores(windows, target="tuned")
+        report = on_cuda.fit(train, labels, target="tuned", mode="adapter", options=FitOptions(seed=0))
+        assert report.losses and all(math.isfinite(v) for v in report.losses)
+        assert on_cuda.scores(windows, target="tuned") != before
+    finally:
+        pretrained.encoder.to(torch.device("cpu"))
+        for target in ("dev_a", "dev_b"):
+            detector.remove_target(target)
+
+
+@pytest.mark.gpu
+@no_cuda
+def test_qlora_on_cuda_trains_its_lora(pretrained, bgl):
+    """A 4-bit decoder moved to CUDA keeps its quantization and its LoRA gets gradients there."""
+    config = LogLLMConfig.from_dict(
+        {**CONFIG.to_dict(), "quantization": "4bit", "stage1_windows": 4, "batch_size": 2, "micro_batch_size": 2,
+         "stage2_epochs": 0, "stage3_epochs": 0}
+    )  # fmt: skip
+    detector = LogLLMDetector(config, pretrained)
+    try:
+        device = detector.to_device("cuda")
+        layers = quantized_layers(detector.lm)
+        assert layers and all(layer.weight.device == device for layer in layers)
+        windows, labels = bgl["train"]
+        chosen = [i for i, y in enumerate(labels) if y][:2] + [i for i, y in enumerate(labels) if not y][:2]
+        windows, labels = [windows[i] for i in chosen], [labels[i] for i in chosen]
+        before = detector.scores(windows)
+        detector.fit(windows, labels, target=None, mode="base", options=FitOptions(seed=0))
+        lora = detector.lora_parameters("base")
+        assert [n for n, p in lora.items() if p.grad is None or not p.grad.abs().sum() > 0] == []
+        assert detector.scores(windows) != before and all(0 <= s <= 1 for s in before)
+    finally:
+        pretrained.encoder.to(torch.device("cpu"))

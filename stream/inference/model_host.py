@@ -10,7 +10,7 @@ thread, so a swap always falls between two batches.
 
 The base is loaded in host memory and then moved to the host's ``device`` (``Detector.to_device``: "auto" is the
 first CUDA device when torch sees one); an adapter loaded later is created on the base's device, so a hot swap needs
-no move. A family that scores on the CPU only (LogLLM) stays there, and ``device`` says so.
+no move. Every family moves (LogLLM: its decoder with every LoRA adapter, projectors and line encoder).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class ModelHost:
             raise ModelError(f"registry {registry.root}: base {name!r} serves no version")
         self.detector: Detector = loaded[0]
         self.base: Manifest = loaded[1]
-        self.device = self.detector.to_device(wanted)  # where it really scores (LogLLM: the CPU whatever was asked)
+        self.device = self.detector.to_device(wanted)  # where it really scores
         self.detector.precision = precision  # adapters loaded later are targets of the same detector: they follow
         self.routes: dict[str, Route] = {}
         self.refused: dict[tuple[str, str], str] = {}  # (system, version) -> why; not retried

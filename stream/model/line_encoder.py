@@ -55,6 +55,12 @@ class FrozenEncoder:
         self.encoder_calls = 0  # batches run through the encoder (tests count these)
         self._cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
         self._identity: dict[str, str] | None = None
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> None:
+        """Run the encoder on ``device`` from now on, in fp32; its [CLS] vectors stay cached in host memory."""
+        self.model.to(device)
+        self.device = device
 
     def identity(self) -> dict[str, str]:
         if self._identity is None:
@@ -74,7 +80,8 @@ class FrozenEncoder:
     def _encode(self, texts: list[str], max_tokens: int) -> torch.Tensor:
         self.encoder_calls += 1
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
-        return self.model(**batch).last_hidden_state[:, 0].float()  # [B, H]: the [CLS] position
+        batch = batch.to(self.device)
+        return self.model(**batch).last_hidden_state[:, 0].float().cpu()  # [B, H]: the [CLS] position
 
     def cls(self, texts: Sequence[str], *, max_tokens: int = 100) -> torch.Tensor:
         """texts -> [N, H] float32 [CLS] vectors (no grad)."""

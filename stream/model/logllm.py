@@ -47,6 +47,7 @@ from stream.model.detector import (
     ParameterCounts,
     Progress,
     WindowText,
+    resolve_device,
     seeded,
     wants_bf16,
 )
@@ -266,6 +267,21 @@ class LogLLMDetector(Detector):
         if self._identity is None:
             self._identity = {"decoder": decoder_identity(self.cfg.decoder), "encoder": self.encoder.identity()}
         return self._identity
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.weight.device
+
+    def to_device(self, device: str | torch.device) -> torch.device:
+        """The decoder with every LoRA adapter, the line head and every projector to ``device``, and the shared
+        line encoder too (its [CLS] cache stays in host memory). Adapters and projectors added later are created
+        there: peft puts a new adapter on its layer's device, and a projector is a copy of the base's. A 4-bit
+        decoder's quantized weights move with their quantization state (bitsandbytes' Params4bit.to)."""
+        resolved = resolve_device(device)
+        for module in (self.peft, self.line, self.projector, self.target_projectors):
+            module.to(resolved)
+        self.encoder.to(resolved)
+        return resolved
 
     @property
     def targets(self) -> list[str]:
@@ -565,7 +581,8 @@ class LogLLMDetector(Detector):
         }
 
     def base_state(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().clone().contiguous() for name, p in self.base_state_parameters().items()}
+        # in host memory whatever the device: states are written to artifacts and compared across detectors
+        return {name: host_copy(p) for name, p in self.base_state_parameters().items()}
 
     def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
         parameters = self.base_state_parameters()
@@ -573,7 +590,7 @@ class LogLLMDetector(Detector):
         _copy_into(parameters, tensors)
 
     def adapter_state(self, target: str) -> dict[str, torch.Tensor]:
-        return {name: p.detach().clone().contiguous() for name, p in self.adapter_parameters(target).items()}
+        return {name: host_copy(p) for name, p in self.adapter_parameters(target).items()}
 
     def expected_adapter_shapes(self) -> dict[str, tuple[int, ...]]:
         """An adapter has the shapes of the base projector and the base LoRA (no probe target needed)."""
@@ -599,6 +616,10 @@ def adapter_name(target: str) -> str:
 def serving_adapter_name(target: str) -> str:
     """The rank-2r adapter (base LoRA + ``target``'s) that scores the target's rows of a mixed batch."""
     return f"m_{target}"
+
+
+def host_copy(parameter: torch.Tensor) -> torch.Tensor:
+    return parameter.detach().to("cpu", copy=True).contiguous()
 
 
 def _shapes(parameters: dict[str, nn.Parameter]) -> dict[str, tuple[int, ...]]:
