@@ -42,6 +42,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 HDFS_BLOCK_ID = r"blk_-?\d+"
 DAY_MS = 24 * 3600 * 1000
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # "auto": the first CUDA device when torch sees one, else the CPU
 # Mask sets a system can name instead of listing rules: drain3's example set, and the Loghub benchmark's per layout.
 READY_MASKS: dict[str, tuple[MaskRule, ...]] = {
     "default": DEFAULT_MASKS,
@@ -163,7 +164,7 @@ class InferenceSettings(BaseModel):
     # where the models score: "auto" = the first CUDA device when torch sees one, else the CPU; "cpu", "cuda",
     # "cuda:N". On CUDA, TransLog scores in bf16 autocast (Ampere and later), LogTransfer in fp32; LogLLM stays on the
     # CPU. The form is checked here; a CUDA device the machine lacks fails when the worker starts.
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     # the scoring autocast (TransLog; stream.model.detector.scoring_autocast): "auto" = bf16 where the hardware runs it
     # natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX), else fp32; "float32"; "bfloat16"
     precision: str = Field(default="auto", pattern=r"^(auto|float32|bfloat16)$")
@@ -186,6 +187,7 @@ class TrainerSettings(BaseModel):
     check_interval_s: float = Field(default=10.0, gt=0)  # how often targets are checked for a retrain
     metrics_port: int = Field(default=0, ge=0, le=65535)
     threads: int = Field(default=0, ge=0)  # torch threads for training; 0 = torch's default
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)  # where adapters train: as inference.device
 
 
 class Settings(BaseSettings):

@@ -13,7 +13,7 @@ from stream.model.detector import Detector, WindowText, cpu_has_native_bf16, res
 from stream.model.logtransfer import LogTransferDetector
 from stream.model.registry import Registry
 from stream.model.translog import TransLogDetector
-from stream.settings import InferenceSettings
+from stream.settings import InferenceSettings, TrainerSettings
 from tests.inference_support import windows_of
 
 torch.set_num_threads(2)
@@ -63,6 +63,8 @@ def test_an_unknown_device_name_is_refused_naming_the_accepted_ones(name):
         resolve_device(name)
     with pytest.raises(pydantic.ValidationError, match="device"):
         InferenceSettings(device=name)
+    with pytest.raises(pydantic.ValidationError, match="device"):
+        TrainerSettings(device=name)
 
 
 @pytest.mark.skipif(CUDA, reason="this machine has a CUDA device")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from stream.model.artifacts import read_manifest
 from tests.streaming import DATA
@@ -87,3 +88,29 @@ def test_missing_and_malformed_data_are_clear_errors(models, tmp_path, capsys):
     assert code == 2 and "line 2" in err and "label" in err
     assert main(["pretrain", "--family", "translog", *BGL, "--set", "layers=3", "--out", str(tmp_path / "x")]) == 2
     assert "layers" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_cuda_device_this_machine_lacks_is_a_clear_error_before_any_work(tmp_path, capsys):
+    code = main(["pretrain", "--family", "translog", *BGL, "--device", "cuda", "--out", str(tmp_path / "x")])
+    assert code == 2 and "CUDA" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pretrain_and_adapt_on_cuda_then_evaluate_on_the_cpu(tmp_path, capsys):
+    """Trained on the GPU, the artifacts load anywhere: the CPU evaluation beats the trivial baseline."""
+    base, adapter = tmp_path / "bgl", tmp_path / "tb"
+    assert main(["pretrain", "--family", "translog", *BGL, "--epochs", "3", "--device", "cuda", "--quiet",
+                 "--out", str(base)]) == 0  # fmt: skip
+    assert main(["adapt", "--base", str(base), *THUNDERBIRD, "--target", "thunderbird", "--max-anomalies", "30",
+                 "--epochs", "10", "--device", "cuda", "--out", str(adapter), "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    code = main(["evaluate", "--model", str(base), "--adapter", str(adapter), *THUNDERBIRD, "--device", "cpu",
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    trivial = 2 * result["test_anomalous"] / (result["test_windows"] + result["test_anomalous"])
+    assert result["f1"] > trivial

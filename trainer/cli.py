@@ -21,7 +21,7 @@ import torch
 
 from stream.errors import AdaptlogError, ConfigError, IncompatibleArtifactError
 from stream.model.artifacts import load_adapter, load_base, save_adapter, save_base
-from stream.model.detector import FitOptions
+from stream.model.detector import FitOptions, resolve_device
 from stream.model.families import FAMILIES
 from stream.model.registry import Registry
 from trainer.data_source import DataSource, add_data_arguments, load, source_from_arguments
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         torch.set_num_threads(getattr(args, "threads", 2))
+        if hasattr(args, "device"):
+            resolve_device(args.device)  # a device this machine lacks fails before any data is read
         return args.run(args)
     except IncompatibleArtifactError as exc:
         print(f"adaptlog-train: {exc}", file=sys.stderr)
@@ -52,7 +54,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     split = type(split)(train, split.validation, split.test, split.method, split.seed)
     _say(args, f"pretraining {args.family} on {dataset.name}: {len(train)} training windows")
     with progress_bar(args.quiet) as progress:
-        trained = pretrain(args.family, _config(args), dataset, split, options=_options(args), progress=progress)
+        trained = pretrain(
+            args.family, _config(args), dataset, split, options=_options(args), progress=progress, device=args.device
+        )
     manifest = save_base(
         trained.detector,
         args.out,
@@ -68,6 +72,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 def run_adapt(args: argparse.Namespace) -> int:
     detector, base = load_base(args.base)
+    detector.to_device(args.device)
     dataset, split = _load(source_from_arguments(args), args.seed)
     labels = few_labels(dataset, split, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
     _say(args, f"tuning a {base.family} adapter for {args.target}: {len(labels.train)} training windows")
@@ -91,6 +96,7 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     detector, base = load_base(args.model)
+    detector.to_device(args.device)
     target, threshold = None, base.threshold
     if args.adapter is not None:
         adapter = load_adapter(detector, base, args.adapter)
@@ -194,6 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     for command in (pre, ada, ev):
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+        command.add_argument(
+            "--device", default="auto", help="auto (the first CUDA device when torch sees one, else cpu), cpu, cuda[:N]"
+        )
         command.add_argument("--quiet", action="store_true", help="no progress output")
     add_commands(sub)
     return parser

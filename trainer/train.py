@@ -121,10 +121,13 @@ def pretrain(
     *,
     options: FitOptions | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> Trained:
-    """A new base trained on a source system (or from scratch on a target: the same thing, other data)."""
+    """A new base trained on a source system (or from scratch on a target: the same thing, other data), on
+    ``device`` ("auto": the first CUDA device when torch sees one)."""
     options = options or FitOptions()
     detector = family_class(family).create(config, seed=options.seed)
+    detector.to_device(device)
     return fit_and_calibrate(
         detector, dataset, split.train, split.validation, target=None, mode="base", options=options, progress=progress
     )

@@ -151,8 +151,10 @@ def retrain(
     policy: RetrainPolicy,
     *,
     options: FitOptions | None = None,
+    device: str = "cpu",
 ) -> Decision:
-    """Train a challenger adapter for ``target`` on ``examples``; publish it when it beats the champion."""
+    """Train a challenger adapter for ``target`` on ``examples`` (on ``device``); publish it when it beats the
+    champion."""
     started = time.monotonic()
     parts = split(examples, policy)
     held, validation, train = parts.held_out, parts.validation, parts.train
@@ -164,6 +166,7 @@ def retrain(
     if loaded is None:
         return Decision(target, False, f"no serving base {base_name!r} in {registry.root}", labels=labels)
     detector, base = loaded
+    detector.to_device(device)
 
     champion_target, champion_manifest = None, registry.serving("adapter", target)
     if champion_manifest is not None and champion_manifest.base and champion_manifest.base["id"] == base.weights_sha256:

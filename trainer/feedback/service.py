@@ -201,7 +201,14 @@ class FeedbackService:
         examples = self.store.labeled(system)
         log.info("retraining %s (%s): %d labeled windows", system, reason, len(examples))
         decision = await asyncio.to_thread(
-            retrain, self.registry, self.base, system, examples, self.policy, options=FitOptions(seed=0)
+            retrain,
+            self.registry,
+            self.base,
+            system,
+            examples,
+            self.policy,
+            options=FitOptions(seed=0),
+            device=self.settings.trainer.device,
         )
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
         self.store.record_retrain(system, entry)
