@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stream.decode import Decoder  # noqa: E402
+from stream.gc_policy import tune_for_throughput  # noqa: E402
 from stream.parsing.config import drain3_config  # noqa: E402
 from stream.pipeline.ingest_stage import IngestPartition  # noqa: E402
 from stream.pipeline.parse_stage import ParsePartition  # noqa: E402
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
     args = parser.parse_args(argv)
     settings = load_settings()
+    tune_for_throughput()  # as `adaptlog run` sets it
     results = {system: bench(settings, system, args.max_lines, args.repeat) for system in DATASETS}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))

@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 from stream.errors import AdaptlogError, ConfigError
+from stream.gc_policy import tune_for_throughput
 from stream.logs import configure as configure_logging
 from stream.settings import Settings, load_settings
+
+WORKERS = frozenset({"run", "infer", "demo"})  # long-running, per-line work: see stream.gc_policy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command in WORKERS:
+        tune_for_throughput()
     if args.command == "run":
         from prometheus_client import CollectorRegistry
 
