@@ -187,8 +187,38 @@ def infer_env(settings: Settings, work: Path) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time a live process has used so far (Linux /proc), None when it cannot be read."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
+def cpu_per_line(lines: int, seconds: dict[str, float | None]) -> dict[str, Any]:
+    """CPU time per line of each process of a run: unlike wall time it hardly moves with the neighbours' load,
+    and it says what 2 dedicated cores could sustain."""
+    known = {name: s for name, s in seconds.items() if s is not None}
+    adaptlog = sum(s for name, s in known.items() if name != "broker")
+    return {
+        "cpu_seconds": {name: round(s, 2) for name, s in known.items()},
+        "cpu_us_per_line": {name: round(s / lines * 1e6, 2) for name, s in known.items()},
+        # both adaptlog workers on 2 cores of their own (the broker elsewhere, as in production)
+        "lines_per_s_on_2_dedicated_cores": round(2 * lines / adaptlog) if adaptlog else None,
+    }
+
+
 def end_to_end(
-    bootstrap: str, idempotent: bool, registry: Path, work: Path, max_lines: int | None, cache: bool
+    bootstrap: str,
+    idempotent: bool,
+    registry: Path,
+    work: Path,
+    max_lines: int | None,
+    cache: bool,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     settings = bench_settings(bootstrap, idempotent, registry)
     path = DATA / "hdfs" / "HDFS_2pct_blocks.log.gz"
@@ -206,12 +236,18 @@ def end_to_end(
         "ADAPTLOG_INFERENCE__METRICS_PORT": str(port),
         "ADAPTLOG_INFERENCE__SCORE_CACHE_SIZE": "100000" if cache else "0",
     }
+    broker_before = cpu_seconds(broker_pid)
     infer = start("infer", env, work / "infer.log")
     run = start("run", env, work / "run.log")
     try:
         asyncio.run(wait_count(settings, settings.topics.verdicts, blocks, 1800, (infer, run)))
         scored = metric(port, "adaptlog_infer_windows_scored_total")
         reused = metric(port, "adaptlog_infer_windows_reused_total")
+        # the workers' start-up (imports, model load) included: a few seconds of CPU, against minutes of work
+        broker_after = cpu_seconds(broker_pid)
+        cpu = {"stream": cpu_seconds(run.pid), "inference": cpu_seconds(infer.pid)}
+        if broker_before is not None and broker_after is not None:
+            cpu["broker"] = broker_after - broker_before
     finally:
         stop(run)
         stop(infer)
@@ -232,6 +268,7 @@ def end_to_end(
         "logs_to_verdicts_lines_per_s": round(len(records) / total_s),
         "ratio_to_stream_only": round(stream_s / total_s, 3),
         "max_verdicts_per_s": round(len(verdicts) / max(total_s, 1e-3), 1),
+        **cpu_per_line(len(records), cpu),
         "goal": ">= 20,000 lines/s",
         "note": "both processes share the machine's 2 cores; the idle timeout closing the last sessions is excluded",
     }
@@ -515,7 +552,9 @@ def translog(args: argparse.Namespace, work: Path, described: str) -> dict[str, 
                 rates[size].append(worker_rate(bootstrap, idempotent, registry, work, size, 1000))
         for _ in range(args.broker_repeat):
             for cache in flows:
-                flows[cache].append(end_to_end(bootstrap, idempotent, registry, work, args.max_lines, cache))
+                flows[cache].append(
+                    end_to_end(bootstrap, idempotent, registry, work, args.max_lines, cache, broker.pid)
+                )
         one, batched = (max(rates[size], key=lambda r: r["windows_per_s"]) for size in (1, 64))
         result["worker_micro_batching"] = {
             "batch_1": one,

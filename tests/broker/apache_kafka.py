@@ -175,6 +175,7 @@ def start_apache_kafka(timeout: float = 90.0, heap: str = "512m") -> RunningBrok
             bootstrap=f"{LOOPBACK}:{ports.port}",
             kind=f"apache-kafka {version} (local KRaft)",
             supports_idempotence=True,
+            pid=process.pid,
             _stop=functools.partial(_stop, process, workdir),
         )
         failure = _wait_ready(process, broker.bootstrap, workdir, timeout)

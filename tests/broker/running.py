@@ -26,6 +26,7 @@ class RunningBroker:
     bootstrap: str
     kind: str
     supports_idempotence: bool = True
+    pid: int | None = None  # a broker process on this machine (benchmarks read its CPU time); None otherwise
     _stop: Callable[[], None] = field(default=_nothing_to_stop, repr=False, compare=False)
 
     def stop(self) -> None:
