@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stream.model.detector import Detector, WindowText  # noqa: E402
+from stream.ops_http import check_health  # noqa: E402
 from stream.pipeline.kafka_clients import (  # noqa: E402
     ensure_topics,
     make_producer,
@@ -187,6 +188,16 @@ def infer_env(settings: Settings, work: Path) -> dict[str, str]:
     return env
 
 
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check_health(port, timeout_s=2, path="/readyz")[0]:
+        if process.poll() is not None:
+            raise RuntimeError(f"a worker exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker on port {port} was not ready after {timeout_s}s")
+        time.sleep(0.2)
+
+
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time a live process has used so far (Linux /proc), None when it cannot be read."""
     if pid is None:
@@ -238,14 +249,25 @@ def end_to_end(
     }
     broker_before = cpu_seconds(broker_pid)
     infer = start("infer", env, work / "infer.log")
-    run = start("run", env, work / "run.log")
+    # Throughput of running workers, not of their start-up: the stream's is outside the clock (it starts at the
+    # first line it emits), and the inference worker's (imports, model load: ~5 s of CPU) is over before the
+    # stream starts, instead of taking a core from it.
+    wait_ready(port, infer, 300)
+    started_cpu = {"inference": cpu_seconds(infer.pid)}
+    stream_port = free_port()
+    run = start("run", env | {"ADAPTLOG_METRICS_PORT": str(stream_port)}, work / "run.log")
     try:
+        wait_ready(stream_port, run, 300)
+        started_cpu["stream"] = cpu_seconds(run.pid)
         asyncio.run(wait_count(settings, settings.topics.verdicts, blocks, 1800, (infer, run)))
         scored = metric(port, "adaptlog_infer_windows_scored_total")
         reused = metric(port, "adaptlog_infer_windows_reused_total")
-        # the workers' start-up (imports, model load) included: a few seconds of CPU, against minutes of work
         broker_after = cpu_seconds(broker_pid)
         cpu = {"stream": cpu_seconds(run.pid), "inference": cpu_seconds(infer.pid)}
+        # the work only: each worker's CPU at its readiness (imports, model load, joining groups) is taken off
+        for name, at_start in started_cpu.items():
+            used = cpu[name]
+            cpu[name] = None if used is None or at_start is None else used - at_start
         if broker_before is not None and broker_after is not None:
             cpu["broker"] = broker_after - broker_before
     finally:

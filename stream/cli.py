@@ -81,9 +81,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         stop = _stop_on_signals()
         registry = CollectorRegistry()
-        if ops_port(settings):
-            OpsServer(ops_port(settings), registry)
-        await run_worker(settings, stop, registry=registry)
+        ops = OpsServer(ops_port(settings), registry) if ops_port(settings) else None
+        await run_worker(settings, stop, registry=registry, ops=ops)
         return 0
     if args.command == "topics":
         return await _topics(settings)

@@ -6,6 +6,9 @@ serve`), on ``metrics_port``:
   HTTP server has its own thread, so answering at all proves nothing; a wedged loop (a blocking call on it, a
   deadlock) is what a liveness probe must catch, and model work and training run off the loop, so a healthy
   process answers in milliseconds even while it trains.
+- ``GET /readyz``: 200 once the process does its work (``watch_readiness``: a worker has loaded its model and
+  joined its consumer groups) and its loop is alive, else 503. A rolling update waits on it, so a new version
+  that cannot load its model never replaces a serving one; benchmarks wait on it to leave start-up out.
 
 ``adaptlog health`` (the container's HEALTHCHECK) asks ``/healthz`` on the local port.
 """
@@ -17,6 +20,7 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -42,9 +46,21 @@ class OpsServer:
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+        self._ready: Callable[[], bool] = lambda: False  # until the process says how to tell (watch_readiness)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="adaptlog-ops", daemon=True)
         self._thread.start()
-        log.info("operations endpoint on port %d (/metrics, /healthz)", self.port)
+        log.info("operations endpoint on port %d (/metrics, /healthz, /readyz)", self.port)
+
+    def watch_readiness(self, ready: Callable[[], bool]) -> None:
+        """How /readyz tells the process is ready; called from the HTTP thread, so it must only read a flag."""
+        self._ready = ready
+
+    def is_ready(self) -> tuple[bool, str]:
+        if not self._ready():
+            return False, "starting"
+        if not self.loop_is_alive():
+            return False, "event loop not responding"
+        return True, "ready"
 
     def loop_is_alive(self) -> bool:
         if self.loop.is_closed():
@@ -69,8 +85,11 @@ class OpsServer:
                 elif self.path == "/healthz":
                     alive = server.loop_is_alive()
                     self._reply(200 if alive else 503, b"ok\n" if alive else b"event loop not responding\n")
+                elif self.path == "/readyz":
+                    ready, why = server.is_ready()
+                    self._reply(200 if ready else 503, f"{why}\n".encode())
                 else:
-                    self._reply(404, b"not found: try /metrics or /healthz\n")
+                    self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
 
             def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
                 self.send_response(status)
@@ -85,10 +104,10 @@ class OpsServer:
         return Handler
 
 
-def check_health(port: int, timeout_s: float = 10.0) -> tuple[bool, str]:
-    """Ask a local process's /healthz: (healthy, what it said or why it could not be asked)."""
+def check_health(port: int, timeout_s: float = 10.0, path: str = "/healthz") -> tuple[bool, str]:
+    """Ask a local process's /healthz (or /readyz): (healthy, what it said or why it could not be asked)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout_s) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout_s) as response:
             return response.status == 200, response.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}"

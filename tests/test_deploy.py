@@ -158,6 +158,7 @@ def test_pods_run_as_non_root_with_read_only_root_and_no_privilege_escalation(na
             probes = {key for key in container if key.endswith("Probe")}
             assert probes == {"startupProbe", "livenessProbe", "readinessProbe"}, pod_name
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}, pod_name
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}, pod_name
 
 
 def test_gpu_values_put_inference_on_gpu_nodes_and_nothing_else() -> None:

@@ -1,5 +1,6 @@
-"""Operations surface the Helm chart relies on: /healthz catches a wedged event loop, /metrics serves the stream
-worker's counts, `adaptlog health` is the container probe, `adaptlog topics` creates every topic with its configs."""
+"""Operations surface the Helm chart relies on: /healthz catches a wedged event loop, /readyz waits for the work to
+start, /metrics serves the stream worker's counts, `adaptlog health` is the container probe, `adaptlog topics`
+creates every topic with its configs."""
 
 from __future__ import annotations
 
@@ -57,6 +58,31 @@ def test_healthz_answers_while_the_loop_runs_and_fails_while_it_is_blocked() -> 
     assert wedged[0] is False and "not responding" in wedged[1]
     assert metrics[0] == 200 and "adaptlog_test_things_total 3.0" in metrics[1]
     assert missing[0] == 404
+
+
+def test_readyz_waits_for_the_process_to_say_it_is_ready_and_for_a_live_loop() -> None:
+    async def scenario() -> list[tuple[bool, str]]:
+        server = OpsServer(0, CollectorRegistry(), probe_timeout_s=0.3, host="127.0.0.1")
+        ready = threading.Event()
+        try:
+            seen = [await asyncio.to_thread(check_health, server.port, 5, "/readyz")]  # nothing said yet
+            server.watch_readiness(ready.is_set)
+            seen.append(await asyncio.to_thread(check_health, server.port, 5, "/readyz"))
+            ready.set()
+            seen.append(await asyncio.to_thread(check_health, server.port, 5, "/readyz"))
+            probe = threading.Thread(target=lambda: seen.append(check_health(server.port, 5, "/readyz")))
+            probe.start()
+            time.sleep(1.0)  # a wedged loop is not ready either
+            probe.join()
+            return seen
+        finally:
+            server.close()
+
+    before, starting, ready, wedged = asyncio.run(scenario())
+    assert before[0] is False and "starting" in before[1]
+    assert starting[0] is False and "starting" in starting[1]
+    assert ready == (True, "ready")
+    assert wedged[0] is False and "not responding" in wedged[1]
 
 
 def test_health_command_reports_an_unreachable_port(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,6 +168,10 @@ def test_stream_worker_serves_health_and_its_counts(kafka_broker, topic_prefix: 
         while not check_health(port, timeout_s=2)[0]:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "no /healthz answer in 60 s\n" + log.read_text()
+            time.sleep(0.5)
+        while not check_health(port, timeout_s=2, path="/readyz")[0]:  # every stage has joined its group
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "not ready in 60 s\n" + log.read_text()
             time.sleep(0.5)
         records = replay_records(DATA / "bgl" / "BGL_2k.log", "bgl", settings.systems["bgl"].line_format("bgl"))
         sent = asyncio.run(replay(settings, records, "bgl"))

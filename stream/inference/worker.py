@@ -482,7 +482,8 @@ async def run_inference(settings: Settings, stop: asyncio.Event) -> Counter[str]
         torch.set_num_threads(settings.inference.threads)
     metrics = InferenceMetrics()
     port = ops_port(settings, settings.inference.metrics_port)
-    if port:
-        OpsServer(port, metrics.registry)
-    host = open_host(settings)
-    return await InferenceWorker(settings, host, metrics).run(stop)
+    ops = OpsServer(port, metrics.registry) if port else None  # /healthz answers while the model loads
+    worker = InferenceWorker(settings, open_host(settings), metrics)
+    if ops is not None:
+        ops.watch_readiness(lambda: worker.partitions is not None)  # model loaded, windows group joined
+    return await worker.run(stop)

@@ -68,6 +68,7 @@ class StageRunner:
         self._lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
         self._consumer: AIOKafkaConsumer | None = None
         self.counts: Counter[str] = Counter()
+        self.assigned = False  # the group has given this stage its partitions (possibly none) at least once
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = make_consumer(
@@ -167,6 +168,7 @@ class StageRunner:
                 self._positions.pop(tp, None)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = True
         async with self._lock:
             restored: dict[TopicPartition, Checkpoint] = {}
             if self._stateful:

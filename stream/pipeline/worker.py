@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from stream.decode import Decoder
+from stream.ops_http import OpsServer
 from stream.pipeline import ingest_stage, parse_stage, session_stage
 from stream.pipeline.checkpoint import CheckpointStore
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
@@ -57,10 +58,12 @@ async def run_worker(
     stop: asyncio.Event,
     report_every_s: float = 10.0,
     registry: CollectorRegistry | None = None,
+    ops: OpsServer | None = None,
 ) -> Counter[str]:
     """Run until ``stop`` is set (then checkpoint and leave the groups cleanly). Returns the counts per stage.
 
-    With ``registry``, the stages' counts are exported to it (the CLI serves it on ``metrics_port``)."""
+    With ``registry``, the stages' counts are exported to it (the CLI serves it on ``metrics_port``); with ``ops``,
+    its /readyz answers ready once every stage has had its first assignment."""
     await ensure_topics(settings, topic_specs(settings))
     producer = make_producer(settings)
     await producer.start()
@@ -69,6 +72,8 @@ async def run_worker(
     runners = build_runners(settings, producer, CheckpointStore(settings, producer), session_partitions)
     if registry is not None:
         registry.register(StageCountsCollector(runners))
+    if ops is not None:
+        ops.watch_readiness(lambda: all(runner.assigned for runner in runners))
     reporter = asyncio.create_task(_report(runners, stop, report_every_s))
     try:
         tasks = [asyncio.create_task(runner.run(stop), name=runner.stage) for runner in runners]

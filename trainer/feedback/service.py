@@ -94,6 +94,7 @@ class FeedbackService:
         self.counts: Counter[str] = Counter()
         self.decisions: list[Decision] = []
         self._training: asyncio.Task[None] | None = None
+        self.started = False  # consuming and producing (readiness)
 
     @property
     def input_topics(self) -> list[str]:
@@ -108,6 +109,7 @@ class FeedbackService:
         producer = make_producer(self.settings)
         await consumer.start()
         await producer.start()
+        self.started = True
         last_check = 0.0
         try:
             while not stop.is_set():
@@ -235,7 +237,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> Counter[str]:
         torch.set_num_threads(settings.trainer.threads)
     metrics = TrainerMetrics()
     port = ops_port(settings, settings.trainer.metrics_port)
-    if port:
-        OpsServer(port, metrics.registry)
+    ops = OpsServer(port, metrics.registry) if port else None
     with LabelStore(label_db(settings)) as store:
-        return await FeedbackService(settings, store, metrics).run(stop)
+        service = FeedbackService(settings, store, metrics)
+        if ops is not None:
+            ops.watch_readiness(lambda: service.started)
+        return await service.run(stop)
