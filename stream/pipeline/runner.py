@@ -36,6 +36,12 @@ from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor
 from stream.records import TICK, encode
 from stream.settings import Settings
 
+# A checkpoint re-encodes the whole state of each dirty partition (all open sessions: thousands while a backlog of
+# HDFS blocks is read). The next one waits at least this many times as long as the last took, so checkpointing
+# stays under ~1/10 of a stage's time however large the state grows (Flink's "minimum pause between checkpoints").
+# The interval setting is the floor; a crash replays at most one pause's worth of input, from the last checkpoint.
+CHECKPOINT_PAUSE_FACTOR = 10
+
 log = logging.getLogger(__name__)
 
 ProcessorFactory = Callable[[TopicPartition, dict[str, Any] | None], PartitionProcessor]
@@ -80,6 +86,8 @@ class StageRunner:
         await consumer.start()
         consumer.subscribe(list(self._topics), listener=_Listener(self))
         last_tick = last_checkpoint = time.monotonic()
+        interval_s = self._settings.checkpoint_interval_ms / 1000
+        pause_s = interval_s
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=self._settings.batch_max_records)
@@ -90,9 +98,10 @@ class StageRunner:
                     if (now - last_tick) * 1000 >= self._settings.tick_interval_ms:
                         await self._write_ticks()
                         last_tick = now
-                    if (now - last_checkpoint) * 1000 >= self._settings.checkpoint_interval_ms:
+                    if now - last_checkpoint >= pause_s:
                         await self._checkpoint(set(self._dirty))
-                        last_checkpoint = now
+                        last_checkpoint = time.monotonic()
+                        pause_s = max(interval_s, CHECKPOINT_PAUSE_FACTOR * (last_checkpoint - now))
         finally:
             async with self._lock:
                 await self._checkpoint(set(self._dirty))
