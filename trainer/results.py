@@ -138,13 +138,17 @@ class Runner:
                 print(f"[{self.family}] base {name}: reused {directory}", file=sys.stderr, flush=True)
             else:
                 dataset, split = self.data(name)
-                train = limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)
-                capped = Split(train, split.validation, split.test, split.method, split.seed)
+                capped = Split(self.train_part(name), split.validation, split.test, split.method, split.seed)
                 trained = pretrain(self.family, self.config(name), dataset, capped, options=self.options())
                 shutil.rmtree(directory, ignore_errors=True)  # --fresh: the old base goes
                 save_trained(trained, directory, dataset, {"train": capped.train, "validation": capped.validation})
                 self.bases[name] = trained
         return self.bases[name]
+
+    def train_part(self, name: str) -> list[int]:
+        """The windows a base trains on: the split's train part, normals capped by the budget."""
+        dataset, split = self.data(name)
+        return limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)
 
     def base_key(self, name: str) -> str:
         """What a base depends on besides the code: family, data set, budget, hyperparameters and seed."""
@@ -156,7 +160,7 @@ class Runner:
         def compute() -> dict[str, Any]:
             trained = self.base(name)
             dataset, split = self.data(name)
-            return self.scored(trained, dataset, split, mode="base")
+            return self.scored(trained, dataset, split, mode="base") | {"train_windows": len(self.train_part(name))}
 
         return self.cached(f"in_domain-{name}", compute)
 
