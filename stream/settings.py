@@ -162,8 +162,8 @@ class InferenceSettings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = not served
     threads: int = Field(default=0, ge=0)  # torch threads; 0 = torch's default
     # where the models score: "auto" = the first CUDA device when torch sees one, else the CPU; "cpu", "cuda",
-    # "cuda:N". On CUDA, TransLog scores in bf16 autocast (Ampere and later), LogTransfer in fp32; LogLLM stays on the
-    # CPU. The form is checked here; a CUDA device the machine lacks fails when the worker starts.
+    # "cuda:N". On CUDA, TransLog and LogLLM score in bf16 autocast (Ampere and later), LogTransfer in fp32. The form
+    # is checked here; a CUDA device the machine lacks fails when the worker starts.
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     # the scoring autocast (TransLog; stream.model.detector.scoring_autocast): "auto" = bf16 where the hardware runs it
     # natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX), else fp32; "float32"; "bfloat16"
