@@ -126,10 +126,10 @@ NOTES = [
     "  0.978 on all 8,281 training windows, and far from the paper's 0.997 (Llama-3-8B on all of HDFS). Its",
     "  HDFS -> Hadoop rows (adapter 0.82-0.86, scratch 0.76-0.91, full fine-tuning 0.78-0.87) all stay below",
     "  Hadoop's trivial 0.916, as every family's do; their goal column waits for LogLLM's in-domain Hadoop row.",
-    "  The rows marked `—` are not run yet. `python -m trainer.results --families logllm` computes them (cached per run,",
-    "  resumable; each trained source base is also kept in `bench/results/model_bases/`, outside git, and reused",
-    "  by later invocations, e.g. `--only 'transfer-hdfs-*'` after `in_domain-hdfs`). The family is also tested",
-    "  in `tests/test_model_logllm.py` (three stages beat the trivial baseline on BGL windows).",
+    "  The rows marked `—` are not run yet. `python -m trainer.results --families logllm` computes them",
+    "  (cached per run, resumable; each trained source base is also kept in `bench/results/model_bases/`, outside",
+    "  git, and reused by later invocations, e.g. `--only 'transfer-hdfs-*'` after `in_domain-hdfs`). The family",
+    "  is also tested in `tests/test_model_logllm.py` (three stages beat the trivial baseline on BGL windows).",
     "",
 ]
 
