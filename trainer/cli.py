@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from stream.errors import AdaptlogError, ConfigError, IncompatibleArtifactError
-from stream.model.artifacts import load_adapter, load_base, save_adapter, save_base
+from stream.model.artifacts import load_adapter, load_base, save_adapter
 from stream.model.detector import FitOptions, resolve_device
 from stream.model.families import FAMILIES
 from stream.model.registry import Registry
@@ -29,7 +29,7 @@ from trainer.datasets import Dataset, default_split, limit
 from trainer.evaluate import evaluate, plot_pr_curve
 from trainer.progress import progress_bar
 from trainer.service_cli import add_commands
-from trainer.train import adapt, few_labels, pretrain
+from trainer.train import adapt, few_labels, pretrain, save_trained
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,14 +57,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         trained = pretrain(
             args.family, _config(args), dataset, split, options=_options(args), progress=progress, device=args.device
         )
-    manifest = save_base(
-        trained.detector,
-        args.out,
-        source=dataset.system,
-        threshold=trained.threshold,
-        training=trained.training_summary(dataset, {"train": split.train, "validation": split.validation}),
-        metrics={"validation": trained.validation},
-    )
+    manifest = save_trained(trained, args.out, dataset, {"train": split.train, "validation": split.validation})
     _say(args, f"wrote {args.out}: validation {trained.validation}, {trained.report.seconds:.1f}s")
     _publish(args, "base", args.out, manifest)
     return 0

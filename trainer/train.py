@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from stream.model.artifacts import load_base, save_base
+from stream.model.artifacts import Manifest, load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
 from stream.model.families import family_class
 from stream.model.metrics import best_threshold, confusion
@@ -163,11 +163,13 @@ def _counts(dataset: Dataset, indices: Sequence[int]) -> dict[str, int]:
     return {"windows": len(indices), "anomalous": anomalous}
 
 
-def save_trained(trained: Trained, directory: Path, dataset: Dataset, parts: dict[str, Sequence[int]]) -> None:
+def save_trained(
+    trained: Trained, directory: str | Path, dataset: Dataset, parts: dict[str, Sequence[int]]
+) -> Manifest:
     """Write a trained base with what ``load_trained`` needs to give the same ``Trained`` back."""
     if trained.target is not None:
         raise ValueError("save_trained keeps bases; an adapter is published with save_adapter")
-    save_base(
+    return save_base(
         trained.detector,
         directory,
         source=dataset.system,
