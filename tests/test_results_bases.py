@@ -52,3 +52,24 @@ def test_fresh_trains_the_base_again_in_place_of_the_old_one(runs: Path, capsys)
     results.Runner("translog", fresh=True, seed=0).base("bgl")
     assert "reused" not in capsys.readouterr().err
     assert len(list((runs / "bases" / "translog").iterdir())) == 1
+
+
+def test_another_seed_computes_its_own_runs_and_the_report_shows_the_spread(runs: Path) -> None:
+    first = results.Runner("translog", fresh=False, seed=0).in_domain("bgl")
+    assert "## Seed variation" not in results.render(runs / "runs", "test machine")  # one seed: nothing to compare
+
+    other = results.Runner("translog", fresh=False, seed=1).in_domain("bgl")
+    assert sorted(p.name for p in (runs / "runs" / "translog").iterdir()) == [
+        "in_domain-bgl-seed1.json",
+        "in_domain-bgl.json",
+    ]
+    assert other["fit"]["losses"] != first["fit"]["losses"]  # trained with seed 1, not read from seed 0's file
+
+    text = results.render(runs / "runs", "test machine")
+    in_domain = text.split("## Transfer")[0]
+    assert f"| translog | bgl | {first['train_windows']:,} | **{first['f1']:.3f}** |" in in_domain  # seed 0 only
+    variation = text.split("## Seed variation")[1].split("## Notes")[0]
+    row = next(line for line in variation.splitlines() if line.startswith("| translog | bgl |"))
+    mean = (first["f1"] + other["f1"]) / 2
+    assert f"| 0, 1 | {first['f1']:.3f} / {other['f1']:.3f} | **{mean:.3f}** |" in row
+    assert f"{first['fp']}/{first['fn']} / {other['fp']}/{other['fn']}" in row
