@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,18 @@ def test_another_seed_computes_its_own_runs_and_the_report_shows_the_spread(runs
     mean = (first["f1"] + other["f1"]) / 2
     assert f"| 0, 1 | {first['f1']:.3f} / {other['f1']:.3f} | **{mean:.3f}** |" in row
     assert f"{first['fp']}/{first['fn']} / {other['fp']}/{other['fn']}" in row
+
+
+def test_a_run_cached_before_the_ceiling_was_recorded_gets_it_from_the_data(runs: Path) -> None:
+    run = results.Runner("translog", fresh=False, seed=0).in_domain("bgl")
+    path = runs / "runs" / "translog" / "in_domain-bgl.json"
+    ceiling = run["ceiling"]
+    assert ceiling["anomalous"] == run["test_anomalous"] and 0 < ceiling["f1"] <= 1
+    old = json.loads(path.read_text())
+    del old["ceiling"]
+    path.write_text(json.dumps(old))
+
+    again = results.Runner("translog", fresh=False, seed=0).in_domain("bgl")
+    assert again == run and json.loads(path.read_text())["ceiling"] == ceiling  # backfilled, not retrained
+    row = next(line for line in results.render(runs / "runs", "m").splitlines() if line.startswith("| translog | bgl"))
+    assert f"| {ceiling['f1']:.3f} |" in row
