@@ -72,8 +72,8 @@ def test_another_seed_computes_its_own_runs_and_the_report_shows_the_spread(runs
     variation = text.split("## Seed variation")[1].split("## Notes")[0]
     row = next(line for line in variation.splitlines() if line.startswith("| translog | bgl |"))
     mean = (first["f1"] + other["f1"]) / 2
-    assert f"| 0, 1 | {first['f1']:.3f} / {other['f1']:.3f} | **{mean:.3f}** |" in row
-    assert f"{first['fp']}/{first['fn']} / {other['fp']}/{other['fn']}" in row
+    assert f"| 0, 1 | {first['f1']:.3f}, {other['f1']:.3f} | **{mean:.3f}** |" in row
+    assert f"| {first['fp']}/{first['fn']}, {other['fp']}/{other['fn']} |" in row
 
 
 def test_a_run_cached_before_the_ceiling_was_recorded_gets_it_from_the_data(runs: Path) -> None:

@@ -66,6 +66,8 @@ def test_adapt_then_evaluate_beats_the_trivial_baseline(models, tmp_path, capsys
     print(f"\nThunderbird via BGL base + adapter: {printed}; predict-all-anomalous F1 {trivial:.3f}")
     assert result["tp"] + result["fn"] == result["test_anomalous"]
     assert result["f1"] > trivial and 0 < result["pr_auc"] <= 1
+    assert result["f1"] <= result["ceiling"]["f1"] <= 1  # no model beats what the windows' lines allow
+    assert result["ceiling"]["anomalous"] == result["test_anomalous"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

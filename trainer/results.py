@@ -69,8 +69,9 @@ BUDGETS = {
 }
 
 
-# Session windows are longer than 20 lines (HDFS blocks: up to ~300 lines; Hadoop containers: hundreds of events):
-# the models see their last 64, and an HDFS base and its Hadoop adapters share that length.
+# Session windows are longer than 20 lines (HDFS blocks: up to ~300 lines in all of HDFS, 44 in the 2% sample here;
+# Hadoop containers: hundreds of events): the models see their last 64, and an HDFS base and its Hadoop adapters
+# share that length.
 WINDOW_LENGTH = {"hdfs": 64, "hadoop": 64}
 LENGTH_SETTING = {"translog": "max_len", "logtransfer": "max_len", "logllm": "max_lines"}
 
