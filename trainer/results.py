@@ -120,8 +120,11 @@ class Runner:
     def options(self) -> FitOptions:
         return FitOptions(epochs=self.budget.epochs, seed=self.seed, min_steps=self.budget.min_steps)
 
+    def run_path(self, key: str) -> Path:
+        return RUNS / self.family / f"{run_name(key, self.seed)}.json"
+
     def cached(self, key: str, compute) -> dict[str, Any]:
-        path = RUNS / self.family / f"{run_name(key, self.seed)}.json"
+        path = self.run_path(key)
         if path.exists() and not self.fresh:
             return json.loads(path.read_text())
         print(f"[{self.family}] {key} (seed {self.seed}) ...", file=sys.stderr, flush=True)
@@ -137,7 +140,7 @@ class Runner:
         return result
 
     def store(self, key: str, result: dict[str, Any]) -> None:
-        path = RUNS / self.family / f"{run_name(key, self.seed)}.json"
+        path = self.run_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -26,7 +26,8 @@ CAVEATS = {
 
 
 def render(runs: Path, machine: str) -> str:
-    results = _load(runs)
+    every_seed = _load(runs)
+    results = {key: run for (key, seed), run in every_seed.items() if seed == 0}  # the tables show seed 0
     papers = json.loads(PAPERS.read_text()) if PAPERS.exists() else {}
     out = [
         "# Model results",
@@ -105,7 +106,7 @@ def render(runs: Path, machine: str) -> str:
         "budget). The LogTransfer paper's abstract gives only an average F1 of 0.84 over switch-vendor pairs, and",
         "TransLog's result tables could not be read offline, so their columns stay empty rather than guessed.",
         "",
-        *_seed_variation(runs),
+        *_seed_variation(every_seed),
         *NOTES,
     ]
     return "\n".join(out) + "\n"
@@ -161,12 +162,7 @@ NOTES = [
 ]
 
 
-def _load(runs: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(family, run key) -> seed 0's run: the one the main tables show."""
-    return {key: run for (key, seed), run in _load_seeds(runs).items() if seed == 0}
-
-
-def _load_seeds(runs: Path) -> dict[tuple[tuple[str, str], int], dict[str, Any]]:
+def _load(runs: Path) -> dict[tuple[tuple[str, str], int], dict[str, Any]]:
     """((family, run key), seed) -> run, for every cached run ("<key>-seed<N>.json" is seed N's, "<key>.json" 0's)."""
     found = {}
     for path in sorted(runs.glob("*/*.json")):
@@ -175,11 +171,11 @@ def _load_seeds(runs: Path) -> dict[tuple[tuple[str, str], int], dict[str, Any]]
     return found
 
 
-def _seed_variation(runs: Path) -> list[str]:
+def _seed_variation(every_seed: dict[tuple[tuple[str, str], int], dict[str, Any]]) -> list[str]:
     """A table of the in-domain runs computed with more than one seed (``--seed``): how much of a difference
     between two figures above is the luck of one split and one initialisation."""
     by_run: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-    for (key, seed), run in _load_seeds(runs).items():
+    for (key, seed), run in every_seed.items():
         if key[1].startswith("in_domain-"):
             by_run.setdefault(key, {})[seed] = run
     rows = []
