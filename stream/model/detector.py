@@ -18,7 +18,6 @@ writes them as safetensors with a manifest, and checks compatibility before load
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import re
 import time
@@ -31,8 +30,6 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from stream.errors import IncompatibleArtifactError, ModelError
-
-log = logging.getLogger(__name__)
 
 # "base": train the base model (pretraining on a source, training from scratch, or full fine-tuning on a target);
 # adapters are untouched. "adapter": train only `target`'s adapter; every base weight is frozen.
@@ -300,18 +297,10 @@ class Detector(ABC):
         ``to_device``."""
         return torch.device("cpu")
 
+    @abstractmethod
     def to_device(self, device: str | torch.device) -> torch.device:
         """Put the base and every adapter on ``device`` (see ``resolve_device``); adapters added later are created
-        there. Returns where the model now is.
-
-        This default is for a family that scores on the CPU only: a request for another device is logged and the
-        model stays where it is, so a worker configured for a GPU still serves it."""
-        resolved = resolve_device(device)
-        if resolved != self.device:
-            log.warning(
-                "%s scores on %s only; %s was asked for, staying on %s", self.family, self.device, resolved, self.device
-            )
-        return self.device
+        there. Returns where the model now is."""
 
     @abstractmethod
     def parameter_counts(self, mode: Mode, target: str | None = None) -> ParameterCounts:
