@@ -89,3 +89,32 @@ def test_a_run_cached_before_the_ceiling_was_recorded_gets_it_from_the_data(runs
     assert again == run and json.loads(path.read_text())["ceiling"] == ceiling  # backfilled, not retrained
     row = next(line for line in results.render(runs / "runs", "m").splitlines() if line.startswith("| translog | bgl"))
     assert f"| {ceiling['f1']:.3f} |" in row
+
+
+def test_a_transfer_run_is_scored_with_its_few_labels_threshold_and_an_older_run_is_recomputed(
+    runs: Path, bgl: Dataset, capsys
+) -> None:
+    runner = results.Runner("translog", fresh=False, seed=0)
+    run = runner.transfer("bgl", "thunderbird", 50, "adapter")  # both names read BGL_2k here
+    assert run["threshold"] == run["threshold_validation"]  # the threshold the few labels chose, not the split's
+    assert run["threshold_chosen_on"].startswith(results.FEW_LABELS_THRESHOLD)
+    assert run["labels"]["validation_anomalous"] > 0
+    split = runner.data("thunderbird")[1]
+    test_labels = inputs(bgl, split.test)[1]
+    flagged = [s >= run["threshold"] for s in run["test_scores"]]
+    assert run["tp"] == sum(f and y for f, y in zip(flagged, test_labels, strict=True))
+    assert run["fp"] == sum(f and not y for f, y in zip(flagged, test_labels, strict=True))
+    assert "†" not in results.render(runs / "runs", "m")
+
+    path = runs / "runs" / "translog" / "transfer-bgl-thunderbird-50-adapter.json"
+    old = json.loads(path.read_text()) | {"threshold_chosen_on": "validation part of BGL_2k.log (2 windows)"}
+    path.write_text(json.dumps(old))
+    text = results.render(runs / "runs", "m")
+    row = next(line for line in text.splitlines() if line.startswith("| translog | bgl -> thunderbird | 50"))
+    assert f"**{old['f1']:.3f}†**" in row and "† 1 runs kept from before" in text
+
+    capsys.readouterr()
+    again = results.Runner("translog", fresh=False, seed=0).transfer("bgl", "thunderbird", 50, "adapter")
+    assert "from an older protocol, recomputing" in capsys.readouterr().err
+    assert again["threshold_chosen_on"].startswith(results.FEW_LABELS_THRESHOLD)
+    assert "†" not in results.render(runs / "runs", "m")

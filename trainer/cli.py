@@ -98,7 +98,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(detector, dataset, split, target=target, manifest_threshold=threshold)
     result["model"] = str(args.model)
     result["adapter"] = None if args.adapter is None else str(args.adapter)
-    summary = {k: v for k, v in result.items() if k != "pr_curve"}
+    summary = {k: v for k, v in result.items() if k not in ("pr_curve", "test_scores")}  # these two go to --json
     print(json.dumps(summary, indent=2))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

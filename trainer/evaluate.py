@@ -1,7 +1,9 @@
 """Scoring a model on the test part of a data set: precision, recall, F1, PR-AUC, confusion counts, PR curve.
 
 The threshold is chosen on the data set's validation part, never on its test part; when the data has no validation
-part the threshold recorded in the model's manifest is used (it was chosen on validation at training time).
+part the threshold recorded in the model's manifest is used (it was chosen on validation at training time). A
+caller that must not use the whole validation part (a model trained from a few labels: the rest of the validation
+part would be labels beyond its budget) passes the threshold it chose itself.
 """
 
 from __future__ import annotations
@@ -24,26 +26,30 @@ def evaluate(
     *,
     target: str | None = None,
     manifest_threshold: float | None = None,
+    threshold: tuple[float, str] | None = None,
     batch_size: int = 64,
 ) -> dict[str, Any]:
+    """``threshold``: (value, where it was chosen), used as given instead of one chosen on the validation part."""
     test_windows, test_labels = inputs(dataset, split.test)
     if not test_labels:
         raise ValueError(f"the test part of {dataset.name} is empty ({split.method})")
     val_windows, val_labels = inputs(dataset, split.validation)
-    if any(val_labels):
-        threshold, _ = best_threshold(detector.scores(val_windows, target=target, batch_size=batch_size), val_labels)
+    if threshold is not None:
+        cut, chosen_on = threshold
+    elif any(val_labels):
+        cut, _ = best_threshold(detector.scores(val_windows, target=target, batch_size=batch_size), val_labels)
         chosen_on = f"validation part of {dataset.name} ({len(val_labels)} windows)"
     elif manifest_threshold is not None:
-        threshold, chosen_on = manifest_threshold, "the model manifest (chosen on validation when trained)"
+        cut, chosen_on = manifest_threshold, "the model manifest (chosen on validation when trained)"
     else:
         raise ValueError(f"{dataset.name} has no anomalous validation window and the model records no threshold")
     scores = detector.scores(test_windows, target=target, batch_size=batch_size)
-    result = confusion(scores, test_labels, threshold)
+    result = confusion(scores, test_labels, cut)
     return {
         "dataset": dataset.name,
         "split": split.method,
         "target": target,
-        "threshold": threshold,
+        "threshold": cut,
         "threshold_chosen_on": chosen_on,
         **result.to_dict(),
         "pr_auc": round(pr_auc(scores, test_labels), 6),
@@ -51,6 +57,7 @@ def evaluate(
         "test_anomalous": sum(test_labels),
         "ceiling": content_ceiling(dataset, split.test),
         "pr_curve": [[round(t, 6), round(p, 6), round(r, 6)] for t, p, r in pr_curve(scores, test_labels)],
+        "test_scores": [round(s, 6) for s in scores],
     }
 
 

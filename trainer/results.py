@@ -20,6 +20,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from trainer.datasets import (
     load_labeled_lines,
 )
 from trainer.evaluate import content_ceiling, evaluate
-from trainer.results_report import SEED_SUFFIX, render
+from trainer.results_report import FEW_LABELS_THRESHOLD, SEED_SUFFIX, few_label_threshold, render
 from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, load_trained, pretrain, save_trained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,10 +124,15 @@ class Runner:
     def run_path(self, key: str) -> Path:
         return RUNS / self.family / f"{run_name(key, self.seed)}.json"
 
-    def cached(self, key: str, compute) -> dict[str, Any]:
+    def cached(self, key: str, compute, current: Callable[[dict[str, Any]], bool] = lambda run: True) -> dict[str, Any]:
+        """The run kept on disk, else (or with --fresh, or when ``current`` says the kept run was computed by an
+        older protocol) computed now and kept."""
         path = self.run_path(key)
         if path.exists() and not self.fresh:
-            return json.loads(path.read_text())
+            kept = json.loads(path.read_text())
+            if current(kept):
+                return kept
+            print(f"[{self.family}] {key}: the kept run is from an older protocol, recomputing", file=sys.stderr)
         print(f"[{self.family}] {key} (seed {self.seed}) ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         result = compute()
@@ -191,19 +197,22 @@ class Runner:
         def compute() -> dict[str, Any]:
             dataset, split = self.data(target)
             labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=None, seed=self.seed)
+            # the threshold too comes from the few labels (their validation share): the rest of the target's
+            # validation part would be labels beyond the budget, some of them the adapter's own training windows
+            few = f"{FEW_LABELS_THRESHOLD} ({len(labels.validation)} windows)"
             if approach == "adapter":
                 detector = self.base(source).detector
                 trained = adapt(detector, target, dataset, labels, options=self.options())
-                result = self.scored(trained, dataset, split, mode="adapter")
+                result = self.scored(trained, dataset, split, mode="adapter", threshold_from=few)
                 detector.remove_target(target)
             elif approach == "scratch":
                 detector = family_class(self.family).create(self.config(target), seed=self.seed)
                 trained = self.calibrated(detector, dataset, labels.train, labels.validation)
-                result = self.scored(trained, dataset, split, mode="base")
+                result = self.scored(trained, dataset, split, mode="base", threshold_from=few)
             else:  # full fine-tuning: every base weight trains on the target's few labels
                 detector = self.copy_of_base(source)
                 trained = self.calibrated(detector, dataset, labels.train, labels.validation)
-                result = self.scored(trained, dataset, split, mode="base")
+                result = self.scored(trained, dataset, split, mode="base", threshold_from=few)
             result["labels"] = {
                 "train_anomalous": sum(dataset.windows[i].label for i in labels.train),
                 "validation_anomalous": sum(dataset.windows[i].label for i in labels.validation),
@@ -211,7 +220,7 @@ class Runner:
             }
             return result
 
-        return self.cached(f"transfer-{source}-{target}-{anomalies}-{approach}", compute)
+        return self.cached(f"transfer-{source}-{target}-{anomalies}-{approach}", compute, current=few_label_threshold)
 
     def calibrated(self, detector: Detector, dataset: Dataset, train, validation) -> Trained:
         return fit_and_calibrate(detector, dataset, train, validation, target=None, mode="base", options=self.options())
@@ -222,8 +231,14 @@ class Runner:
         copy.load_base_state(base.base_state())
         return copy
 
-    def scored(self, trained: Trained, dataset: Dataset, split: Split, *, mode: str) -> dict[str, Any]:
-        result = evaluate(trained.detector, dataset, split, target=trained.target, manifest_threshold=trained.threshold)
+    def scored(
+        self, trained: Trained, dataset: Dataset, split: Split, *, mode: str, threshold_from: str | None = None
+    ) -> dict[str, Any]:
+        """``threshold_from``: where ``trained.threshold`` was chosen, to score with it rather than with one chosen
+        on the data set's validation part."""
+        given = None if threshold_from is None else (trained.threshold, threshold_from)
+        detector, target, own = trained.detector, trained.target, trained.threshold
+        result = evaluate(detector, dataset, split, target=target, manifest_threshold=own, threshold=given)
         result.pop("pr_curve")
         counts = trained.detector.parameter_counts("adapter" if trained.target else "base", trained.target)
         return {
