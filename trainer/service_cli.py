@@ -14,10 +14,10 @@ import signal
 import time
 
 from stream.logs import configure as configure_logging
-from stream.model.registry import Registry
+from stream.model.registry import Registry, name_problem
 from stream.pipeline.kafka_clients import make_producer
 from stream.settings import Settings, load_settings
-from trainer.feedback.retrain import due
+from trainer.feedback.retrain import due, retry_at_ms
 from trainer.feedback.service import announce, label_db, open_registry, policy_of, serve
 from trainer.feedback.store import LabelStore
 
@@ -74,12 +74,17 @@ def status(settings: Settings) -> dict:
     targets = {}
     with LabelStore(label_db(settings)) as store:
         for system in sorted(set(store.systems()) | set(registry.names("adapter"))):
-            pointer = registry.pointer("adapter", system)
+            # a stream system the registry cannot name has labels but can never have an adapter (nor a pointer)
+            pointer = registry.pointer("adapter", system) if name_problem(system) is None else None
             counts = store.counts(system)
             history = store.history(system)
             oldest = store.oldest_unused_ms(system)
             reason = due(policy, counts, oldest, now)
             upcoming = f"now ({reason})" if reason else _upcoming(policy, counts, oldest)
+            retry_at = retry_at_ms(history[-1] if history else None)
+            if retry_at is not None and now < retry_at:
+                failures = history[-1].get("failures", 1)
+                upcoming = f"not before {_utc(retry_at)} (backing off after {failures} failed retrains in a row)"
             targets[system] = {
                 "serving": pointer.version if pointer else None,
                 "serving_since": pointer.since if pointer else None,
@@ -95,9 +100,26 @@ def _upcoming(policy, counts: dict[str, int], oldest_unused_ms: int | None) -> s
     more = max(0, policy.min_new_labels - counts["unused"])
     text = f"after {more} more labels"
     if oldest_unused_ms is not None and counts["anomalous"] >= policy.min_per_class <= counts["normal"]:
-        at = time.gmtime((oldest_unused_ms + policy.max_interval_s * 1000) / 1000)
-        text += f" or at {time.strftime('%Y-%m-%dT%H:%M:%SZ', at)}"
+        text += f" or at {_utc(oldest_unused_ms + policy.max_interval_s * 1000)}"
     return text
+
+
+def _utc(ms: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _last_retrain_text(last: dict) -> str:
+    if not last:
+        return "never retrained"
+    if last.get("failed"):
+        return f"last retrain: failed ({last.get('error')})"
+    if "rollback" in last:
+        return f"last change: rollback to {last['rollback']}"
+    return (
+        f"last retrain: {'published ' + str(last.get('version')) if last.get('published') else 'rejected'}, "
+        f"held-out F1 {last.get('challenger', {}).get('f1', float('nan')):.3f} vs champion "
+        f"{last.get('champion', {}).get('f1', float('nan')):.3f}"
+    )
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -108,14 +130,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"base {report['base']} in {report['registry']}; {report['pending_labels']} labels wait for their window")
     for system, entry in report["targets"].items():
         labels = entry["labels"]
-        last = entry["last_retrain"] or {}
-        verdict = (
-            f"last retrain: {'published ' + str(last.get('version')) if last.get('published') else 'rejected'}, "
-            f"held-out F1 {last.get('challenger', {}).get('f1', float('nan')):.3f} vs champion "
-            f"{last.get('champion', {}).get('f1', float('nan')):.3f}"
-            if last
-            else "never retrained"
-        )
+        verdict = _last_retrain_text(entry["last_retrain"] or {})
         print(
             f"  {system:<12} serving {entry['serving'] or 'zero-shot'}; {labels['total']} labels "
             f"({labels['anomalous']} anomalous, {labels['unused']} new); {verdict}; next: {entry['next_retrain']}"

@@ -49,6 +49,15 @@ VERSION = re.compile(r"^v(\d{4,})$")
 # a name becomes a directory on a shared volume: no separators, no dot-names, nothing a shell would trip over
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a base or a target in the registry, or None when it can. Callers that take names from
+    outside (a feedback record's system) check it up front, so a bad name is refused as data, not a failed publish."""
+    if not isinstance(name, str) or not NAME.match(name):
+        return f"{name!r} is not usable as a registry name (1-128 letters, digits, . _ -, not starting with . _ -)"
+    return None
+
+
 # flock on NFS degrades to POSIX record locks, which do not exclude threads of one process: this lock does
 _PROCESS_LOCK = threading.Lock()
 
@@ -344,8 +353,9 @@ class Registry:
     def _folder(self, kind: Kind, name: str | None) -> Path:
         if kind not in KIND_DIRS:
             raise ModelError(f"kind must be 'base' or 'adapter', got {kind!r}")
-        if not isinstance(name, str) or not NAME.match(name):
-            raise ModelError(f"{kind} name {name!r} is not usable as a registry name (letters, digits, . _ -)")
+        problem = name_problem(name)
+        if problem is not None:
+            raise ModelError(f"{kind} name {problem}")
         return self.root / KIND_DIRS[kind] / name
 
     @staticmethod

@@ -67,6 +67,37 @@ def due(policy: RetrainPolicy, counts: dict[str, int], oldest_unused_ms: int | N
     return None
 
 
+RETRY_FIRST_S = 60.0  # a target whose retrain failed waits this long, doubled per failure in a row ...
+RETRY_MAX_S = 6 * 3600.0  # ... up to this
+
+
+def failure_entry(
+    target: str, why: str, exc: BaseException, last: dict[str, Any] | None, now_ms: int
+) -> dict[str, Any]:
+    """The history entry of a retrain that raised: the error, how many failed in a row, and when to try again."""
+    failures = int(last.get("failures", 0)) + 1 if last and last.get("failed") else 1
+    delay_s = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
+    return {
+        "at_ms": now_ms,
+        "why": why,
+        "target": target,
+        "published": False,
+        "failed": True,
+        "error": f"{type(exc).__name__}: {exc}",
+        "failures": failures,
+        "retry_at_ms": now_ms + int(delay_s * 1000),
+    }
+
+
+def retry_at_ms(last: dict[str, Any] | None) -> int | None:
+    """When a target whose latest history entry is a failed retrain may retrain again; None when it is not backing
+    off. Kept in the history, so a restarted service backs off as well."""
+    if not last or not last.get("failed"):
+        return None
+    retry_at = last.get("retry_at_ms")
+    return retry_at if isinstance(retry_at, int) else None
+
+
 def share_of(window_id: str, salt: str) -> float:
     """A stable number in [0, 1) per window: its place in every split, the same in any process."""
     digest = hashlib.blake2b(f"{salt}/{window_id}".encode(), digest_size=8).digest()

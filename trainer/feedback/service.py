@@ -8,8 +8,14 @@ publish it only when it beats the serving one.
 Offsets are committed after the records they carried are in the store, so a restart loses no label and replays at
 most a few records, which the store takes idempotently. Training runs beside consumption (labels keep arriving
 while a target trains). A target's labels that a retrain has read are marked used, whether the challenger won or
-not, so a restart never retrains on labels already judged. Malformed feedback, a window record that does not decode,
-and a label whose window never arrived within ``retention_s`` go to ``deadletter`` with the reason.
+not, so a restart never retrains on labels already judged. Malformed feedback (a sequence naming a system the
+registry cannot name included), a window record that does not decode, and a label whose window never arrived within
+``retention_s`` go to ``deadletter`` with the reason.
+
+A retrain that fails because of its data or artifacts (``RETRAIN_FAILURES``: a broken serving adapter, a target name
+the registry refuses, labels the model cannot use) is recorded in the target's history as a failed entry with the
+reason, its labels stay unused, and the target is backed off (``retry_at_ms``, doubling per failure in a row) while
+the service goes on with the other targets. Any other exception is a bug and stops the service.
 """
 
 from __future__ import annotations
@@ -26,19 +32,23 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 
-from stream.errors import ConfigError
+from stream.errors import AdaptlogError, ConfigError
 from stream.model.detector import FitOptions
-from stream.model.registry import Registry
+from stream.model.registry import Registry, name_problem
 from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
 from stream.records import DeadLetter, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
-from trainer.feedback.retrain import Decision, RetrainPolicy, due, retrain
+from trainer.feedback.retrain import Decision, RetrainPolicy, due, failure_entry, retrain, retry_at_ms
 from trainer.feedback.store import LabelStore
 
 log = logging.getLogger(__name__)
 STAGE = "trainer"
+# What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours, ValueError
+# from labels a model cannot use): one target's problem, so that target backs off and the others go on. Anything
+# else (a RuntimeError from torch, a TypeError) is a bug and stops the service loudly.
+RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, ValueError)
 
 
 def policy_of(settings: Settings) -> RetrainPolicy:
@@ -144,6 +154,7 @@ class FeedbackService:
                     continue
                 feedback = parse_feedback(record.value or b"")
                 if isinstance(feedback, LabeledSequence):
+                    check_target(feedback.system)
                     outcome = self.store.add_sequence(feedback, now)
                 else:
                     outcome = self.store.add_label(feedback, now)
@@ -181,9 +192,12 @@ class FeedbackService:
 
     # ----------------------------------------------------------------------------------------------- retrain
 
-    def next_due(self) -> tuple[str, str] | None:
-        now = now_ms()
+    def next_due(self, now: int | None = None) -> tuple[str, str] | None:
+        now = now_ms() if now is None else now
         for system in self.store.systems():
+            retry_at = retry_at_ms(self.store.last_retrain(system))
+            if retry_at is not None and now < retry_at:
+                continue  # backing off after a failed retrain
             reason = due(self.policy, self.store.counts(system), self.store.oldest_unused_ms(system), now)
             if reason:
                 return system, reason
@@ -202,16 +216,26 @@ class FeedbackService:
         read_at = now_ms()
         examples = self.store.labeled(system)
         log.info("retraining %s (%s): %d labeled windows", system, reason, len(examples))
-        decision = await asyncio.to_thread(
-            retrain,
-            self.registry,
-            self.base,
-            system,
-            examples,
-            self.policy,
-            options=FitOptions(seed=0),
-            device=self.settings.trainer.device,
-        )
+        try:
+            decision = await asyncio.to_thread(
+                retrain,
+                self.registry,
+                self.base,
+                system,
+                examples,
+                self.policy,
+                options=FitOptions(seed=0),
+                device=self.settings.trainer.device,
+            )
+        except RETRAIN_FAILURES as exc:
+            # its labels stay unused: nothing judged them, and they should train once the cause is fixed
+            failed = failure_entry(system, reason, exc, self.store.last_retrain(system), now_ms())
+            self.store.record_retrain(system, failed)
+            wait_s = (failed["retry_at_ms"] - failed["at_ms"]) / 1000
+            log.error("retrain %s failed (%s): retried in %.0fs at the earliest", system, failed["error"], wait_s)
+            self.metrics.retrains.labels("failed").inc()
+            self.counts["failed"] += 1
+            return
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
         self.store.record_retrain(system, entry)
         used_by = decision.version or f"rejected@{entry['at_ms']}"
@@ -222,6 +246,14 @@ class FeedbackService:
         self.decisions.append(decision)
         if decision.published:
             await announce(producer, self.settings, system, decision.version or "", decision.reason)
+
+
+def check_target(system: str) -> None:
+    """A labeled sequence names its target outright: one the registry cannot name could never get an adapter (the
+    publish would fail on every retrain), so it is refused on the way in, like any malformed feedback."""
+    problem = name_problem(system)
+    if problem is not None:
+        raise FeedbackError(f"field 'system': {problem}, so it cannot have an adapter")
 
 
 async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:

@@ -271,6 +271,11 @@ class LabelStore:
         rows = self._read("SELECT entry FROM retrains WHERE system = ? ORDER BY seq", (system,))
         return [orjson.loads(row[0]) for row in rows]
 
+    def last_retrain(self, system: str) -> dict[str, Any] | None:
+        """The system's latest retrain entry; None when it has none."""
+        rows = self._read("SELECT entry FROM retrains WHERE system = ? ORDER BY seq DESC LIMIT 1", (system,))
+        return orjson.loads(rows[0][0]) if rows else None
+
     def last_retrain_ms(self, system: str) -> int | None:
         """The latest ``at_ms`` in the system's history; None when no entry has one."""
         return self._read("SELECT MAX(at_ms) FROM retrains WHERE system = ?", (system,))[0][0]

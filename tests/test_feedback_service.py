@@ -1,0 +1,125 @@
+"""The feedback service without a broker: its intake (``_store_records``) and retrain loop (``_maybe_start_retrain``,
+``next_due``) on a real SQLite store and a real registry holding a small TransLog base; records come in as the
+ConsumerRecords the consumer hands over, and the producer (a process edge) is never reached."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from stream.model.families import family_class
+from stream.model.registry import Registry
+from stream.records import Window, WindowLine, window_id_for
+from stream.settings import Settings
+from trainer.feedback.records import WindowLabel
+from trainer.feedback.retrain import RETRY_FIRST_S
+from trainer.feedback.service import FeedbackService
+from trainer.feedback.store import LabelStore
+from trainer.service_cli import status
+
+BASE = "base"
+
+
+@pytest.fixture(scope="module")
+def base_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding an untrained small TransLog base: retrains on it take seconds."""
+    root = tmp_path_factory.mktemp("base-registry")
+    detector = family_class("translog").create({"layers": 1, "max_len": 20, "adapter_dim": 32}, seed=0)
+    Registry(root).save_base(detector, BASE, source="test", threshold=0.5, training={}, metrics={})
+    return root
+
+
+@pytest.fixture
+def settings(base_registry: Path, tmp_path: Path) -> Settings:
+    shutil.copytree(base_registry, tmp_path / "registry")
+    return Settings(trainer={"registry": tmp_path / "registry", "base": BASE, "min_new_labels": 10})
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[LabelStore]:
+    with LabelStore(settings.trainer.registry / "labels.sqlite") as opened:
+        yield opened
+
+
+def consumer_record(topic: str, offset: int, value: bytes) -> ConsumerRecord:
+    return ConsumerRecord(topic, 0, offset, 0, 0, None, value, None, len(value), 0, [])
+
+
+def window(system: str, i: int) -> Window:
+    lines = tuple(
+        WindowLine("logs", 0, 10 * i + j, 1000 * i + j, j, f"{system} step {j} <*>", f"{system} step {j} {i}")
+        for j in range(3)
+    )
+    return Window(window_id_for(system, "session", f"k{i}", lines), system, "session", f"k{i}", 0, 1, "gap", lines)
+
+
+def add_labeled_windows(store: LabelStore, system: str, count: int, now_ms: int) -> None:
+    for i in range(count):
+        store.add_window(window(system, i), now_ms)
+        store.add_label(WindowLabel(window(system, i).window_id, i % 2), now_ms)
+
+
+def test_a_sequence_naming_a_system_the_registry_cannot_name_is_dead_lettered(
+    settings: Settings, store: LabelStore
+) -> None:
+    service = FeedbackService(settings, store)
+    records = [
+        consumer_record(
+            settings.topics.feedback,
+            offset,
+            orjson.dumps({"kind": "sequence", "system": system, "label": "anomalous", "templates": ["a <*>"]}),
+        )
+        for offset, system in enumerate(["my system", "../etc", "bgl"])
+    ]
+    letters = service._store_records(records)
+    assert len(letters) == 2
+    reasons = [orjson.loads(value)["reason"] for _, value in letters]
+    assert all("cannot have an adapter" in reason for reason in reasons), reasons
+    assert "'my system'" in reasons[0] and "'../etc'" in reasons[1]
+    assert store.systems() == ["bgl"]  # the good one is kept
+    assert service.counts["dead_letters"] == 2
+
+
+def test_a_failing_retrain_is_recorded_and_backed_off_and_the_other_targets_still_retrain(
+    settings: Settings, store: LabelStore
+) -> None:
+    # The stream may serve a system the registry cannot name: its windows and labels are stored, but its retrain
+    # raises ModelError when it publishes. Sorted first, it used to be picked (and crash the service) every time.
+    add_labeled_windows(store, "my system", 12, now_ms=1_000)
+    add_labeled_windows(store, "zz-ok", 12, now_ms=1_000)
+    service = FeedbackService(settings, store)
+
+    async def two_checks() -> None:
+        service._maybe_start_retrain(None)  # type: ignore[arg-type]  # the producer is reached only on a publish
+        assert service._training is not None
+        await service._training
+        service._maybe_start_retrain(None)  # type: ignore[arg-type]  # used to re-raise the first one's error
+        await service._training
+
+    asyncio.run(two_checks())
+    [failed] = store.history("my system")
+    assert failed["failed"] and not failed["published"] and failed["failures"] == 1
+    assert "ModelError" in failed["error"] and "'my system'" in failed["error"]
+    assert failed["retry_at_ms"] == failed["at_ms"] + int(RETRY_FIRST_S * 1000)
+    assert store.counts("my system")["unused"] == 12  # nothing judged its labels
+    [judged] = store.history("zz-ok")  # the other target got its turn
+    assert "failed" not in judged and store.counts("zz-ok")["unused"] == 0
+    assert service.counts["failed"] == 1
+    assert service.metrics.registry.get_sample_value("adaptlog_trainer_retrains_total", {"result": "failed"}) == 1
+
+    assert service.next_due(now=failed["retry_at_ms"] - 1) is None  # backing off, not a tight loop
+    assert service.next_due(now=failed["retry_at_ms"]) == ("my system", "12 new labels")
+    asyncio.run(service._retrain("my system", "12 new labels", None))  # type: ignore[arg-type]
+    again = store.last_retrain("my system")
+    assert again["failures"] == 2  # the wait doubles per failure in a row
+    assert again["retry_at_ms"] == again["at_ms"] + int(2 * RETRY_FIRST_S * 1000)
+
+    shown = status(settings)["targets"]["my system"]
+    assert shown["last_retrain"]["failed"] and shown["serving"] is None
+    assert "backing off after 2 failed retrains" in shown["next_retrain"]
