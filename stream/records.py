@@ -16,8 +16,22 @@ from typing import Any
 
 import orjson
 
+from stream.errors import DecodeError
+
 ANOMALOUS = "anomalous"
 NORMAL = "normal"
+# SQLite integers (the trainer's label store) and Kafka's int64 fields: a larger number is not a time or an offset
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class RecordError(DecodeError, ValueError):
+    """A wire record whose fields are missing, of the wrong JSON type or out of range; ``reason`` names the field.
+
+    A DecodeError, so it is dead-lettered like any record that does not decode, and a ValueError, so callers that
+    catch ValueError around ``from_dict`` (the inference worker) keep dead-lettering it too."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("record", reason)
 
 
 # Not frozen, though never changed after construction: built several times per log line, and a frozen dataclass's
@@ -127,17 +141,86 @@ class Window:
         )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Window:
+    def from_dict(cls, d: Any) -> Window:
+        """A decoded ``windows`` record, every field checked (type, range): a record from outside the stream, or
+        from a stream of another version, raises :class:`RecordError` naming the field, never a TypeError later in
+        a consumer (a dict where SQLite wants text, an int SQLite cannot hold). The record's ``label`` is derived
+        from its lines and not read; unknown fields are ignored."""
+        if not isinstance(d, dict):
+            raise RecordError(f"a window record must be a JSON object, not {_json_type(d)}")
+        lines = _field(d, "lines")
+        if not isinstance(lines, list):
+            raise RecordError(f"field 'lines' must be an array, not {_json_type(lines)}")
         return cls(
-            window_id=d["window_id"],
-            system=d["system"],
-            policy=d["policy"],
-            key=d["key"],
-            start_ms=int(d["start_ms"]),
-            end_ms=int(d["end_ms"]),
-            reason=d["reason"],
-            lines=tuple(WindowLine.from_dict(x) for x in d["lines"]),
+            window_id=_text(d, "window_id", empty=False),
+            system=_text(d, "system", empty=False),
+            policy=_text(d, "policy"),
+            key=_text(d, "key"),
+            start_ms=_int64(d, "start_ms"),
+            end_ms=_int64(d, "end_ms"),
+            reason=_text(d, "reason"),
+            lines=tuple(_window_line(line, index) for index, line in enumerate(lines)),
         )
+
+
+def _window_line(d: Any, index: int) -> WindowLine:
+    where = f"lines[{index}]: "
+    if not isinstance(d, dict):
+        raise RecordError(f"{where}a window line must be a JSON object, not {_json_type(d)}")
+    label = d.get("label")
+    if label is not None and not isinstance(label, str):
+        raise RecordError(f"{where}field 'label' must be a string or null, not {_json_type(label)}")
+    return WindowLine(
+        topic=_text(d, "topic", where),
+        partition=_int64(d, "partition", where),
+        offset=_int64(d, "offset", where),
+        event_ms=_int64(d, "event_ms", where),
+        template_id=_int64(d, "template_id", where),
+        template=_text(d, "template", where),
+        masked=_text(d, "masked", where),
+        label=label,
+    )
+
+
+def _field(d: dict[str, Any], name: str, where: str = "") -> Any:
+    if name not in d:
+        raise RecordError(f"{where}missing field {name!r}")
+    return d[name]
+
+
+def _text(d: dict[str, Any], name: str, where: str = "", *, empty: bool = True) -> str:
+    value = _field(d, name, where)
+    if not isinstance(value, str):
+        raise RecordError(f"{where}field {name!r} must be a string, not {_json_type(value)}")
+    if not empty and not value:
+        raise RecordError(f"{where}field {name!r} is empty")
+    return value
+
+
+def _int64(d: dict[str, Any], name: str, where: str = "") -> int:
+    value = _field(d, name, where)
+    if isinstance(value, float):  # JSON has one number type: say which number (5.5, or 2**64 read as a float)
+        raise RecordError(f"{where}field {name!r} must be an integer, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int):  # bool is an int in Python, never one in a record
+        raise RecordError(f"{where}field {name!r} must be an integer, not {_json_type(value)}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise RecordError(f"{where}field {name!r} is out of the 64-bit integer range: {value}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for reasons a sender can act on."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 @dataclass(frozen=True, slots=True)

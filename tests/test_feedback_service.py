@@ -47,8 +47,8 @@ def store(settings: Settings) -> Iterator[LabelStore]:
         yield opened
 
 
-def consumer_record(topic: str, offset: int, value: bytes) -> ConsumerRecord:
-    return ConsumerRecord(topic, 0, offset, 0, 0, None, value, None, len(value), 0, [])
+def consumer_record(topic: str, offset: int, value: bytes | None) -> ConsumerRecord:
+    return ConsumerRecord(topic, 0, offset, 0, 0, None, value, None, len(value or b""), 0, [])
 
 
 def window(system: str, i: int) -> Window:
@@ -123,3 +123,34 @@ def test_a_failing_retrain_is_recorded_and_backed_off_and_the_other_targets_stil
     shown = status(settings)["targets"]["my system"]
     assert shown["last_retrain"]["failed"] and shown["serving"] is None
     assert "backing off after 2 failed retrains" in shown["next_retrain"]
+
+
+def test_malformed_window_records_are_dead_lettered_and_the_good_ones_kept(
+    settings: Settings, store: LabelStore
+) -> None:
+    good = window("hdfs", 1).to_dict()
+    line = good["lines"][0]
+    bad = {
+        "system null": {**good, "system": None},  # was dropped without a word by INSERT OR IGNORE
+        "system object": {**good, "system": {"a": 1}},  # was sqlite3.ProgrammingError: the service crashed
+        "system list": {**good, "system": ["hdfs"]},
+        "window_id null": {**good, "window_id": None},  # was stored with a NULL id
+        "window_id number": {**good, "window_id": 7},  # was stored as '7'
+        "template number": {**good, "lines": [{**line, "template": 5}]},  # was stored as [5]
+        "end_ms 2**63": {**good, "end_ms": 2**63},  # was OverflowError: the service crashed
+        "not an object": [good],
+    }
+    values = [orjson.dumps(record) for record in bad.values()]
+    values.append(orjson.dumps({**good, "end_ms": 0}).replace(b'"end_ms":0', b'"end_ms":18446744073709551616'))
+    values.append(None)  # a tombstone
+    values.append(orjson.dumps(good))
+    service = FeedbackService(settings, store)
+    records = [consumer_record(settings.topics.windows, offset, value) for offset, value in enumerate(values)]
+    letters = service._store_records(records)
+    assert len(letters) == len(values) - 1
+    reasons = [orjson.loads(value)["reason"] for _, value in letters]
+    assert all(reason.startswith("not a window record: ") for reason in reasons), reasons
+    assert "field 'system' must be a string, not null" in reasons[0]
+    assert "lines[0]: field 'template' must be a string, not a number" in reasons[5]
+    assert [row[0] for row in store._read("SELECT window_id FROM windows")] == [good["window_id"]]
+    assert service.counts["windows"] == 1

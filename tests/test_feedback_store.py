@@ -320,3 +320,12 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RuntimeError, match="schema 99"):
         LabelStore(path)
+
+
+def test_a_window_the_schema_refuses_raises_rather_than_vanishing(store: LabelStore) -> None:
+    window = make_window("blk_30", 0)
+    broken = Window(window.window_id, None, window.policy, window.key, 0, 1, "gap", window.lines)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        store.add_window(broken, now_ms=0)  # INSERT OR IGNORE dropped it without a word
+    assert store.add_window(window, now_ms=0)
+    assert not store.add_window(window, now_ms=1)  # a repeat is still a quiet no-op

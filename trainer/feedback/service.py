@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 
-from stream.errors import AdaptlogError, ConfigError
+from stream.errors import AdaptlogError, ConfigError, DecodeError
 from stream.model.detector import FitOptions
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import OpsServer, ops_port
@@ -160,9 +160,12 @@ class FeedbackService:
                     outcome = self.store.add_label(feedback, now)
                 self.metrics.labels.labels(outcome).inc()
                 self.counts[f"labels_{outcome}"] += 1
-            except (FeedbackError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                reason = exc.reason if isinstance(exc, FeedbackError) else f"not a window record: {exc}"
-                letters.append(self._letter(record, reason))
+            except FeedbackError as exc:
+                letters.append(self._letter(record, exc.reason))
+            except DecodeError as exc:  # Window.from_dict checks every field
+                letters.append(self._letter(record, f"not a window record: {exc.reason}"))
+            except (orjson.JSONDecodeError, TypeError) as exc:  # not JSON; no value at all (a tombstone)
+                letters.append(self._letter(record, f"not a window record: {type(exc).__name__}: {exc}"))
         return letters
 
     def _letter(self, record: ConsumerRecord, reason: str) -> tuple[str, bytes]:

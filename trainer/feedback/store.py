@@ -290,9 +290,11 @@ def insert_window(
     end_ms: int,
     now_ms: int,
 ) -> bool:
+    # ON CONFLICT names the one conflict that is a repeat (the same window again); INSERT OR IGNORE would also
+    # swallow a NOT NULL or CHECK violation, losing a window without a word.
     cursor = db.execute(
-        "INSERT OR IGNORE INTO windows (window_id, system, templates, masked, end_ms, stored_ms)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO windows (window_id, system, templates, masked, end_ms, stored_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (window_id) DO NOTHING",
         (window_id, system, orjson.dumps(templates).decode(), orjson.dumps(masked).decode(), end_ms, now_ms),
     )
     return cursor.rowcount == 1
