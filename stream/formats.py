@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
 
 from stream.errors import ConfigError, DecodeError
 from stream.timeparse import compile_time_format
@@ -56,44 +57,80 @@ class LineFormat:
 
 
 def parse_time(text: str, time_format: str) -> int:
-    """Parse a timestamp into epoch milliseconds (UTC when the text carries no zone). Raises DecodeError."""
+    """Parse a timestamp into epoch milliseconds (UTC when the text carries no zone). Raises DecodeError.
+
+    Every format is range-checked like the JSON ``ts``: an epoch of 20 digits decodes to an int that orjson cannot
+    encode, which used to crash the ingest stage after decode had accepted the line.
+    """
     try:
         if time_format == EPOCH_S:
-            return int(float(text) * 1000)
-        if time_format == EPOCH_MS:
-            return int(text)
-        return compile_time_format(time_format)(text)
-    except (ValueError, OverflowError) as exc:
+            event_ms = _epoch_s_to_ms(text)
+        elif time_format == EPOCH_MS:
+            event_ms = int(text)
+        else:
+            event_ms = compile_time_format(time_format)(text)
+    except (ValueError, ArithmeticError) as exc:  # ArithmeticError: OverflowError and decimal's signals
         raise DecodeError("decode", f"timestamp {text[:64]!r} does not parse as {time_format!r}") from exc
+    return _in_range(event_ms, text)
 
 
 # Epoch ms beyond +-2**53 are not times anyone logs, and would not survive JSON readers that use doubles.
 MAX_EPOCH_MS = 2**53
+_MAX_EPOCH_S = Decimal(MAX_EPOCH_MS).scaleb(-3)  # exact: 9007199254740.992
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _epoch_s_to_ms(text: str) -> int:
+    # Decimal, not float: float("1.005") * 1000 is 1004.999..., which truncated to 1004 ms. Sub-millisecond digits
+    # are floored, as %f's microseconds are: the millisecond an instant falls in.
+    seconds = Decimal(text)
+    if not seconds.is_finite():
+        raise ValueError(f"{text[:64]!r} is not a finite number")
+    # Checked before any arithmetic: "1e999999" would overflow the multiplication or become a huge integer.
+    if seconds.copy_abs() > _MAX_EPOCH_S:  # copy_abs: abs() rounds to the context and can overflow
+        raise _out_of_range(text)
+    return int((seconds * 1000).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _in_range(event_ms: int, value: object) -> int:
+    if not -MAX_EPOCH_MS <= event_ms <= MAX_EPOCH_MS:
+        raise _out_of_range(value)
+    return event_ms
+
+
+def _out_of_range(value: object) -> DecodeError:
+    return DecodeError("decode", f"timestamp {value!r:.40} is out of range for epoch milliseconds")
 
 
 def parse_iso_or_epoch_ms(value: object) -> int:
     """A JSON ``ts``: epoch milliseconds (number or digit string) or ISO 8601. Raises DecodeError."""
-    event_ms = _iso_or_epoch_ms(value)
-    if not -MAX_EPOCH_MS <= event_ms <= MAX_EPOCH_MS:
-        raise DecodeError("decode", f"ts {value!r:.40} is out of range for epoch milliseconds")
-    return event_ms
+    return _in_range(_iso_or_epoch_ms(value), value)
 
 
 def _iso_or_epoch_ms(value: object) -> int:
     if isinstance(value, bool):  # bool is an int subclass; true/false is not a time
         raise DecodeError("decode", f"ts {value!r} is not a timestamp")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not abs(value) <= MAX_EPOCH_MS:  # also NaN and infinities, which int() refuses
+            raise _out_of_range(value)
         return int(value)
     if isinstance(value, str):
-        if value.isdigit():
-            return int(value)
+        if value.isascii() and value.isdigit():  # isdigit alone admits "²", which int() refuses
+            try:
+                return int(value)
+            except ValueError as exc:  # more digits than int() converts
+                raise _out_of_range(value) from exc
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
             raise DecodeError("decode", f"ts {value[:64]!r} is neither epoch ms nor ISO 8601") from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
+        # Integer arithmetic: timestamp() * 1000 goes through a float and can land a millisecond early.
+        return (parsed - _EPOCH) // _ONE_MS
     raise DecodeError("decode", f"ts has type {type(value).__name__}, expected epoch ms or ISO 8601 string")
 
 

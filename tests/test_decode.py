@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.decode import Decoder, RawRecord
+from stream.errors import DecodeError
+from stream.formats import parse_time
 from stream.records import DeadLetter, LogLine
-from stream.settings import load_settings
+from stream.settings import SystemSettings, load_settings
 
 DECODER = Decoder(load_settings(default_systems={"syslog-topic": "raw"}))
 HDFS_LINE = (
@@ -120,3 +122,62 @@ def test_block_labels_must_be_normal_or_anomaly(tmp_path: Path) -> None:
     bad.write_text("BlockId,Label\nblk_1,Normal\nblk_2,anomaly?\n")
     with pytest.raises(ConfigError, match="line 3: label 'anomaly\\?' is neither Normal nor Anomaly"):
         read_block_labels(bad)
+
+
+# Thunderbird_2k.log's first line without Loghub's label column: its timestamp group is epoch_s.
+THUNDERBIRD_LINE = (
+    "1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed for user root"
+)
+EPOCH_SYSTEMS = load_settings(
+    systems={
+        "seconds": SystemSettings(format_regex=r"(?P<timestamp>\S+) (?P<content>.*)", time_format="epoch_s"),
+        "millis": SystemSettings(format_regex=r"(?P<timestamp>\S+) (?P<content>.*)", time_format="epoch_ms"),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("system", "value"),
+    [
+        ("thunderbird", THUNDERBIRD_LINE.replace("1131566461", "99999999999999999999", 1)),
+        ("seconds", "9007199254741 session closed"),  # 2**53 ms is 9007199254740.992 s
+        ("seconds", "-1e30 session closed"),
+        ("seconds", "1e999999999 session closed"),  # refused before int() builds a billion-digit number
+        ("millis", "123456789012345678901234 session closed"),
+        ("millis", "-9007199254740993 session closed"),
+    ],
+)
+def test_epoch_timestamps_out_of_range_are_dead_letters(system: str, value: str) -> None:
+    letter = Decoder(EPOCH_SYSTEMS if system != "thunderbird" else load_settings()).decode(
+        RawRecord("logs", 3, 42, value.encode(), [("system", system.encode())])
+    )
+    assert isinstance(letter, DeadLetter), letter
+    assert "out of range for epoch milliseconds" in letter.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "time_format", "expected"),
+    [
+        ("1.005", "epoch_s", 1_005),  # float: 1.005 * 1000 = 1004.9999999999999, truncated to 1004
+        ("1131566461.001", "epoch_s", 1_131_566_461_001),
+        ("1700000000.015", "epoch_s", 1_700_000_000_015),
+        ("1.0009", "epoch_s", 1_000),  # sub-millisecond digits are floored, as %f's microseconds are
+        ("-1.0005", "epoch_s", -1_001),
+        ("1131566461", "epoch_s", 1_131_566_461_000),
+        ("9007199254740.992", "epoch_s", 2**53),
+        ("9007199254740992", "epoch_ms", 2**53),
+    ],
+)
+def test_epoch_seconds_parse_exactly(text: str, time_format: str, expected: int) -> None:
+    assert parse_time(text, time_format) == expected
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-Infinity", "1.2.3", ""])
+def test_epoch_seconds_that_are_not_numbers_do_not_parse(text: str) -> None:
+    with pytest.raises(DecodeError, match="does not parse as 'epoch_s'"):
+        parse_time(text, "epoch_s")
+
+
+def test_iso_ts_milliseconds_are_exact() -> None:
+    line = decode(orjson.dumps({"system": "raw", "message": "m", "ts": "2005-06-03T15:42:50.675999"}))
+    assert isinstance(line, LogLine) and line.event_ms == 1_117_813_370_675

@@ -9,13 +9,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream.decode import Decoder
+from stream.decode import Decoder, RawRecord
 from stream.pipeline.ingest_stage import IngestPartition
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import SessionPartition
 from stream.pipeline.stage import InputRecord, Outgoing
 from stream.records import TICK as TICK_ENVELOPE
-from stream.records import encode
+from stream.records import DeadLetter, LogLine, encode
 from stream.replay import replay_records
 from stream.settings import SystemSettings, load_settings
 from tests.streaming import DATA, hdfs_system
@@ -145,3 +145,50 @@ def test_a_changed_or_removed_system_starts_afresh_and_the_others_keep_their_sta
     assert after.snapshot()["systems"] == {}  # hdfs gone, bgl restarted (nothing parsed yet)
     same = ParsePartition(SETTINGS, state)
     assert same.snapshot() == state  # unchanged settings: everything restored
+
+
+THUNDERBIRD_LINES = [
+    line.split(" ", 1)[1].encode()  # without Loghub's label column, as replay sends them
+    for line in (DATA / "thunderbird" / "Thunderbird_2k.log").read_text().splitlines()[:3]
+]
+
+
+def lines_sent(outgoing: list[Outgoing], topic: str) -> list[int]:
+    """The source offsets of the lines an ingest stage sent to ``topic``."""
+    return [item[2] for o in outgoing if o.topic == topic for item in orjson.loads(o.value)["i"]]
+
+
+def test_ingest_dead_letters_a_line_whose_epoch_is_out_of_range_and_goes_on() -> None:
+    # 20 digits of epoch seconds decoded before, then orjson refused the line and the whole batch raised.
+    settings = load_settings()
+    bad = THUNDERBIRD_LINES[1].replace(b"1131566461", b"99999999999999999999", 1)
+    batch = [
+        InputRecord("logs", 0, offset, None, value, 0, [("system", b"thunderbird")])
+        for offset, value in enumerate([THUNDERBIRD_LINES[0], bad, THUNDERBIRD_LINES[2]])
+    ]
+    out = IngestPartition(settings, Decoder(settings)).process_batch(batch)
+    assert lines_sent(out, settings.topics.lines) == [0, 2]
+    (letter,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.deadletter]
+    assert letter["offset"] == 1 and "out of range" in letter["reason"]
+
+
+class SkewedClockDecoder(Decoder):
+    """The real decoder, but a line's event time is pushed past 64 bits: a value decode lets through by mistake."""
+
+    def decode(self, record: RawRecord) -> LogLine | DeadLetter:
+        decoded = super().decode(record)
+        if isinstance(decoded, LogLine) and record.offset == 1:
+            decoded.event_ms = 2**70
+        return decoded
+
+
+def test_ingest_dead_letters_a_line_that_fails_to_encode_and_keeps_the_rest_of_the_batch() -> None:
+    settings = load_settings()
+    batch = [
+        InputRecord("logs", 0, offset, None, value, 0, [("system", b"thunderbird")])
+        for offset, value in enumerate(THUNDERBIRD_LINES)
+    ]
+    out = IngestPartition(settings, SkewedClockDecoder(settings)).process_batch(batch)
+    assert lines_sent(out, settings.topics.lines) == [0, 2]
+    (letter,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.deadletter]
+    assert (letter["stage"], letter["offset"]) == ("ingest", 1) and "TypeError" in letter["reason"]

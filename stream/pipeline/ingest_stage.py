@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream.decode import Decoder, RawRecord
-from stream.pipeline.stage import InputRecord, Outgoing, dead_letter, envelopes
-from stream.records import DeadLetter, Routed, encode
+from stream.pipeline.stage import InputRecord, Outgoing, dead_letter, encode_routed, envelope_values, guarded
+from stream.records import DeadLetter, Routed
 from stream.settings import Settings
 
 STAGE = "ingest"
@@ -24,22 +24,25 @@ class IngestPartition:
         self._deadletter_topic = settings.topics.deadletter
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        by_system: dict[str, list[tuple[Routed, int]]] = {}
-        for record in records:
-            raw = RawRecord(
-                record.topic, record.partition, record.offset, record.value, record.headers, record.timestamp_ms
-            )
-            decoded = self._decoder.decode(raw)  # never raises: bad input comes back as a dead letter
-            if isinstance(decoded, DeadLetter):
-                out.append(dead_letter(self._deadletter_topic, decoded))
-                continue
-            upstream = (record.topic, record.partition, record.offset, 0)
-            by_system.setdefault(decoded.system, []).append((Routed(upstream, decoded.to_dict()), len(decoded.content)))
+        by_system: dict[str, list[bytes]] = {}
+        # Per record inside guarded: decode never raises, but a line it accepts could still fail to encode, and that
+        # must dead-letter the one record, not crash the stage into a restart loop on the same batch.
+        out = guarded(records, lambda record: self._process(record, by_system), STAGE, self._deadletter_topic)
         for system, lines in by_system.items():
             key = system.encode()
-            out += [Outgoing(self._lines_topic, encode(envelope), key=key) for envelope in envelopes(lines)]
+            out += [Outgoing(self._lines_topic, value, key=key) for value in envelope_values(lines)]
         return out
+
+    def _process(self, record: InputRecord, by_system: dict[str, list[bytes]]) -> list[Outgoing]:
+        raw = RawRecord(
+            record.topic, record.partition, record.offset, record.value, record.headers, record.timestamp_ms
+        )
+        decoded = self._decoder.decode(raw)  # never raises: bad input comes back as a dead letter
+        if isinstance(decoded, DeadLetter):
+            return [dead_letter(self._deadletter_topic, decoded)]
+        upstream = (record.topic, record.partition, record.offset, 0)
+        by_system.setdefault(decoded.system, []).append(encode_routed(Routed(upstream, decoded.to_dict())))
+        return []
 
     def wants_ticks(self) -> bool:
         return False

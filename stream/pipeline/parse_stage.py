@@ -20,19 +20,20 @@ from stream.pipeline.stage import (
     Outgoing,
     UpstreamDedup,
     dead_letter,
-    envelopes,
+    encode_routed,
+    envelope_values,
     guarded,
     read_envelope,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import DeadLetter, LogLine, Routed, WindowLine, encode
+from stream.records import DeadLetter, LogLine, Routed, WindowLine
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build, policy_from_dict
 
 STAGE = "parse"
-# A line routed to a session: (payload, session key, text size); its upstream position is stamped per batch.
-SessionCopy = tuple[dict[str, Any], str, int]
+# A line routed to a session: (payload, session key); its upstream position is stamped per batch.
+SessionCopy = tuple[dict[str, Any], str]
 SESSION = "session"
 
 
@@ -110,12 +111,12 @@ class ParsePartition:
         sub = itertools.count()
         for partition, copies in to_sessions.items():
             stamped = [
-                (Routed((record.topic, record.partition, record.offset, next(sub)), payload, key), size)
-                for payload, key, size in copies
+                encode_routed(Routed((record.topic, record.partition, record.offset, next(sub)), payload, key))
+                for payload, key in copies
             ]
             out += [
-                Outgoing(self._settings.topics.sessions, encode(batch), partition=partition)
-                for batch in envelopes(stamped)
+                Outgoing(self._settings.topics.sessions, value, partition=partition)
+                for value in envelope_values(stamped)
             ]
         return out
 
@@ -124,7 +125,7 @@ class ParsePartition:
         line: LogLine,
         window_line: WindowLine,
         system: SystemState,
-        to_sessions: dict[int, list[tuple[Routed, int]]],
+        to_sessions: dict[int, list[SessionCopy]],
     ) -> list[Outgoing]:
         keys = list(dict.fromkeys(system.key_regex.findall(line.content))) if system.key_regex else []
         if not keys:
@@ -142,7 +143,7 @@ class ParsePartition:
         for key in keys:
             # HDFS labels blocks, not lines: the line carries the label of the session it is routed to.
             keyed_line = {**line_dict, "label": line.key_labels.get(key, line.label)}
-            copy = ({"system": line.system, "line": keyed_line}, key, len(line.content))
+            copy = ({"system": line.system, "line": keyed_line}, key)
             to_sessions.setdefault(self._session_partition(key), []).append(copy)
         return []
 

@@ -7,7 +7,7 @@ A processor is deterministic: the same input records (ticks included) give the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -117,24 +117,38 @@ def restore_per_system(
     return restored
 
 
-# Internal records carry up to this many lines, and about this many bytes of text: enough to spread the Kafka
-# client's per-record cost, far below the broker's default 1 MiB record limit (one line may be 64 KiB).
+# Internal records carry up to this many lines, and about this many bytes: enough to spread the Kafka client's
+# per-record cost, far below the broker's default 1 MiB record limit (one line may be 64 KiB of text, more once
+# JSON-escaped). The bytes counted are the encoded ones: a line of control characters or masked numbers encodes to
+# several times its text, and counting its text let one envelope pass 1 MiB.
 BATCH_LINES = 200
 BATCH_BYTES = 256 * 1024
+_ENVELOPE_OPEN, _ENVELOPE_SEPARATOR, _ENVELOPE_CLOSE = b'{"i":[', b",", b"]}"
 
 
-def envelopes(items: Sequence[tuple[Routed, int]]) -> Iterator[Envelope]:
-    """Cut (line, its text size) pairs, in order, into envelopes bounded by BATCH_LINES and BATCH_BYTES."""
-    batch: list[Routed] = []
+def encode_routed(item: Routed) -> bytes:
+    """One line of an envelope as JSON, exactly as ``encode(Envelope(...))`` writes it there.
+
+    Raises what orjson raises (an integer past 64 bits, a lone surrogate): callers encode each line inside
+    ``guarded``, so such a line is dead-lettered alone instead of failing the batch it would have joined.
+    """
+    return orjson.dumps([*item.upstream, item.key, item.payload])
+
+
+def envelope_values(encoded: Iterable[bytes]) -> Iterator[bytes]:
+    """Join encoded lines, in order, into envelope records of at most BATCH_LINES lines and BATCH_BYTES bytes
+    (a single larger line travels alone). Each record decodes as an :class:`Envelope` (``Envelope.to_dict``'s form,
+    which orjson writes without whitespace)."""
+    batch: list[bytes] = []
     size = 0
-    for item, item_size in items:
-        if batch and (len(batch) >= BATCH_LINES or size + item_size > BATCH_BYTES):
-            yield Envelope(tuple(batch))
+    for item in encoded:
+        if batch and (len(batch) >= BATCH_LINES or size + len(item) > BATCH_BYTES):
+            yield _ENVELOPE_OPEN + _ENVELOPE_SEPARATOR.join(batch) + _ENVELOPE_CLOSE
             batch, size = [], 0
         batch.append(item)
-        size += item_size
+        size += len(item) + 1
     if batch:
-        yield Envelope(tuple(batch))
+        yield _ENVELOPE_OPEN + _ENVELOPE_SEPARATOR.join(batch) + _ENVELOPE_CLOSE
 
 
 def guarded(
