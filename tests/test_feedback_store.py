@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from stream.records import Window, WindowLine, window_id_for
+from trainer.feedback import store as store_module
 from trainer.feedback.records import FeedbackError, LabeledSequence, WindowLabel, parse_feedback, sequence_id
 from trainer.feedback.store import LabelStore, StoredExample
 
@@ -329,3 +330,29 @@ def test_a_window_the_schema_refuses_raises_rather_than_vanishing(store: LabelSt
         store.add_window(broken, now_ms=0)  # INSERT OR IGNORE dropped it without a word
     assert store.add_window(window, now_ms=0)
     assert not store.add_window(window, now_ms=1)  # a repeat is still a quiet no-op
+
+
+def test_a_null_window_id_in_an_older_file_does_not_keep_pending_labels_forever(tmp_path: Path) -> None:
+    # A file created before the ids were NOT NULL, holding a NULL-id window that an older trainer let in: it opens
+    # as it is, and NOT IN (... NULL ...), never true, no longer hides every pending label.
+    path = tmp_path / "labels.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(store_module.SCHEMA.replace("NOT NULL PRIMARY KEY", "PRIMARY KEY"))
+        db.execute(f"PRAGMA user_version={store_module.SCHEMA_VERSION}")
+        db.execute("INSERT INTO windows VALUES (NULL, 'hdfs', '[]', '[]', 0, 0)")
+    db.close()
+    with LabelStore(path) as store:
+        assert store.add_label(WindowLabel("never-arrives", 1), now_ms=0) == "pending"
+        assert store.pending_count() == 1
+        assert store.expire_pending(now_ms=10 * HOUR, horizon_ms=HOUR) == [WindowLabel("never-arrives", 1)]
+        assert store.pending_count() == 0
+        assert store.expire_windows(now_ms=10 * HOUR, horizon_ms=HOUR) == 1  # the NULL-id window expires too
+
+
+def test_a_new_file_refuses_a_null_window_id(store: LabelStore) -> None:
+    for table, values in (
+        ("windows", "(NULL, 'hdfs', '[]', '[]', 0, 0)"),
+        ("labels", "(NULL, 1, NULL, 'x', 0, 1, NULL)"),
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"), store._write() as db:
+            db.execute(f"INSERT INTO {table} VALUES {values}")

@@ -43,9 +43,12 @@ from stream.records import Window
 from trainer.feedback.records import LabeledSequence, WindowLabel
 
 SCHEMA_VERSION = 1
+# NOT NULL on the ids: SQLite lets a TEXT PRIMARY KEY be NULL. Files created before it was added lack it and are
+# opened as they are (SQLite cannot add a constraint to a column); decoding refuses a NULL id before it gets here, and
+# the queries use NOT EXISTS, which a NULL id cannot blind the way it blinds NOT IN.
 SCHEMA = """
 CREATE TABLE windows (
-    window_id TEXT PRIMARY KEY,
+    window_id TEXT NOT NULL PRIMARY KEY,
     system TEXT NOT NULL,
     templates TEXT NOT NULL,
     masked TEXT NOT NULL,
@@ -55,7 +58,7 @@ CREATE TABLE windows (
 CREATE INDEX windows_system ON windows (system);
 CREATE INDEX windows_stored ON windows (stored_ms);
 CREATE TABLE labels (
-    window_id TEXT PRIMARY KEY,
+    window_id TEXT NOT NULL PRIMARY KEY,
     label INTEGER NOT NULL CHECK (label IN (0, 1)),
     by TEXT,
     source TEXT NOT NULL,
@@ -182,7 +185,8 @@ class LabelStore:
         with self._write() as db:
             rows = db.execute(
                 "SELECT window_id, label, by, source FROM labels"
-                " WHERE labeled_ms < ? AND window_id NOT IN (SELECT window_id FROM windows) ORDER BY arrival",
+                " WHERE labeled_ms < ? AND NOT EXISTS (SELECT 1 FROM windows w WHERE w.window_id = labels.window_id)"
+                " ORDER BY arrival",
                 (now_ms - horizon_ms,),
             ).fetchall()
             db.executemany("DELETE FROM labels WHERE window_id = ?", [(row[0],) for row in rows])
@@ -193,7 +197,8 @@ class LabelStore:
         windows stay forever. Returns how many were deleted."""
         with self._write() as db:
             cursor = db.execute(
-                "DELETE FROM windows WHERE stored_ms < ? AND window_id NOT IN (SELECT window_id FROM labels)",
+                "DELETE FROM windows WHERE stored_ms < ?"
+                " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.window_id = windows.window_id)",
                 (now_ms - horizon_ms,),
             )
             return cursor.rowcount
@@ -259,7 +264,9 @@ class LabelStore:
 
     def pending_count(self) -> int:
         """Labels still waiting for their window, all systems together."""
-        return self._read("SELECT COUNT(*) FROM labels WHERE window_id NOT IN (SELECT window_id FROM windows)")[0][0]
+        return self._read(
+            "SELECT COUNT(*) FROM labels l WHERE NOT EXISTS (SELECT 1 FROM windows w WHERE w.window_id = l.window_id)"
+        )[0][0]
 
     def systems(self) -> list[str]:
         """The systems that have at least one labeled window, sorted."""
