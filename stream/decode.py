@@ -68,7 +68,8 @@ class Decoder:
         if text.lstrip().startswith("{"):
             fields = _json_fields(text)
             system = _text_field(fields, "system", required=False) or headers.get("system")
-            message = _text_field(fields, "message", required=True)
+            # A trailing newline is the line's end, not part of it (as for raw lines); inner ones are kept.
+            message = (_text_field(fields, "message", required=True) or "").rstrip("\r\n")
             ts = fields.get("ts")
             event_ms = parse_iso_or_epoch_ms(ts) if ts is not None else None
             label = _text_field(fields, "label", required=False) or headers.get("label")

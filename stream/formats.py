@@ -1,9 +1,10 @@
 """Line formats: how to cut a raw log line into its timestamp and its message content.
 
 A format is a regex with named groups: ``content`` (required, what Drain mines) and optionally ``timestamp`` with a
-``time_format`` (a strptime format, or ``epoch_s`` / ``epoch_ms``). Ready formats cover the Loghub layouts that our
-data uses. Timestamps without a zone are taken as UTC: Loghub's logs carry no zone, and using the machine's zone would
-make window ids depend on where the worker runs.
+``time_format`` (a strptime format, or ``epoch_s`` / ``epoch_ms``). It is compiled with DOTALL, so ``.`` crosses the
+newlines of a multi-line message (a stack trace) and the content keeps all of it. Ready formats cover the Loghub
+layouts that our data uses. Timestamps without a zone are taken as UTC: Loghub's logs carry no zone, and using the
+machine's zone would make window ids depend on where the worker runs.
 
 Loghub's BGL and Thunderbird files put a ground-truth column in front of each line (``-`` for normal, else the alert
 category). That column is not part of a real log: ``replay`` strips it into a record header (``label_column``), and
@@ -34,7 +35,10 @@ class LineFormat:
 
     def __post_init__(self) -> None:
         try:
-            regex = re.compile(self.pattern)
+            # DOTALL: a record may hold a multi-line message (a stack trace); without it ``.*`` stopped at the first
+            # newline and the rest of the message was silently dropped. Drain splits tokens on any whitespace, so
+            # the newlines do not change templates; the masked content keeps them.
+            regex = re.compile(self.pattern, re.DOTALL)
         except re.error as exc:
             raise ConfigError(f"format {self.name}.pattern", f"not a valid regex: {exc}") from exc
         if "content" not in regex.groupindex:

@@ -181,3 +181,26 @@ def test_epoch_seconds_that_are_not_numbers_do_not_parse(text: str) -> None:
 def test_iso_ts_milliseconds_are_exact() -> None:
     line = decode(orjson.dumps({"system": "raw", "message": "m", "ts": "2005-06-03T15:42:50.675999"}))
     assert isinstance(line, LogLine) and line.event_ms == 1_117_813_370_675
+
+
+# A Java stack trace as a Hadoop task logs it (the exception text is from Loghub Hadoop's templates).
+STACK_TRACE = (
+    "java.net.NoRouteToHostException: No Route to Host from MININT-FNANLI5/127.0.0.1 to msra-sa-41:8030\n"
+    "\tat org.apache.hadoop.ipc.Client.call(Client.java:1472)\n"
+    "\tat org.apache.hadoop.ipc.Client.call(Client.java:1399)"
+)
+
+
+@pytest.mark.parametrize(
+    ("system", "value", "content"),
+    [
+        ("raw", STACK_TRACE.encode(), STACK_TRACE),
+        ("raw", STACK_TRACE.encode() + b"\r\n", STACK_TRACE),
+        ("raw", orjson.dumps({"message": STACK_TRACE + "\n"}), STACK_TRACE),
+        ("hdfs", b"081109 203518 143 WARN dfs.DataNode: " + STACK_TRACE.encode(), STACK_TRACE),
+        ("hdfs", orjson.dumps({"message": "081109 203518 143 WARN dfs.DataNode: " + STACK_TRACE}), STACK_TRACE),
+    ],
+)
+def test_a_multi_line_message_keeps_every_line(system: str, value: bytes, content: str) -> None:
+    line = decode(value, [("system", system.encode())])
+    assert isinstance(line, LogLine) and line.content == content

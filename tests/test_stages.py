@@ -192,3 +192,22 @@ def test_ingest_dead_letters_a_line_that_fails_to_encode_and_keeps_the_rest_of_t
     assert lines_sent(out, settings.topics.lines) == [0, 2]
     (letter,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.deadletter]
     assert (letter["stage"], letter["offset"]) == ("ingest", 1) and "TypeError" in letter["reason"]
+
+
+def test_a_stack_trace_is_mined_whole_and_its_window_keeps_every_line() -> None:
+    from tests.test_decode import STACK_TRACE
+
+    settings = load_settings(
+        systems={"app": SystemSettings(format="raw", window={"kind": "count_tumbling", "size": 2})}
+    )
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    values = [orjson.dumps({"system": "app", "message": STACK_TRACE}), STACK_TRACE.replace("1472", "1500").encode()]
+    out: list[Outgoing] = []
+    for offset, value in enumerate(values):
+        for line in ingest.process_batch([InputRecord("logs", 0, offset, None, value, 0, [("system", b"app")])]):
+            out += parse.process_batch([InputRecord(settings.topics.lines, 0, offset, line.key, line.value, 0)])
+    (window,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
+    first, second = window["lines"]
+    assert first["masked"].count("\n\tat ") == 2 and first["masked"].startswith("java.net.NoRouteToHostException")
+    assert first["template_id"] == second["template_id"]  # the same trace: one template, whatever its line numbers
+    assert "\n" not in second["template"] and second["template"].endswith("(Client.java:<NUM>)")
