@@ -86,7 +86,27 @@ class SystemSettings(BaseModel):
     masks: str | list[dict[str, str]] = "default"  # a ready mask set name, or [{name, pattern}, ...]
     drain: dict[str, Any] = Field(default_factory=dict)
     window: dict[str, Any] = Field(default_factory=lambda: {"kind": "count_tumbling", "size": 20})
-    session_key_pattern: str | None = None  # for session windows: regex whose matches are the session keys
+    # for session windows: a regex whose matches are the session keys (the whole match, or its one capturing group)
+    session_key_pattern: str | None = None
+
+    @field_validator("session_key_pattern")
+    @classmethod
+    def _one_key_per_match(cls, pattern: str | None) -> str | None:
+        # findall returns tuples for several groups (the stage then failed on every line) and "" for a pattern that
+        # matches nothing at all, which would put every line of the system into one session.
+        if pattern is None:
+            return None
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regex: {exc}") from None
+        if regex.groups > 1:
+            raise ValueError(
+                f"has {regex.groups} capturing groups; a key is the whole match or one group (use (?:...) for others)"
+            )
+        if regex.fullmatch("") is not None:
+            raise ValueError("matches the empty string; every line would have an empty session key")
+        return pattern
 
     def line_format(self, name: str) -> LineFormat:
         if self.format_regex is not None:
@@ -299,11 +319,6 @@ def validate_systems(settings: Settings) -> None:
         is_session = system.window.get("kind") == "session"
         if is_session and not system.session_key_pattern:
             raise ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
-        if system.session_key_pattern:
-            try:
-                re.compile(system.session_key_pattern)
-            except re.error as exc:
-                raise ConfigError(f"systems.{name}.session_key_pattern", f"not a valid regex: {exc}") from exc
     for topic, system in settings.default_systems.items():
         if system not in settings.systems:
             raise ConfigError(f"default_systems.{topic}", f"unknown system {system!r}")

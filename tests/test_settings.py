@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from stream.errors import ConfigError
-from stream.settings import load_settings
+from stream.settings import SystemSettings, load_settings
 
 
 def test_defaults_name_the_topics_and_ready_systems() -> None:
@@ -87,6 +88,10 @@ default_systems: {logs: switch}
         ("systems: {s: {window: {kind: hopping}}}", "window.kind"),
         ("systems: {s: {window: {kind: count_sliding, size: 4, step: 5}}}", "window.step"),
         ("systems: {s: {window: {kind: session, gap_ms: 10}}}", "systems.s.session_key_pattern"),
+        ("systems: {s: {session_key_pattern: '(blk)_(-?\\d+)'}}", "systems.s.session_key_pattern"),
+        ("systems: {s: {session_key_pattern: 'blk_\\d*|x?'}}", "systems.s.session_key_pattern"),
+        ("systems: {s: {session_key_pattern: 'req=(\\w*)|'}}", "systems.s.session_key_pattern"),
+        ("systems: {s: {session_key_pattern: 'blk_('}}", "systems.s.session_key_pattern"),
         ("systems: {s: {drain: {sim_th: 7}}}", "sim_th"),
         ("systems: {s: {drain: {depth: 4, bogus: 1}}}", "systems.s.drain"),
         ("systems: {s: {masks: [{name: n, pattern: '('}]}}", "n"),
@@ -107,3 +112,17 @@ def test_the_readme_systems_file_example_loads(tmp_path: Path) -> None:
     settings = load_settings(systems_file=write(tmp_path, example))
     assert set(settings.systems) == {"hdfs", "switch"} and settings.default_systems == {"logs": "switch"}
     assert settings.systems["switch"].line_format("switch").split("2026-01-02 03:04:05 sw1 port up")[0] == "port up"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        (r"(blk)_(-?\d+)", "2 capturing groups"),
+        (r"blk_\d*|x?", "matches the empty string"),
+        (r"(?P<id>\d*)", "matches the empty string"),
+    ],
+)
+def test_a_session_key_pattern_names_one_key_per_match(pattern: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        SystemSettings(window={"kind": "session", "gap_ms": 10}, session_key_pattern=pattern)
+    assert SystemSettings(session_key_pattern=r"blk_(-?\d+)(?:_\d+)?").session_key_pattern  # one group is fine

@@ -211,3 +211,40 @@ def test_a_stack_trace_is_mined_whole_and_its_window_keeps_every_line() -> None:
     assert first["masked"].count("\n\tat ") == 2 and first["masked"].startswith("java.net.NoRouteToHostException")
     assert first["template_id"] == second["template_id"]  # the same trace: one template, whatever its line numbers
     assert "\n" not in second["template"] and second["template"].endswith("(Client.java:<NUM>)")
+
+
+HDFS_LINES = (DATA / "hdfs" / "HDFS_5k.log").read_text().splitlines()[:3]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "keys"),
+    [
+        (r"blk_-?\d+", ["blk_-1608999687919862906"]),  # the whole match
+        (r"blk_(-?\d+)", ["-1608999687919862906"]),  # the one group
+        (r"(?:blk_|dest: /)(-?\d*)", ["-1608999687919862906"]),  # an empty group ("dest: /") names no key
+    ],
+)
+def test_session_keys_are_the_whole_match_or_the_one_group(pattern: str, keys: list[str]) -> None:
+    spec = SystemSettings(format="hdfs", window={"kind": "session", "gap_ms": 1_000}, session_key_pattern=pattern)
+    settings = load_settings(systems={"hdfs": spec})
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    value = HDFS_LINES[0].replace("dest: /10.250.19.102", "dest: /").encode()
+    (line,) = ingest.process_batch([InputRecord("logs", 0, 0, None, value, 0, [("system", b"hdfs")])])
+    out = parse.process_batch([InputRecord(settings.topics.lines, 0, 0, line.key, line.value, 0)])
+    assert [o.topic for o in out] == [settings.topics.sessions]
+    assert [item[4] for o in out for item in orjson.loads(o.value)["i"]] == keys
+
+
+def test_a_line_whose_only_key_is_empty_is_dead_lettered() -> None:
+    spec = SystemSettings(
+        format="hdfs", window={"kind": "session", "gap_ms": 1_000}, session_key_pattern=r"dest: /(\d*)"
+    )
+    settings = load_settings(systems={"hdfs": spec})
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    value = HDFS_LINES[0].replace("dest: /10.250.19.102", "dest: /").encode()
+    (line,) = ingest.process_batch([InputRecord("logs", 0, 0, None, value, 0, [("system", b"hdfs")])])
+    (letter,) = parse.process_batch([InputRecord(settings.topics.lines, 0, 0, line.key, line.value, 0)])
+    assert (
+        letter.topic == settings.topics.deadletter
+        and orjson.loads(letter.value)["reason"] == "no session key in the line"
+    )

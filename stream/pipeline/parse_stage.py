@@ -127,7 +127,7 @@ class ParsePartition:
         system: SystemState,
         to_sessions: dict[int, list[SessionCopy]],
     ) -> list[Outgoing]:
-        keys = list(dict.fromkeys(system.key_regex.findall(line.content))) if system.key_regex else []
+        keys = session_keys(system.key_regex, line.content) if system.key_regex else []
         if not keys:
             letter = DeadLetter(
                 "window",
@@ -172,3 +172,13 @@ class ParsePartition:
                 for name, s in self._systems.items()
             },
         }
+
+
+def session_keys(regex: re.Pattern[str], content: str) -> list[str]:
+    """The distinct keys a line names, in order: each match's one capturing group, else the whole match.
+
+    Empty keys are dropped (settings refuse a pattern that matches only the empty string, but a group may still be
+    empty on some line): an empty key would gather unrelated lines into one session.
+    """
+    group = 1 if regex.groups else 0
+    return list(dict.fromkeys(key for match in regex.finditer(content) if (key := match.group(group))))
