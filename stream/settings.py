@@ -88,6 +88,9 @@ class SystemSettings(BaseModel):
     window: dict[str, Any] = Field(default_factory=lambda: {"kind": "count_tumbling", "size": 20})
     # for session windows: a regex whose matches are the session keys (the whole match, or its one capturing group)
     session_key_pattern: str | None = None
+    # A line naming more distinct keys is dead-lettered: it is copied once per key (template, masked text and all),
+    # so one 64 KiB line naming thousands of ids became hundreds of MB of session records. HDFS lines name 1 or 2.
+    max_session_keys: int = Field(default=16, gt=0)
 
     @field_validator("session_key_pattern")
     @classmethod

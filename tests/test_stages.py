@@ -248,3 +248,21 @@ def test_a_line_whose_only_key_is_empty_is_dead_lettered() -> None:
         letter.topic == settings.topics.deadletter
         and orjson.loads(letter.value)["reason"] == "no session key in the line"
     )
+
+
+@pytest.mark.parametrize(("blocks", "sent"), [(16, True), (17, False)])
+def test_a_line_naming_more_than_max_session_keys_is_dead_lettered(blocks: int, sent: bool) -> None:
+    # An HDFS line as the NameSystem writes it, naming many blocks: each key would get a copy of the whole line.
+    settings = load_settings()
+    ids = " ".join(f"blk_{1_000_000 + i}" for i in range(blocks))
+    value = f"081109 203518 143 INFO dfs.FSNamesystem: BLOCK* ask 10.250.14.224:50010 to delete {ids}".encode()
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    (line,) = ingest.process_batch([InputRecord("logs", 0, 7, None, value, 0, [("system", b"hdfs")])])
+    out = parse.process_batch([InputRecord(settings.topics.lines, 0, 0, line.key, line.value, 0)])
+    if sent:
+        assert lines_in(out, settings.topics.sessions) == 16 and settings.systems["hdfs"].max_session_keys == 16
+    else:
+        (letter,) = [orjson.loads(o.value) for o in out]
+        assert letter["offset"] == 7 and letter["reason"] == (
+            "the line names 17 session keys, more than max_session_keys (16)"
+        )

@@ -43,6 +43,7 @@ class SystemState:
     policy: str
     windower: Windower | None  # None for session systems: they are windowed in the session stage
     key_regex: re.Pattern[str] | None
+    max_keys: int
     has_idle_timeout: bool
 
 
@@ -71,6 +72,7 @@ class ParsePartition:
             policy=kind,
             windower=windower,
             key_regex=re.compile(spec.session_key_pattern) if spec.session_key_pattern else None,
+            max_keys=spec.max_session_keys,
             has_idle_timeout=getattr(policy, "idle_timeout_ms", None) is not None,
         )
 
@@ -128,10 +130,15 @@ class ParsePartition:
         to_sessions: dict[int, list[SessionCopy]],
     ) -> list[Outgoing]:
         keys = session_keys(system.key_regex, line.content) if system.key_regex else []
+        problem = None
         if not keys:
+            problem = "no session key in the line"
+        elif len(keys) > system.max_keys:
+            problem = f"the line names {len(keys)} session keys, more than max_session_keys ({system.max_keys})"
+        if problem is not None:
             letter = DeadLetter(
                 "window",
-                "no session key in the line",
+                problem,
                 line.source.topic,
                 line.source.partition,
                 line.source.offset,
