@@ -25,8 +25,11 @@ from stream.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Snapshots of window state can hold many open sessions; they are compressed, but allow large ones.
+# Snapshots of window state can hold many open sessions; they are compressed, but allow large ones. Records on the
+# other topics can pass the broker's default 1 MiB too (a window of 20 lines of 64 KiB, masked: ~7 MB), so every
+# topic adaptlog creates takes records up to this size, as the producer sends and the consumers fetch them.
 STATE_MAX_BYTES = 64 * 1024 * 1024
+RECORD_MAX_BYTES = STATE_MAX_BYTES
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
@@ -81,7 +84,7 @@ def make_producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
         "enable_idempotence": settings.idempotent_producer,
         "linger_ms": 5,
         "max_batch_size": 1024 * 1024,
-        "max_request_size": STATE_MAX_BYTES,
+        "max_request_size": RECORD_MAX_BYTES,
     }
     return AIOKafkaProducer(**(options | extra))
 
@@ -92,8 +95,10 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **extr
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
-        "fetch_max_bytes": STATE_MAX_BYTES,
-        "max_partition_fetch_bytes": STATE_MAX_BYTES,
+        # a single record may be this large: smaller fetch limits would still return it (Kafka hands over at least
+        # one batch), but one at a time
+        "fetch_max_bytes": RECORD_MAX_BYTES,
+        "max_partition_fetch_bytes": RECORD_MAX_BYTES,
     }
     return AIOKafkaConsumer(*topics, **(options | extra))
 
@@ -147,8 +152,11 @@ async def records_to_end(
 
 
 def new_topic(settings: Settings, name: str, configs: dict[str, str] | None = None) -> NewTopic:
-    """A topic as adaptlog creates it: ``internal_partitions`` partitions, ``replication_factor`` replicas."""
-    return NewTopic(name, settings.internal_partitions, settings.replication_factor, topic_configs=configs or {})
+    """A topic as adaptlog creates it: ``internal_partitions`` partitions, ``replication_factor`` replicas, records
+    up to the producer's ``max_request_size`` (the broker's default 1 MiB refused larger ones, and the stage that
+    wrote them failed its checkpoint and restarted into the same record forever)."""
+    topic_configs = {"max.message.bytes": str(RECORD_MAX_BYTES)} | (configs or {})
+    return NewTopic(name, settings.internal_partitions, settings.replication_factor, topic_configs=topic_configs)
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
