@@ -266,3 +266,20 @@ def test_a_line_naming_more_than_max_session_keys_is_dead_lettered(blocks: int, 
         assert letter["offset"] == 7 and letter["reason"] == (
             "the line names 17 session keys, more than max_session_keys (16)"
         )
+
+
+def test_envelopes_are_cut_by_their_encoded_size() -> None:
+    # Control characters are escaped as \u00XX in JSON: 60,000 of them encode to 360,000 bytes. Cut by text size,
+    # four such lines made one 1.4 MB record, past the broker's default record limit.
+    from stream.pipeline.stage import BATCH_BYTES
+
+    settings = load_settings()
+    batch = [InputRecord("logs", 0, i, None, b"\x01" * 60_000, 0, [("system", b"raw")]) for i in range(4)]
+    batch += [
+        InputRecord("logs", 0, 4 + i, None, HDFS_LINES[i % 3].encode(), 0, [("system", b"raw")]) for i in range(300)
+    ]
+    out = IngestPartition(settings, Decoder(settings)).process_batch(batch)
+    assert lines_sent(out, settings.topics.lines) == list(range(304))  # all, in order
+    sizes = [(len(o.value), len(orjson.loads(o.value)["i"])) for o in out]
+    assert all(size <= BATCH_BYTES or lines == 1 for size, lines in sizes), sizes
+    assert all(lines <= 200 for _, lines in sizes)
