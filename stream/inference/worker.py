@@ -190,32 +190,36 @@ class InferenceWorker:
     # ----------------------------------------------------------------------------------------------------- fetch
 
     async def _fetch(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """Gather micro-batches until ``stop``; then hand the model loop the last one and the end marker (None).
+
+        Only a clean stop hands anything over. A cancellation (the model loop failed, or run() is shutting down)
+        leaves at once: waiting there to put on a full queue that no one reads any more would hang run() forever,
+        and the batches not scored were not committed, so they are fetched again after the restart.
+        """
         batch = Batch()
-        try:
-            while not stop.is_set():
-                wait_ms = self.config.max_wait_ms
-                if batch.records:
-                    wait_ms = max(1, int(wait_ms - (time.monotonic() - batch.started) * 1000))
-                room = self.config.max_batch - len(batch.records)
-                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
-                if batch.records and batch.generation != self._assignment.generation:
-                    self._leave(batch.records)  # fetched under an earlier assignment: fetched again from the commit
-                    batch = Batch()
-                for records in fetched.values():
-                    if records and not batch.records:
-                        batch.started = time.monotonic()
-                        batch.generation = self._assignment.generation
-                    batch.records.extend(records)
-                full = len(batch.records) >= self.config.max_batch
-                waited = batch.records and (time.monotonic() - batch.started) * 1000 >= self.config.max_wait_ms
-                if full or waited:
-                    await self._queue.put(batch)  # blocks while the model is behind: backpressure
-                    self.metrics.queue_depth.set(self._queue.qsize())
-                    batch = Batch()
-        finally:
+        while not stop.is_set():
+            wait_ms = self.config.max_wait_ms
             if batch.records:
-                await self._queue.put(batch)
-            await self._queue.put(None)
+                wait_ms = max(1, int(wait_ms - (time.monotonic() - batch.started) * 1000))
+            room = self.config.max_batch - len(batch.records)
+            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+            if batch.records and batch.generation != self._assignment.generation:
+                self._leave(batch.records)  # fetched under an earlier assignment: fetched again from the commit
+                batch = Batch()
+            for records in fetched.values():
+                if records and not batch.records:
+                    batch.started = time.monotonic()
+                    batch.generation = self._assignment.generation
+                batch.records.extend(records)
+            full = len(batch.records) >= self.config.max_batch
+            waited = batch.records and (time.monotonic() - batch.started) * 1000 >= self.config.max_wait_ms
+            if full or waited:
+                await self._queue.put(batch)  # blocks while the model is behind: backpressure
+                self.metrics.queue_depth.set(self._queue.qsize())
+                batch = Batch()
+        if batch.records:
+            await self._queue.put(batch)
+        await self._queue.put(None)
 
     # ----------------------------------------------------------------------------------------------------- infer
 
