@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from stream.model.artifacts import Manifest
+from stream.model.artifacts import Manifest, load_base
 from stream.model.detector import FitOptions
+from stream.model.families import family_class
 from stream.model.registry import Registry
 from stream.records import ANOMALOUS, NORMAL, Window, WindowLine, window_id_for
 from tests.streaming import DATA, block_lines
@@ -93,3 +94,27 @@ def windows_of(dataset: Dataset, indices, system: str = "hdfs") -> list[Window]:
         label = ANOMALOUS if w.label else NORMAL
         out.append(stream_window(system, list(w.templates), list(w.masked), label, key=w.key or str(i)))
     return out
+
+
+def small_registry(root: Path, *, threshold: float = 0.0, max_len: int = 8) -> tuple[Registry, Manifest]:
+    """A registry whose base is a small untrained TransLog (seed 0): real artifacts and a real model in seconds, for
+    tests of how windows are served rather than how well. Threshold 0: every window is anomalous, so explained."""
+    detector = family_class("translog").create({"layers": 1, "max_len": max_len}, seed=0)
+    registry = Registry(root)
+    base = registry.save_base(detector, BASE, source="hdfs", threshold=threshold, training={}, metrics={})
+    return registry, base
+
+
+def publish_nudged_adapter(
+    registry: Registry, base: Manifest, system: str, *, seed: int, scale: float = 0.5, threshold: float | None = 0.0
+) -> Manifest:
+    """A real adapter artifact for ``system`` on the registry's base, its weights moved off the identity by
+    ``scale`` (random, by ``seed``), published as the system's next serving version."""
+    detector, manifest = load_base(registry.path("base", base.name, base.version))
+    detector.add_target(system)
+    generator = torch.Generator().manual_seed(seed)
+    state = detector.adapter_state(system)
+    detector.load_adapter_state(
+        system, {n: t + scale * torch.randn(t.shape, generator=generator) for n, t in state.items()}
+    )
+    return registry.save_adapter(detector, system, base=manifest, threshold=threshold, training={}, metrics={})

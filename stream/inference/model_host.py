@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.inference.explain import explain
 from stream.inference.score_cache import Cached, ScoreCache, reading_key
@@ -49,6 +51,12 @@ class Route:
 def internal_name(system: str, version: str) -> str:
     """A detector target name for one version of a system's adapter (module names allow no dots)."""
     return f"{re.sub(r'[^A-Za-z0-9_]', '_', system)}__{version}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a scoring failure says nothing about the windows: the device ran out of memory (other work on the
+    GPU, a batch of unusually long windows). Such a batch is not committed; the restarted worker scores it again."""
+    return isinstance(exc, torch.OutOfMemoryError)
 
 
 def window_text(window: Window) -> WindowText:
@@ -201,6 +209,15 @@ class ModelHost:
             verdicts.append(self._verdict(window, route, known[key].score, known[key].explanation or ()))
             self.counts[f"windows:{window.system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += 1
         return verdicts
+
+    def probe(self, systems: Sequence[str]) -> None:
+        """Score a plain one-line window with the model of each system; raises what the model raises.
+
+        The worker asks when no window of a batch could be scored: a model that fails even this is broken (a bug,
+        or a device gone), and the error must stop the worker rather than dead-letter every window it reads."""
+        targets = list(dict.fromkeys(self.route(system).target for system in systems))
+        plain = WindowText(("probe",), ("probe",))
+        self.detector.scores_mixed([plain] * len(targets), targets)
 
     def _verdict(self, window: Window, route: Route, score: float, explanation: tuple) -> Verdict:
         events = [line.event_ms for line in window.lines] or [window.start_ms]

@@ -43,7 +43,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from stream.errors import BrokerError, ConfigError
 from stream.inference.alerts import Alert, AlertBook
 from stream.inference.metrics import InferenceMetrics
-from stream.inference.model_host import ModelHost
+from stream.inference.model_host import ModelHost, is_transient
 from stream.model.registry import Registry
 from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import (
@@ -64,6 +64,10 @@ ALERT_TICK_S = 1.0  # resolutions come at most this late without traffic (a quar
 CLOCK_SKEW_MS = 60_000
 # How long a revocation waits for the batch in flight; well within the group's rebalance timeout (max.poll.interval).
 HANDOVER_WAIT_S = 60.0
+
+Outgoing = tuple[str, bytes, bytes]  # a record to publish: topic, key, value
+Decoded = tuple[ConsumerRecord, Window]
+Scored = tuple[ConsumerRecord, Verdict]  # a verdict, and the record of its window (to dead-letter it if need be)
 
 
 class Assignment(ConsumerRebalanceListener):
@@ -279,17 +283,18 @@ class InferenceWorker:
     async def _process_owned(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         await self._sync_alerts(consumer)
         records = self._owned(batch)
-        windows, outgoing = self._decode(records)
+        decoded, outgoing = self._decode(records)
         self.metrics.windows_in.inc(len(records))
         self.counts["windows_in"] += len(records)
-        if windows:
-            self.metrics.batch_size.observe(len(windows))
+        if decoded:
+            self.metrics.batch_size.observe(len(decoded))
             started = time.perf_counter()
             scored, reused = self.host.counts["windows_scored"], self.host.counts["windows_reused"]
-            verdicts = await self._in_thread(self.host.score, windows)
+            verdicts, letters = await self._score(decoded)
             self.metrics.model_seconds.observe(time.perf_counter() - started)
             self.metrics.scored.inc(self.host.counts["windows_scored"] - scored)
             self.metrics.reused.inc(self.host.counts["windows_reused"] - reused)
+            outgoing += letters
             outgoing += self._publications(verdicts)
         await self._send(producer, outgoing)
         now_ms = time.time() * 1000
@@ -310,7 +315,7 @@ class InferenceWorker:
             log.info("%s: %d windows fetched before a rebalance left to their partitions' owners", STAGE, len(records))
             self.counts["windows_handed_over"] += len(records)
 
-    async def _send(self, producer: AIOKafkaProducer, outgoing: list[tuple[str, bytes, bytes]]) -> None:
+    async def _send(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
         """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
         deliveries = [await producer.send(topic, value, key=key) for topic, key, value in outgoing]
         try:
@@ -318,46 +323,97 @@ class InferenceWorker:
         except Exception as exc:  # a record refused after the producer's retries: never commit past it
             raise BrokerError(f"{STAGE}: a record was not delivered, offsets stay uncommitted: {exc}") from exc
 
-    def _decode(self, records: Sequence[ConsumerRecord]) -> tuple[list[Window], list[tuple[str, bytes, bytes]]]:
+    def _decode(self, records: Sequence[ConsumerRecord]) -> tuple[list[Decoded], list[Outgoing]]:
         windows, letters = [], []
         for record in records:
             try:
-                windows.append(Window.from_dict(orjson.loads(record.value)))
+                window = Window.from_dict(orjson.loads(record.value))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                reason = f"not a window record: {type(exc).__name__}: {exc}"
-                letter = DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, record.value or b"")
-                log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-                letters.append((self.settings.topics.deadletter, b"", encode(letter)))
-                self.metrics.dead_letters.inc()
-                self.counts["dead_letters"] += 1
+                letters.append(self._dead_letter(record, f"not a window record: {type(exc).__name__}: {exc}"))
+                continue
+            if not window.lines:  # no stage closes an empty window: there is nothing for a model to judge
+                letters.append(self._dead_letter(record, "a window with no lines: nothing to score", window.system))
+                continue
+            windows.append((record, window))
         return windows, letters
 
-    def _publications(self, verdicts: Sequence[Verdict]) -> list[tuple[str, bytes, bytes]]:
+    async def _score(self, decoded: Sequence[Decoded]) -> tuple[list[Scored], list[Outgoing]]:
+        """Verdicts for the decoded windows, and dead letters for the windows no model can score.
+
+        One window the model cannot score (a window built wrongly upstream) must not fail its whole batch on every
+        restart. So when a batch fails for any reason but a transient one (``is_transient``: raised, the batch is
+        not committed, and the restarted worker scores it again), its windows are scored one at a time and those
+        that fail are dead-lettered with the error. When none of them scores, the model may be broken rather than
+        the windows: ``ModelHost.probe`` scores a plain window with each of their models and raises if the model
+        fails it too, so a broken model crashes the worker instead of dead-lettering the whole stream.
+        """
+        try:
+            verdicts = await self._in_thread(self.host.score, [window for _, window in decoded])
+            return list(zip((record for record, _ in decoded), verdicts, strict=True)), []
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.error(
+                "%s: a batch of %d windows failed in the model (%r); scoring them one at a time",
+                STAGE,
+                len(decoded),
+                exc,
+            )
+        scored: list[Scored] = []
+        failed: list[tuple[ConsumerRecord, str, Exception]] = []
+        for record, window in decoded:
+            try:
+                scored.append((record, (await self._in_thread(self.host.score, [window]))[0]))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                failed.append((record, window.system, exc))
+        if not scored:
+            await self._in_thread(self.host.probe, sorted({window.system for _, window in decoded}))
+        return scored, [
+            self._dead_letter(record, f"the model cannot score this window: {type(exc).__name__}: {exc}", system)
+            for record, system, exc in failed
+        ]
+
+    def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None = None) -> Outgoing:
+        original = record.value or b""
+        letter = DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, original, system)
+        log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        self.metrics.dead_letters.inc()
+        self.counts["dead_letters"] += 1
+        return self.settings.topics.deadletter, b"", encode(letter)
+
+    def _publications(self, scored: Sequence[Scored]) -> list[Outgoing]:
         topics = self.settings.topics
         out = []
         now_ms = int(time.time() * 1000)
-        for verdict in verdicts:
+        for record, verdict in scored:
+            alert = None
+            if verdict.label == ANOMALOUS:
+                try:
+                    alert = self.alerts.observe(
+                        system=verdict.system,
+                        templates=tuple(cause.template for cause in verdict.explanation),
+                        window_id=verdict.window_id,
+                        score=verdict.score,
+                        last_event_ms=verdict.last_event_ms,
+                        now_ms=now_ms,
+                    )
+                except ValueError as exc:  # the book checks what the window carried before it changes anything
+                    reason = f"its verdict cannot enter the alert book: {exc}"
+                    out.append(self._dead_letter(record, reason, verdict.system))
+                    continue
             adapter = verdict.adapter_version or "zero-shot"
             self.metrics.verdicts.labels(verdict.system, adapter, verdict.label).inc()
             self.counts[f"verdicts_{verdict.label}"] += 1
             if self.config.publish_verdicts:
                 out.append((topics.verdicts, verdict.window_id.encode(), encode(verdict)))
-            if verdict.label != ANOMALOUS:
-                continue
-            alert = self.alerts.observe(
-                system=verdict.system,
-                templates=tuple(cause.template for cause in verdict.explanation),
-                window_id=verdict.window_id,
-                score=verdict.score,
-                last_event_ms=verdict.last_event_ms,
-                now_ms=now_ms,
-            )
             if alert is not None:
                 out.append(self._alert(alert, verdict))
         out += [self._alert(alert, None) for alert in self.alerts.expire(now_ms)]
         return out
 
-    def _alert(self, alert: Alert, verdict: Verdict | None) -> tuple[str, bytes, bytes]:
+    def _alert(self, alert: Alert, verdict: Verdict | None) -> Outgoing:
         """An alert record to publish, counted by its status."""
         self.metrics.alerts.labels(alert.status).inc()
         self.counts["alerts"] += 1
