@@ -17,7 +17,7 @@ from stream.model.families import family_class
 from stream.model.registry import Registry
 from stream.records import Window, WindowLine, window_id_for
 from stream.settings import Settings
-from trainer.feedback.records import WindowLabel
+from trainer.feedback.records import LabeledSequence, WindowLabel
 from trainer.feedback.retrain import RETRY_FIRST_S
 from trainer.feedback.service import FeedbackService
 from trainer.feedback.store import LabelStore
@@ -154,3 +154,28 @@ def test_malformed_window_records_are_dead_lettered_and_the_good_ones_kept(
     assert "lines[0]: field 'template' must be a string, not a number" in reasons[5]
     assert [row[0] for row in store._read("SELECT window_id FROM windows")] == [good["window_id"]]
     assert service.counts["windows"] == 1
+
+
+def test_the_target_whose_labels_waited_longest_retrains_first(settings: Settings, store: LabelStore) -> None:
+    service = FeedbackService(settings, store)  # min_new_labels 10, max_interval_s 1 h
+    hour = 3_600_000
+    add_labeled_windows(store, "zzz", 10, now_ms=0)  # a quiet target, due since it has 10 labels
+    busy = 0
+    picked = []
+    for round_ in range(3):
+        # the busy target, sorted first, gathers min_new_labels while each retrain runs
+        for _ in range(12):
+            store.add_sequence(LabeledSequence("aaa", (f"t{busy}",), (f"t{busy}",), busy % 2, f"id{busy}"), hour)
+            busy += 1
+        system, why = service.next_due(now=2 * hour + round_)
+        picked.append((system, why))
+        store.mark_used(system, [e.window_id for e in store.labeled(system)], f"v{round_}")
+    assert picked == [
+        ("zzz", "10 new labels"),
+        ("aaa", "24 new labels"),
+        ("aaa", "12 new labels"),
+    ]
+    # a trickle on both: each due by max_interval_s, and zzz's oldest unused label is older
+    add_labeled_windows(store, "zzz", 12, now_ms=hour)
+    store.add_sequence(LabeledSequence("aaa", ("late",), ("late",), 1, "late"), 2 * hour)
+    assert service.next_due(now=4 * hour) == ("zzz", "2 new labels, the oldest waiting 3600s")

@@ -196,15 +196,23 @@ class FeedbackService:
     # ----------------------------------------------------------------------------------------------- retrain
 
     def next_due(self, now: int | None = None) -> tuple[str, str] | None:
+        """The due target whose oldest unused label has waited longest, and why it is due. Not the first due one in
+        name order: a busy target gathers ``min_new_labels`` during each of its retrains and would be picked every
+        time, while a quieter one waited past ``max_interval_s`` forever."""
         now = now_ms() if now is None else now
+        candidates = []
         for system in self.store.systems():
             retry_at = retry_at_ms(self.store.last_retrain(system))
             if retry_at is not None and now < retry_at:
                 continue  # backing off after a failed retrain
-            reason = due(self.policy, self.store.counts(system), self.store.oldest_unused_ms(system), now)
+            oldest = self.store.oldest_unused_ms(system)
+            reason = due(self.policy, self.store.counts(system), oldest, now)
             if reason:
-                return system, reason
-        return None
+                candidates.append((oldest if oldest is not None else now, system, reason))
+        if not candidates:
+            return None
+        _, system, reason = min(candidates)
+        return system, reason
 
     def _maybe_start_retrain(self, producer: AIOKafkaProducer) -> None:
         if self._training is not None and not self._training.done():
