@@ -283,3 +283,29 @@ def test_envelopes_are_cut_by_their_encoded_size() -> None:
     sizes = [(len(o.value), len(orjson.loads(o.value)["i"])) for o in out]
     assert all(size <= BATCH_BYTES or lines == 1 for size, lines in sizes), sizes
     assert all(lines <= 200 for _, lines in sizes)
+
+
+def test_a_line_from_a_broken_clock_is_dead_lettered_as_future_and_the_rest_are_windowed() -> None:
+    # Before: one line stamped 2100 moved the watermark, and every later line of the system was dead-lettered late.
+    spec = SystemSettings(format="raw", window={"kind": "event_tumbling", "size_ms": 60_000, "grace_ms": 10_000})
+    settings = load_settings(systems={"app": spec})
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    now = 1_700_000_000_000
+    events = [now + i * 1_000 for i in range(200)]
+    events[50] = 4_102_444_800_000  # 2100-01-01
+    out: list[Outgoing] = []
+    for offset, event_ms in enumerate(events):
+        value = orjson.dumps({"system": "app", "message": f"request {offset} ok", "ts": event_ms})
+        arrival_ms = now + offset * 1_000 + 300  # the lines record's broker timestamp, just after the event
+        for line in ingest.process_batch([InputRecord("logs", 0, offset, None, value, arrival_ms)]):
+            out += parse.process_batch(
+                [InputRecord(settings.topics.lines, 0, offset, line.key, line.value, arrival_ms)]
+            )
+    (letter,) = [orjson.loads(o.value) for o in out if o.topic == settings.topics.deadletter]
+    assert letter["offset"] == 50 and letter["reason"].startswith("future: event time 4102444800000")
+    windowed = [
+        line["offset"] for o in out if o.topic == settings.topics.windows for line in orjson.loads(o.value)["lines"]
+    ]
+    watermark = now + 199_000 - 10_000  # the newest ordinary line's, not 2100's
+    closed = [offset for offset, e in enumerate(events) if offset != 50 and (e // 60_000 + 1) * 60_000 <= watermark]
+    assert windowed == closed and len(closed) > 150

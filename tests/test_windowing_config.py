@@ -35,6 +35,7 @@ POLICIES = [
         (lambda: CountSliding(size=20, step=0), "window.step"),
         (lambda: EventTumbling(size_ms=0), "window.size_ms"),
         (lambda: EventTumbling(size_ms=10, grace_ms=-1), "window.grace_ms"),
+        (lambda: EventTumbling(size_ms=10, max_future_ms=-1), "window.max_future_ms"),
         (lambda: Session(gap_ms=-1), "window.gap_ms"),
         (lambda: Session(gap_ms=10, max_lines=0), "window.max_lines"),
         (lambda: Session(gap_ms=10, max_duration_ms=-5), "window.max_duration_ms"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from stream.windowing import EventTumbling, Item, build
+import pytest
+
+from stream.errors import StateError
+from stream.windowing import Emitted, EventTumbling, Item, build
 
 
 def item(event_ms: int, arrival_ms: int = 0, n: int = 0) -> Item:
@@ -90,3 +93,33 @@ def test_flush_closes_everything_and_resume_keeps_frontier():
     resumed = build(policy, windower.snapshot())
     assert resumed.push(item(900)).late  # [0, 1000) closed before the snapshot
     assert [w.reason for w in resumed.flush().closed] == ["flush"]
+
+
+def test_a_line_further_ahead_of_its_arrival_than_max_future_ms_is_future_and_moves_nothing():
+    windower = build(EventTumbling(size_ms=1000, max_future_ms=5000))
+    assert windower.push(item(100, arrival_ms=0)) == Emitted()
+    exactly = windower.push(item(5_000, arrival_ms=0))  # exactly max_future_ms ahead: accepted
+    assert exactly.future == [] and [w.start_ms for w in exactly.closed] == [0]
+    future = item(106_001, arrival_ms=101_000)  # 1 ms more than max_future_ms ahead
+    assert windower.push(future) == Emitted(future=[future])
+    # The watermark did not move to 106001: the next ordinary line is neither late nor closes anything.
+    assert windower.push(item(5_500, arrival_ms=101_001)) == Emitted()
+    (last,) = windower.flush().closed
+    assert (last.start_ms, [i.event_ms for i in last.items]) == (5_000, [5_000, 5_500])
+
+
+def test_max_future_ms_none_accepts_any_event_time():
+    windower = build(EventTumbling(size_ms=1000, max_future_ms=None))
+    assert windower.push(item(10**12, arrival_ms=0)).future == []
+
+
+def test_a_snapshot_written_before_max_future_ms_existed_resumes():
+    policy = EventTumbling(size_ms=1000, grace_ms=200)
+    windower = build(policy)
+    windower.push(item(100))
+    snapshot = windower.snapshot()
+    del snapshot["policy"]["max_future_ms"]  # as the previous version wrote it
+    resumed = build(policy, snapshot)
+    assert resumed.snapshot() == windower.snapshot()
+    with pytest.raises(StateError):  # another value than the default is another policy
+        build(EventTumbling(size_ms=1000, grace_ms=200, max_future_ms=5), snapshot)

@@ -36,7 +36,11 @@ count_sliding = st.integers(1, 7).flatmap(
     lambda size: st.builds(CountSliding, size=st.just(size), step=st.integers(1, size), idle_timeout_ms=idle)
 )
 event_tumbling = st.builds(
-    EventTumbling, size_ms=st.integers(1, 300), grace_ms=st.integers(0, 300), idle_timeout_ms=idle
+    EventTumbling,
+    size_ms=st.integers(1, 300),
+    grace_ms=st.integers(0, 300),
+    idle_timeout_ms=idle,
+    max_future_ms=st.one_of(st.none(), st.integers(0, 300)),
 )
 session = st.builds(
     Session,
@@ -122,12 +126,17 @@ def test_count_tumbling_every_item_in_exactly_one_window(policy: CountTumbling, 
 
 @settings(max_examples=150, deadline=None)
 @given(policy=event_tumbling, ops=ops_strategy)
-def test_event_tumbling_items_in_windows_plus_late_equals_pushed(policy: EventTumbling, ops):
+def test_event_tumbling_items_in_windows_plus_late_plus_future_equals_pushed(policy: EventTumbling, ops):
     calls = concrete(ops)
     windower = build(policy)
-    windows, late = collect([*run(windower, calls), windower.flush()])
+    outputs = [*run(windower, calls), windower.flush()]
+    windows, late = collect(outputs)
+    future = [i for e in outputs for i in e.future]
     in_windows = [i.payload["id"] for w in windows for i in w.items]
-    assert sorted(in_windows + [i.payload["id"] for i in late]) == pushed_ids(calls)
+    assert sorted(in_windows + [i.payload["id"] for i in late + future]) == pushed_ids(calls)
+    limit = policy.max_future_ms
+    assert all(limit is not None and i.event_ms - i.arrival_ms > limit for i in future)
+    assert all(limit is None or i.event_ms - i.arrival_ms <= limit for w in windows for i in w.items)
     for w in windows:
         assert w.end_ms - w.start_ms == policy.size_ms and w.start_ms % policy.size_ms == 0
         assert all(w.start_ms <= i.event_ms < w.end_ms for i in w.items)

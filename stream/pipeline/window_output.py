@@ -7,7 +7,7 @@ import orjson
 from stream.pipeline.stage import Outgoing, dead_letter
 from stream.records import DeadLetter, WindowLine, encode_window
 from stream.settings import Settings
-from stream.windowing import Emitted
+from stream.windowing import Emitted, Item
 
 
 class WindowOutput:
@@ -21,17 +21,27 @@ class WindowOutput:
             payloads = [item.payload for item in closed.items]
             window = encode_window(system, policy, closed.key, closed.start_ms, closed.end_ms, closed.reason, payloads)
             out.append(Outgoing(self._windows_topic, window, key=system.encode()))
+        # Late and future lines are reported, never silently lost: they go to the dead letters with their window line.
         for item in emitted.late:
-            # A late line is reported, never silently lost: it goes to the dead letters with its window line.
-            line = WindowLine.from_dict(item.payload)
-            letter = DeadLetter(
-                stage="window",
-                reason=f"late: event time {item.event_ms} is past its window's close (beyond the grace period)",
-                topic=line.topic,
-                partition=line.partition,
-                offset=line.offset,
-                original=orjson.dumps(item.payload),
-                system=system,
+            reason = f"late: event time {item.event_ms} is past its window's close (beyond the grace period)"
+            out.append(self._dead(system, item, reason))
+        for item in emitted.future:
+            reason = (
+                f"future: event time {item.event_ms} is {item.event_ms - item.arrival_ms} ms ahead of its arrival at "
+                f"{item.arrival_ms} (more than the window's max_future_ms)"
             )
-            out.append(dead_letter(self._deadletter_topic, letter))
+            out.append(self._dead(system, item, reason))
         return out
+
+    def _dead(self, system: str, item: Item, reason: str) -> Outgoing:
+        line = WindowLine.from_dict(item.payload)
+        letter = DeadLetter(
+            stage="window",
+            reason=reason,
+            topic=line.topic,
+            partition=line.partition,
+            offset=line.offset,
+            original=orjson.dumps(item.payload),
+            system=system,
+        )
+        return dead_letter(self._deadletter_topic, letter)

@@ -53,18 +53,28 @@ class CountSliding:
         _check_int("idle_timeout_ms", self.idle_timeout_ms, 1, optional=True)
 
 
+DAY_MS = 24 * 3600 * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class EventTumbling:
-    """Event-time buckets [k*size_ms, (k+1)*size_ms), closed by the watermark (max event_ms - grace_ms)."""
+    """Event-time buckets [k*size_ms, (k+1)*size_ms), closed by the watermark (max event_ms - grace_ms).
+
+    A line whose event time is more than ``max_future_ms`` ahead of its arrival is refused as ``future``
+    (None: never): one producer with a broken clock would otherwise move the watermark years ahead, and every later
+    line of the system would be late.
+    """
 
     size_ms: int
     grace_ms: int = 0
     idle_timeout_ms: int | None = None
+    max_future_ms: int | None = DAY_MS
 
     def __post_init__(self) -> None:
         _check_int("size_ms", self.size_ms, 1)
         _check_int("grace_ms", self.grace_ms, 0)
         _check_int("idle_timeout_ms", self.idle_timeout_ms, 1, optional=True)
+        _check_int("max_future_ms", self.max_future_ms, 0, optional=True)
 
 
 @dataclass(frozen=True, slots=True)

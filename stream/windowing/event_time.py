@@ -9,6 +9,9 @@ bucket is returned as late (never silently dropped). The frontier is the waterma
 and flushes, which close every open bucket. Because it is one number, buckets close in order and are never
 re-opened, and a line for an older bucket that never opened (e.g. between the watermark and an idle-closed bucket)
 is late too: it cannot be placed in time order any more.
+
+A line more than ``max_future_ms`` ahead of its arrival time is returned as future and never touches the frontier:
+arrival times are broker timestamps, recorded in the log, so the decision is the same on every replay.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class EventTumblingWindower:
         index = item.event_ms // size  # floor division: negative event times still bucket correctly
         if self._last_arrival_ms is None or item.arrival_ms > self._last_arrival_ms:
             self._last_arrival_ms = item.arrival_ms
+        max_future = self.config.max_future_ms
+        if max_future is not None and item.event_ms - item.arrival_ms > max_future:
+            return Emitted(future=[item])  # checked before it can move the frontier
         if self._frontier_ms is not None and (index + 1) * size <= self._frontier_ms:
             return Emitted(late=[item])
         self._buckets.setdefault(index, []).append(item)

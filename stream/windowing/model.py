@@ -41,6 +41,8 @@ class Emitted:
     closed: list[ClosedWindow] = field(default_factory=list)
     # Lines that arrived after their window closed (beyond grace); the caller dead-letters and counts them.
     late: list[Item] = field(default_factory=list)
+    # Lines whose event time is implausibly far ahead of their arrival (a broken clock); dead-lettered likewise.
+    future: list[Item] = field(default_factory=list)
 
 
 def window_from_items(key: str, items: Sequence[Item], reason: str) -> ClosedWindow:

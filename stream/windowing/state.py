@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from stream.errors import StateError
-from stream.windowing.config import WindowPolicy, policy_to_dict
+from stream.errors import ConfigError, StateError
+from stream.windowing.config import WindowPolicy, policy_from_dict, policy_to_dict
 from stream.windowing.model import Item
 
 SNAPSHOT_VERSION = 1
@@ -30,13 +30,24 @@ def open_snapshot(config: WindowPolicy, snapshot: object) -> dict[str, Any]:
     if version != SNAPSHOT_VERSION:
         raise StateError(f"window snapshot version {version!r} is not supported (expected {SNAPSHOT_VERSION})")
     policy = snapshot.get("policy")
-    expected = policy_to_dict(config)
-    if policy != expected:
+    if not _same_policy(policy, config):
+        expected = policy_to_dict(config)
         raise StateError(f"window snapshot was taken under policy {policy!r}, not the configured {expected!r}")
     state = snapshot.get("state")
     if not isinstance(state, dict):
         raise StateError("window snapshot has no 'state' mapping")
     return state
+
+
+def _same_policy(saved: object, config: WindowPolicy) -> bool:
+    """The saved policy is the configured one. A field the snapshot lacks (it was written before the field existed)
+    reads as the field's default, so adding a policy field with a default keeps older snapshots resumable."""
+    if not isinstance(saved, dict):
+        return False
+    try:
+        return policy_from_dict(saved) == config
+    except (ConfigError, TypeError):
+        return False
 
 
 def _is_int(value: object) -> bool:
