@@ -18,7 +18,7 @@ from stream.records import TICK as TICK_ENVELOPE
 from stream.records import DeadLetter, LogLine, encode
 from stream.replay import replay_records
 from stream.settings import SystemSettings, load_settings
-from tests.streaming import DATA, hdfs_system
+from tests.streaming import DATA, block_lines, hdfs_system
 
 BGL = SystemSettings(format="bgl", window={"kind": "count_sliding", "size": 20, "step": 4, "idle_timeout_ms": 500})
 SETTINGS = load_settings(systems={"hdfs": hdfs_system(2_000), "bgl": BGL})
@@ -309,3 +309,47 @@ def test_a_line_from_a_broken_clock_is_dead_lettered_as_future_and_the_rest_are_
     watermark = now + 199_000 - 10_000  # the newest ordinary line's, not 2100's
     closed = [offset for offset, e in enumerate(events) if offset != 50 and (e // 60_000 + 1) * 60_000 <= watermark]
     assert windowed == closed and len(closed) > 150
+
+
+def test_session_watermark_closes_blocks_while_a_backlog_is_read_without_ticks() -> None:
+    # During a backlog the runner writes no ticks (the lines would look idle), so before the watermark the sessions of
+    # HDFS_5k's blocks stayed open until the stream caught up: 14 hours of log, ~4,500 lines held in one checkpoint.
+    hour = 3_600_000
+    spec = SystemSettings(
+        format="hdfs",
+        drain={"depth": 4, "sim_th": 0.5},
+        window={"kind": "session", "gap_ms": hour, "watermark_grace_ms": 0},
+        session_key_pattern=r"blk_-?\d+",
+    )
+    settings = load_settings(systems={"hdfs": spec})
+    ingest, parse = IngestPartition(settings, Decoder(settings)), ParsePartition(settings)
+    replayed = list(replay_records(DATA / "hdfs" / "HDFS_5k.log", "hdfs", spec.line_format("hdfs")))
+    sessions: list[InputRecord] = []
+    for start in range(0, len(replayed), 100):
+        raw = [
+            InputRecord("logs", 0, start + i, None, r.value, 1_000, r.headers)
+            for i, r in enumerate(replayed[start : start + 100])
+        ]
+        for line in ingest.process_batch(raw):
+            for out in parse.process_batch([InputRecord(settings.topics.lines, 0, start, line.key, line.value, 1_000)]):
+                sessions.append(InputRecord(out.topic, 0, len(sessions), out.key, out.value, 1_000))
+
+    def run_sessions(stop_at: int | None = None) -> list[Outgoing]:
+        processor, out = SessionPartition(settings), []
+        for index, record in enumerate(sessions):
+            if index == stop_at:
+                processor = SessionPartition(settings, orjson.loads(orjson.dumps(processor.snapshot())))
+            out += processor.process_batch([record])
+        return out
+
+    closed = run_sessions()
+    windows = [orjson.loads(o.value) for o in closed]
+    reasons = [w["reason"] for w in windows]
+    assert set(reasons) == {"watermark", "gap"} and reasons.count("watermark") > 100
+    assert all(run_sessions(stop_at) == closed for stop_at in (3, len(sessions) // 2))  # deterministic on resume
+    by_block: dict[str, list[int]] = {}
+    for w in windows:
+        by_block.setdefault(w["key"], []).extend(line["offset"] for line in w["lines"])
+    truth = block_lines(DATA / "hdfs" / "HDFS_5k.log")
+    # what closed of a block is its first lines, in order: nothing lost, nothing split off out of order
+    assert all(offsets == truth[block][: len(offsets)] for block, offsets in by_block.items())

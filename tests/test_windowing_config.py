@@ -40,6 +40,7 @@ POLICIES = [
         (lambda: Session(gap_ms=10, max_lines=0), "window.max_lines"),
         (lambda: Session(gap_ms=10, max_duration_ms=-5), "window.max_duration_ms"),
         (lambda: Session(gap_ms="10"), "window.gap_ms"),
+        (lambda: Session(gap_ms=10, watermark_grace_ms=-1), "window.watermark_grace_ms"),
     ],
 )
 def test_invalid_policy_names_the_field(make, setting):

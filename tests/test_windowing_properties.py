@@ -48,6 +48,7 @@ session = st.builds(
     max_lines=st.one_of(st.none(), st.integers(1, 6)),
     max_duration_ms=st.one_of(st.none(), st.integers(0, 400)),
     idle_timeout_ms=idle,
+    watermark_grace_ms=st.one_of(st.none(), st.integers(0, 300)),
 )
 any_policy = st.one_of(count_tumbling, count_sliding, event_tumbling, session)
 

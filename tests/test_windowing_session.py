@@ -130,3 +130,57 @@ def test_resume_keeps_idle_clock():
     resumed = build(policy, windower.snapshot())
     assert resumed.tick(1499).closed == []
     assert resumed.tick(1500).closed[0].reason == "idle"
+
+
+def test_watermark_closes_a_quiet_key_once_another_key_is_gap_plus_grace_past_it():
+    windower = build(Session(gap_ms=10, watermark_grace_ms=5))
+    windower.push(item(0), "a")
+    windower.push(item(3), "b")
+    assert windower.push(item(15), "c").closed == []  # exactly gap + grace past a's newest line: a stays open
+    (window,) = windower.push(item(16), "c").closed  # 1 ms more
+    assert (window.key, window.reason, events(window)) == ("a", "watermark", [0])
+    (window,) = windower.push(item(19), "c").closed
+    assert (window.key, window.reason) == ("b", "watermark")
+    assert windower.open_count() == 1
+
+
+def test_watermark_closes_in_newest_event_then_opening_order():
+    windower = build(Session(gap_ms=10, watermark_grace_ms=0))
+    for key, event in [("x", 5), ("y", 3), ("z", 5)]:
+        windower.push(item(event), key)
+    closed = windower.push(item(100), "w").closed
+    assert [w.key for w in closed] == ["y", "x", "z"]
+
+
+def test_a_line_behind_the_watermark_opens_its_own_session():
+    windower = build(Session(gap_ms=10, watermark_grace_ms=0))
+    windower.push(item(0), "a")
+    assert [w.key for w in windower.push(item(20), "b").closed] == ["a"]
+    (straggler,) = windower.push(item(5), "a").closed  # a's session is gone; the line forms one, closed at once
+    assert (straggler.key, straggler.reason, events(straggler)) == ("a", "watermark", [5])
+
+
+def test_without_watermark_grace_keys_stay_independent():
+    windower = build(Session(gap_ms=10))
+    windower.push(item(0), "a")
+    assert windower.push(item(10_000), "b").closed == []
+    assert windower.open_count() == 2
+
+
+def test_resume_keeps_the_watermark_and_reads_snapshots_written_before_it():
+    policy = Session(gap_ms=10, watermark_grace_ms=0)
+    windower = build(policy)
+    for key, event in [("a", 3), ("b", 5), ("c", 12)]:
+        assert windower.push(item(event), key).closed == []
+    snap = orjson.loads(orjson.dumps(windower.snapshot()))
+    assert snap["state"]["watermark_ms"] == 12
+    resumed = build(policy, snap)
+    assert resumed.snapshot() == windower.snapshot()
+    assert resumed.push(item(13), "a").closed == []  # exactly the gap: a's line joins it, and a is not behind
+    assert [w.key for w in resumed.push(item(16), "c").closed] == ["b"]
+    # The previous version wrote neither the policy field nor the watermark.
+    old = Session(gap_ms=10)
+    legacy = build(old).snapshot()
+    legacy["state"] = {"sessions": snap["state"]["sessions"]}
+    del legacy["policy"]["watermark_grace_ms"]
+    assert build(old, legacy).open_count() == 3

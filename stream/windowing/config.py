@@ -79,18 +79,26 @@ class EventTumbling:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """Per-key sessions split by event-time gaps, capped by lines and duration, reaped when idle."""
+    """Per-key sessions split by event-time gaps, capped by lines and duration, reaped when idle.
+
+    ``watermark_grace_ms``: a session also closes once the newest event time its windower has seen is more than
+    gap_ms + watermark_grace_ms past the session's newest line (None, the default: never, and keys are independent).
+    This closes sessions while a backlog is read, when no idle ticks are written, and it depends on the input alone,
+    so replays close the same sessions. A snapshot written before the field existed resumes with it unset.
+    """
 
     gap_ms: int
     max_lines: int | None = None
     max_duration_ms: int | None = None
     idle_timeout_ms: int | None = None
+    watermark_grace_ms: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("gap_ms", self.gap_ms, 0)
         _check_int("max_lines", self.max_lines, 1, optional=True)
         _check_int("max_duration_ms", self.max_duration_ms, 0, optional=True)
         _check_int("idle_timeout_ms", self.idle_timeout_ms, 1, optional=True)
+        _check_int("watermark_grace_ms", self.watermark_grace_ms, 0, optional=True)
 
 
 WindowPolicy = CountTumbling | CountSliding | EventTumbling | Session

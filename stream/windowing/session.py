@@ -14,6 +14,12 @@ Boundaries (all in event time unless said otherwise):
   line (reason "max_duration") and the line opens a new one. A span of exactly max_duration_ms still joins.
 * max_lines. The session closes right after the line that makes it max_lines long (reason "max_lines").
 * Idle (arrival domain). ``tick(now_ms)`` closes sessions whose newest arrival_ms is >= idle_timeout_ms ago.
+* Watermark. The watermark is the newest event time pushed (any key). After each push, every session whose newest
+  event is more than gap_ms + watermark_grace_ms behind it closes (reason "watermark"), oldest newest-event first,
+  then in the order the sessions opened. A line of its key within the gap could now only come out of order by more
+  than the grace; like a far-behind line it opens a new session. Ticks are written only once a partition is caught
+  up (a backlog would otherwise look idle), so during a backlog this is what closes sessions; it reads nothing but
+  the pushed lines, so a replay closes the same sessions at the same lines.
 
 Sessions of one key never overlap: a new one opens only after the previous one closed, within the same call.
 
@@ -25,13 +31,14 @@ open sessions (O(open)): cheap at one tick per second even for 10^5 keys.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
 from stream.errors import StateError
 from stream.windowing.config import Session
 from stream.windowing.model import ClosedWindow, Emitted, Item, window_from_items
-from stream.windowing.state import decode_items, encode_items, make_snapshot, open_snapshot
+from stream.windowing.state import decode_items, encode_items, make_snapshot, open_snapshot, read_int
 
 
 @dataclass(slots=True)
@@ -40,11 +47,12 @@ class _Open:
     min_event_ms: int
     max_event_ms: int
     last_arrival_ms: int  # newest arrival, not the last pushed: partitions may interleave out of broker order
+    seq: int  # opening order: ties between sessions closed by one watermark step go in this order
 
     @classmethod
-    def of(cls, items: list[Item]) -> _Open:
+    def of(cls, items: list[Item], seq: int) -> _Open:
         events = [item.event_ms for item in items]
-        return cls(items, min(events), max(events), max(item.arrival_ms for item in items))
+        return cls(items, min(events), max(events), max(item.arrival_ms for item in items), seq)
 
     def add(self, item: Item) -> None:
         self.items.append(item)
@@ -59,10 +67,22 @@ class SessionWindower:
         # Insertion order = order sessions opened; ticks and flushes close in that order, which keeps output
         # deterministic and identical after a resume (the snapshot stores sessions in this order).
         self._open: dict[str, _Open] = {}
+        self._next_seq = 0
+        self._watermark_ms: int | None = None  # the newest event time pushed
+        # (newest event, seq, key) per open session, lazily: an entry is stale once its session closed or grew newer
+        self._expiry: list[tuple[int, int, str]] = []
         if resume_state is not None:
             self._resume(open_snapshot(config, resume_state))
 
     def push(self, item: Item, key: str = "") -> Emitted:
+        closed = self._push(item, key)
+        if self._watermark_ms is None or item.event_ms > self._watermark_ms:
+            self._watermark_ms = item.event_ms
+        if self.config.watermark_grace_ms is not None:
+            closed += self._close_behind_watermark()
+        return Emitted(closed=closed)
+
+    def _push(self, item: Item, key: str) -> list[ClosedWindow]:
         closed: list[ClosedWindow] = []
         session = self._open.get(key)
         if session is not None:
@@ -75,12 +95,39 @@ class SessionWindower:
                 closed.append(self._close(key, "max_duration"))
                 session = None
         if session is None:
-            session = self._open[key] = _Open.of([item])
+            session = self._open[key] = _Open.of([item], self._next_seq)
+            self._next_seq += 1
+            self._track(key, session)
         else:
+            newest = session.max_event_ms
             session.add(item)
+            if session.max_event_ms != newest:
+                self._track(key, session)
         if self.config.max_lines is not None and len(session.items) >= self.config.max_lines:
             closed.append(self._close(key, "max_lines"))
-        return Emitted(closed=closed)
+        return closed
+
+    def _track(self, key: str, session: _Open) -> None:
+        if self.config.watermark_grace_ms is None:
+            return
+        heapq.heappush(self._expiry, (session.max_event_ms, session.seq, key))
+        if len(self._expiry) > 2 * len(self._open) + 1024:  # mostly stale entries: rebuild from the open sessions
+            self._expiry = [(s.max_event_ms, s.seq, k) for k, s in self._open.items()]
+            heapq.heapify(self._expiry)
+
+    def _close_behind_watermark(self) -> list[ClosedWindow]:
+        grace = self.config.watermark_grace_ms
+        if self._watermark_ms is None or grace is None:
+            return []
+        horizon = self._watermark_ms - self.config.gap_ms - grace  # newest events before this are expired
+        closed: list[ClosedWindow] = []
+        expiry = self._expiry
+        while expiry and expiry[0][0] < horizon:
+            newest, seq, key = heapq.heappop(expiry)
+            session = self._open.get(key)
+            if session is not None and session.seq == seq and session.max_event_ms == newest:
+                closed.append(self._close(key, "watermark"))
+        return closed
 
     def tick(self, now_ms: int) -> Emitted:
         timeout = self.config.idle_timeout_ms
@@ -94,7 +141,10 @@ class SessionWindower:
 
     def snapshot(self) -> dict[str, Any]:
         # min/max/last arrival are derived from the items on resume, so they cannot disagree with them.
-        state = {"sessions": [[key, encode_items(session.items)] for key, session in self._open.items()]}
+        state = {
+            "sessions": [[key, encode_items(session.items)] for key, session in self._open.items()],
+            "watermark_ms": self._watermark_ms,
+        }
         return make_snapshot(self.config, state)
 
     def open_count(self) -> int:
@@ -118,4 +168,10 @@ class SessionWindower:
             key, items = entry[0], decode_items(entry[1], "sessions")
             if not items or key in self._open or (max_lines is not None and len(items) >= max_lines):
                 raise StateError(f"window snapshot is inconsistent: session for key {key!r} is empty, repeated or full")
-            self._open[key] = _Open.of(items)
+            self._open[key] = session = _Open.of(items, self._next_seq)
+            self._next_seq += 1
+            self._track(key, session)
+        # A snapshot written before the watermark existed lacks it: the newest open event is the best lower bound.
+        self._watermark_ms = read_int(state, "watermark_ms", optional=True)
+        if self._watermark_ms is None and self._open:
+            self._watermark_ms = max(session.max_event_ms for session in self._open.values())
