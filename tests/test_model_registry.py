@@ -305,3 +305,29 @@ def test_concurrent_processes_get_distinct_versions(staged: dict, tmp_path: Path
     versions = [line for out, _ in outputs for line in out.split()]
     assert sorted(versions) == [f"v{n:04d}" for n in range(1, 13)] and partial == []
     assert Registry(registry_root).serving("base", "bgl") is None  # serve=False: nobody moved the pointer
+
+
+def test_a_deleted_version_number_is_never_given_out_again(staged: dict, tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    for _ in range(2):
+        registry.publish_base(staged["root"] / "base", "bgl")
+    shutil.rmtree(registry.path("base", "bgl", "v0002"))  # a bad newest version removed by hand
+    assert registry.publish_base(staged["root"] / "base", "bgl").version == "v0003"
+    shutil.rmtree(tmp_path / "bases" / "bgl")  # the whole name
+    assert registry.publish_base(staged["root"] / "base", "bgl").version == "v0004"
+    assert registry.publish_adapter(staged["root"] / "adapter").version == "v0001"  # each name counts on its own
+    assert (tmp_path / ".versions" / "bases" / "bgl").read_text() == "v0004\n"
+    assert registry.names("base") == ["bgl"] and [m.version for m in registry.versions("base", "bgl")] == ["v0004"]
+
+
+def test_a_registry_without_version_records_counts_from_its_directories(staged: dict, tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    for _ in range(3):
+        registry.publish_base(staged["root"] / "base", "bgl")
+    shutil.rmtree(tmp_path / ".versions")  # as a registry written before the records were kept
+    assert registry.publish_base(staged["root"] / "base", "bgl").version == "v0004"
+    (tmp_path / ".versions" / "bases" / "bgl").write_text("garbage")
+    with pytest.raises(ModelError, match="not a version like v0001"):
+        registry.publish_base(staged["root"] / "base", "bgl")
+    assert [m.version for m in registry.versions("base", "bgl")][-1] == "v0004"  # nothing half published
+    assert os.listdir(tmp_path / ".staging") == []

@@ -3,12 +3,16 @@
     <root>/
       .lock                      fcntl lock: publishers take versions and move pointers one at a time
       .staging/<uuid>/           artifacts being copied in; never read by anyone else
+      .versions/<kind>/<name>    the highest version ever given out for a name (e.g. "v0003")
       bases/<name>/v0001/        a base artifact (weights.safetensors + manifest.json, see stream.model.artifacts)
       bases/<name>/SERVING       {"version", "since", "reason", "previous"}: the version inference serves
       adapters/<target>/v0001/   an adapter artifact for one target system
       adapters/<target>/SERVING
 
-Versions are immutable and monotonic per name (``v0001``, ``v0002``, ...). A version directory appears by one
+Versions are immutable and monotonic per name (``v0001``, ``v0002``, ...), and a number is never given out twice:
+the highest one given is kept in ``.versions``, so deleting the newest version directory (a bad artifact removed by
+hand) or a whole name does not bring its number back for different weights. A registry from before ``.versions``
+counts from the version directories present. A version directory appears by one
 rename of a complete, fsynced directory, so a reader sees a whole artifact or none; the serving pointer is replaced
 with ``os.replace``, so a reader sees the old pointer or the new one. Rolling back is moving the pointer
 (``set_serving``). Listing skips a directory that is not a sound artifact (logged), so one broken version never
@@ -45,6 +49,7 @@ Kind = Literal["base", "adapter"]
 KIND_DIRS: dict[str, str] = {"base": "bases", "adapter": "adapters"}
 POINTER = "SERVING"
 STAGING = ".staging"
+HIGHEST = ".versions"
 VERSION = re.compile(r"^v(\d{4,})$")
 # a name becomes a directory on a shared volume: no separators, no dot-names, nothing a shell would trip over
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -155,7 +160,8 @@ class Registry:
             if problems:
                 raise IncompatibleArtifactError(str(original), problems)
             with self._locked():
-                version = self._next_version(folder)
+                version = self._next_version(kind, name, folder)
+                self._record_highest(kind, name, version)  # before the rename: a crash skips a number, reuses none
                 published = replace(manifest, name=name, version=version)
                 artifacts.write_manifest(source, published)
                 folder.mkdir(parents=True, exist_ok=True)
@@ -208,11 +214,41 @@ class Registry:
             raise
         return target
 
-    @staticmethod
-    def _next_version(folder: Path) -> str:
-        # every name that looks like a version counts, broken or not: a number is never given out twice
+    def _next_version(self, kind: Kind, name: str, folder: Path) -> str:
+        """Called under the lock. Above every version directory present (broken ones count) and above every number
+        ever given out (``.versions``), so a deleted version's number is not reused."""
         taken = [int(m.group(1)) for p in folder.iterdir() if (m := VERSION.match(p.name))] if folder.is_dir() else []
-        return f"v{max(taken, default=0) + 1:04d}"
+        return f"v{max(*taken, self._highest(kind, name), 0) + 1:04d}"
+
+    def _highest_path(self, kind: Kind, name: str) -> Path:
+        return self.root / HIGHEST / KIND_DIRS[kind] / name
+
+    def _highest(self, kind: Kind, name: str) -> int:
+        """The highest version number given out for ``name``; 0 when none was recorded (an older registry)."""
+        path = self._highest_path(kind, name)
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return 0
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"version record {path} is unreadable: {exc}") from None
+        match = VERSION.match(text)
+        if match is None:
+            # never written like this (it is replaced whole): refuse to guess rather than risk a reused number
+            raise ModelError(f"version record {path} holds {text[:40]!r}, not a version like v0001: fix it by hand")
+        return int(match.group(1))
+
+    def _record_highest(self, kind: Kind, name: str, version: str) -> None:
+        """Called under the lock. Replaced in one os.replace and fsynced, like the serving pointer."""
+        path = self._highest_path(kind, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.parent / f".{name}.{uuid.uuid4().hex}.tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(version + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+        artifacts.fsync_path(path.parent)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
