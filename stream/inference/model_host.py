@@ -49,8 +49,13 @@ class Route:
 
 
 def internal_name(system: str, version: str) -> str:
-    """A detector target name for one version of a system's adapter (module names allow no dots)."""
-    return f"{re.sub(r'[^A-Za-z0-9_]', '_', system)}__{version}"
+    """A detector target name for one version of a system's adapter: ``<system>__<version>``, the system's name
+    kept readable for logs. Module names allow letters, digits and '_' only, so every other character, and '_'
+    itself, is written as '_<hex code point>_' ("web-1" -> "web_2d_1", "web_1" -> "web_5f_1"). No two systems share
+    a name (they once did: "web-1" and "web_1" were both "web_1", and one's swap removed the other's adapter): read
+    from the left, a '_' opens an escape (hex digits, then '_') unless another '_' follows; that pair separates."""
+    escaped = re.sub(r"[^A-Za-z0-9]", lambda match: f"_{ord(match.group()):x}_", system)
+    return f"{escaped}__{version}"
 
 
 def is_transient(exc: BaseException) -> bool:

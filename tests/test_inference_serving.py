@@ -1,0 +1,44 @@
+"""How ModelHost serves adapters, on a real registry with a small untrained TransLog (see ``small_registry``):
+every system gets its own detector target, explanations always refer to the window served, and an adapter
+version is refused (once) only for what is wrong with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.inference.model_host import ModelHost, internal_name
+from tests.inference_support import publish_nudged_adapter, small_registry, stream_window
+
+RECEIVING = "Receiving block <*> src: <*> dest: <*>"
+TERMINATING = "PacketResponder <*> for block <*> terminating"
+DELETE_ERROR = "Unexpected error trying to delete block <*> BlockInfo not found in volumeMap."
+LINES = [RECEIVING, RECEIVING, DELETE_ERROR, TERMINATING]
+
+
+def test_target_names_tell_every_system_apart_and_stay_readable():
+    systems = ["web-1", "web_1", "web.1", "web1", "web-1-", "web--1", "a__b", "a_5f_b", "a-_b"]
+    names = {internal_name(system, "v0001") for system in systems}
+    assert len(names) == len(systems)
+    assert internal_name("hdfs", "v0002") == "hdfs__v0002"
+    assert internal_name("web-1", "v0001") == "web_2d_1__v0001"
+    assert all("." not in name for name in names)  # torch module names allow no dots
+
+
+def test_systems_whose_names_differ_in_punctuation_are_served_by_their_own_adapters(tmp_path):
+    registry, base = small_registry(tmp_path / "registry")
+    publish_nudged_adapter(registry, base, "web-1", seed=1, scale=0.0)  # the identity: scores as the base does
+    publish_nudged_adapter(registry, base, "web_1", seed=2, scale=0.5)
+    host = ModelHost(registry, device="cpu", score_cache_size=0)
+    assert sorted(host.refresh()) == ["web-1: zero-shot -> v0001", "web_1: zero-shot -> v0001"]
+    assert len(host.detector.targets) == 2
+
+    def score(system: str) -> float:
+        return host.score([stream_window(system, LINES)])[0].score
+
+    zero_shot = score("hdfs")
+    assert score("web-1") == pytest.approx(zero_shot, abs=1e-5)
+    assert score("web_1") != pytest.approx(zero_shot, abs=1e-3)
+
+    publish_nudged_adapter(registry, base, "web_1", seed=3, scale=0.5)
+    assert host.refresh() == ["web_1: v0001 -> v0002"]  # its old version leaves; web-1's adapter stays
+    assert score("web-1") == pytest.approx(zero_shot, abs=1e-5)
