@@ -42,3 +42,26 @@ def test_systems_whose_names_differ_in_punctuation_are_served_by_their_own_adapt
     publish_nudged_adapter(registry, base, "web_1", seed=3, scale=0.5)
     assert host.refresh() == ["web_1: v0001 -> v0002"]  # its old version leaves; web-1's adapter stays
     assert score("web-1") == pytest.approx(zero_shot, abs=1e-5)
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_an_explanation_served_always_refers_to_the_window_served(tmp_path, one_batch):
+    """Two windows with the same last max_len lines read the same (one score), but their explanations differ: the
+    offsets are positions in each window, and occluding a template moves earlier lines into what the model reads."""
+    registry, _ = small_registry(tmp_path / "registry", max_len=4)  # threshold 0: both windows are explained
+    tail = [RECEIVING, RECEIVING, DELETE_ERROR, TERMINATING]
+    first = stream_window("hdfs", [DELETE_ERROR] * 3 + tail, key="first")
+    second = stream_window("hdfs", [TERMINATING] * 10 + tail, key="second")
+    cached = ModelHost(registry, device="cpu")
+    served = cached.score([first, second])[1] if one_batch else [*cached.score([first]), *cached.score([second])][1]
+    assert cached.counts["windows_reused"] == 1  # the score was reused: the two read the same
+
+    reference = ModelHost(registry, device="cpu", score_cache_size=0).score([second])[0]
+    assert served.score == pytest.approx(reference.score, abs=1e-6)
+    assert served.explanation and served.explanation == reference.explanation
+    for cause in served.explanation:
+        assert {second.lines[offset].template for offset in cause.offsets} == {cause.template}
+        assert len(cause.offsets) == sum(line.template == cause.template for line in second.lines)
+
+    again = cached.score([second])[0]  # the same window again: its own explanation, from the cache
+    assert again.explanation == reference.explanation

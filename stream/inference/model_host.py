@@ -25,12 +25,12 @@ import torch
 
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.inference.explain import explain
-from stream.inference.score_cache import Cached, ScoreCache, reading_key
+from stream.inference.score_cache import Cached, ScoreCache, reading_key, window_key
 from stream.model import artifacts
 from stream.model.artifacts import Manifest
 from stream.model.detector import Detector, WindowText, resolve_device
 from stream.model.registry import Registry
-from stream.records import ANOMALOUS, NORMAL, Verdict, Window
+from stream.records import ANOMALOUS, NORMAL, Cause, Verdict, Window
 
 log = logging.getLogger(__name__)
 
@@ -172,48 +172,79 @@ class ModelHost:
     def score(self, windows: Sequence[Window]) -> list[Verdict]:
         """Verdicts for the windows, in their order. Each window is scored by its system's adapter, in one mixed
         batch (``Detector.scores_mixed``: TransLog applies them all in one forward pass), unless the same adapter
-        version has read the same window before (``ScoreCache``) or another window of the batch reads the same:
-        then its earlier score and explanation are reused, as exact as scoring it again."""
+        version has read the same before (``ScoreCache``) or another window of the batch reads the same: then its
+        earlier score is reused, as exact as scoring it again. An anomalous window's explanation is reused only
+        from the same whole window (``window_key``): its offsets are positions in that window."""
         routes = [self.route(window.system) for window in windows]
         texts = [window_text(window) for window in windows]
         targets = [route.target for route in routes]
         keys = [reading_key(target, self.detector.reads(text)) for target, text in zip(targets, texts, strict=True)]
+        scores = self._scores(keys, texts, targets)
+        flagged = [i for i, key in enumerate(keys) if scores[key] >= routes[i].threshold]
+        explanations = self._explanations(flagged, [scores[key] for key in keys], texts, targets)
+        verdicts = []
+        for i, (window, route, key) in enumerate(zip(windows, routes, keys, strict=True)):
+            verdicts.append(self._verdict(window, route, scores[key], explanations.get(i, ())))
+            self.counts[f"windows:{window.system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += 1
+        return verdicts
+
+    def _scores(
+        self, keys: Sequence[bytes], texts: Sequence[WindowText], targets: Sequence[str | None]
+    ) -> dict[bytes, float]:
+        """The score of each distinct reading: from the cache, or scored now (once per reading)."""
         first: dict[bytes, int] = {}  # each distinct reading of the batch, by its first window
-        known: dict[bytes, Cached] = {}
+        known: dict[bytes, float] = {}
         for i, key in enumerate(keys):
             if key not in first:
                 first[key] = i
                 cached = self.cache.get(key)
                 if cached is not None:
-                    known[key] = cached
+                    known[key] = cached.score
         unscored = [i for key, i in first.items() if key not in known]
         scores = (
             self.detector.scores_mixed([texts[i] for i in unscored], [targets[i] for i in unscored]) if unscored else []
         )
         for i, score in zip(unscored, scores, strict=True):
-            known[keys[i]] = Cached(score, None)
-        flagged = [
-            i for key, i in first.items() if known[key].score >= routes[i].threshold and known[key].explanation is None
-        ]
+            known[keys[i]] = score
+            self.cache.put(targets[i], keys[i], Cached(score, None))
+        self.counts["windows_scored"] += len(unscored)
+        self.counts["windows_reused"] += len(keys) - len(unscored)
+        return known
+
+    def _explanations(
+        self,
+        flagged: Sequence[int],
+        scores: Sequence[float],
+        texts: Sequence[WindowText],
+        targets: Sequence[str | None],
+    ) -> dict[int, tuple[Cause, ...]]:
+        """Explanations of the flagged windows (by index), each computed once per whole window and target.
+
+        Not by reading, as scores are: a cause's offsets are positions in the window it was computed on, and
+        occluding a template shifts earlier lines into what the model reads, so two windows that read the same
+        (the same last lines) may still be explained differently."""
+        whole = {i: window_key(targets[i], texts[i]) for i in flagged}
+        first: dict[bytes, int] = {}
+        known: dict[bytes, tuple[Cause, ...]] = {}
+        for i in flagged:
+            if whole[i] not in first:
+                first[whole[i]] = i
+                cached = self.cache.get(whole[i])
+                if cached is not None and cached.explanation is not None:
+                    known[whole[i]] = cached.explanation
+        todo = [i for key, i in first.items() if key not in known]
         causes = explain(
             self.detector,
-            [texts[i] for i in flagged],
-            [known[keys[i]].score for i in flagged],
-            [targets[i] for i in flagged],
+            [texts[i] for i in todo],
+            [scores[i] for i in todo],
+            [targets[i] for i in todo],
             top=self.explain_top,
             saliency=self.explain_saliency,
         )
-        for i, explanation in zip(flagged, causes, strict=True):
-            known[keys[i]] = Cached(known[keys[i]].score, explanation)
-        for i in set(unscored) | set(flagged):
-            self.cache.put(targets[i], keys[i], known[keys[i]])
-        self.counts["windows_scored"] += len(unscored)
-        self.counts["windows_reused"] += len(windows) - len(unscored)
-        verdicts = []
-        for window, route, key in zip(windows, routes, keys, strict=True):
-            verdicts.append(self._verdict(window, route, known[key].score, known[key].explanation or ()))
-            self.counts[f"windows:{window.system}:{route.adapter.version if route.adapter else 'zero-shot'}"] += 1
-        return verdicts
+        for i, explanation in zip(todo, causes, strict=True):
+            known[whole[i]] = explanation
+            self.cache.put(targets[i], whole[i], Cached(scores[i], explanation))
+        return {i: known[whole[i]] for i in flagged}
 
     def probe(self, systems: Sequence[str]) -> None:
         """Score a plain one-line window with the model of each system; raises what the model raises.
@@ -224,7 +255,7 @@ class ModelHost:
         plain = WindowText(("probe",), ("probe",))
         self.detector.scores_mixed([plain] * len(targets), targets)
 
-    def _verdict(self, window: Window, route: Route, score: float, explanation: tuple) -> Verdict:
+    def _verdict(self, window: Window, route: Route, score: float, explanation: tuple[Cause, ...]) -> Verdict:
         events = [line.event_ms for line in window.lines] or [window.start_ms]
         return Verdict(
             window_id=window.window_id,
