@@ -1,11 +1,12 @@
 """The feedback service without a broker: its intake (``_store_records``) and retrain loop (``_maybe_start_retrain``,
 ``next_due``) on a real SQLite store and a real registry holding a small TransLog base; records come in as the
-ConsumerRecords the consumer hands over, and the producer (a process edge) is never reached."""
+ConsumerRecords the consumer hands over, and announcements go to an in-memory producer (the Kafka edge)."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,16 @@ def consumer_record(topic: str, offset: int, value: bytes | None) -> ConsumerRec
     return ConsumerRecord(topic, 0, offset, 0, 0, None, value, None, len(value or b""), 0, [])
 
 
+class SentRecords:
+    """The one producer call the retrain loop makes (announcing a published adapter), kept in memory."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.sent.append((topic, value, key))
+
+
 def window(system: str, i: int) -> Window:
     lines = tuple(
         WindowLine("logs", 0, 10 * i + j, 1000 * i + j, j, f"{system} step {j} <*>", f"{system} step {j} {i}")
@@ -94,12 +105,13 @@ def test_a_failing_retrain_is_recorded_and_backed_off_and_the_other_targets_stil
     add_labeled_windows(store, "my system", 12, now_ms=1_000)
     add_labeled_windows(store, "zz-ok", 12, now_ms=1_000)
     service = FeedbackService(settings, store)
+    producer = SentRecords()
 
     async def two_checks() -> None:
-        service._maybe_start_retrain(None)  # type: ignore[arg-type]  # the producer is reached only on a publish
+        service._maybe_start_retrain(producer)  # type: ignore[arg-type]
         assert service._training is not None
         await service._training
-        service._maybe_start_retrain(None)  # type: ignore[arg-type]  # used to re-raise the first one's error
+        service._maybe_start_retrain(producer)  # type: ignore[arg-type]  # used to re-raise the first one's error
         await service._training
 
     asyncio.run(two_checks())
@@ -115,7 +127,7 @@ def test_a_failing_retrain_is_recorded_and_backed_off_and_the_other_targets_stil
 
     assert service.next_due(now=failed["retry_at_ms"] - 1) is None  # backing off, not a tight loop
     assert service.next_due(now=failed["retry_at_ms"]) == ("my system", "12 new labels")
-    asyncio.run(service._retrain("my system", "12 new labels", None))  # type: ignore[arg-type]
+    asyncio.run(service._retrain("my system", "12 new labels", producer))  # type: ignore[arg-type]
     again = store.last_retrain("my system")
     assert again["failures"] == 2  # the wait doubles per failure in a row
     assert again["retry_at_ms"] == again["at_ms"] + int(2 * RETRY_FIRST_S * 1000)
@@ -179,3 +191,26 @@ def test_the_target_whose_labels_waited_longest_retrains_first(settings: Setting
     add_labeled_windows(store, "zzz", 12, now_ms=hour)
     store.add_sequence(LabeledSequence("aaa", ("late",), ("late",), 1, "late"), 2 * hour)
     assert service.next_due(now=4 * hour) == ("zzz", "2 new labels, the oldest waiting 3600s")
+
+
+def test_relabels_written_while_a_retrain_runs_stay_unused_whatever_their_timestamp(
+    settings: Settings, store: LabelStore
+) -> None:
+    stamp = int(time.time() * 1000) - 1_000  # a batch stamps its records when it starts, before the retrain reads
+    add_labeled_windows(store, "hdfs", 12, now_ms=stamp)
+    service = FeedbackService(settings, store)
+    relabeled = [window("hdfs", i).window_id for i in range(6)]
+
+    async def relabel_while_training() -> None:
+        training = asyncio.create_task(service._retrain("hdfs", "12 new labels", SentRecords()))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the task reads its labels, then trains on a worker thread
+        assert not training.done()
+        for i, window_id in enumerate(relabeled):  # the rest of the batch lands now, stamped before the read
+            assert store.add_label(WindowLabel(window_id, 1 - i % 2), now_ms=stamp) == "relabeled"
+        await training
+
+    asyncio.run(relabel_while_training())
+    examples = {e.window_id: e for e in store.labeled("hdfs")}
+    assert [window_id for window_id, e in examples.items() if not e.used] == relabeled  # not trained on: still new
+    assert all(examples[window("hdfs", i).window_id].used for i in range(6, 12))
+    assert store.counts("hdfs")["unused"] == 6

@@ -224,7 +224,6 @@ class FeedbackService:
             self._training = asyncio.create_task(self._retrain(*found, producer))
 
     async def _retrain(self, system: str, reason: str, producer: AIOKafkaProducer) -> None:
-        read_at = now_ms()
         examples = self.store.labeled(system)
         log.info("retraining %s (%s): %d labeled windows", system, reason, len(examples))
         try:
@@ -250,7 +249,9 @@ class FeedbackService:
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
         self.store.record_retrain(system, entry)
         used_by = decision.version or f"rejected@{entry['at_ms']}"
-        self.store.mark_used(system, [e.window_id for e in examples], used_by, labeled_before_ms=read_at)
+        # exactly the labels read above: a batch stamps its labels before writing them, so one written while this
+        # ran can carry an earlier time than the read, and a time cutoff would mark it used untrained
+        self.store.mark_read(system, examples, used_by)
         self.metrics.seconds.observe(decision.seconds)
         self.metrics.retrains.labels("published" if decision.published else "rejected").inc()
         self.counts["published" if decision.published else "rejected"] += 1

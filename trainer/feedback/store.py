@@ -32,7 +32,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -93,6 +93,9 @@ class StoredExample:
     label: int
     labeled_ms: int  # when its (latest) label arrived
     used: bool  # whether this label already trained an adapter
+    # which write of the label this is (a relabel gets a new one): mark_read marks exactly the labels a run read.
+    # Store bookkeeping, not part of the example, so two reads of the same labels compare equal.
+    arrival: int = field(default=0, compare=False)
 
 
 class LabelStore:
@@ -210,13 +213,24 @@ class LabelStore:
 
         A training run reads :meth:`labeled`, trains for minutes, then marks; a relabel that arrived meanwhile was
         not trained on. Pass ``labeled_before_ms`` (the ``now_ms`` at which the run read its examples) and labels
-        that arrived at or after it stay unused."""
+        that arrived at or after it stay unused. A caller that stamps labels with a time taken before it writes them
+        (a batch) can write one with an earlier stamp after the read: the retrain service uses :meth:`mark_read`."""
         limit = labeled_before_ms if labeled_before_ms is not None else 2**63 - 1
         with self._write() as db:
             db.executemany(
                 "UPDATE labels SET used_version = ? WHERE window_id = ? AND labeled_ms < ?"
                 " AND window_id IN (SELECT window_id FROM windows WHERE system = ?)",
                 [(version, window_id, limit, system) for window_id in window_ids],
+            )
+
+    def mark_read(self, system: str, examples: Iterable[StoredExample], version: str) -> None:
+        """Record that exactly these labels, as :meth:`labeled` returned them, trained adapter ``version``: a label
+        written after that read (a relabel, which gets a new ``arrival``) stays unused, whatever its timestamp."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE labels SET used_version = ? WHERE window_id = ? AND arrival = ?"
+                " AND window_id IN (SELECT window_id FROM windows WHERE system = ?)",
+                [(version, e.window_id, e.arrival, system) for e in examples],
             )
 
     def record_retrain(self, system: str, entry: dict[str, Any]) -> None:
@@ -233,15 +247,22 @@ class LabelStore:
     def labeled(self, system: str) -> list[StoredExample]:
         """Every labeled window of ``system``, in label arrival order (oldest first; a relabel counts as new)."""
         rows = self._read(
-            "SELECT w.window_id, w.system, w.templates, w.masked, l.label, l.labeled_ms, l.used_version IS NOT NULL"
-            " FROM labels l JOIN windows w USING (window_id) WHERE w.system = ? ORDER BY l.arrival",
+            "SELECT w.window_id, w.system, w.templates, w.masked, l.label, l.labeled_ms, l.used_version IS NOT NULL,"
+            " l.arrival FROM labels l JOIN windows w USING (window_id) WHERE w.system = ? ORDER BY l.arrival",
             (system,),
         )
         return [
             StoredExample(
-                window_id, system_, tuple(orjson.loads(templates)), tuple(orjson.loads(masked)), label, ms, bool(used)
+                window_id,
+                system_,
+                tuple(orjson.loads(templates)),
+                tuple(orjson.loads(masked)),
+                label,
+                ms,
+                bool(used),
+                arrival,
             )
-            for window_id, system_, templates, masked, label, ms, used in rows
+            for window_id, system_, templates, masked, label, ms, used, arrival in rows
         ]
 
     def counts(self, system: str) -> dict[str, int]:
