@@ -4,9 +4,12 @@ version is refused (once) only for what is wrong with it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from stream.inference.model_host import ModelHost, internal_name
+from stream.inference.model_host import POINTER, ModelHost, internal_name
+from stream.model.artifacts import MANIFEST
 from tests.inference_support import publish_nudged_adapter, small_registry, stream_window
 
 RECEIVING = "Receiving block <*> src: <*> dest: <*>"
@@ -65,3 +68,66 @@ def test_an_explanation_served_always_refers_to_the_window_served(tmp_path, one_
 
     again = cached.score([second])[0]  # the same window again: its own explanation, from the cache
     assert again.explanation == reference.explanation
+
+
+def publish_with_threshold(registry, base, system: str, threshold: float):
+    """A sound adapter, then its manifest's threshold set to ``threshold`` (NaN and infinities are not JSON: a
+    publisher would not write them, but a hand-edited or foreign manifest may hold them)."""
+    manifest = publish_nudged_adapter(registry, base, system, seed=5, scale=0.1)
+    path = registry.path("adapter", system, manifest.version) / MANIFEST
+    path.write_text(json.dumps({**json.loads(path.read_text()), "threshold": threshold}))
+    return manifest
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), -0.1, 1.5])
+def test_an_adapter_whose_threshold_is_no_probability_is_refused_and_the_previous_version_keeps_serving(
+    tmp_path, threshold
+):
+    registry, base = small_registry(tmp_path / "registry")
+    publish_nudged_adapter(registry, base, "hdfs", seed=1, scale=0.1, threshold=0.5)
+    host = ModelHost(registry, device="cpu")
+    assert host.refresh() == ["hdfs: zero-shot -> v0001"]
+    bad = publish_with_threshold(registry, base, "hdfs", threshold)
+    assert host.refresh() == []
+    assert "threshold" in host.refused[("hdfs", bad.version)]
+    assert host.counts["artifacts_refused"] == 1
+    assert host.route("hdfs").adapter.version == "v0001" and host.route("hdfs").threshold == 0.5
+    assert host.detector.targets == ["hdfs__v0001"]  # the refused version left no target behind
+
+
+def test_an_unreadable_serving_pointer_is_counted_once_and_again_only_if_it_breaks_again(tmp_path):
+    registry, base = small_registry(tmp_path / "registry")
+    publish_nudged_adapter(registry, base, "bgl", seed=1, scale=0.1)
+    pointer = registry.root / "adapters" / "bgl" / "SERVING"
+    good = pointer.read_text()
+    pointer.write_text("{not json")
+    host = ModelHost(registry, device="cpu")
+    for _ in range(3):
+        assert host.refresh() == []
+    assert host.counts["artifacts_refused"] == 1
+    assert "unreadable" in host.refused[("bgl", POINTER)]
+    pointer.write_text(good)
+    assert host.refresh() == ["bgl: zero-shot -> v0001"]
+    pointer.write_text("[]")
+    host.refresh()
+    host.refresh()
+    assert host.counts["artifacts_refused"] == 2
+    assert host.route("bgl").adapter.version == "v0001"  # still served while its pointer cannot be read
+
+
+def test_a_version_that_could_not_be_read_is_tried_again_at_the_next_refresh(tmp_path):
+    """A read that fails (here the manifest is, for a while, a directory: the read raises IsADirectoryError, as
+    an I/O error of a network volume would raise) says nothing about the artifact: it is not refused for good."""
+    registry, base = small_registry(tmp_path / "registry")
+    manifest = publish_nudged_adapter(registry, base, "hdfs", seed=1, scale=0.1)
+    path = registry.path("adapter", "hdfs", manifest.version) / MANIFEST
+    aside = path.with_suffix(".aside")
+    path.rename(aside)
+    path.mkdir()
+    host = ModelHost(registry, device="cpu")
+    assert host.refresh() == [] and host.refresh() == []
+    assert host.refused == {} and host.counts["artifacts_refused"] == 0
+    assert host.counts["adapter_loads_retried"] == 2 and host.detector.targets == []
+    path.rmdir()
+    aside.rename(path)
+    assert host.refresh() == ["hdfs: zero-shot -> v0001"]

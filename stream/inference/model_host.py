@@ -16,6 +16,7 @@ no move. Every family moves (LogLLM: its decoder with every LoRA adapter, projec
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # a base published without one (trained with no validation windows)
 SERVING_PRECISIONS = ("auto", "float32", "bfloat16")  # see stream.model.detector.scoring_autocast
 DEFAULT_SCORE_CACHE = 100_000  # windows' verdicts kept by reading (about 200 bytes each)
+POINTER = "pointer"  # the "version" under which a system's unreadable serving pointer is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,25 @@ def internal_name(system: str, version: str) -> str:
     from the left, a '_' opens an escape (hex digits, then '_') unless another '_' follows; that pair separates."""
     escaped = re.sub(r"[^A-Za-z0-9]", lambda match: f"_{ord(match.group()):x}_", system)
     return f"{escaped}__{version}"
+
+
+def threshold_problem(threshold: float | None) -> str | None:
+    """Why a manifest's threshold cannot decide verdicts, or None (None itself is fine: ``DEFAULT_THRESHOLD``).
+    Scores are probabilities: a threshold outside [0, 1] flags every window or none, and NaN flags none."""
+    if threshold is None or (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        return None
+    return f"threshold {threshold!r} is not a number in [0, 1]"
+
+
+def unreadable(exc: BaseException) -> bool:
+    """Whether loading failed because a file could not be read (an OSError, raised or wrapped by
+    ``stream.model.artifacts``, which keeps it as the context) rather than because the artifact is wrong."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -96,7 +117,7 @@ class ModelHost:
         self.device = self.detector.to_device(wanted)  # where it really scores
         self.detector.precision = precision  # adapters loaded later are targets of the same detector: they follow
         self.routes: dict[str, Route] = {}
-        self.refused: dict[tuple[str, str], str] = {}  # (system, version) -> why; not retried
+        self.refused: dict[tuple[str, str], str] = {}  # (system, version or POINTER) -> why; not retried
         self.counts: Counter[str] = Counter()
         log.info("serving base %s (%s) on %s", self.model_name, self.detector.family, self.device)
 
@@ -130,8 +151,9 @@ class ModelHost:
             try:
                 pointer = self.registry.pointer("adapter", system)
             except ModelError as exc:
-                self._refuse(system, "pointer", str(exc))
+                self._refuse(system, POINTER, str(exc))
                 continue
+            self.refused.pop((system, POINTER), None)  # readable again: a later breakage is a new refusal
             current = self.routes.get(system)
             if pointer is None or (current and current.adapter and current.adapter.version == pointer.version):
                 continue
@@ -147,9 +169,18 @@ class ModelHost:
         try:
             path = self.registry.path("adapter", system, version)
             manifest = artifacts.load_adapter(self.detector, self.base, path, as_target=name)
+            problem = threshold_problem(manifest.threshold)
+            if problem is not None:
+                raise ModelError(f"adapter {system}/{version}: {problem}")
         except (IncompatibleArtifactError, ModelError, OSError) as exc:
             if name in self.detector.targets:
                 self.detector.remove_target(name)
+            if unreadable(exc):  # the file system, not the artifact: a good version must not be refused for good
+                self.counts["adapter_loads_retried"] += 1
+                log.warning(
+                    "system %s: adapter %s could not be read, tried again at the next refresh: %s", system, version, exc
+                )
+                return None
             self._refuse(system, version, str(exc))
             return None
         threshold = manifest.threshold if manifest.threshold is not None else DEFAULT_THRESHOLD
@@ -163,6 +194,10 @@ class ModelHost:
         return f"{system}: {before} -> {version}"
 
     def _refuse(self, system: str, version: str, reason: str) -> None:
+        """Refuse a version (or the system's unreadable pointer, ``POINTER``): counted and logged once, however
+        many refreshes find it still there."""
+        if (system, version) in self.refused:
+            return
         self.refused[(system, version)] = reason
         self.counts["artifacts_refused"] += 1
         log.error("system %s: refusing adapter %s, previous version keeps serving: %s", system, version, reason)
