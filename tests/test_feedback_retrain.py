@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.model.detector import FitOptions
+from stream.model.families import family_class
 from stream.model.registry import Registry
 from tests.streaming import DATA
 from trainer.datasets import load_labeled_lines
@@ -140,3 +141,26 @@ def test_any_split_is_a_partition_by_class_that_never_moves_a_trained_window_int
     shuffled = split(after[::-1], policy)  # the parts depend on the windows, not on the order they come in
     assert _ids(shuffled.held_out) == _ids(split(after, policy).held_out)
     assert _ids(shuffled.validation) == _ids(split(after, policy).validation)
+
+
+def test_a_challenger_that_finds_no_held_out_anomaly_is_never_published(tmp_path) -> None:
+    # A small untrained base whose threshold no score reaches: the zero-shot champion's held-out F1 is 0. The labels
+    # teach the challenger "A is anomalous, C is normal", but the held-out part says the opposite, so its held-out
+    # F1 is 0 too: a tie, which the rule "at least the champion's F1 + margin" used to publish.
+    registry = Registry(tmp_path / "registry")
+    detector = family_class("translog").create({"layers": 1, "max_len": 20, "adapter_dim": 32}, seed=0)
+    registry.save_base(detector, "base", source="test", threshold=1.0, training={}, metrics={})
+    labeled = [_example(f"w{i}", i % 2) for i in range(60)]
+    held = _ids(split(labeled, POLICY).held_out)
+    anomalous, normal = ("kernel panic <*> fatal error",), ("user login <*> succeeded",)
+
+    def templates(e: Example) -> tuple[str, ...]:
+        return normal if (e.label == 1) == (e.window_id in held) else anomalous
+
+    examples = [Example(e.window_id, templates(e), templates(e), e.label) for e in labeled]
+    decision = retrain(registry, "base", "quiet", examples, POLICY, options=FitOptions(seed=0, min_steps=100))
+    assert decision.champion["f1"] == 0.0 and decision.challenger["f1"] == 0.0, decision.to_dict()
+    assert not decision.published and decision.version is None
+    assert "finds no held-out anomaly" in decision.reason
+    assert registry.versions("adapter", "quiet") == [] and registry.serving("adapter", "quiet") is None
+    assert decision.used  # its labels were judged all the same: marked used, no retrain on them again

@@ -10,7 +10,9 @@ weighting (TransLog and LogTransfer weight BCE by negatives / positives; LogLLM 
 label is thrown away.
 
 The challenger is published (and the caller announces it) only when its held-out F1 is at least the champion's plus
-``margin``. The champion is the serving adapter, or the base alone (zero-shot) when the target has none.
+``margin`` (a tie publishes with the default margin 0: the newer labels win) and above 0 (a challenger that finds no
+held-out anomaly is never published, even when the champion finds none either). The champion is the serving adapter,
+or the base alone (zero-shot) when the target has none.
 """
 
 from __future__ import annotations
@@ -224,7 +226,10 @@ def retrain(
 
     decision = Decision(target, False, "", champion=champion, challenger=challenger, labels=labels)
     decision.used = [e.window_id for e in train + validation]
-    if challenger["f1"] >= champion["f1"] + policy.margin:
+    if challenger["f1"] <= 0.0:
+        # it found none of the held-out anomalies: never worth serving, even against a champion that found none either
+        decision.reason = f"challenger F1 {challenger['f1']:.3f}: it finds no held-out anomaly"
+    elif challenger["f1"] >= champion["f1"] + policy.margin:
         manifest = registry.save_adapter(
             detector,
             target,
