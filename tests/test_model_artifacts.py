@@ -333,3 +333,19 @@ def test_save_adapter_refuses_a_base_it_was_not_trained_on(saved: dict, tmp_path
     with pytest.raises(ModelError, match="has no target 'nowhere'"):
         save_adapter(detector, "nowhere", tmp_path / "a", base=base, threshold=None, training={}, metrics={})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("threshold", ["NaN", "Infinity", "-Infinity"])
+def test_a_threshold_that_is_not_finite_is_refused(saved: dict, tmp_path: Path, threshold: str) -> None:
+    # json.loads reads these; a NaN threshold alerts on nothing (every comparison is false) and nobody would notice
+    artifact = copy_of(saved["root"] / "adapter", tmp_path)
+    manifest = json.loads((artifact / MANIFEST).read_text())
+    text = json.dumps({**manifest, "threshold": "THRESHOLD"}).replace('"THRESHOLD"', threshold)
+    (artifact / MANIFEST).write_text(text)
+    with pytest.raises(IncompatibleArtifactError, match="field 'threshold' must be a finite number or null"):
+        read_manifest(artifact)
+    detector, base = load_base(saved["root"] / "base")
+    with pytest.raises(IncompatibleArtifactError, match="finite"):
+        load_adapter(detector, base, artifact)
+    (artifact / MANIFEST).write_text(json.dumps({**manifest, "threshold": None}))
+    assert read_manifest(artifact).threshold is None  # null still means the family's default

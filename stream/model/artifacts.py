@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -132,6 +133,10 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
         problems.append("an adapter's field 'base' must be an object with the base's sha256 as 'id'")
     if data["kind"] == "base" and base is not None:
         problems.append("a base's field 'base' must be null")
+    threshold = data["threshold"]
+    # json.loads reads NaN and Infinity: a NaN threshold would alert on nothing, silently, and an infinite one too
+    if isinstance(threshold, float) and not math.isfinite(threshold):
+        problems.append(f"field 'threshold' must be a finite number or null, got {threshold!r}")
     return problems
 
 
