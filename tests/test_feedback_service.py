@@ -214,3 +214,15 @@ def test_relabels_written_while_a_retrain_runs_stay_unused_whatever_their_timest
     assert [window_id for window_id, e in examples.items() if not e.used] == relabeled  # not trained on: still new
     assert all(examples[window("hdfs", i).window_id].used for i in range(6, 12))
     assert store.counts("hdfs")["unused"] == 6
+
+
+def test_a_base_that_is_not_served_fails_the_retrain_and_leaves_its_labels_unused(
+    settings: Settings, store: LabelStore
+) -> None:
+    (settings.trainer.registry / "bases" / BASE / "SERVING").unlink()  # e.g. removed by hand, mid-change
+    add_labeled_windows(store, "hdfs", 12, now_ms=1_000)
+    service = FeedbackService(settings, store)
+    asyncio.run(service._retrain("hdfs", "12 new labels", SentRecords()))  # type: ignore[arg-type]
+    [failed] = store.history("hdfs")
+    assert failed["failed"] and f"no serving base '{BASE}'" in failed["error"]
+    assert store.counts("hdfs")["unused"] == 12  # used to be marked used by a "rejected" retrain that judged nothing

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from stream.errors import ModelError
 from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
 from stream.model.metrics import best_threshold, confusion
@@ -197,7 +198,8 @@ def retrain(
             return Decision(target, False, f"not enough labels: the {name} part lacks a class", labels=labels)
     loaded = registry.load_serving_base(base_name)
     if loaded is None:
-        return Decision(target, False, f"no serving base {base_name!r} in {registry.root}", labels=labels)
+        # raised, not a rejected Decision: nothing judged these labels, so they must not be marked used
+        raise ModelError(f"no serving base {base_name!r} in {registry.root}")
     detector, base = loaded
     detector.to_device(device)
 
