@@ -226,3 +226,27 @@ def test_a_base_that_is_not_served_fails_the_retrain_and_leaves_its_labels_unuse
     [failed] = store.history("hdfs")
     assert failed["failed"] and f"no serving base '{BASE}'" in failed["error"]
     assert store.counts("hdfs")["unused"] == 12  # used to be marked used by a "rejected" retrain that judged nothing
+
+
+def test_a_registry_volume_error_while_publishing_backs_off_and_keeps_the_labels(
+    settings: Settings, store: LabelStore
+) -> None:
+    # labels the challenger can learn (and the held-out part agrees): it beats the zero-shot base and publishes
+    for i in range(40):
+        text = ("kernel panic <*> fatal error",) if i % 2 else ("user login <*> succeeded",)
+        store.add_sequence(LabeledSequence("quiet", text, text, i % 2, f"s{i}"), 1_000)
+    shutil.rmtree(settings.trainer.registry / ".staging")
+    (settings.trainer.registry / ".staging").write_text("not a directory")  # where publishing stages its copy
+    service = FeedbackService(settings, store)
+    producer = SentRecords()
+    asyncio.run(service._retrain("quiet", "40 new labels", producer))  # type: ignore[arg-type]
+    [failed] = store.history("quiet")
+    assert failed["failed"] and "Error" in failed["error"], failed
+    assert store.counts("quiet")["unused"] == 40 and producer.sent == []
+
+    (settings.trainer.registry / ".staging").unlink()  # the volume is back
+    assert service.next_due(now=failed["retry_at_ms"]) == ("quiet", "40 new labels")
+    asyncio.run(service._retrain("quiet", "40 new labels", producer))  # type: ignore[arg-type]
+    published = store.last_retrain("quiet")
+    assert published["published"] and published["version"] == "v0001", published
+    assert [orjson.loads(value)["version"] for _, value, _ in producer.sent] == ["v0001"]

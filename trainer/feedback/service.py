@@ -12,8 +12,9 @@ not, so a restart never retrains on labels already judged. Malformed feedback (a
 registry cannot name included), a window record that does not decode, and a label whose window never arrived within
 ``retention_s`` go to ``deadletter`` with the reason.
 
-A retrain that fails because of its data or artifacts (``RETRAIN_FAILURES``: a broken serving adapter, a target name
-the registry refuses, labels the model cannot use) is recorded in the target's history as a failed entry with the
+A retrain that fails because of its data or artifacts, or for a while (``RETRAIN_FAILURES``: a broken serving
+adapter, a target name the registry refuses, labels the model cannot use, an error of the registry's volume, out of
+GPU memory) is recorded in the target's history as a failed entry with the
 reason, its labels stay unused, and the target is backed off (``retry_at_ms``, doubling per failure in a row) while
 the service goes on with the other targets. Any other exception is a bug and stops the service.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import torch
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
@@ -46,9 +48,10 @@ from trainer.feedback.store import LabelStore
 log = logging.getLogger(__name__)
 STAGE = "trainer"
 # What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours, ValueError
-# from labels a model cannot use): one target's problem, so that target backs off and the others go on. Anything
+# from labels a model cannot use), or because the model store or the device failed for a while (OSError from the
+# registry's volume, out of GPU memory): that target backs off and retries later, and the others go on. Anything
 # else (a RuntimeError from torch, a TypeError) is a bug and stops the service loudly.
-RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, ValueError)
+RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, ValueError, OSError, torch.OutOfMemoryError)
 
 
 def policy_of(settings: Settings) -> RetrainPolicy:
