@@ -60,8 +60,17 @@ async def until(condition, what: str, timeout_s: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize(
+    "hold_s",
+    [
+        1.0,
+        # longer than the session timeout (10 s), which aiokafka takes for the rebalance timeout unless told
+        # otherwise: the group must still wait for the batch in flight (REBALANCE_TIMEOUT_MS)
+        15.0,
+    ],
+)
 def test_a_rebalance_mid_batch_settles_the_batch_and_hands_the_rest_over(
-    kafka_broker: RunningBroker, topic_prefix: str, hdfs_registry
+    kafka_broker: RunningBroker, topic_prefix: str, hdfs_registry, hold_s: float
 ) -> None:
     settings = inference_settings(kafka_broker, topic_prefix, hdfs_registry.registry.root, max_batch=8)
     systems = systems_on_every_partition(settings.internal_partitions)
@@ -77,7 +86,7 @@ def test_a_rebalance_mid_batch_settles_the_batch_and_hands_the_rest_over(
             async with running_inference(settings) as second:
                 # the group asks the first worker to give partitions up; it waits for its batch in flight
                 await until(lambda: first._assignment.revoking, "the first worker is revoking")
-                await asyncio.sleep(1)  # the revocation is really waiting on the batch, not done already
+                await asyncio.sleep(hold_s)  # the revocation is really waiting on the batch, not done already
                 assert first._assignment.revoking
                 gate.release.set()
                 await until(lambda: first.partitions and second.partitions, "both workers hold partitions")

@@ -62,8 +62,12 @@ STAGE = "infer"
 ALERT_TICK_S = 1.0  # resolutions come at most this late without traffic (a quarter of the TTL if that is shorter)
 # Alert records are stamped by the clock of the worker that wrote them: allow for skew between workers' clocks.
 CLOCK_SKEW_MS = 60_000
-# How long a revocation waits for the batch in flight; well within the group's rebalance timeout (max.poll.interval).
+# How long a revocation waits for the batch in flight; within the group's rebalance timeout (below).
 HANDOVER_WAIT_S = 60.0
+# How long the group waits for this worker to rejoin at a rebalance, the revocation included. aiokafka's default is
+# session_timeout_ms (10 s), not max.poll.interval as in the Java client: a batch in flight for longer would be cut
+# off by the broker and its commit refused, so the group is told to wait out the hand-over, with room to rejoin.
+REBALANCE_TIMEOUT_MS = int(HANDOVER_WAIT_S * 1000) + 30_000
 
 Outgoing = tuple[str, bytes, bytes]  # a record to publish: topic, key, value
 Decoded = tuple[ConsumerRecord, Window]
@@ -143,6 +147,7 @@ class InferenceWorker:
         self._assignment = Assignment(settle=self._settle)
         self._idle = asyncio.Event()  # set while no batch is between its ownership check and its commit
         self._idle.set()
+        self._committed = True  # whether the last batch's offsets were committed (what a hand-over needs)
         self._served: frozenset[int] = frozenset()  # windows partitions whose systems' incidents the book holds
         self._partitioner = CachedPartitioner()
 
@@ -156,7 +161,10 @@ class InferenceWorker:
         await self._in_thread(self._refresh)
         producer = make_producer(self.settings)
         consumer = make_consumer(
-            self.settings, group_id=f"{self.settings.group_prefix}-{STAGE}", max_poll_records=self.config.max_batch
+            self.settings,
+            group_id=f"{self.settings.group_prefix}-{STAGE}",
+            max_poll_records=self.config.max_batch,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         consumer.subscribe([self.settings.topics.windows], listener=self._assignment)
         updates = make_consumer(
@@ -259,8 +267,9 @@ class InferenceWorker:
 
     async def _process(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         self._idle.clear()
+        self._committed = False  # until its commit succeeds: a batch that fails half way did not settle
         try:
-            await self._process_owned(batch, consumer, producer)
+            self._committed = await self._process_owned(batch, consumer, producer)
         finally:
             self._idle.set()
 
@@ -277,10 +286,15 @@ class InferenceWorker:
                 "%s: partitions revoked while a batch ran over %.0f s; its owner replays it", STAGE, HANDOVER_WAIT_S
             )
             return
+        if not self._committed:  # its commit was refused (the group moved on) or it failed: the owner replays it
+            self.counts["batches_unsettled_on_revoke"] += 1
+            log.warning("%s: the batch in flight finished but was not committed; its owner replays it", STAGE)
+            return
         self.counts["batches_settled_on_revoke"] += 1
         log.info("%s: the batch in flight settled in %.2f s before partitions moved", STAGE, time.monotonic() - started)
 
-    async def _process_owned(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _process_owned(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> bool:
+        """Score, publish and commit one batch; whether its offsets were committed (or it had none to commit)."""
         await self._sync_alerts(consumer)
         records = self._owned(batch)
         decoded, outgoing = self._decode(records)
@@ -300,7 +314,7 @@ class InferenceWorker:
         now_ms = time.time() * 1000
         for record in records:
             self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
-        await self._commit(consumer, records)
+        return await self._commit(consumer, records)
 
     def _owned(self, batch: Batch) -> list[ConsumerRecord]:
         """The batch's records when it was fetched under the current assignment; none otherwise (see
@@ -419,18 +433,21 @@ class InferenceWorker:
         self.counts["alerts"] += 1
         return self.settings.topics.alerts, alert.alert_id.encode(), alert_record(alert, verdict)
 
-    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
+        """Commit past the records; whether it was committed (True when there was nothing to commit)."""
         offsets: dict[TopicPartition, int] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
         if not offsets:
-            return
+            return True
         try:
             await asyncio.wait_for(consumer.commit(offsets), timeout=10)
         except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
             # The group rebalanced: the partition's new owner replays from the last commit (at-least-once).
             log.warning("%s: offset commit skipped (%s)", STAGE, exc)
+            return False
+        return True
 
     # ------------------------------------------------------------------------------------------ alert ownership
 
