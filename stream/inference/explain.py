@@ -23,7 +23,7 @@ CANDIDATES_EXTRA = 2  # templates occluded beyond ``top`` when a saliency choose
 # Drain's template of a blank (or whitespace) line. Never named as a cause: it has no text to show an operator, its
 # occlusion weight is tiny where measured (at most 0.005 in HDFS anomalies with a blank line inserted), and an
 # incident is identified by the templates its explanation names, so naming it would split one fault into two
-# incidents by whether a stray blank line fell into the window. (The alert book refuses it, for that reason.)
+# incidents by whether a stray blank line fell into the window. (The alert book refuses an empty template.)
 BLANK = ""
 
 
