@@ -95,6 +95,16 @@ def test_an_adapter_whose_threshold_is_no_probability_is_refused_and_the_previou
     assert host.detector.targets == ["hdfs__v0001"]  # the refused version left no target behind
 
 
+def test_an_adapter_trained_without_a_validation_anomaly_is_served_flagging_nothing(tmp_path):
+    """Training with no anomalous validation window picks the top score plus 1e-6 (``best_threshold``): just above
+    1, a real "flag nothing yet" adapter that the trainer publishes, so serving must not refuse it."""
+    registry, base = small_registry(tmp_path / "registry")
+    host = ModelHost(registry, device="cpu")
+    publish_with_threshold(registry, base, "hdfs", 1.0 + 1e-6)
+    assert host.refresh() == ["hdfs: zero-shot -> v0001"] and host.counts["artifacts_refused"] == 0
+    assert host.route("hdfs").threshold == 1.0 + 1e-6
+
+
 def test_an_unreadable_serving_pointer_is_counted_once_and_again_only_if_it_breaks_again(tmp_path):
     registry, base = small_registry(tmp_path / "registry")
     publish_nudged_adapter(registry, base, "bgl", seed=1, scale=0.1)

@@ -60,10 +60,15 @@ def internal_name(system: str, version: str) -> str:
     return f"{escaped}__{version}"
 
 
+THRESHOLD_SLACK = 1e-5
+
+
 def threshold_problem(threshold: float | None) -> str | None:
     """Why a manifest's threshold cannot decide verdicts, or None (None itself is fine: ``DEFAULT_THRESHOLD``).
-    Scores are probabilities: a threshold outside [0, 1] flags every window or none, and NaN flags none."""
-    if threshold is None or (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+    Scores are probabilities: a threshold outside [0, 1] flags every window or none, and NaN flags none. Just above
+    1 is allowed: training picks the top score plus 1e-6 when its validation holds no anomaly ("flag nothing yet"),
+    and that adapter is a valid one."""
+    if threshold is None or (math.isfinite(threshold) and 0.0 <= threshold <= 1.0 + THRESHOLD_SLACK):
         return None
     return f"threshold {threshold!r} is not a number in [0, 1]"
 
