@@ -147,10 +147,10 @@ class Window:
         a consumer (a dict where SQLite wants text, an int SQLite cannot hold). The record's ``label`` is derived
         from its lines and not read; unknown fields are ignored."""
         if not isinstance(d, dict):
-            raise RecordError(f"a window record must be a JSON object, not {_json_type(d)}")
+            raise RecordError(f"a window record must be a JSON object, not {json_type(d)}")
         lines = _field(d, "lines")
         if not isinstance(lines, list):
-            raise RecordError(f"field 'lines' must be an array, not {_json_type(lines)}")
+            raise RecordError(f"field 'lines' must be an array, not {json_type(lines)}")
         return cls(
             window_id=_text(d, "window_id", empty=False),
             system=_text(d, "system", empty=False),
@@ -166,10 +166,10 @@ class Window:
 def _window_line(d: Any, index: int) -> WindowLine:
     where = f"lines[{index}]: "
     if not isinstance(d, dict):
-        raise RecordError(f"{where}a window line must be a JSON object, not {_json_type(d)}")
+        raise RecordError(f"{where}a window line must be a JSON object, not {json_type(d)}")
     label = d.get("label")
     if label is not None and not isinstance(label, str):
-        raise RecordError(f"{where}field 'label' must be a string or null, not {_json_type(label)}")
+        raise RecordError(f"{where}field 'label' must be a string or null, not {json_type(label)}")
     return WindowLine(
         topic=_text(d, "topic", where),
         partition=_int64(d, "partition", where),
@@ -191,7 +191,7 @@ def _field(d: dict[str, Any], name: str, where: str = "") -> Any:
 def _text(d: dict[str, Any], name: str, where: str = "", *, empty: bool = True) -> str:
     value = _field(d, name, where)
     if not isinstance(value, str):
-        raise RecordError(f"{where}field {name!r} must be a string, not {_json_type(value)}")
+        raise RecordError(f"{where}field {name!r} must be a string, not {json_type(value)}")
     if not empty and not value:
         raise RecordError(f"{where}field {name!r} is empty")
     return value
@@ -202,13 +202,13 @@ def _int64(d: dict[str, Any], name: str, where: str = "") -> int:
     if isinstance(value, float):  # JSON has one number type: say which number (5.5, or 2**64 read as a float)
         raise RecordError(f"{where}field {name!r} must be an integer, not {value!r}")
     if isinstance(value, bool) or not isinstance(value, int):  # bool is an int in Python, never one in a record
-        raise RecordError(f"{where}field {name!r} must be an integer, not {_json_type(value)}")
+        raise RecordError(f"{where}field {name!r} must be an integer, not {json_type(value)}")
     if not INT64_MIN <= value <= INT64_MAX:
         raise RecordError(f"{where}field {name!r} is out of the 64-bit integer range: {value}")
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON name of a decoded value's type, for reasons a sender can act on."""
     if value is None:
         return "null"

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from stream.records import ANOMALOUS, NORMAL
+from stream.records import ANOMALOUS, NORMAL, json_type
 
 # The trainer's integer labels (as trainer.datasets.model: ANOMALOUS 1, NORMAL 0), by their wire names.
 LABELS = {NORMAL: 0, ANOMALOUS: 1}
@@ -148,18 +148,3 @@ def text_list(record: dict[str, Any], name: str) -> tuple[str, ...]:
         if not isinstance(value, str):
             raise FeedbackError(f"field {name!r}: item {index} must be a string, not {json_type(value)}")
     return tuple(values)
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a decoded value's type, for error reasons a sender can act on."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
