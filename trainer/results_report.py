@@ -158,7 +158,7 @@ NOTES = [
     "  fp32 scored 0.971 (PR-AUC 0.998 both) in 5,719 s beside other jobs. Its BGL row reads every 50th window",
     "  (463 test windows, 38 anomalous) and trains on at most 1,500 normal windows, against every 5th for the other",
     "  families. Its BGL -> Thunderbird adapters (0.86, 0.92, 0.93 at 50, 100, 200 labeled anomalies, with the few",
-    "  labels' threshold) beat LogLLM trained from scratch on the same labels by far (0.65 and 0.67 at 50 and 100),",
+    "  labels' threshold) beat LogLLM trained from scratch on the same labels by far (0.65, 0.67, 0.77),",
     "  but stay more than 0.03 below its in-domain Thunderbird F1. Fine-tuning the whole BGL base on the same labels",
     "  scored higher (0.996, 0.975, 0.996 †, ~8.5 min each): for LogLLM *full* trains the base's own LoRA, line head",
     "  and projector (830,400 weights; the decoder's own weights stay frozen), against the adapter's 682,560, so it",
