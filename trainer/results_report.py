@@ -240,15 +240,20 @@ def few_label_threshold(run: dict[str, Any]) -> bool:
     return str(run.get("threshold_chosen_on", "")).startswith(FEW_LABELS_THRESHOLD)
 
 
+def _old_threshold(run: dict[str, Any]) -> bool:
+    """A transfer run (it records its ``labels``) scored with a threshold its few labels did not choose."""
+    return "labels" in run and not few_label_threshold(run)
+
+
 def _f1(run: dict[str, Any] | None) -> str:
     if run is None:
         return "—"
-    stale = "labels" in run and not few_label_threshold(run)  # "labels": a transfer run
+    stale = _old_threshold(run)
     return f"{run['f1']:.3f}" + (OLD_THRESHOLD if stale else "")
 
 
 def _old_threshold_note(results: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
-    stale = [key for key, run in results.items() if "labels" in run and not few_label_threshold(run)]
+    stale = [key for key, run in results.items() if _old_threshold(run)]
     if not stale:
         return []
     return [
@@ -295,7 +300,7 @@ def _ceiling(run: dict[str, Any]) -> str:
 def _transfer_goal(adapter: dict[str, Any], scratch: dict[str, Any] | None, reference: dict[str, Any] | None) -> str:
     if scratch is None or reference is None:
         return "—"
-    stale = not (few_label_threshold(adapter) and few_label_threshold(scratch))
+    stale = _old_threshold(adapter) or _old_threshold(scratch)
     return _goal_verdict(adapter, scratch, reference) + (OLD_THRESHOLD if stale else "")
 
 
