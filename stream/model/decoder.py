@@ -6,7 +6,7 @@
     skipped = quantize_4bit(model)                    # QLoRA base: nf4 Linear4bit layers, CPU traps handled
     identity = decoder_identity("")                   # {"name": ..., "sha256": ...} of the frozen weights
 
-Nothing is downloaded: every load is ``local_files_only`` (the caller also sets HF_HUB_OFFLINE=1).
+Nothing is downloaded: every load is ``local_files_only``, and ``stream.model.offline`` keeps the hub offline.
 
 Two bitsandbytes traps on CPU, both handled by ``quantize_4bit``:
 
@@ -67,7 +67,6 @@ def load_decoder(
     Reading a GGUF takes ~30 s on 2 cores (transformers parses its vocabulary three times and dequantizes); with
     ``cache_dir`` the dequantized model is exported there once, under the GGUF's sha256, and read back in seconds.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     source = resolve_decoder(path)
     if source.is_file() and cache_dir is not None:
         cached = Path(cache_dir) / f"{source.stem}-{weights_sha256(source)[:16]}"

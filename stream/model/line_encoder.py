@@ -12,7 +12,6 @@ and the pooler's Linear + tanh is the trained part of the line embedder.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +35,6 @@ class FrozenEncoder:
     """A BERT-architecture encoder whose weights never train; [CLS] outputs kept in a bounded LRU cache by text."""
 
     def __init__(self, path: str = "", *, cache_size: int = 100_000, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
         self.path = path
