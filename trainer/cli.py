@@ -6,56 +6,113 @@
     adaptlog-train evaluate --model models/hdfs-base --adapter models/hadoop-adapter --data ../shared/data/hadoop \\
         --json eval.json --plot pr.png
 
-Exit codes: 0 done, 2 bad arguments or data (the message names the file or setting), 3 incompatible artifact.
+Exit codes: 0 done; 1 failed (data that cannot be read, a model or training error); 2 bad usage (a bad flag or
+value, a malformed --set, a hyperparameter the family rejects, a device this machine lacks: the message names it);
+3 incompatible artifact (an adapter made for another base); 130 interrupted.
+
+Building the parser imports no torch: ``--help`` and ``--version`` answer at once. The model code is imported by
+the command that runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from stream.errors import AdaptlogError, ConfigError, IncompatibleArtifactError
-from stream.model.artifacts import load_adapter, load_base, save_adapter
-from stream.model.detector import FitOptions, resolve_device
-from stream.model.families import FAMILIES
-from stream.model.registry import Registry
+from stream.errors import AdaptlogError, ConfigError, IncompatibleArtifactError, ModelError
 from trainer.data_source import DataSource, add_data_arguments, load, source_from_arguments
-from trainer.datasets import Dataset, default_split, limit
-from trainer.evaluate import evaluate, plot_pr_curve
 from trainer.progress import progress_bar
 from trainer.service_cli import add_commands
-from trainer.train import adapt, few_labels, pretrain, save_trained
+
+if TYPE_CHECKING:
+    from stream.model.detector import Detector, FitOptions
+    from trainer.datasets import Dataset
+
+# The names of stream.model.families.FAMILIES (a test keeps them equal), here so that --help needs no torch.
+FAMILY_NAMES = ("translog", "logtransfer", "logllm")
+
+FAILED, USAGE, INCOMPATIBLE, INTERRUPTED = 1, 2, 3, 130
+
+
+def package_version() -> str:
+    try:
+        return version("adaptlog")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # a usage error exits 2 here, with argparse's message
     try:
-        torch.set_num_threads(getattr(args, "threads", 2))
-        if hasattr(args, "device"):
-            resolve_device(args.device)  # a device this machine lacks fails before any data is read
-        return args.run(args)
+        return _run(args)
     except IncompatibleArtifactError as exc:
         print(f"adaptlog-train: {exc}", file=sys.stderr)
-        return 3
-    except (AdaptlogError, ValueError) as exc:
+        return INCOMPATIBLE
+    except ConfigError as exc:
+        if _unreadable_data(exc):
+            print(f"adaptlog-train: {exc}", file=sys.stderr)
+            return FAILED
+        print(f"adaptlog-train: error: {exc}", file=sys.stderr)
+        return USAGE
+    except (AdaptlogError, ValueError, OSError) as exc:
         print(f"adaptlog-train: {exc}", file=sys.stderr)
-        return 2
+        return FAILED
+    except KeyboardInterrupt:
+        print("adaptlog-train: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        # the libraries' own bars (transformers' "Loading weights") follow ours: only on a terminal, not with --quiet;
+        # read when huggingface_hub is first imported, which is below
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+
+    from stream.model.detector import resolve_device
+
+    torch.set_num_threads(getattr(args, "threads", 2))
+    if hasattr(args, "device"):
+        try:
+            resolve_device(args.device)  # a device this machine lacks fails before any data is read
+        except ModelError as exc:
+            raise ConfigError("--device", str(exc)) from None
+    return args.run(args)
+
+
+def _unreadable_data(exc: ConfigError) -> bool:
+    """A data file that is missing, unreadable or malformed (or holds no windows) is a failure, not bad usage; a
+    flag the data needs (--data-format, --data-labels, ...) and every other setting are usage."""
+    return exc.setting == "--data" or exc.setting.startswith("dataset file ")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from trainer.datasets import limit
+    from trainer.train import fit_and_calibrate, save_trained
+
     source = source_from_arguments(args)
+    config = _config(args)
+    _require_paths(source)
+    detector = _new_base(args.family, config, args)  # hyperparameters the family rejects fail before data is read
     dataset, split = _load(source, args.seed)
     train = limit(dataset, split.train, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
     split = type(split)(train, split.validation, split.test, split.method, split.seed)
     _say(args, f"pretraining {args.family} on {dataset.name}: {len(train)} training windows")
     with progress_bar(args.quiet) as progress:
-        trained = pretrain(
-            args.family, _config(args), dataset, split, options=_options(args), progress=progress, device=args.device
+        trained = fit_and_calibrate(
+            detector,
+            dataset,
+            split.train,
+            split.validation,
+            target=None,
+            mode="base",
+            options=_options(args),
+            progress=progress,
         )
     manifest = save_trained(trained, args.out, dataset, {"train": split.train, "validation": split.validation})
     _say(args, f"wrote {args.out}: validation {trained.validation}, {trained.report.seconds:.1f}s")
@@ -64,9 +121,14 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
+    from stream.model.artifacts import load_base, save_adapter
+    from trainer.train import adapt, few_labels
+
+    source = source_from_arguments(args)
+    _require_paths(source)
     detector, base = load_base(args.base)
     detector.to_device(args.device)
-    dataset, split = _load(source_from_arguments(args), args.seed)
+    dataset, split = _load(source, args.seed)
     labels = few_labels(dataset, split, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
     _say(args, f"tuning a {base.family} adapter for {args.target}: {len(labels.train)} training windows")
     with progress_bar(args.quiet) as progress:
@@ -88,13 +150,18 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from stream.model.artifacts import load_adapter, load_base
+    from trainer.evaluate import evaluate, plot_pr_curve
+
+    source = source_from_arguments(args)
+    _require_paths(source)
     detector, base = load_base(args.model)
     detector.to_device(args.device)
     target, threshold = None, base.threshold
     if args.adapter is not None:
         adapter = load_adapter(detector, base, args.adapter)
         target, threshold = adapter.target, adapter.threshold
-    dataset, split = _load(source_from_arguments(args), args.seed)
+    dataset, split = _load(source, args.seed)
     result = evaluate(detector, dataset, split, target=target, manifest_threshold=threshold)
     result["model"] = str(args.model)
     result["adapter"] = None if args.adapter is None else str(args.adapter)
@@ -108,7 +175,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_base(family: str, config: dict[str, Any], args: argparse.Namespace) -> Detector:
+    """The untrained base on ``--device``; a hyperparameter the family rejects is a usage error naming it."""
+    from stream.model.families import family_class
+
+    try:
+        detector = family_class(family).create(config, seed=args.seed)
+    except (ValueError, TypeError, KeyError) as exc:  # create's contract: a config it rejects is a ValueError
+        raise ConfigError("--config/--set", str(exc)) from None
+    detector.to_device(args.device)
+    return detector
+
+
+def _require_paths(source: DataSource) -> None:
+    """Before a model is built: a --data path that is not there is as clear at once as after a minute's loading."""
+    for path in source.paths:
+        if not path.exists():
+            raise ConfigError("--data", f"{path} does not exist")
+
+
 def _load(source: DataSource, seed: int) -> tuple[Dataset, Any]:
+    from trainer.datasets import default_split
+
     dataset = load(source)
     if not dataset.windows:
         raise ConfigError("--data", f"{source.describe()} holds no windows")
@@ -116,10 +204,17 @@ def _load(source: DataSource, seed: int) -> tuple[Dataset, Any]:
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads(args.config.read_text()) if args.config else {}
+    config: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            config = json.loads(args.config.read_text())
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+            raise ConfigError("--config", f"cannot read {args.config}: {exc}") from None
+        if not isinstance(config, dict):
+            raise ConfigError("--config", f"{args.config} holds a {type(config).__name__}, not a JSON object")
     for item in args.set or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
         try:
             config[key] = json.loads(value)
@@ -129,6 +224,8 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _options(args: argparse.Namespace) -> FitOptions:
+    from stream.model.detector import FitOptions
+
     return FitOptions(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, min_steps=args.min_steps
     )
@@ -137,6 +234,8 @@ def _options(args: argparse.Namespace) -> FitOptions:
 def _publish(args: argparse.Namespace, kind: str, directory: Path, manifest: Any) -> None:
     if args.registry is None:
         return
+    from stream.model.registry import Registry
+
     registry = Registry(args.registry)
     if kind == "base":
         published = registry.publish_base(directory, name=args.name or manifest.target)
@@ -150,13 +249,29 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def _at_least(minimum: int) -> Any:
+    """An argparse type: an integer >= ``minimum`` (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adaptlog-train", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", help="what to do (COMMAND --help for its options)")
 
     pre = sub.add_parser("pretrain", help="train a base model on a labeled source system")
     pre.set_defaults(run=run_pretrain)
-    pre.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    pre.add_argument("--family", required=True, choices=sorted(FAMILY_NAMES), help="model family")
     pre.add_argument("--config", type=Path, help="JSON file of hyperparameters")
     pre.add_argument("--set", action="append", metavar="KEY=VALUE", help="one hyperparameter (JSON value)")
     pre.add_argument("--name", help="registry name of the base (default: the source system)")
@@ -169,14 +284,18 @@ def _parser() -> argparse.ArgumentParser:
     for command in (pre, ada):
         add_data_arguments(command)
         command.add_argument("--out", type=Path, required=True, help="artifact directory to write")
-        command.add_argument("--max-anomalies", type=int, help="at most this many labeled anomalous windows")
-        command.add_argument("--max-normals", type=int, help="at most this many labeled normal windows")
-        command.add_argument("--epochs", type=int)
-        command.add_argument("--lr", type=float)
-        command.add_argument("--batch-size", type=int)
+        command.add_argument(
+            "--max-anomalies", type=_at_least(0), help="at most this many labeled anomalous windows (default: all)"
+        )
+        command.add_argument(
+            "--max-normals", type=_at_least(0), help="at most this many labeled normal windows (default: all)"
+        )
+        command.add_argument("--epochs", type=_at_least(1), help="training epochs (default: the family's)")
+        command.add_argument("--lr", type=float, help="learning rate (default: the family's)")
+        command.add_argument("--batch-size", type=_at_least(1), help="windows per batch (default: the family's)")
         command.add_argument(
             "--min-steps",
-            type=int,
+            type=_at_least(0),
             help="train small sets at least this many optimizer steps before early stopping may stop "
             "(default: the family's: 300 for translog and logtransfer, 0 for logllm)",
         )
@@ -191,8 +310,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", type=Path, help="write the PR curve as a PNG")
 
     for command in (pre, ada, ev):
-        command.add_argument("--seed", type=int, default=0)
-        command.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+        command.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="seed of the data split (training: also of the labels drawn and the initial weights)",
+        )
+        command.add_argument("--threads", type=_at_least(1), default=2, help="torch CPU threads")
         command.add_argument(
             "--device", default="auto", help="auto (the first CUDA device when torch sees one, else cpu), cpu, cuda[:N]"
         )

@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream.errors import ConfigError
-from trainer.datasets import Dataset, load_bgl_windows, load_hadoop, load_hdfs, load_labeled_lines, load_sequences
+
+if TYPE_CHECKING:  # imported by load(): the trainer's parser (--help) needs only the arguments
+    from trainer.datasets import Dataset
 
 FORMATS = ("hdfs", "bgl", "thunderbird", "bgl-windows", "hadoop", "sequences")
 
@@ -77,6 +80,8 @@ def infer_format(path: Path) -> str:
 
 def load(source: DataSource) -> Dataset:
     """Read the data set; a missing or malformed file raises ConfigError naming the file and the problem."""
+    from trainer.datasets import load_bgl_windows, load_hadoop, load_hdfs, load_labeled_lines, load_sequences
+
     for path in source.paths:
         if not path.exists():
             raise ConfigError("--data", f"{path} does not exist")

@@ -1,7 +1,7 @@
 """``adaptlog-train serve | status | rollback``: the feedback service and its operations.
 
 Settings come from the environment like every adaptlog process (``ADAPTLOG_TRAINER__REGISTRY``, ...); ``--registry``
-and ``--label-db`` override them.
+and ``--label-db`` override them. Every import of the service (torch, aiokafka) happens in the command that runs.
 """
 
 from __future__ import annotations
@@ -12,33 +12,34 @@ import json
 import logging
 import signal
 import time
+from typing import TYPE_CHECKING
 
-from stream.logs import configure as configure_logging
-from stream.model.registry import Registry, name_problem
-from stream.pipeline.kafka_clients import make_producer
-from stream.settings import Settings, load_settings
-from trainer.feedback.retrain import due, retry_at_ms
-from trainer.feedback.service import announce, label_db, open_registry, policy_of, serve
-from trainer.feedback.store import LabelStore
+from stream.errors import ConfigError
+
+if TYPE_CHECKING:  # the commands import these when they run: building the parser (--help) imports no torch
+    from stream.model.registry import Registry
+    from stream.settings import Settings
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     srv = sub.add_parser("serve", help="keep labeled windows, retrain adapters from feedback, publish the better ones")
     srv.set_defaults(run=run_serve)
-    srv.add_argument("--log-format", choices=("text", "json"), default="text")
+    srv.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object a line")
     st = sub.add_parser("status", help="targets, serving versions, label counts, last metrics, next retrain")
     st.set_defaults(run=run_status)
     st.add_argument("--json", action="store_true", help="one JSON object instead of text")
     rb = sub.add_parser("rollback", help="serve an earlier adapter version of a target (announced like a publish)")
     rb.set_defaults(run=run_rollback)
-    rb.add_argument("target")
-    rb.add_argument("version", help="e.g. v0002")
+    rb.add_argument("target", help="the target system whose adapter to serve")
+    rb.add_argument("version", help="a published adapter version of the target, e.g. v0002")
     for command in (srv, st, rb):
         command.add_argument("--registry", type=str, help="model registry directory (default: trainer.registry)")
         command.add_argument("--label-db", type=str, help="label store file (default: <registry>/labels.sqlite)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from stream.settings import load_settings
+
     settings = load_settings()
     update = {}
     if args.registry:
@@ -52,6 +53,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from stream.logs import configure as configure_logging
+    from trainer.feedback.service import serve
+
     configure_logging("INFO", args.log_format)
     settings = _settings(args)
 
@@ -68,6 +72,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def status(settings: Settings) -> dict:
+    from stream.model.registry import name_problem
+    from trainer.feedback.retrain import due, retry_at_ms
+    from trainer.feedback.service import label_db, open_registry, policy_of
+    from trainer.feedback.store import LabelStore
+
     registry, base = open_registry(settings)
     policy = policy_of(settings)
     now = int(time.time() * 1000)
@@ -139,8 +148,13 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
+    from stream.pipeline.kafka_clients import make_producer
+    from trainer.feedback.service import announce, label_db, open_registry
+    from trainer.feedback.store import LabelStore
+
     settings = _settings(args)
-    registry: Registry = open_registry(settings)[0]
+    registry = open_registry(settings)[0]
+    _check_rollback(registry, args.target, args.version)
     pointer = registry.set_serving("adapter", args.target, args.version, reason="rollback")
     with LabelStore(label_db(settings)) as store:
         store.record_retrain(
@@ -160,3 +174,16 @@ def run_rollback(args: argparse.Namespace) -> int:
         f"{args.target} serves {pointer.version} (was {pointer.previous}); announced on {settings.topics.model_updates}"
     )
     return 0
+
+
+def _check_rollback(registry: Registry, target: str, version: str) -> None:
+    """A target or version the registry does not have is a usage error naming it (exit 2), before anything moves."""
+    from stream.model.registry import name_problem
+
+    problem = name_problem(target)
+    if problem is not None:
+        raise ConfigError("TARGET", problem)
+    published = [manifest.version for manifest in registry.versions("adapter", target)]
+    if version not in published:
+        known = ", ".join(v for v in published if v) or "none"
+        raise ConfigError("VERSION", f"{target} has no sound adapter {version}; published: {known}")
