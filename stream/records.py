@@ -243,7 +243,9 @@ class Cause:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What inference says about one window; published on ``alerts`` when anomalous (key: window_id), and on
-    ``verdicts`` when configured. ``adapter_version`` None means the base scored it zero-shot."""
+    ``verdicts`` when configured. ``adapter_version`` None means the base scored it zero-shot. ``threshold_rule``:
+    the rule that set ``threshold`` (``stream.model.thresholds``), as the serving model's manifest records it; None
+    for a manifest from before rules were recorded (and in verdicts written before this field existed)."""
 
     window_id: str
     system: str
@@ -259,6 +261,7 @@ class Verdict:
     lines: int
     explanation: tuple[Cause, ...] = ()
     truth: str | None = None  # the window's replayed ground truth, when it carried one (for evaluation only)
+    threshold_rule: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +279,7 @@ class Verdict:
             "lines": self.lines,
             "explanation": [cause.to_dict() for cause in self.explanation],
             "truth": self.truth,
+            "threshold_rule": self.threshold_rule,
         }
 
     @classmethod
@@ -295,6 +299,7 @@ class Verdict:
             lines=int(d["lines"]),
             explanation=tuple(Cause.from_dict(c) for c in d.get("explanation", ())),
             truth=d.get("truth"),
+            threshold_rule=d.get("threshold_rule"),
         )
 
 

@@ -10,7 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.errors import DecodeError
-from stream.records import ANOMALOUS, NORMAL, RecordError, Window, WindowLine, encode, encode_window, window_id_for
+from stream.records import (
+    ANOMALOUS,
+    NORMAL,
+    Cause,
+    RecordError,
+    Verdict,
+    Window,
+    WindowLine,
+    encode,
+    encode_window,
+    window_id_for,
+)
 
 
 def lines(labels: list[str | None]) -> tuple[WindowLine, ...]:
@@ -151,3 +162,38 @@ def test_decoding_a_window_record_raises_nothing_but_a_record_error(name: str, v
             continue
         assert isinstance(window.window_id, str) and isinstance(window.system, str)
         assert all(isinstance(line.template, str) and isinstance(line.masked, str) for line in window.lines)
+
+
+def verdict(**changes: object) -> Verdict:
+    fields = dict(
+        window_id="w1",
+        system="thunderbird",
+        family="translog",
+        model="bgl/v0001",
+        adapter_version="v0002",
+        zero_shot=False,
+        score=0.91,
+        threshold=0.42,
+        label=ANOMALOUS,
+        first_event_ms=1_600_000_000_000,
+        last_event_ms=1_600_000_000_500,
+        lines=20,
+        explanation=(Cause("kernel panic <*>", 0.5, (3, 4)),),
+        truth=ANOMALOUS,
+        threshold_rule="false-alarm-budget",
+    )
+    return Verdict(**(fields | changes))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rule", ["false-alarm-budget", "best-f1", None])
+def test_a_verdict_says_which_rule_set_its_threshold_and_round_trips(rule: str | None) -> None:
+    sent = verdict(threshold_rule=rule)
+    decoded = Verdict.from_dict(orjson.loads(encode(sent)))
+    assert decoded == sent and decoded.to_dict()["threshold_rule"] == rule
+
+
+def test_a_verdict_written_before_threshold_rules_still_decodes() -> None:
+    old = verdict().to_dict()
+    del old["threshold_rule"]  # the record as adaptlog wrote it before the field existed
+    decoded = Verdict.from_dict(orjson.loads(orjson.dumps(old)))
+    assert decoded.threshold_rule is None and decoded == verdict(threshold_rule=None)

@@ -146,8 +146,22 @@ def train_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
         (("pretrain", "--family", "translog", *BGL, "--config", "CONFIG"), "setting --config"),
         (("pretrain", "--family", "translog", "--data", "DATA_TXT"), "cannot tell the format"),
         (("pretrain", "--family", "translog", *BGL, "--device", "tpu"), "setting --device"),
+        (("pretrain", "--family", "translog", *BGL, "--threshold-rule", "top-5"), "invalid choice: 'top-5'"),
+        (("pretrain", "--family", "translog", *BGL, "--false-alarms-per-1000", "-1"), "between 0 and 1000, got -1"),
     ],
-    ids=["no-command", "family", "threads", "max-anomalies", "set", "hyperparameter", "config", "format", "device"],
+    ids=[
+        "no-command",
+        "family",
+        "threads",
+        "max-anomalies",
+        "set",
+        "hyperparameter",
+        "config",
+        "format",
+        "device",
+        "threshold-rule",
+        "false-alarms-per-1000",
+    ],
 )
 def test_usage_errors_exit_2_naming_the_flag_without_a_traceback(args, named, tmp_path):
     config = tmp_path / "config.json"

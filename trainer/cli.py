@@ -25,6 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream.errors import AdaptlogError, ConfigError, IncompatibleArtifactError, ModelError
+from stream.model.thresholds import (  # plain Python: --help still imports no torch
+    BEST_F1,
+    BUDGET_AND_ANOMALIES,
+    DEFAULT_BUDGET_PER_1000,
+    FALSE_ALARM_BUDGET,
+    RULES,
+)
 from trainer.data_source import DataSource, add_data_arguments, load, source_from_arguments
 from trainer.progress import progress_bar
 from trainer.service_cli import add_commands
@@ -113,6 +120,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
             mode="base",
             options=_options(args),
             progress=progress,
+            threshold_rule=args.threshold_rule,
+            budget_per_1000=args.false_alarms_per_1000,
         )
     manifest = save_trained(trained, args.out, dataset, {"train": split.train, "validation": split.validation})
     _say(args, f"wrote {args.out}: validation {trained.validation}, {trained.report.seconds:.1f}s")
@@ -132,7 +141,16 @@ def run_adapt(args: argparse.Namespace) -> int:
     labels = few_labels(dataset, split, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
     _say(args, f"tuning a {base.family} adapter for {args.target}: {len(labels.train)} training windows")
     with progress_bar(args.quiet) as progress:
-        trained = adapt(detector, args.target, dataset, labels, options=_options(args), progress=progress)
+        trained = adapt(
+            detector,
+            args.target,
+            dataset,
+            labels,
+            options=_options(args),
+            progress=progress,
+            threshold_rule=args.threshold_rule,
+            budget_per_1000=args.false_alarms_per_1000,
+        )
     training = trained.training_summary(dataset, {"train": labels.train, "validation": labels.validation})
     training["labels"] = labels.method
     manifest = save_adapter(
@@ -264,6 +282,17 @@ def _at_least(minimum: int) -> Any:
     return parse
 
 
+def _budget(text: str) -> float:
+    """An argparse type: a false-alarm budget per 1,000 windows, in [0, 1000]."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= number <= 1000.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {text}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adaptlog-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
@@ -300,6 +329,25 @@ def _parser() -> argparse.ArgumentParser:
             "(default: the family's: 300 for translog and logtransfer, 0 for logllm)",
         )
         command.add_argument("--registry", type=Path, help="also publish the artifact to this registry")
+        command.add_argument(
+            "--threshold-rule",
+            choices=RULES,
+            help=f"how the validation windows set the threshold: {BEST_F1} (best F1 on the labeled windows), "
+            f"{FALSE_ALARM_BUDGET} (at most --false-alarms-per-1000 of the validation normals flagged), "
+            f"{BUDGET_AND_ANOMALIES} (within that budget, the best F1 estimated from the labeled anomalies' recall; "
+            f"{BEST_F1} where the normals are too few to resolve it) "
+            f"(default: {BEST_F1} when validation holds an anomaly, else {FALSE_ALARM_BUDGET}); "
+            "the manifest records it",
+        )
+        command.add_argument(
+            "--false-alarms-per-1000",
+            type=_budget,
+            default=DEFAULT_BUDGET_PER_1000,
+            metavar="X",
+            help="false-alarm budget of the budget rules: normal windows flagged per 1,000, 0 to 1000 "
+            f"(default: {DEFAULT_BUDGET_PER_1000:g}; it needs about 1000/X - 1 validation normals to resolve, "
+            "else the threshold flags none of them)",
+        )
 
     ev = sub.add_parser("evaluate", help="score a model (and adapter) on the test part of a data set")
     ev.set_defaults(run=run_evaluate)

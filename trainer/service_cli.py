@@ -85,6 +85,7 @@ def status(settings: Settings) -> dict:
         for system in sorted(set(store.systems()) | set(registry.names("adapter"))):
             # a stream system the registry cannot name has labels but can never have an adapter (nor a pointer)
             pointer = registry.pointer("adapter", system) if name_problem(system) is None else None
+            serving = registry.serving("adapter", system) if pointer is not None else None
             counts = store.counts(system)
             history = store.history(system)
             oldest = store.oldest_unused_ms(system)
@@ -97,6 +98,8 @@ def status(settings: Settings) -> dict:
             targets[system] = {
                 "serving": pointer.version if pointer else None,
                 "serving_since": pointer.since if pointer else None,
+                # the rule that set the serving adapter's threshold; None before manifests recorded one
+                "threshold_rule": serving.threshold_rule if serving else None,
                 "labels": counts,
                 "last_retrain": history[-1] if history else None,
                 "next_retrain": upcoming,
@@ -140,8 +143,9 @@ def run_status(args: argparse.Namespace) -> int:
     for system, entry in report["targets"].items():
         labels = entry["labels"]
         verdict = _last_retrain_text(entry["last_retrain"] or {})
+        rule = f" (threshold: {entry['threshold_rule']})" if entry.get("threshold_rule") else ""
         print(
-            f"  {system:<12} serving {entry['serving'] or 'zero-shot'}; {labels['total']} labels "
+            f"  {system:<12} serving {entry['serving'] or 'zero-shot'}{rule}; {labels['total']} labels "
             f"({labels['anomalous']} anomalous, {labels['unused']} new); {verdict}; next: {entry['next_retrain']}"
         )
     return 0

@@ -5,6 +5,11 @@ These are the steps behind ``adaptlog-train pretrain/adapt``, the results script
     base = pretrain("translog", {"layers": 1}, dataset, default_split(dataset))
     few = few_labels(target_data, default_split(target_data), max_anomalies=50, max_normals=None)
     tuned = adapt(base.detector, "thunderbird", target_data, few)
+
+The threshold follows a named rule (``stream.model.thresholds``): ``best-f1`` on the validation windows by default
+where they hold an anomaly (the figures of docs/results.md), the ``false-alarm-budget`` read off the validation
+normals where they hold none. ``Trained.validation`` (the manifest's ``metrics.validation``) records the rule as
+``threshold_rule`` and how it set the threshold as ``threshold_detail``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from typing import Any
 from stream.model.artifacts import Manifest, load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
 from stream.model.families import family_class
-from stream.model.metrics import best_threshold, confusion
+from stream.model.metrics import confusion
+from stream.model.thresholds import (
+    BEST_F1,
+    DEFAULT_BUDGET_PER_1000,
+    FALSE_ALARM_BUDGET,
+    ThresholdChoice,
+    check_rule,
+    choose_threshold,
+)
 from trainer.datasets import Dataset, Split, limit
 
 
@@ -26,9 +39,15 @@ from trainer.datasets import Dataset, Split, limit
 class Trained:
     detector: Detector
     target: str | None  # None: the base model was trained
-    threshold: float  # best F1 on the validation windows
+    threshold: float  # chosen on the validation windows by ``validation["threshold_rule"]``
     report: FitReport
-    validation: dict[str, Any]  # precision/recall/F1 and counts on validation at that threshold
+    validation: dict[str, Any]  # precision/recall/F1 and counts on validation at that threshold, and its rule
+
+    @property
+    def threshold_rule(self) -> str | None:
+        """The rule that set the threshold; None for a base saved before rules were recorded."""
+        rule = self.validation.get("threshold_rule")
+        return rule if isinstance(rule, str) else None
 
     def training_summary(self, dataset: Dataset, parts: dict[str, Sequence[int]]) -> dict[str, Any]:
         """What a manifest records about how this model was trained."""
@@ -97,8 +116,17 @@ def fit_and_calibrate(
     mode: Mode,
     options: FitOptions,
     progress: Progress | None = None,
+    threshold_rule: str | None = None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    unlabeled: Sequence[WindowText] = (),
 ) -> Trained:
-    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there."""
+    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there.
+
+    ``threshold_rule``: one of ``stream.model.thresholds.RULES``; None is ``best-f1`` where the validation windows
+    hold an anomaly and ``false-alarm-budget`` where they hold none (best-f1 could only flag nothing). The budget
+    rules read false alarms off the validation normals plus the scores of ``unlabeled`` target windows (nearly all
+    normal: their few anomalies count as false alarms, so the budget errs on the quiet side)."""
+    check_rule(threshold_rule or BEST_F1, budget_per_1000)  # a bad rule fails before training, not after
     train_windows, train_labels = inputs(dataset, train)
     val_windows, val_labels = inputs(dataset, validation)
     if len(set(val_labels)) == 2 and options.validation is None:
@@ -107,10 +135,38 @@ def fit_and_calibrate(
     # without validation windows the training windows pick the threshold (optimistic: the manifest says so)
     windows, labels = (val_windows, val_labels) if val_labels else (train_windows, train_labels)
     scores = detector.scores(windows, target=target)
-    threshold, _ = best_threshold(scores, labels)
-    quality = confusion(scores, labels, threshold).to_dict()
+    choice = calibrate(
+        scores,
+        labels,
+        detector.scores(list(unlabeled), target=target) if unlabeled else [],
+        rule=threshold_rule,
+        budget_per_1000=budget_per_1000,
+    )
+    quality = confusion(scores, labels, choice.value).to_dict()
     quality["chosen_on"] = "validation" if val_labels else "training windows (no validation windows)"
-    return Trained(detector, target, threshold, report, quality)
+    quality["threshold_rule"] = choice.rule
+    quality["threshold_detail"] = choice.detail
+    return Trained(detector, target, choice.value, report, quality)
+
+
+def calibrate(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    unlabeled_scores: Sequence[float] = (),
+    *,
+    rule: str | None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+) -> ThresholdChoice:
+    """The threshold of ``rule`` (None: ``best-f1`` with an anomaly among ``labels``, else the budget) on labeled
+    scores, their normals and any unlabeled scores being the false-alarm reference."""
+    if rule is None:
+        rule = BEST_F1 if any(labels) else FALSE_ALARM_BUDGET
+    normals = [score for score, label in zip(scores, labels, strict=True) if not label]
+    reference = [*normals, *unlabeled_scores]
+    name = f"{len(normals)} labeled normal and {len(unlabeled_scores)} unlabeled windows"
+    return choose_threshold(
+        rule, scores, labels, reference_scores=reference, budget_per_1000=budget_per_1000, reference_name=name
+    )
 
 
 def pretrain(
@@ -122,6 +178,8 @@ def pretrain(
     options: FitOptions | None = None,
     progress: Progress | None = None,
     device: str = "cpu",
+    threshold_rule: str | None = None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
 ) -> Trained:
     """A new base trained on a source system (or from scratch on a target: the same thing, other data), on
     ``device`` ("auto": the first CUDA device when torch sees one)."""
@@ -129,7 +187,16 @@ def pretrain(
     detector = family_class(family).create(config, seed=options.seed)
     detector.to_device(device)
     return fit_and_calibrate(
-        detector, dataset, split.train, split.validation, target=None, mode="base", options=options, progress=progress
+        detector,
+        dataset,
+        split.train,
+        split.validation,
+        target=None,
+        mode="base",
+        options=options,
+        progress=progress,
+        threshold_rule=threshold_rule,
+        budget_per_1000=budget_per_1000,
     )
 
 
@@ -141,8 +208,12 @@ def adapt(
     *,
     options: FitOptions | None = None,
     progress: Progress | None = None,
+    threshold_rule: str | None = None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    unlabeled: Sequence[WindowText] = (),
 ) -> Trained:
-    """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is."""
+    """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is.
+    ``threshold_rule``, ``budget_per_1000``, ``unlabeled``: as ``fit_and_calibrate``."""
     if target in detector.targets:
         detector.remove_target(target)
     detector.add_target(target)
@@ -155,6 +226,9 @@ def adapt(
         mode="adapter",
         options=options or FitOptions(),
         progress=progress,
+        threshold_rule=threshold_rule,
+        budget_per_1000=budget_per_1000,
+        unlabeled=unlabeled,
     )
 
 

@@ -312,4 +312,10 @@ class ModelHost:
             lines=len(window.lines),
             explanation=explanation,
             truth=window.label,
+            threshold_rule=_rule(route.adapter or self.base),
         )
+
+
+def _rule(manifest: Manifest) -> str | None:
+    """The rule behind a route's threshold: none where the manifest has no threshold (``DEFAULT_THRESHOLD`` serves)."""
+    return manifest.threshold_rule if manifest.threshold is not None else None

@@ -94,6 +94,14 @@ class Manifest:
             values["threshold"] = float(values["threshold"])
         return cls(**values)
 
+    @property
+    def threshold_rule(self) -> str | None:
+        """The rule that set ``threshold`` (``stream.model.thresholds``), as training recorded it in
+        ``metrics.validation.threshold_rule``; None for a manifest written before rules were recorded."""
+        validation = self.metrics.get("validation")
+        rule = validation.get("threshold_rule") if isinstance(validation, dict) else None
+        return rule if isinstance(rule, str) else None
+
     def describe(self) -> str:
         """How messages name this artifact: "bgl/v0003 (sha256 1a2b3c4d5e6f)"."""
         return _describe(self.name, self.version, self.weights_sha256)

@@ -27,8 +27,9 @@ from typing import Any, Protocol
 from stream.errors import ModelError
 from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
-from stream.model.metrics import best_threshold, confusion
+from stream.model.metrics import confusion
 from stream.model.registry import Registry
+from trainer.train import calibrate
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,9 @@ def retrain(
     if fit_options.validation is None:
         fit_options = replace(fit_options, validation=(val_windows, val_labels))
     report = detector.fit(fit_windows, fit_labels, target=target, mode="adapter", options=fit_options)
-    threshold, _ = best_threshold(detector.scores(val_windows, target=target), val_labels)
+    # today's rule where validation holds an anomaly, the false-alarm budget on its normals where it holds none
+    choice = calibrate(detector.scores(val_windows, target=target), val_labels, rule=None)
+    threshold = choice.value
     challenger = quality(detector, held, target, threshold) | {"fit_seconds": round(report.seconds, 2)}
 
     decision = Decision(target, False, "", champion=champion, challenger=challenger, labels=labels)
@@ -238,7 +241,11 @@ def retrain(
             base=base,
             threshold=threshold,
             training={"labels": labels, "fit": report.to_dict(), "source": "feedback"},
-            metrics={"held_out": challenger, "champion": champion},
+            metrics={
+                "held_out": challenger,
+                "champion": champion,
+                "validation": {"threshold_rule": choice.rule, "threshold_detail": choice.detail},
+            },
             reason=f"retrained from feedback: held-out F1 {challenger['f1']:.3f} vs {champion['f1']:.3f}",
         )
         decision.published, decision.version = True, manifest.version

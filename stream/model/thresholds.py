@@ -1,0 +1,265 @@
+"""Named rules that turn anomaly scores into a decision threshold, each saying how it set it.
+
+Plain Python over lists, like ``metrics``. Labeled anomalies are the scarce labels; labeled normal windows are
+plentiful and unlabeled target windows unlimited, so two rules read the false-alarm side off a *reference*: scores
+of windows that are (nearly) all normal.
+
+``best-f1``
+    The threshold with the best F1 on the labeled windows (``metrics.best_threshold``): today's rule. With a handful
+    of labeled anomalies it is placed by those few (and at the labeled set's prevalence, which a label budget makes
+    artificial).
+``false-alarm-budget``
+    The lowest threshold that flags at most ``budget_per_1000`` windows per 1,000 of the reference. The reference's
+    n scores sorted high to low, s(1) >= s(2) >= ...: the threshold may flag the top k, where
+
+        k = floor((n + 1) * budget / 1000) - 1
+
+    and lies midway between the lowest flagged score and the highest unflagged one, as ``best_threshold`` places
+    its own (ties are never split: a tied group is flagged whole or not at all, so fewer than k may be flagged).
+    Why (n + 1) and not n: an unseen normal window is flagged only if it scores above the (k+1)-th highest reference
+    score, and if it is exchangeable with the reference that happens with probability at most (k + 1) / (n + 1)
+    (its rank among the n + 1 is uniform; the conformal argument). This k is the largest with that bound within the
+    budget, so the budget holds in expectation for unseen normal windows, and on the reference itself at most
+    k <= n * budget / 1000 windows are flagged. The price: with fewer than 1000 / budget - 1 reference windows
+    (999 at the default) k < 0, the budget cannot be resolved, and the rule flags none of the reference (just above
+    its top score, as ``best_threshold`` does with no anomalies); ``detail`` then says ``resolved: false`` and the
+    bound it does give, 1000 / (n + 1) per 1,000.
+``budget-and-anomalies``
+    Among the thresholds within the budget (flagging at most the budget rule's k reference windows), the one with
+    the best F1 *estimated* for the stream: recall R(t) from the few labeled anomalies, false-alarm rate F(t) from
+    the reference, at an anomaly prevalence p (given, or ``DEFAULT_PREVALENCE``): F1 = 2pR / (pR + p + (1 - p)F).
+    The labeled set's own prevalence is never used: a label budget caps anomalies and not normals, so it says
+    nothing about the stream. The anomalies choose how many of the k reference windows to flag (fewer where that
+    loses no labeled anomaly); the threshold then sits just above the highest reference score left unflagged, the
+    bottom of its gap, not the middle: the false-alarm bound (c + 1) / (n + 1) is the same anywhere in the gap, the
+    gap's lower edge is read off plentiful normals while its upper edge would come from a handful of anomalies, and
+    the bottom catches every unseen anomaly that scores in the gap. (On BGL -> Thunderbird, a midway placement lost
+    recall: bench/threshold_rules.py.) With no labeled anomaly (or none the budget lets it flag) it is the budget
+    rule; where the reference is too small to resolve the budget it is ``best-f1`` on the reference and the
+    anomalies (an unresolvable budget only says "flag none of the reference", and on Thunderbird's 120 validation
+    normals one normal scoring 0.99 then cost every anomaly: bench/threshold_rules.py); ``detail["fallback"]`` says
+    which and why.
+
+Edge cases, for every rule: no scores -> 0.5 (``DEFAULT_THRESHOLD``, what serving uses for a model without one); no
+reference and no labeled normal window -> the budget rules flag nothing seen (just above the top score); all scores
+equal -> the same, since no threshold separates them; ``budget_per_1000`` outside [0, 1000] or not finite ->
+ValueError; an unknown rule -> ValueError naming the allowed ones.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.model.metrics import best_threshold
+
+BEST_F1 = "best-f1"
+FALSE_ALARM_BUDGET = "false-alarm-budget"
+BUDGET_AND_ANOMALIES = "budget-and-anomalies"
+RULES = (BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES)
+
+# One alert per 1,000 windows (one per 20,000 lines with 20-line windows): at an anomaly prevalence of 1% and full
+# recall, precision stays >= 0.9 (p / (p + (1 - p) * 0.001)); it needs 999 reference windows to resolve, which a
+# target's validation normals or an hour of its unlabeled traffic give.
+DEFAULT_BUDGET_PER_1000 = 1.0
+# The combined rule's assumed anomaly share of the stream: the lower end of the labeled Loghub sets (HDFS: 2.9% of
+# blocks; BGL: 7.9% of 20-line windows). Within a budget of 1 per 1,000 the false-alarm term (1 - p) * F is at most
+# 0.001, small against p, so the choice moves the threshold little; pass the target's own when it is known.
+DEFAULT_PREVALENCE = 0.03
+DEFAULT_THRESHOLD = 0.5  # no scores at all
+_ABOVE = 1e-6  # "flag nothing seen": the top score plus this, as metrics.best_threshold does
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdChoice:
+    value: float
+    rule: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "rule": self.rule, **self.detail}
+
+
+def choose_threshold(
+    rule: str,
+    scores: Sequence[float],
+    labels: Sequence[int],
+    *,
+    reference_scores: Sequence[float] = (),
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    prevalence: float | None = None,
+    reference_name: str = "given reference",
+) -> ThresholdChoice:
+    """The threshold ``rule`` sets from labeled ``scores``/``labels`` (validation windows) and ``reference_scores``
+    (windows vouched (nearly) all normal: labeled normals, unlabeled target windows; ``reference_name`` says which
+    in ``detail``). Without reference scores the labeled normal windows are the reference."""
+    check_rule(rule, budget_per_1000, prevalence)
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    anomalies = [float(s) for s, label in zip(scores, labels, strict=True) if label]
+    if rule == BEST_F1:
+        return _best_f1(scores, labels, len(anomalies))
+    if reference_scores:
+        reference, source = [float(s) for s in reference_scores], reference_name
+    else:
+        reference, source = [float(s) for s, label in zip(scores, labels, strict=True) if not label], "labeled normals"
+    budget = false_alarm_budget(reference, budget_per_1000, everything=[float(s) for s in scores])
+    budget.detail["reference"] = source
+    if rule == FALSE_ALARM_BUDGET:
+        return budget
+    return _budget_and_anomalies(budget, reference, anomalies, prevalence or DEFAULT_PREVALENCE)
+
+
+def check_rule(rule: str, budget_per_1000: float = DEFAULT_BUDGET_PER_1000, prevalence: float | None = None) -> None:
+    """ValueError naming what is wrong: callers check before training, not after."""
+    if rule not in RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}: choose one of {', '.join(RULES)}")
+    if not (isinstance(budget_per_1000, int | float) and math.isfinite(budget_per_1000)):
+        raise ValueError(f"budget_per_1000 must be a number in [0, 1000], got {budget_per_1000!r}")
+    if not 0.0 <= budget_per_1000 <= 1000.0:
+        raise ValueError(f"budget_per_1000 must be a number in [0, 1000], got {budget_per_1000!r}")
+    if prevalence is not None and not 0.0 < prevalence <= 1.0:
+        raise ValueError(f"prevalence must be in (0, 1], got {prevalence!r}")
+
+
+def _best_f1(scores: Sequence[float], labels: Sequence[int], anomalies: int) -> ThresholdChoice:
+    value, f1 = best_threshold(scores, labels)
+    detail: dict[str, Any] = {"windows": len(scores), "anomalies": anomalies, "f1": round(f1, 6)}
+    if not scores:
+        value = DEFAULT_THRESHOLD
+        detail["fallback"] = "no scores: the default threshold"
+    elif not anomalies:
+        detail["fallback"] = "no labeled anomaly: just above the top score, flagging nothing seen"
+    return ThresholdChoice(value, BEST_F1, detail)
+
+
+def false_alarm_budget(
+    reference: Sequence[float], budget_per_1000: float, *, everything: Sequence[float] = ()
+) -> ThresholdChoice:
+    """The ``false-alarm-budget`` rule on ``reference`` (module docstring). ``everything``: the scores to stay above
+    when there is no reference at all (flag nothing seen)."""
+    n = len(reference)
+    allowed = math.floor((n + 1) * budget_per_1000 / 1000 + 1e-9) - 1  # k; the 1e-9 keeps 1.0 * 1000 / 1000 whole
+    allowed = min(allowed, n)
+    detail: dict[str, Any] = {
+        "budget_per_1000": budget_per_1000,
+        "reference_windows": n,
+        "allowed_reference_alerts": max(allowed, 0),
+        "resolved": allowed >= 0 and budget_per_1000 > 0,
+        "min_reference_windows": _windows_needed(budget_per_1000),
+    }
+    if not reference:
+        pool = list(everything)
+        value = _above(max(pool)) if pool else DEFAULT_THRESHOLD
+        detail["fallback"] = (
+            "no reference windows: just above the top score, flagging nothing seen" if pool else "no scores"
+        )
+        return ThresholdChoice(value, FALSE_ALARM_BUDGET, detail)
+    value, flagged = _flag_at_most(reference, allowed)
+    detail["reference_alerts"] = flagged
+    detail["reference_alerts_per_1000"] = round(1000 * flagged / n, 6)
+    # what an unseen normal window risks: at most (flagged + 1) / (n + 1) (module docstring)
+    detail["bound_per_1000"] = round(1000 * (flagged + 1) / (n + 1), 6)
+    if not detail["resolved"] and budget_per_1000 > 0:
+        detail["fallback"] = (
+            f"{n} reference windows cannot resolve {budget_per_1000:g} per 1,000 (needs "
+            f"{detail['min_reference_windows']}): flags none of them"
+        )
+    return ThresholdChoice(value, FALSE_ALARM_BUDGET, detail)
+
+
+def _windows_needed(budget_per_1000: float) -> int | None:
+    """The fewest reference windows that resolve the budget (k >= 0); None for a budget of 0 (or too small to say)."""
+    needed = 1000 / budget_per_1000 if budget_per_1000 > 0 else math.inf
+    return math.ceil(needed) - 1 if math.isfinite(needed) else None
+
+
+def _flag_at_most(reference: Sequence[float], allowed: int) -> tuple[float, int]:
+    """(threshold, windows of ``reference`` it flags): the lowest threshold flagging at most ``allowed`` of them,
+    midway between the lowest flagged score and the highest unflagged one; a tied group is never split."""
+    distinct = sorted(set(reference), reverse=True)
+    above = {value: 0 for value in distinct}  # distinct score -> windows at or above it
+    for value in reference:
+        above[value] += 1
+    running = 0
+    for value in distinct:
+        running += above[value]
+        above[value] = running
+    lowest = None  # the lowest distinct score whose windows at or above stay within ``allowed``
+    for value in distinct:
+        if above[value] > allowed:
+            break
+        lowest = value
+    if lowest is None:
+        return _above(distinct[0]), 0
+    position = distinct.index(lowest)
+    if position + 1 == len(distinct):
+        return float(lowest), above[lowest]  # every window may be flagged
+    return _between(lowest, distinct[position + 1]), above[lowest]
+
+
+def _budget_and_anomalies(
+    budget: ThresholdChoice, reference: Sequence[float], anomalies: Sequence[float], prevalence: float
+) -> ThresholdChoice:
+    detail: dict[str, Any] = {
+        "anomalies": len(anomalies),
+        "prevalence": prevalence,
+        "budget": {"threshold": budget.value, **budget.detail},  # the budget rule's own choice, kept whole
+    }
+    if not anomalies:
+        detail["fallback"] = "no labeled anomaly: the false-alarm budget alone"
+        return ThresholdChoice(budget.value, BUDGET_AND_ANOMALIES, detail)
+    if not reference:  # nothing to count false alarms on: the budget's own "flag nothing seen"
+        detail["fallback"] = "no reference windows: the false-alarm budget alone"
+        return ThresholdChoice(budget.value, BUDGET_AND_ANOMALIES, detail)
+    if budget.detail["budget_per_1000"] > 0 and not budget.detail["resolved"]:
+        # too few reference windows to tell the budget: "flag none of them" would let one high-scoring normal
+        # overrule every labeled anomaly, so the labeled windows decide alone
+        value, f1 = best_threshold([*reference, *anomalies], [0] * len(reference) + [1] * len(anomalies))
+        detail["fallback"] = (
+            f"{len(reference)} reference windows cannot resolve the budget: best F1 on them and the anomalies"
+        )
+        detail |= {"f1": round(f1, 6), "reference_alerts": sum(1 for r in reference if r >= value)}
+        return ThresholdChoice(value, BUDGET_AND_ANOMALIES, detail)
+    allowed = budget.detail["allowed_reference_alerts"] if budget.detail["resolved"] else 0
+    ranked_anomalies, ranked_reference = sorted(anomalies), sorted(reference)
+    # each candidate leaves one more distinct reference score unflagged, from the lowest allowed upwards: it sits
+    # just above that score (the bottom of the gap: the false-alarm bound is the same anywhere in it)
+    candidates = [
+        _above(d) for d in sorted(set(reference)) if len(reference) - bisect_right(ranked_reference, d) <= allowed
+    ]
+    if allowed >= len(reference):
+        candidates.append(min(ranked_reference[0], ranked_anomalies[0]))  # flagging everything is within budget
+    best: tuple[float, float, float, float] | None = None  # (estimated F1, threshold, recall, false-alarm rate)
+    for threshold in sorted(candidates, reverse=True):
+        recall = (len(anomalies) - bisect_left(ranked_anomalies, threshold)) / len(anomalies)
+        rate = (len(reference) - bisect_left(ranked_reference, threshold)) / len(reference)
+        f1 = 2 * prevalence * recall / (prevalence * recall + prevalence + (1 - prevalence) * rate) if recall else 0.0
+        if best is None or f1 > best[0]:  # from high to low: ties keep the higher threshold (fewer alerts)
+            best = (f1, threshold, recall, rate)
+    if best is None or best[0] == 0.0:
+        detail["fallback"] = "no labeled anomaly scores within the budget: the false-alarm budget alone"
+        return ThresholdChoice(budget.value, BUDGET_AND_ANOMALIES, detail)
+    f1, value, recall, rate = best
+    flagged = len(reference) - bisect_left(ranked_reference, value)
+    detail |= {
+        "estimated_f1": round(f1, 6),
+        "anomaly_recall": round(recall, 6),
+        "reference_alerts": flagged,
+        "reference_alerts_per_1000": round(1000 * rate, 6),
+        "bound_per_1000": round(1000 * (flagged + 1) / (len(reference) + 1), 6),
+    }
+    return ThresholdChoice(value, BUDGET_AND_ANOMALIES, detail)
+
+
+def _between(high: float, low: float) -> float:
+    """Midway between two distinct scores; ``high`` itself where they are too close for a float in between."""
+    middle = (high + low) / 2
+    return middle if low < middle <= high else float(high)
+
+
+def _above(top: float) -> float:
+    return max(top + _ABOVE, math.nextafter(top, math.inf))
