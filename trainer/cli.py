@@ -100,7 +100,7 @@ def _unreadable_data(exc: ConfigError) -> bool:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     from trainer.datasets import limit
-    from trainer.train import fit_and_calibrate, save_trained
+    from trainer.train import fit_base, save_trained
 
     source = source_from_arguments(args)
     config = _config(args)
@@ -111,13 +111,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     split = type(split)(train, split.validation, split.test, split.method, split.seed)
     _say(args, f"pretraining {args.family} on {dataset.name}: {len(train)} training windows")
     with progress_bar(args.quiet) as progress:
-        trained = fit_and_calibrate(
+        trained = fit_base(
             detector,
             dataset,
-            split.train,
-            split.validation,
-            target=None,
-            mode="base",
+            split,
             options=_options(args),
             progress=progress,
             threshold_rule=args.threshold_rule,

@@ -186,6 +186,29 @@ def pretrain(
     options = options or FitOptions()
     detector = family_class(family).create(config, seed=options.seed)
     detector.to_device(device)
+    return fit_base(
+        detector,
+        dataset,
+        split,
+        options=options,
+        progress=progress,
+        threshold_rule=threshold_rule,
+        budget_per_1000=budget_per_1000,
+    )
+
+
+def fit_base(
+    detector: Detector,
+    dataset: Dataset,
+    split: Split,
+    *,
+    options: FitOptions,
+    progress: Progress | None = None,
+    threshold_rule: str | None = None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+) -> Trained:
+    """Train a new ``detector``'s base on the split's training part; its validation part stops early and sets the
+    threshold. (``pretrain`` builds the detector; the CLI builds it itself, to refuse bad hyperparameters first.)"""
     return fit_and_calibrate(
         detector,
         dataset,
