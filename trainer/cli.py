@@ -32,7 +32,7 @@ from stream.model.thresholds import (  # plain Python: --help still imports no t
     FALSE_ALARM_BUDGET,
     RULES,
 )
-from trainer.data_source import DataSource, add_data_arguments, load, source_from_arguments
+from trainer.data_source import DataSource, add_data_arguments, infer_format, load, source_from_arguments
 from trainer.progress import progress_bar
 from trainer.service_cli import add_commands
 
@@ -107,6 +107,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     _require_paths(source)
     detector = _new_base(args.family, config, args)  # hyperparameters the family rejects fail before data is read
     dataset, split = _load(source, args.seed)
+    if args.also_data:
+        dataset, split = _several_sources(dataset, split, args)
     train = limit(dataset, split.train, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
     split = type(split)(train, split.validation, split.test, split.method, split.seed)
     _say(args, f"pretraining {args.family} on {dataset.name}: {len(train)} training windows")
@@ -209,6 +211,19 @@ def _require_paths(source: DataSource) -> None:
             raise ConfigError("--data", f"{path} does not exist")
 
 
+def _several_sources(dataset: Dataset, split: Any, args: argparse.Namespace) -> tuple[Dataset, Any]:
+    """--data and every --also-data as one data set: a base that is not tied to one system."""
+    from trainer.datasets.combined import combine
+
+    parts = [(dataset, split)]
+    for path in args.also_data:
+        other = DataSource(paths=(path,), format=infer_format(path))
+        _require_paths(other)
+        parts.append(_load(other, args.seed))
+    name = args.name or "+".join(part.system for part, _ in parts)
+    return combine(parts, name=name, max_normals=args.max_normals_per_source, seed=args.seed)
+
+
 def _load(source: DataSource, seed: int) -> tuple[Dataset, Any]:
     from trainer.datasets import default_split
 
@@ -301,6 +316,21 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--config", type=Path, help="JSON file of hyperparameters")
     pre.add_argument("--set", action="append", metavar="KEY=VALUE", help="one hyperparameter (JSON value)")
     pre.add_argument("--name", help="registry name of the base (default: the source system)")
+    pre.add_argument(
+        "--also-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="another labeled source system (format from its name, default windows), repeatable: one base trains on"
+        " them all, each split its own way",
+    )
+    pre.add_argument(
+        "--max-normals-per-source",
+        type=_at_least(1),
+        default=10_000,
+        help="with --also-data: at most this many normal training windows from each source (default 10000)",
+    )
 
     ada = sub.add_parser("adapt", help="tune a target system's adapter on a trained base")
     ada.set_defaults(run=run_adapt)

@@ -39,6 +39,7 @@ from trainer.datasets import (
     load_hdfs,
     load_labeled_lines,
 )
+from trainer.datasets.combined import combine
 from trainer.evaluate import content_ceiling, evaluate
 from trainer.results_report import FEW_LABELS_THRESHOLD, SEED_SUFFIX, few_label_threshold, render
 from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, load_trained, pretrain, save_trained
@@ -75,6 +76,20 @@ BUDGETS = {
 # share that length.
 WINDOW_LENGTH = {"hdfs": 64, "hadoop": 64}
 LENGTH_SETTING = {"translog": "max_len", "logtransfer": "max_len", "logllm": "max_lines"}
+# A base of several sources: "all-but-<target>" trains on every labeled source system except the target.
+MULTI_SOURCE = "all-but-"
+SOURCE_SYSTEMS = ("hdfs", "bgl", "thunderbird")
+MAX_NORMALS_PER_SOURCE = 10_000  # each source's normal training windows (trainer/datasets/combined.py says why)
+
+
+def sources_of(name: str) -> tuple[str, ...]:
+    """The systems a data set name stands for: itself, or for "all-but-X" every source system but X."""
+    if not name.startswith(MULTI_SOURCE):
+        return (name,)
+    left_out = name.removeprefix(MULTI_SOURCE)
+    if left_out not in (*SOURCE_SYSTEMS, "hadoop"):
+        raise ValueError(f"unknown data set {left_out!r} in {name!r}")
+    return tuple(system for system in SOURCE_SYSTEMS if system != left_out)
 
 
 def load_dataset(name: str, budget: Budget) -> Dataset:
@@ -107,15 +122,20 @@ class Runner:
 
     def data(self, name: str) -> tuple[Dataset, Split]:
         if name not in self.datasets:
-            dataset = load_dataset(name, self.budget)
-            self.datasets[name] = (dataset, default_split(dataset, seed=self.seed))
+            if name.startswith(MULTI_SOURCE):
+                parts = [self.data(source) for source in sources_of(name)]
+                self.datasets[name] = combine(parts, name=name, max_normals=MAX_NORMALS_PER_SOURCE, seed=self.seed)
+            else:
+                dataset = load_dataset(name, self.budget)
+                self.datasets[name] = (dataset, default_split(dataset, seed=self.seed))
         return self.datasets[name]
 
     def config(self, name: str) -> dict[str, Any]:
         """The family's hyperparameters for a model trained on data set ``name``."""
         config = dict(self.budget.config)
-        if name in WINDOW_LENGTH:
-            config[LENGTH_SETTING[self.family]] = WINDOW_LENGTH[name]
+        lengths = [WINDOW_LENGTH[source] for source in sources_of(name) if source in WINDOW_LENGTH]
+        if lengths:
+            config[LENGTH_SETTING[self.family]] = max(lengths)
         return config
 
     def options(self) -> FitOptions:
@@ -178,6 +198,8 @@ class Runner:
         """What a base depends on besides the code: family, data set, budget, hyperparameters and seed."""
         what = {"family": self.family, "data": name, "budget": asdict(self.budget), "seed": self.seed}
         what["config"] = self.config(name)
+        if name.startswith(MULTI_SOURCE):
+            what["max_normals_per_source"] = MAX_NORMALS_PER_SOURCE
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def in_domain(self, name: str) -> dict[str, Any]:

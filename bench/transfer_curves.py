@@ -1,0 +1,167 @@
+"""Transfer learning curves: F1 against the number N of labeled anomalous target windows, per pair and method.
+
+    nice -n 19 .venv/bin/python bench/transfer_curves.py --families logtransfer --threads 1
+    nice -n 19 .venv/bin/python bench/transfer_curves.py --families translog --pairs bgl:thunderbird --anomalies 0,10
+    .venv/bin/python bench/transfer_curves.py --only-render        # the JSON and docs/transfer.md from kept runs
+
+Protocol (issue "Transfer that earns its keep", item 1):
+- pairs: every ordered pair of HDFS, BGL and Thunderbird, and HDFS -> Hadoop (its content ceiling is in each row);
+- N = 0, 10, 50, 200 labeled anomalous target windows IN ALL: ``trainer.train.few_labels`` draws them with up to
+  5,000 labeled normals of the target's train and validation parts (normals are the plentiful labels), 20% of each
+  class picks the threshold, and the test part is never touched;
+- multi-source bases (item 4): ``all-but-<target>`` trains one base on every labeled source system but the target
+  (``trainer.datasets.combined``: each source's own split, at most 10,000 normal training windows per source);
+- methods: ``adapter`` (the source base frozen, the target's adapter trained), ``scratch`` (the same family trained
+  on the few labels alone), ``full`` (every base weight fine-tuned on them), and at N = 0 ``zero-shot`` (the base
+  scores the target as it is) -- the only method that needs no label;
+- ``in-domain``: the family trained on all the target's labels (``make results``' run), the bar at N = 50;
+- seeds 0, 1, 2: the few labels drawn and the trained weights' initialisation; the base and the split stay seed 0's
+  (docs/results.md's), so the spread is that of the labels and the target-side training, not of the base.
+
+Each run is trained ONCE and its validation, test and unlabeled-target scores (2,000 windows of the target's train
+part drawn at random, labels ignored, anomalies at their natural share) are kept under
+bench/results/transfer_runs/ (ignored by git: tens of MB), so a stopped command resumes and every threshold rule
+is applied to the same scores:
+- ``best-f1``: today's rule, on the few labels' validation share;
+- ``budget-and-anomalies``: a false-alarm budget of 1 per 1,000 read off the labeled validation normals, lowered
+  towards the few anomalies (``stream.model.thresholds``);
+- at N = 0, ``alert-budget@B``: the threshold that flags B of every 1,000 unlabeled target windows (B = 1, 10, 100),
+  the only knob an operator has without labels; unlabeled windows include the anomalies, so B is an alert rate.
+
+Writes bench/results/transfer_curves.json ({"rows": [...]}, one row per family, pair, N, method and rule, with F1
+per seed, mean and sd, PR-AUC, the trivial F1 and the content ceiling) and docs/transfer.md with one plot per pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stream.model.families import family_class
+from trainer.datasets import Split
+from trainer.results import MULTI_SOURCE, Runner
+from trainer.train import adapt, few_labels, fit_and_calibrate, inputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transfer_report import RUNS, UNLABELED, write_outputs  # bench/ is not a package
+
+SYSTEMS = ("hdfs", "bgl", "thunderbird")
+PAIRS = (*((s, t) for s in SYSTEMS for t in SYSTEMS if s != t), ("hdfs", "hadoop"))
+# a base of every other labeled source (item 4); scratch does not depend on the source, so it is not repeated
+MULTI_PAIRS = tuple((f"{MULTI_SOURCE}{t}", t) for t in (*SYSTEMS, "hadoop"))
+BUDGETS = (0, 10, 50, 200)
+METHODS = ("adapter", "scratch", "full")
+# labeled normal target windows per run: plentiful, but BGL's 30,000 would make each run 6x slower; 5,000 keep 1,000
+# in the validation share, enough for the budget rule to resolve 1 false alarm per 1,000
+MAX_NORMALS = 5000
+
+
+def run_path(family: str, source: str, target: str, anomalies: int, method: str, seed: int) -> Path:
+    return RUNS / family / f"{source}-{target}-{anomalies}-{method}-seed{seed}.json"
+
+
+def unlabeled_pool(split: Split, seed: int) -> list[int]:
+    """Target traffic a method may read without its labels: windows of the train part drawn at random, anomalies at
+    their natural share (a labeled window may be among them: its label is not read)."""
+    pool = list(split.train)
+    random.Random(f"unlabeled/{seed}").shuffle(pool)
+    return sorted(pool[:UNLABELED])
+
+
+def scored_run(runner: Runner, source: str, target: str, anomalies: int, method: str, seed: int) -> dict[str, Any]:
+    """Train one method on one pair at one label budget and seed; keep its validation, test and unlabeled scores."""
+    path = run_path(runner.family, source, target, anomalies, method, seed)
+    if path.exists():
+        return json.loads(path.read_text())
+    dataset, split = runner.data(target)
+    labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=MAX_NORMALS, seed=seed)
+    options = replace(runner.options(), seed=seed)
+    print(f"[{runner.family}] {source}->{target} N={anomalies} {method} seed {seed} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    if method == "zero-shot":  # the base as it is: no label, and no adapter
+        detector, target_name = runner.base(source).detector, None
+        validation: tuple[int, ...] = ()
+    elif method == "adapter":
+        detector, target_name = runner.base(source).detector, target
+        adapt(detector, target, dataset, labels, options=options)
+        validation = labels.validation
+    else:
+        if method == "scratch":
+            detector = family_class(runner.family).create(runner.config(target), seed=seed)
+        else:  # full fine-tuning from the source base
+            detector = runner.copy_of_base(source)
+        target_name = None
+        fit_and_calibrate(detector, dataset, labels.train, labels.validation, target=None, mode="base", options=options)
+        validation = labels.validation
+    unlabeled = unlabeled_pool(split, seed)
+    run = {
+        "family": runner.family,
+        "source": source,
+        "target": target,
+        "n_anomalies": anomalies,
+        "method": method,
+        "seed": seed,
+        "train_windows": 0 if method == "zero-shot" else len(labels.train),
+        "train_anomalous": 0 if method == "zero-shot" else sum(dataset.windows[i].label for i in labels.train),
+    }
+    for part, indices in (("validation", validation), ("test", split.test), ("unlabeled", unlabeled)):
+        windows, part_labels = inputs(dataset, indices)
+        scores = detector.scores(windows, target=target_name) if windows else []
+        run[part] = {"scores": [round(float(s), 6) for s in scores], "labels": part_labels}
+    run["wall_s"] = round(time.perf_counter() - started, 1)
+    if method == "adapter":
+        detector.remove_target(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run) + "\n")
+    return run
+
+
+def methods_at(anomalies: int, source: str) -> tuple[str, ...]:
+    if anomalies == 0:
+        return ("zero-shot",)
+    return tuple(m for m in METHODS if m != "scratch") if source.startswith(MULTI_SOURCE) else METHODS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="logtransfer,translog", help="comma-separated families")
+    parser.add_argument(
+        "--pairs",
+        default=",".join(f"{s}:{t}" for s, t in PAIRS + MULTI_PAIRS),
+        help="comma-separated SOURCE:TARGET data sets (hdfs, bgl, thunderbird, hadoop; all-but-<target> as a source:"
+        " every other source system)",
+    )
+    parser.add_argument("--anomalies", default=",".join(map(str, BUDGETS)), help="label budgets N")
+    parser.add_argument("--methods", default="zero-shot," + ",".join(METHODS), help="comma-separated methods")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the few labels and the trained weights")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--only-render", action="store_true", help="write the JSON and docs/transfer.md only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    wanted_methods = {m.strip() for m in args.methods.split(",") if m.strip()}
+    if not args.only_render:
+        for family in [f.strip() for f in args.families.split(",") if f.strip()]:
+            runner = Runner(family, fresh=False, seed=0)  # base and split: seed 0, as in docs/results.md
+            for anomalies in [int(n) for n in args.anomalies.split(",")]:
+                for source, target in [pair.strip().split(":") for pair in args.pairs.split(",") if pair.strip()]:
+                    for method in methods_at(anomalies, source):
+                        if method not in wanted_methods:
+                            continue
+                        for seed in [int(s) for s in args.seeds.split(",")]:
+                            scored_run(runner, source, target, anomalies, method, seed)
+                    write_outputs()  # after each cell: a stopped run leaves the table of what it has
+    table = write_outputs()
+    print(f"wrote {len(table['rows'])} rows", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
