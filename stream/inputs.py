@@ -123,7 +123,6 @@ def field_map(spec: InputFormat) -> FieldMap:
     )
 
 
-
 def split_path(dotted: str) -> Path:
     """``a.b`` -> ("a", "b"); ``service\\.name`` is one key with a dot in it."""
     return tuple(part.replace("\\.", ".") for part in _PATH_SPLIT.split(dotted))

@@ -176,10 +176,11 @@ def test_ingest_dead_letters_a_line_whose_epoch_is_out_of_range_and_goes_on() ->
 class SkewedClockDecoder(Decoder):
     """The real decoder, but a line's event time is pushed past 64 bits: a value decode lets through by mistake."""
 
-    def decode(self, record: RawRecord) -> LogLine | DeadLetter:
-        decoded = super().decode(record)
-        if isinstance(decoded, LogLine) and record.offset == 1:
-            decoded.event_ms = 2**70
+    def decode_lines(self, record: RawRecord) -> list[LogLine | DeadLetter]:
+        decoded = super().decode_lines(record)
+        for line in decoded:
+            if isinstance(line, LogLine) and record.offset == 1:
+                line.event_ms = 2**70
         return decoded
 
 
