@@ -393,3 +393,23 @@ def test_decode_never_raises_on_arbitrary_otlp_records(document: dict) -> None:
     assert decoded and all(isinstance(d, LogLine | DeadLetter) for d in decoded)
     indexes = [d.source.index if isinstance(d, LogLine) else d.index for d in decoded]
     assert indexes == [None] or indexes == list(range(len(decoded)))  # refused whole, or one result per log record
+
+
+def test_the_docs_input_formats_example_loads_and_reads_its_k8s_record(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "inputs.md").read_text()
+    path = tmp_path / "systems.yaml"
+    path.write_text(docs.split("```yaml\n", 1)[1].split("```", 1)[0])
+    settings = load_settings(systems_file=path)
+    assert {t: f.preset for t, f in settings.input_formats.items()} == {
+        "fluent-logs": "fluent-bit",
+        "vector-logs": "vector",
+        "otlp-logs": "otel",
+        "k8s-logs": "vector",
+    }
+    record = {
+        "message": HDFS_LINE,
+        "kubernetes": {"labels": {"app.kubernetes.io/name": "hdfs"}},
+        "event": {"created": HDFS_MS * 1_000_000},
+    }
+    decoded = Decoder(settings).decode_lines(RawRecord("k8s-logs", 0, 0, orjson.dumps(record), [], NOW_MS))
+    assert (line(decoded[0]).system, decoded[0].event_ms) == ("hdfs", HDFS_MS)
