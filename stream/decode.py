@@ -119,7 +119,7 @@ class Decoder:
         event_ms = None
         when = first_present(fields, fmt.time)
         if when is not None:
-            event_ms = fmt.read_time(path_name(when[0]), when[1], record.timestamp_ms)
+            event_ms = fmt.read_time(when[0], when[1], record.timestamp_ms)
         label = _text_at(fields, fmt.label) or headers.get("label")
         return self._line(record, system, message, event_ms, label, headers)
 
@@ -148,7 +148,7 @@ class Decoder:
         if len(message) > self._max_bytes // 4 and (size := len(message.encode())) > self._max_bytes:
             raise DecodeError("decode", f"OTLP body of {size} bytes is over the limit of {self._max_bytes}")
         when = otlp.time_field(log_record)
-        event_ms = fmt.read_time(when[0], when[1], record.timestamp_ms) if when is not None else None
+        event_ms = fmt.read_time((when[0],), when[1], record.timestamp_ms) if when is not None else None
         system = otlp.string_attribute(line.resource_attributes, fmt.system, "resource") or headers.get("system")
         label = otlp.string_attribute(log_record.get("attributes"), fmt.label, "log record") or headers.get("label")
         return self._line(record, system, message.rstrip("\r\n"), event_ms, label, headers, line.index)

@@ -62,15 +62,18 @@ class FieldMap:
     max_ahead_ms: int | None
     fans_out: bool  # one record holds many lines (OTLP batches); a field, not a property: read once a record
 
-    def read_time(self, name: str, value: object, arrival_ms: int) -> int:
+    def read_time(self, path: Path, value: object, arrival_ms: int) -> int:
         """A time field's value as epoch ms, range-checked. Raises DecodeError naming the field."""
         if self.preset == "json" and self.time_unit == "ms":
             event_ms = parse_iso_or_epoch_ms(value)  # the json preset's ts, read exactly as it always was
         else:
-            event_ms = parse_time_value(name, value, self.time_unit)
-        return self.check_range(name, value, event_ms, arrival_ms)
+            event_ms = parse_time_value(path, value, self.time_unit)
+        return self.check_range(path, value, event_ms, arrival_ms)
 
-    def check_range(self, name: str, value: object, event_ms: int, arrival_ms: int) -> int:
+    def check_range(self, path: Path, value: object, event_ms: int, arrival_ms: int) -> int:
+        if event_ms >= self.earliest_ms and (self.max_ahead_ms is None or event_ms - arrival_ms <= self.max_ahead_ms):
+            return event_ms  # the common case, in one test
+        name = path_name(path)
         if event_ms < self.earliest_ms:
             raise DecodeError(
                 "decode",
@@ -132,30 +135,35 @@ def path_name(path: Path) -> str:
 def first_present(fields: dict[str, object], paths: tuple[Path, ...]) -> tuple[Path, object] | None:
     """The first path whose value is present and not null, with that value."""
     for path in paths:
-        value: object = fields
-        for key in path:
-            if not isinstance(value, dict):
-                value = None
-                break
-            value = value.get(key)
+        if len(path) == 1:  # the presets' paths: one dict lookup, a third of the walk's cost per record
+            value = fields.get(path[0])
+        else:
+            value = fields
+            for key in path:
+                if not isinstance(value, dict):
+                    value = None
+                    break
+                value = value.get(key)
         if value is not None:
             return path, value
     return None
 
 
-def parse_time_value(name: str, value: object, unit: str) -> int:
+def parse_time_value(path: Path, value: object, unit: str) -> int:
     """A time field's JSON value in epoch ms: numbers (or numeric strings) in ``unit``, other strings ISO 8601."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise DecodeError("decode", f"time {name!r} is a {type(value).__name__}, expected a number or ISO 8601 text")
+        kind = type(value).__name__
+        raise DecodeError("decode", f"time {path_name(path)!r} is a {kind}, expected a number or ISO 8601 text")
     if isinstance(value, str) and not _NUMBER.fullmatch(value):
         try:
             return _in_range(iso8601_ms(value), value)
         except ValueError:
-            raise DecodeError("decode", f"time {name!r} = {value[:64]!r} is neither a number nor ISO 8601") from None
+            reason = f"time {path_name(path)!r} = {value[:64]!r} is neither a number nor ISO 8601"
+            raise DecodeError("decode", reason) from None
     if unit == "iso8601":
         raise DecodeError(
             "decode",
-            f"time {name!r} = {value!r:.40} is a number; this input format reads ISO 8601 / RFC 3339 text "
+            f"time {path_name(path)!r} = {value!r:.40} is a number; this input format reads ISO 8601 / RFC 3339 text "
             "(set time_unit to read epoch numbers)",
         )
     numerator, denominator = _UNIT_MS[unit]
@@ -165,7 +173,7 @@ def parse_time_value(name: str, value: object, unit: str) -> int:
     try:
         number = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
-        raise DecodeError("decode", f"time {name!r} = {value!r:.40} is not a number") from None
+        raise DecodeError("decode", f"time {path_name(path)!r} = {value!r:.40} is not a number") from None
     if not number.is_finite() or number.adjusted() > 30:  # checked before arithmetic: 1e999999 stays cheap
         raise _out_of_range(value)
     return _in_range(int((number * numerator / denominator).to_integral_value(rounding=ROUND_FLOOR)), value)
