@@ -61,6 +61,7 @@ class FieldMap:
     earliest_ms: int
     max_ahead_ms: int | None
     fans_out: bool  # one record holds many lines (OTLP batches); a field, not a property: read once a record
+    plain_json: bool  # the json preset as it is: read by name (stream.decode), not by walking paths
 
     def read_time(self, path: Path, value: object, arrival_ms: int) -> int:
         """A time field's value as epoch ms, range-checked. Raises DecodeError naming the field."""
@@ -71,7 +72,8 @@ class FieldMap:
         return self.check_range(path, value, event_ms, arrival_ms)
 
     def check_range(self, path: Path, value: object, event_ms: int, arrival_ms: int) -> int:
-        if event_ms >= self.earliest_ms and (self.max_ahead_ms is None or event_ms - arrival_ms <= self.max_ahead_ms):
+        ahead = self.max_ahead_ms
+        if event_ms >= self.earliest_ms and (ahead is None or event_ms - arrival_ms <= ahead):
             return event_ms  # the common case, in one test
         name = path_name(path)
         if event_ms < self.earliest_ms:
@@ -120,6 +122,8 @@ def field_map(spec: InputFormat) -> FieldMap:
         earliest_ms=(spec.earliest - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1),
         max_ahead_ms=spec.max_ahead_ms,
         fans_out=otel,
+        plain_json=(spec.preset, spec.message, spec.time, spec.time_unit, spec.system, spec.label)
+        == ("json", None, None, None, None, None),
     )
 
 
