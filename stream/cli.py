@@ -67,9 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="exit 0 when the local process's /healthz answers 200 (container probe)")
     health.add_argument("--port", type=int, help="default: metrics_port (or inference/trainer metrics_port)")
 
+    _add_decode(sub)
+
     demo = sub.add_parser("demo", help="embedded broker + workers + a bundled sample replay, then a summary")
     demo.add_argument("--timeout", type=float, default=540.0, help="give up after this many seconds")
     return parser
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    from stream.settings import INPUT_PRESETS
+
+    decode = sub.add_parser(
+        "decode", help="decode records from a file or stdin as ingest would (no broker); print lines and dead letters"
+    )
+    decode.add_argument("file", metavar="FILE|-", help="one record a line (- reads stdin)")
+    decode.add_argument("--system", help="the system of records that name none (default: the topic's)")
+    decode.add_argument(
+        "--input-format", choices=INPUT_PRESETS, help="the records' shipper preset (default: the topic's or system's)"
+    )
+    decode.add_argument("--topic", help="decode as if read from this input topic (default: the first input topic)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +142,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         await tail(settings, args.topic, args.max_records, args.timeout)
         return 0
+    if args.command == "decode":
+        from stream.decode_command import decode_settings, run_decode
+
+        return run_decode(decode_settings(settings, args.topic, args.system, args.input_format), args.file, args.topic)
     if args.command == "demo":
         from stream.demo import run_demo
 

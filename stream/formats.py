@@ -128,14 +128,20 @@ def _iso_or_epoch_ms(value: object) -> int:
             except ValueError as exc:  # more digits than int() converts
                 raise _out_of_range(value) from exc
         try:
-            parsed = datetime.fromisoformat(value)
+            return iso8601_ms(value)
         except ValueError as exc:
             raise DecodeError("decode", f"ts {value[:64]!r} is neither epoch ms nor ISO 8601") from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        # Integer arithmetic: timestamp() * 1000 goes through a float and can land a millisecond early.
-        return (parsed - _EPOCH) // _ONE_MS
     raise DecodeError("decode", f"ts has type {type(value).__name__}, expected epoch ms or ISO 8601 string")
+
+
+def iso8601_ms(text: str) -> int:
+    """ISO 8601 / RFC 3339 text to epoch ms (UTC when it has no zone); more than 6 fraction digits (Vector writes
+    nanoseconds) are cut to microseconds by fromisoformat. Raises ValueError."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    # Integer arithmetic: timestamp() * 1000 goes through a float and can land a millisecond early.
+    return (parsed - _EPOCH) // _ONE_MS
 
 
 READY_FORMATS: dict[str, LineFormat] = {

@@ -38,11 +38,13 @@ class RecordError(DecodeError, ValueError):
 # __init__ (object.__setattr__ per field) costs 4x a plain one; unfrozen, the stream stages use 20% less CPU.
 @dataclass(slots=True)
 class SourceRef:
-    """Where a log line entered adaptlog: the user's input topic, partition and offset."""
+    """Where a log line entered adaptlog: the user's input topic, partition and offset, and the line's index in its
+    record (0 but for records that hold several lines, as an OpenTelemetry Collector's OTLP batch does)."""
 
     topic: str
     partition: int
     offset: int
+    index: int = 0
 
     def as_tuple(self) -> tuple[str, int, int]:
         return (self.topic, self.partition, self.offset)
@@ -64,19 +66,20 @@ class LogLine:
             "system": self.system,
             "content": self.content,
             "event_ms": self.event_ms,
-            "source": list(self.source.as_tuple()),
+            # the index only where there is one, so the lines of one-line records travel as they always did
+            "source": [*self.source.as_tuple(), self.source.index] if self.source.index else [*self.source.as_tuple()],
             "label": self.label,
             "key_labels": self.key_labels,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LogLine:
-        topic, partition, offset = d["source"]
+        topic, partition, offset, *index = d["source"]
         return cls(
             system=d["system"],
             content=d["content"],
             event_ms=int(d["event_ms"]),
-            source=SourceRef(topic, int(partition), int(offset)),
+            source=SourceRef(topic, int(partition), int(offset), int(index[0]) if index else 0),
             label=d.get("label"),
             key_labels=dict(d.get("key_labels") or {}),
         )
@@ -84,7 +87,11 @@ class LogLine:
 
 @dataclass(slots=True)  # not frozen: see SourceRef
 class WindowLine:
-    """One line inside a closed window: enough to evaluate and explain downstream without the raw log."""
+    """One line inside a closed window: enough to evaluate and explain downstream without the raw log.
+
+    ``index`` is the line's index within its input record (see :class:`SourceRef`); it is written only when not 0,
+    so windows of one-line records are byte for byte what they were before records could hold several lines.
+    """
 
     topic: str
     partition: int
@@ -94,10 +101,11 @@ class WindowLine:
     template: str
     masked: str
     label: str | None = None
+    index: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies every field and was half the per-line cost of a stage.
-        return {
+        d = {
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
@@ -107,13 +115,16 @@ class WindowLine:
             "masked": self.masked,
             "label": self.label,
         }
+        if self.index:
+            d["index"] = self.index
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WindowLine:
         return cls(**d)
 
 
-WINDOW_LINE_FIELDS = tuple(f.name for f in fields(WindowLine))
+WINDOW_LINE_FIELDS = tuple(f.name for f in fields(WindowLine) if f.name != "index")  # index: only when not 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +190,7 @@ def _window_line(d: Any, index: int) -> WindowLine:
         template=_text(d, "template", where),
         masked=_text(d, "masked", where),
         label=label,
+        index=_int64(d, "index", where) if "index" in d else 0,
     )
 
 
@@ -318,13 +330,20 @@ def window_id_for(system: str, policy: str, key: str, lines: tuple[WindowLine, .
     Because stages replay their input deterministically after a restart, a window re-emitted after a crash carries
     the same id and the same content, so downstream can recognize it as a repeat.
     """
-    return _window_id(system, policy, key, ((line.topic, line.partition, line.offset) for line in lines))
+    return _window_id(system, policy, key, ((line.topic, line.partition, line.offset, line.index) for line in lines))
 
 
-def _window_id(system: str, policy: str, key: str, positions: Iterable[tuple[str, int, int]]) -> str:
+def _window_id(system: str, policy: str, key: str, positions: Iterable[tuple[str, int, int, int]]) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    # One update of the joined positions hashes the same bytes as one update per line, at a tenth of the cost.
-    joined = "".join([f"\x1e{topic}\x1f{partition}\x1f{offset}" for topic, partition, offset in positions])
+    # One update of the joined positions hashes the same bytes as one update per line, at a tenth of the cost. The
+    # index joins a position only when not 0: ids of windows of one-line records are what they always were, and
+    # two windows of lines of one OTLP record (same offset) still get different ids.
+    joined = "".join(
+        [
+            f"\x1e{topic}\x1f{partition}\x1f{offset}\x1f{index}" if index else f"\x1e{topic}\x1f{partition}\x1f{offset}"
+            for topic, partition, offset, index in positions
+        ]
+    )
     digest.update(f"{system}\x1f{policy}\x1f{key}{joined}".encode())
     return digest.hexdigest()
 
@@ -336,7 +355,10 @@ def encode_window(
     them in. The stream's window close skips building a WindowLine per line only to turn it back into a dict (with
     the id, 2.1 of 2.8 us per line). A line missing a field raises KeyError, as ``WindowLine.from_dict`` would."""
     rows = [{name: line[name] for name in WINDOW_LINE_FIELDS} for line in lines]
-    window_id = _window_id(system, policy, key, ((row["topic"], row["partition"], row["offset"]) for row in rows))
+    for at in [at for at, line in enumerate(lines) if "index" in line]:  # lines of multi-line records only
+        rows[at]["index"] = lines[at]["index"]
+    positions = ((row["topic"], row["partition"], row["offset"], row.get("index", 0)) for row in rows)
+    window_id = _window_id(system, policy, key, positions)
     return orjson.dumps(window_record(window_id, system, policy, key, start_ms, end_ms, reason, rows))
 
 
@@ -375,6 +397,9 @@ class DeadLetter:
     offset: int
     original: bytes
     system: str | None = None
+    # the line's index in its record (SourceRef.index); None when the whole record is refused before its lines are
+    # told apart. For a line of a multi-line record, ``original`` holds that line's part of the record.
+    index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -383,6 +408,7 @@ class DeadLetter:
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
+            "index": self.index,
             "system": self.system,
             "original_b64": base64.b64encode(self.original).decode("ascii"),
         }
@@ -397,6 +423,7 @@ class DeadLetter:
             offset=int(d["offset"]),
             original=base64.b64decode(d["original_b64"]),
             system=d.get("system"),
+            index=d.get("index"),
         )
 
 

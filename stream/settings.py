@@ -11,12 +11,15 @@ Environment (prefix ``ADAPTLOG_``; nested fields with ``__``, e.g. ``ADAPTLOG_TO
     SSL_CAFILE, SSL_CERTFILE, SSL_KEYFILE
     METRICS_PORT        /metrics and /healthz of `adaptlog run`, `infer` and `adaptlog-train serve` (0 = off)
     SYSTEMS_FILE        YAML file with a ``systems:`` mapping (see :class:`SystemSettings`) and optionally
-                        ``default_systems:`` (input topic -> system for records that name none)
+                        ``default_systems:`` (input topic -> system for records that name none) and
+                        ``input_formats:`` (input topic -> :class:`InputFormat`)
+    INPUT_FORMATS       JSON, e.g. ``{"fluent-logs": {"preset": "fluent-bit"}}``
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,6 +78,65 @@ class Topics(BaseModel):
         return cls(**{name: f"{prefix}-{default}" for name, default in cls().model_dump().items()})
 
 
+INPUT_PRESETS = ("json", "fluent-bit", "vector", "otel", "zap", "pino")
+InputPreset = Literal["json", "fluent-bit", "vector", "otel", "zap", "pino"]
+# How a number in a time field is read; "iso8601": only ISO 8601 / RFC 3339 strings are times, numbers are refused.
+# Under every unit a string that is not a number is read as ISO 8601 (no unit could be meant).
+TimeUnit = Literal["s", "ms", "us", "ns", "iso8601"]
+Y2K = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class InputFormat(BaseModel):
+    """Where a JSON input record keeps its message, time, system and label (``stream.inputs`` reads it).
+
+    ``preset`` gives every field for a shipper's record (see ``stream.inputs.PRESETS`` and docs/inputs.md); the
+    other fields override the preset's. A path is dotted (``kubernetes.labels.app``; ``\\.`` for a dot inside a
+    key); a list of paths is tried in order and the first present wins. For ``otel``, ``system`` and ``label`` name
+    attributes (the resource's, the log record's) instead of paths; body and time are OTLP's own.
+
+    A time read from the record is a dead letter, never a silent 1970, when it falls before ``earliest`` (seconds
+    read as milliseconds do: 1.7e9 ms is January 1970) or more than ``max_ahead_ms`` after the record's broker
+    timestamp (a broken clock); ``max_ahead_ms`` null turns the second check off, and an old ``earliest`` admits
+    historic logs.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: InputPreset = "json"
+    message: tuple[str, ...] | None = None
+    time: tuple[str, ...] | None = None
+    time_unit: TimeUnit | None = None
+    system: tuple[str, ...] | None = None
+    label: tuple[str, ...] | None = None
+    earliest: datetime = Y2K
+    max_ahead_ms: int | None = Field(default=24 * 3600 * 1000, ge=0)
+
+    @field_validator("message", "time", "system", "label", mode="before")
+    @classmethod
+    def _one_path_or_several(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("message", "time", "system", "label")
+    @classmethod
+    def _paths_not_empty(cls, paths: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if paths is not None and (not paths or not all(paths)):
+            raise ValueError("needs one or more non-empty paths")
+        return paths
+
+    @field_validator("earliest")
+    @classmethod
+    def _earliest_has_a_zone(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _otel_fields_are_otlps(self) -> InputFormat:
+        if self.preset == "otel" and (self.message, self.time, self.time_unit) != (None, None, None):
+            raise ValueError("the otel preset reads OTLP's body and timeUnixNano; message, time, time_unit are not set")
+        return self
+
+
 class SystemSettings(BaseModel):
     """One source system: how its lines look, how they are masked and mined, how they are windowed."""
 
@@ -91,6 +153,9 @@ class SystemSettings(BaseModel):
     # A line naming more distinct keys is dead-lettered: it is copied once per key (template, masked text and all),
     # so one 64 KiB line naming thousands of ids became hundreds of MB of session records. HDFS lines name 1 or 2.
     max_session_keys: int = Field(default=16, gt=0)
+    # how JSON records of this system look, when their topic has no input format and the system is known before the
+    # record is read (the ``system`` header or the topic's default system); None: the ``json`` preset
+    input: InputFormat | None = None
 
     @field_validator("session_key_pattern")
     @classmethod
@@ -232,10 +297,15 @@ class Settings(BaseSettings):
     topics: Topics = Field(default_factory=Topics)
     input_topics: tuple[str, ...] = ()  # topics with log records; empty means (topics.logs,)
     default_systems: dict[str, str] = Field(default_factory=dict)  # input topic -> system when a record names none
+    # input topic -> how its JSON records look (shipper presets, field paths); a topic not named here reads its
+    # system's input format, else the ``json`` preset
+    input_formats: dict[str, InputFormat] = Field(default_factory=dict)
     systems_file: Path | None = None
     systems: dict[str, SystemSettings] = Field(default_factory=_builtin_systems)
 
     max_line_bytes: int = Field(default=64 * 1024, gt=0)
+    # A record that holds many lines (an OTLP batch) may be this large; each of its lines is held to max_line_bytes.
+    max_record_bytes: int = Field(default=1024 * 1024, gt=0)
     internal_partitions: int = Field(default=4, gt=0)
     checkpoint_interval_ms: int = Field(default=5_000, gt=0)
     tick_interval_ms: int = Field(default=1_000, gt=0)
@@ -247,6 +317,14 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+
+    @field_validator("input_formats", mode="before")
+    @classmethod
+    def _preset_names_are_formats(cls, value: Any) -> Any:
+        # {"logs": "fluent-bit"}: a bare preset name is the common case, as in the systems file
+        if isinstance(value, dict):
+            return {topic: {"preset": spec} if isinstance(spec, str) else spec for topic, spec in value.items()}
+        return value
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -295,7 +373,7 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
         raise ConfigError("systems_file", f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("systems"), dict):
         raise ConfigError("systems_file", f"{path} needs a top-level 'systems:' mapping")
-    unknown = set(document) - {"systems", "default_systems"}
+    unknown = set(document) - {"systems", "default_systems", "input_formats"}
     if unknown:
         raise ConfigError("systems_file", f"unknown top-level keys {sorted(unknown)}")
     systems: dict[str, SystemSettings] = {}
@@ -309,7 +387,20 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
     default_systems = document.get("default_systems", settings.default_systems)
     if not isinstance(default_systems, dict):
         raise ConfigError("systems_file", "default_systems must map input topics to systems")
-    return settings.model_copy(update={"systems": systems, "default_systems": default_systems})
+    input_formats = dict(settings.input_formats)
+    raw_formats = document.get("input_formats") or {}
+    if not isinstance(raw_formats, dict):
+        raise ConfigError("systems_file", "input_formats must map input topics to input formats")
+    for topic, spec in raw_formats.items():
+        spec = {"preset": spec} if isinstance(spec, str) else spec  # a bare preset name is the common case
+        if not isinstance(spec, dict):
+            raise ConfigError(f"input_formats.{topic}", "must be a preset name or a mapping")
+        try:
+            input_formats[str(topic)] = InputFormat(**spec)
+        except ValidationError as exc:
+            raise _config_error(exc, prefix=f"input_formats.{topic}.") from None
+    update = {"systems": systems, "default_systems": default_systems, "input_formats": input_formats}
+    return settings.model_copy(update=update)
 
 
 def validate_systems(settings: Settings) -> None:

@@ -6,6 +6,7 @@ the same line gets the same template whichever worker received it (the scale-out
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from stream.records import DeadLetter, Routed
 from stream.settings import Settings
 
 STAGE = "ingest"
+log = logging.getLogger(__name__)
 
 
 class IngestPartition:
@@ -25,8 +27,8 @@ class IngestPartition:
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
         by_system: dict[str, list[bytes]] = {}
-        # Per record inside guarded: decode never raises, but a line it accepts could still fail to encode, and that
-        # must dead-letter the one record, not crash the stage into a restart loop on the same batch.
+        # Decode never raises, and a line it accepts that fails to encode is dead-lettered alone (in _process);
+        # guarded is the last resort that keeps one record from crashing the stage into a restart loop.
         out = guarded(records, lambda record: self._process(record, by_system), STAGE, self._deadletter_topic)
         for system, lines in by_system.items():
             key = system.encode()
@@ -37,12 +39,25 @@ class IngestPartition:
         raw = RawRecord(
             record.topic, record.partition, record.offset, record.value, record.headers, record.timestamp_ms
         )
-        decoded = self._decoder.decode(raw)  # never raises: bad input comes back as a dead letter
-        if isinstance(decoded, DeadLetter):
-            return [dead_letter(self._deadletter_topic, decoded)]
-        upstream = (record.topic, record.partition, record.offset, 0)
-        by_system.setdefault(decoded.system, []).append(encode_routed(Routed(upstream, decoded.to_dict())))
-        return []
+        out: list[Outgoing] = []
+        # Never raises: bad input comes back as dead letters. A record may hold several lines (an OTLP batch).
+        for decoded in self._decoder.decode_lines(raw):
+            if isinstance(decoded, DeadLetter):
+                out.append(dead_letter(self._deadletter_topic, decoded))
+                continue
+            # The line's index is the sub-index: the parse stage's dedup keeps every line of a multi-line record.
+            upstream = (record.topic, record.partition, record.offset, decoded.source.index)
+            try:
+                encoded = encode_routed(Routed(upstream, decoded.to_dict()))
+            except Exception as exc:  # a line decode let through but orjson refuses: that line alone is dead-lettered
+                log.exception("%s: %s failed on %s", STAGE, type(exc).__name__, record.where)
+                reason = f"{type(exc).__name__}: {exc}"
+                index = decoded.source.index
+                letter = DeadLetter(STAGE, reason, *upstream[:3], record.value or b"", decoded.system, index)
+                out.append(dead_letter(self._deadletter_topic, letter))
+                continue
+            by_system.setdefault(decoded.system, []).append(encoded)
+        return out
 
     def wants_ticks(self) -> bool:
         return False

@@ -102,6 +102,7 @@ class ParsePartition:
                 template=parsed.template,
                 masked=parsed.masked,
                 label=line.label,
+                index=line.source.index,
             )
             if system.windower is None:
                 out += self._route_to_sessions(line, window_line, system, to_sessions)
@@ -144,6 +145,7 @@ class ParsePartition:
                 line.source.offset,
                 line.content.encode(),
                 line.system,
+                line.source.index,
             )
             return [dead_letter(self._settings.topics.deadletter, letter)]
         line_dict = window_line.to_dict()

@@ -43,5 +43,6 @@ class WindowOutput:
             offset=line.offset,
             original=orjson.dumps(item.payload),
             system=system,
+            index=line.index,
         )
         return dead_letter(self._deadletter_topic, letter)
