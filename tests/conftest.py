@@ -113,7 +113,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     lines = config.stash.get(_BROKER_LINES, [])
     if lines:
-        terminalreporter.section("kafka broker")
+        terminalreporter.section("test services (kafka broker, alertmanager)")
         for line in lines:
             terminalreporter.write_line(line, yellow="WARNING" in line or "none" in line)
 
