@@ -303,3 +303,12 @@ def test_retry_after_is_honoured_up_to_the_cap() -> None:
     assert policy.delay_s(1, 1.5) >= 1.5
     assert policy.delay_s(1, 3600) == 2.0
     assert all(0.5 <= policy.delay_s(8, None) <= 2.0 for _ in range(50))  # capped, jittered in the upper half
+
+
+def test_cli_notify_needs_a_receiver_and_checks_its_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    assert main(["notify"]) == 2
+    assert "no receiver: set notify.alertmanager_url and/or notify.webhook_url" in capsys.readouterr().err
+    assert main(["notify", "--webhook", "ftp://example.org/hook"]) == 2
+    assert "--webhook" in capsys.readouterr().err

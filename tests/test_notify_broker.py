@@ -270,3 +270,43 @@ def test_refused_and_malformed_records_are_dead_lettered_and_the_stream_goes_on(
     assert by_offset[1]["system"] == "poison"
     assert [r.status for r in receiver.requests] == [400, 200]  # the refused one was sent once
     assert receiver.acknowledged()[0]["alert"]["system"] == "bgl"
+
+
+def test_two_notifiers_share_the_alerts_topic_and_a_rebalance_loses_nothing(
+    kafka_broker: RunningBroker, topic_prefix: str
+) -> None:
+    """A second replica joins while the first delivers (a rebalance mid-stream): every record is acknowledged by
+    the receiver at least once, all offsets end committed, and any repeat is the same record (same key)."""
+    incidents = Incidents()
+    records = [incidents.observe(f"sys{i}", f"w{i}", 0.5, (f"t{i} <*>",), T0) for i in range(40)]
+    ids = {orjson.loads(value)["alert_id"] for value in records}
+    # a slow receiver (0.1 s an answer, and a 503 now and then) keeps the first replica busy when the second joins
+    with http_receiver(answers=[200, 200, 200, 503] * 3, delay_s=0.1) as receiver:
+        settings = notify_settings(kafka_broker, topic_prefix, webhook_url=receiver.url, max_batch=5)
+
+        async def scenario() -> tuple[list[NotifyWorker], int]:
+            await produce(settings, records)
+            stop = asyncio.Event()
+            first = NotifyWorker(settings)
+            tasks = [asyncio.create_task(first.run(stop))]
+            deadline = time.monotonic() + 60
+            while first.counts["committed"] < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            second = NotifyWorker(settings)
+            tasks.append(asyncio.create_task(second.run(stop)))
+            while len({b["alert_id"] for b in receiver.acknowledged()}) < len(ids) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            while await committed(settings) < len(records) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            stop.set()
+            for task in tasks:
+                await asyncio.wait_for(task, 30)
+            return [first, second], await committed(settings)
+
+        workers, offsets = asyncio.run(scenario())
+    assert offsets == len(records)
+    acknowledged = receiver.acknowledged()
+    assert {body["alert_id"] for body in acknowledged} == ids
+    keys = [body["idempotency_key"] for body in acknowledged]
+    assert all(key.startswith(body["alert_id"]) for key, body in zip(keys, acknowledged, strict=True))
+    assert all(w.counts["delivered_webhook"] > 0 for w in workers), [dict(w.counts) for w in workers]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Receiver:
     url: str = ""
     answers: list[int] = field(default_factory=list)  # consumed one per request
     default: int = 200
+    delay_s: float = 0.0  # a slow receiver: each answer waits this long
     refuse: Callable[[Any], bool] | None = None
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -53,6 +55,7 @@ def http_receiver(**script: Any) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            time.sleep(receiver.delay_s)
             status = receiver._answer(json.loads(raw), dict(self.headers.items()))
             reply = b"ok" if status < 300 else f"scripted failure {status}".encode()
             self.send_response(status)
