@@ -197,8 +197,8 @@ class NotifySettings(BaseModel):
     # 0 = keep trying until the receiver answers or the worker is stopped
     max_attempts: int = Field(default=0, ge=0)
     max_batch: int = Field(default=100, gt=0)  # alert records per fetch (one Alertmanager POST)
-    # a firing alert's endsAt is its publication + this; the inference worker republishes a live incident at least
-    # once per alert_ttl_s, so this must exceed that. None: 2 * inference.alert_ttl_s + 60 s
+    # a firing alert's endsAt is its publication + this; a live incident has a record within the last two
+    # alert_ttl_s, so this must exceed twice that. None: 2 * inference.alert_ttl_s + 60 s
     firing_hold_s: float | None = Field(default=None, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics of `adaptlog notify`; 0 = off
 
@@ -311,6 +311,15 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    @model_validator(mode="after")
+    def _firing_outlasts_republication(self) -> Settings:
+        # A live incident has a record within the last two alert TTLs (stream.inference.alerts): a shorter hold would
+        # let Alertmanager end it between two records, and it would flap resolved/firing while it lasts.
+        hold_s, ttl_s = self.notify.firing_hold_s, self.inference.alert_ttl_s
+        if hold_s is not None and hold_s <= 2 * ttl_s:
+            raise ValueError(f"notify.firing_hold_s ({hold_s}) must exceed twice inference.alert_ttl_s ({ttl_s})")
         return self
 
     @property

@@ -122,6 +122,8 @@ def test_severity_settings_are_checked() -> None:
         load_settings(inference={"severity": {"warning_score": 0.99, "critical_score": 0.9}})
     with pytest.raises(ConfigError, match=r"notify\.webhook_url"):
         load_settings(notify={"webhook_url": "ftp://example.org/hook"})
+    with pytest.raises(ConfigError, match="firing_hold_s"):
+        load_settings(notify={"firing_hold_s": 300}, inference={"alert_ttl_s": 600})
     policy = SeverityPolicy(
         **load_settings(inference={"severity": {"critical_count": 8}}).inference.severity.model_dump()
     )

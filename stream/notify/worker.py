@@ -112,7 +112,8 @@ class NotifyWorker:
         return count
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
-        """Deliver until ``stop``; the batch in flight when it is set is left uncommitted (delivered again later)."""
+        """Deliver until ``stop``. A batch waiting to retry when it is set is left uncommitted (delivered again by the
+        next run); one being delivered finishes and is committed first."""
         topics = self.settings.topics
         specs = [new_topic(self.settings, name) for name in (topics.alerts, topics.deadletter)]
         await ensure_topics(self.settings, specs)
