@@ -48,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--base", help="base model name in the registry (default: the only one)")
     infer.add_argument("--verdicts", action="store_true", help="also publish every verdict to the verdicts topic")
 
+    notify = sub.add_parser(
+        "notify", help="forward the alerts topic to Alertmanager and/or a JSON webhook (at least once) until SIGTERM"
+    )
+    notify.add_argument(
+        "--alertmanager", metavar="URL", help="Alertmanager base URL (default: notify.alertmanager_url)"
+    )
+    notify.add_argument(
+        "--webhook", metavar="URL", help="JSON webhook URL, Slack-compatible (default: notify.webhook_url)"
+    )
+
     replay = sub.add_parser("replay", help="produce a log file (gzip accepted) to the input topic")
     replay.add_argument("file", type=Path, help="the log file to send, one line a record (.gz: gzip)")
     replay.add_argument("--system", required=True, help="the source system the lines come from (see settings)")
@@ -135,6 +145,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         counts = await run_inference(settings.model_copy(update={"inference": inference}), _stop_on_signals())
         logging.getLogger("adaptlog").info("inference stopped: %s", dict(sorted(counts.items())))
         return 0
+    if args.command == "notify":
+        return await _notify(args, settings)
     if args.command == "replay":
         return await _replay(args, settings)
     if args.command == "tail":
@@ -151,6 +163,23 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return await run_demo(settings, timeout_s=args.timeout)
     raise ConfigError("command", f"unknown command {args.command!r}")
+
+
+async def _notify(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from stream.notify.worker import run_notify
+
+    flags = {"alertmanager_url": ("--alertmanager", args.alertmanager), "webhook_url": ("--webhook", args.webhook)}
+    given = {field: value for field, (_, value) in flags.items() if value}
+    try:  # model_copy does not validate: the flags go through the same checks as the settings
+        notify = type(settings.notify)(**(settings.notify.model_dump() | given))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(flags[str(first["loc"][0])][0], first["msg"]) from None
+    counts = await run_notify(settings.model_copy(update={"notify": notify}), _stop_on_signals())
+    logging.getLogger("adaptlog").info("notify stopped: %s", dict(sorted(counts.items())))
+    return 0
 
 
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:

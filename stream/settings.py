@@ -226,6 +226,48 @@ def _builtin_systems() -> dict[str, SystemSettings]:
     }
 
 
+class SeveritySettings(BaseModel):
+    """An alert's severity from its incident (``stream.inference.alert_record.SeverityPolicy``): critical when the
+    max score or the anomalous-window count reaches the critical threshold, else warning by the warning pair, else
+    info. Scores are the models' anomaly scores (0..1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    warning_score: float = Field(default=0.9, ge=0, le=1)
+    warning_count: int = Field(default=4, gt=0)
+    critical_score: float = Field(default=0.99, ge=0, le=1)
+    critical_count: int = Field(default=32, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeveritySettings:
+        if self.warning_score > self.critical_score or self.warning_count > self.critical_count:
+            raise ValueError("warning thresholds must not exceed the critical ones")
+        return self
+
+
+class NotifySettings(BaseModel):
+    """``adaptlog notify``: the alerts topic to Alertmanager's v2 API and/or a JSON webhook, at least once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Alertmanager's base URL (http://alertmanager:9093); alerts are POSTed to <url>/api/v2/alerts
+    alertmanager_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # a generic JSON webhook (Slack incoming webhooks accept it: the body carries a ``text``)
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    alertname: str = Field(default="AdaptlogAnomaly", min_length=1)  # the alertname label in Alertmanager
+    timeout_s: float = Field(default=10.0, gt=0)  # one HTTP request (connect + response)
+    retry_initial_s: float = Field(default=0.5, gt=0)  # first backoff after a transient failure; doubles each try
+    retry_max_s: float = Field(default=30.0, gt=0)  # backoff cap
+    # tries of one delivery before the worker stops with an error (offsets uncommitted: a restart delivers again);
+    # 0 = keep trying until the receiver answers or the worker is stopped
+    max_attempts: int = Field(default=0, ge=0)
+    max_batch: int = Field(default=100, gt=0)  # alert records per fetch (one Alertmanager POST)
+    # a firing alert's endsAt is its publication + this; a live incident has a record within the last two
+    # alert_ttl_s, so this must exceed twice that. None: 2 * inference.alert_ttl_s + 60 s
+    firing_hold_s: float | None = Field(default=None, gt=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics of `adaptlog notify`; 0 = off
+
+
 class InferenceSettings(BaseModel):
     """``adaptlog infer``: where the models are, how windows are batched, how alerts are grouped."""
 
@@ -256,6 +298,7 @@ class InferenceSettings(BaseModel):
     # the scoring autocast (TransLog; stream.model.detector.scoring_autocast): "auto" = bf16 where the hardware runs it
     # natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX), else fp32; "float32"; "bfloat16"
     precision: str = Field(default="auto", pattern=r"^(auto|float32|bfloat16)$")
+    severity: SeveritySettings = Field(default_factory=SeveritySettings)  # the severity alert records carry
 
 
 class TrainerSettings(BaseModel):
@@ -317,6 +360,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("input_formats", mode="before")
     @classmethod
@@ -345,6 +389,15 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    @model_validator(mode="after")
+    def _firing_outlasts_republication(self) -> Settings:
+        # A live incident has a record within the last two alert TTLs (stream.inference.alerts): a shorter hold would
+        # let Alertmanager end it between two records, and it would flap resolved/firing while it lasts.
+        hold_s, ttl_s = self.notify.firing_hold_s, self.inference.alert_ttl_s
+        if hold_s is not None and hold_s <= 2 * ttl_s:
+            raise ValueError(f"notify.firing_hold_s ({hold_s}) must exceed twice inference.alert_ttl_s ({ttl_s})")
         return self
 
     @property

@@ -16,6 +16,10 @@ Environment:
   ``tansu`` is how to run the broker tests against Tansu on a machine that has Java.
 * ``ADAPTLOG_REQUIRE_APACHE_KAFKA=1``  falling back to Tansu fails the broker tests instead (CI sets this).
 
+``alertmanager`` (session) -- a real Prometheus Alertmanager on loopback (tests/alertmanager/harness.py: built
+once from the Go module proxy and cached). Where it cannot be built or started the tests using it are skipped, unless
+``ADAPTLOG_REQUIRE_ALERTMANAGER=1`` (CI sets it): then they fail.
+
 ``topic_prefix`` (function) -- a unique prefix; tests create their own topics under it, so they never share
 state through the session broker.
 
@@ -73,6 +77,28 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[RunningBroker]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def alertmanager(request: pytest.FixtureRequest):
+    from tests.alertmanager.harness import REQUIRE_ENV, AlertmanagerUnavailable, start_alertmanager
+
+    lines = request.config.stash.setdefault(_BROKER_LINES, [])
+    try:
+        am = start_alertmanager()
+    except AlertmanagerUnavailable as exc:
+        reason = str(exc)
+        am = None
+    if am is None:  # outside the except block, so pytest shows the reason, not a chained traceback
+        lines.append(f"alertmanager: none could be started -- {reason}")
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"no Alertmanager for the tests ({REQUIRE_ENV}=1): {reason}", pytrace=False)
+        pytest.skip(f"no Alertmanager: {reason}")
+    lines.append(f"alertmanager: {am.version} (built from the Go module proxy) at {am.url}")
+    try:
+        yield am
+    finally:
+        am.stop()
+
+
 @pytest.fixture
 def topic_prefix() -> str:
     return f"t-{uuid.uuid4().hex}"
@@ -88,7 +114,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     lines = config.stash.get(_BROKER_LINES, [])
     if lines:
-        terminalreporter.section("kafka broker")
+        terminalreporter.section("test services (kafka broker, alertmanager)")
         for line in lines:
             terminalreporter.write_line(line, yellow="WARNING" in line or "none" in line)
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from stream.inference.alert_record import SeverityPolicy, alert_record
 from stream.inference.alerts import AlertBook
 from stream.inference.model_host import ModelHost
-from stream.inference.worker import ALERT_TICK_S, alert_record
+from stream.inference.worker import ALERT_TICK_S
 from stream.pipeline.kafka_clients import (
     assign_from_beginning,
     ensure_topics,
@@ -198,7 +199,10 @@ def test_an_incident_left_open_by_a_long_outage_is_resolved_when_a_worker_comes_
         await producer.start()
         for alert, at_ms in ((orphan, old_ms), (live, live_ms)):
             await producer.send_and_wait(
-                settings.topics.alerts, alert_record(alert, None), key=alert.alert_id.encode(), timestamp_ms=at_ms
+                settings.topics.alerts,
+                alert_record(alert, None, SeverityPolicy(), at_ms),
+                key=alert.alert_id.encode(),
+                timestamp_ms=at_ms,
             )
         await producer.stop()
         async with running_inference(settings) as worker:

@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from stream.errors import BrokerError, ConfigError
+from stream.inference.alert_record import SeverityPolicy, alert_record
 from stream.inference.alerts import Alert, AlertBook
 from stream.inference.metrics import InferenceMetrics
 from stream.inference.model_host import ModelHost, is_transient
@@ -140,6 +141,7 @@ class InferenceWorker:
         self.host = host
         self.metrics = metrics or InferenceMetrics()
         self.alerts = AlertBook(ttl_ms=int(self.config.alert_ttl_s * 1000))
+        self.severity = SeverityPolicy(**self.config.severity.model_dump())
         self.counts: Counter[str] = Counter()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlog-model")
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.config.max_pending_batches)
@@ -431,7 +433,8 @@ class InferenceWorker:
         """An alert record to publish, counted by its status."""
         self.metrics.alerts.labels(alert.status).inc()
         self.counts["alerts"] += 1
-        return self.settings.topics.alerts, alert.alert_id.encode(), alert_record(alert, verdict)
+        record = alert_record(alert, verdict, self.severity, int(time.time() * 1000))
+        return self.settings.topics.alerts, alert.alert_id.encode(), record
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
         """Commit past the records; whether it was committed (True when there was nothing to commit)."""
@@ -506,11 +509,6 @@ class InferenceWorker:
             fetched = await updates.getmany(timeout_ms=500)
             if any(fetched.values()):
                 self._refresh_wanted.set()
-
-
-def alert_record(alert: Alert, verdict: Verdict | None) -> bytes:
-    """An alert as published: the incident, and the verdict that updated it (None when it resolved by time)."""
-    return orjson.dumps({**alert.to_dict(), "verdict": verdict.to_dict() if verdict is not None else None})
 
 
 async def latest_alerts(settings: Settings, since_ms: int, timeout_s: float = 30.0) -> dict[str, tuple[Alert, int]]:
