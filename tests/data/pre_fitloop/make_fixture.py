@@ -27,7 +27,15 @@ split = default_split(dataset, seed=0)
 chosen = dataset.select(limit(dataset, split.train, max_anomalies=12, max_normals=36, seed=0))
 windows = [WindowText(w.templates) for w in chosen]
 labels = [w.label for w in chosen]
-config = {"vectors": "fit", "word_dim": 8, "hidden": 8, "layers": 1, "classifier_hidden": 8, "max_len": 5, "fit_vocabulary": 256}
+config = {
+    "vectors": "fit",
+    "word_dim": 8,
+    "hidden": 8,
+    "layers": 1,
+    "classifier_hidden": 8,
+    "max_len": 5,
+    "fit_vocabulary": 256,
+}
 detector = family_class("logtransfer").create(config, seed=0)
 detector.fit(windows, labels, target=None, mode="base", options=FitOptions(epochs=3, seed=0, min_steps=0))
 detector.add_target("tb")
