@@ -349,3 +349,34 @@ def test_a_threshold_that_is_not_finite_is_refused(saved: dict, tmp_path: Path, 
         load_adapter(detector, base, artifact)
     (artifact / MANIFEST).write_text(json.dumps({**manifest, "threshold": None}))
     assert read_manifest(artifact).threshold is None  # null still means the family's default
+
+
+# --------------------------------------------------------------------------------------- saved by earlier code
+
+PRE_FITLOOP = Path(__file__).parent / "data" / "pre_fitloop"  # written by commit 47594e5: see make_fixture.py there
+
+
+def test_a_registry_written_before_the_family_packages_still_loads_and_scores_the_same(tmp_path: Path) -> None:
+    """The families moved from one module each (stream/model/logtransfer.py, ...) to packages; a manifest names its
+    family ("logtransfer"), never a module, and the tensor names stayed: what was published before loads through
+    the registry and scores as it did (to float rounding: the figures were computed on another run)."""
+    from stream.model.families import FAMILIES
+    from stream.model.registry import Registry
+
+    assert set(FAMILIES) == {"translog", "logtransfer", "logllm"}  # every family name manifests hold still resolves
+    registry = Registry(shutil.copytree(PRE_FITLOOP / "registry", tmp_path / "registry"))
+    loaded = registry.load_serving_base("thunderbird")
+    assert loaded is not None
+    detector, base = loaded
+    assert (base.family, base.version, type(detector).__module__) == (
+        "logtransfer",
+        "v0001",
+        "stream.model.logtransfer.detector",
+    )
+    adapter = registry.load_serving_adapter(detector, base, "tb")
+    assert adapter is not None and adapter.base is not None and adapter.base["id"] == base.weights_sha256
+    expected = json.loads((PRE_FITLOOP / "expected_scores.json").read_text())
+    windows = [WindowText(tuple(templates)) for templates in expected["windows"]]
+    assert detector.scores(windows) == pytest.approx(expected["base"], abs=1e-6)
+    assert detector.scores(windows, target="tb") == pytest.approx(expected["tb"], abs=1e-6)
+    assert expected["base"] != expected["tb"]  # the adapter is not the base: both parts of the artifact matter

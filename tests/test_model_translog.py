@@ -11,6 +11,7 @@ from stream.model.embeddings import shared_embedder
 from stream.model.features import FEATURE_VERSION, encode_batch
 from stream.model.metrics import best_threshold, confusion
 from stream.model.translog import TransLogConfig, TransLogDetector
+from stream.model.translog.fit import TransLogFit
 from tests.streaming import DATA
 from trainer.datasets import default_split, limit, load_bgl_windows, load_labeled_lines
 
@@ -109,7 +110,13 @@ def test_gradients_reach_only_the_adapter(bgl, pretrained):
     detector.add_target("grad-probe")
     try:
         windows, labels = bgl["train"][0][:64], bgl["train"][1][:64]
-        detector._train_only("adapter", "grad-probe")
+        # what the shared fit loop does in mode "adapter": everything frozen, then the adapter stage's parameters
+        hooks = TransLogFit(detector.model, detector.cfg, detector.encode_compact, "grad-probe")
+        for p in hooks.parameters():
+            p.requires_grad_(False)
+        (stage,) = hooks.stages("adapter")
+        for p in stage.parameters.values():
+            p.requires_grad_(True)
         x, mask = detector.encode(windows)
         detector.model.zero_grad(set_to_none=True)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(

@@ -73,6 +73,23 @@ class FitOptions:
     # epoch on validation is still the one kept); a no-op on large ones. None: the family's ``Detector.min_steps``.
     min_steps: int | None = None
 
+    def __post_init__(self) -> None:
+        # None is the family's default; anything else is used as given, so a value that cannot train is refused
+        # here rather than replaced by a default (an lr of 0 once meant "the default" to one family, 0 to another)
+        bad = [
+            f"{name}={value!r}"
+            for name, value, ok in (
+                ("epochs", self.epochs, self.epochs is None or self.epochs >= 0),
+                ("lr", self.lr, self.lr is None or (math.isfinite(self.lr) and self.lr > 0)),
+                ("batch_size", self.batch_size, self.batch_size is None or self.batch_size > 0),
+                ("patience", self.patience, self.patience > 0),
+                ("min_steps", self.min_steps, self.min_steps is None or self.min_steps >= 0),
+            )
+            if not ok
+        ]
+        if bad:
+            raise ValueError(f"FitOptions: invalid {', '.join(bad)} (epochs, min_steps >= 0; lr, batch_size > 0)")
+
     def plan(self, default_epochs: int, windows: int, batch_size: int, family_min_steps: int) -> tuple[int, int]:
         """(epochs to run, epochs before early stopping may stop) for ``windows`` in batches of ``batch_size``."""
         min_steps = self.min_steps if self.min_steps is not None else family_min_steps

