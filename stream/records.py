@@ -252,12 +252,22 @@ class Cause:
         return cls(d["template"], float(d["weight"]), tuple(int(o) for o in d["offsets"]))
 
 
+# What the model behind a verdict learned from the target (``Verdict.supervision``): nothing (the base alone), the
+# target's unlabeled or normal windows but no labeled anomaly, or labeled anomalies.
+ZERO_SHOT = "zero-shot"
+ZERO_LABEL = "zero-label"
+LABELED = "labeled"
+SUPERVISIONS = (ZERO_SHOT, ZERO_LABEL, LABELED)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What inference says about one window; published on ``alerts`` when anomalous (key: window_id), and on
     ``verdicts`` when configured. ``adapter_version`` None means the base scored it zero-shot. ``threshold_rule``:
     the rule that set ``threshold`` (``stream.model.thresholds``), as the serving model's manifest records it; None
-    for a manifest from before rules were recorded (and in verdicts written before this field existed)."""
+    for a manifest from before rules were recorded (and in verdicts written before this field existed).
+    ``supervision``: ``zero-shot`` (no adapter), ``zero-label`` (an adapter whose training saw no labeled anomaly)
+    or ``labeled``; None in verdicts written before this field existed."""
 
     window_id: str
     system: str
@@ -274,6 +284,7 @@ class Verdict:
     explanation: tuple[Cause, ...] = ()
     truth: str | None = None  # the window's replayed ground truth, when it carried one (for evaluation only)
     threshold_rule: str | None = None
+    supervision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -292,6 +303,7 @@ class Verdict:
             "explanation": [cause.to_dict() for cause in self.explanation],
             "truth": self.truth,
             "threshold_rule": self.threshold_rule,
+            "supervision": self.supervision,
         }
 
     @classmethod
@@ -312,6 +324,7 @@ class Verdict:
             explanation=tuple(Cause.from_dict(c) for c in d.get("explanation", ())),
             truth=d.get("truth"),
             threshold_rule=d.get("threshold_rule"),
+            supervision=d.get("supervision"),
         )
 
 

@@ -36,9 +36,12 @@ from trainer.data_source import DataSource, add_data_arguments, infer_format, lo
 from trainer.progress import progress_bar
 from trainer.service_cli import add_commands
 
+DEFAULT_MAX_UNLABELED = 2000  # trainer.unlabeled's (not imported here: --help imports no torch)
+
 if TYPE_CHECKING:
     from stream.model.detector import Detector, FitOptions
     from trainer.datasets import Dataset
+    from trainer.unlabeled import UnlabeledWindows
 
 # The names of stream.model.families.FAMILIES (a test keeps them equal), here so that --help needs no torch.
 FAMILY_NAMES = ("translog", "logtransfer", "logllm")
@@ -95,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 def _unreadable_data(exc: ConfigError) -> bool:
     """A data file that is missing, unreadable or malformed (or holds no windows) is a failure, not bad usage; a
     flag the data needs (--data-format, --data-labels, ...) and every other setting are usage."""
-    return exc.setting == "--data" or exc.setting.startswith("dataset file ")
+    return exc.setting == "--data" or exc.setting.startswith(("dataset file ", "unlabeled windows "))
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
@@ -129,29 +132,71 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
-    from stream.model.artifacts import load_base, save_adapter
-    from trainer.train import adapt, few_labels
+    """A target's adapter from its few labels (``--data``), its unlabeled windows (``--unlabeled-*``), or both.
 
-    source = source_from_arguments(args)
-    _require_paths(source)
+    With no labeled anomaly (no ``--data``, or ``--max-anomalies 0``) the adapter is ``zero-label``
+    (``trainer.train.zero_label``): nothing trains, the threshold is the false-alarm budget read off the unlabeled
+    windows and any labeled normals. With labeled anomalies the unlabeled windows join the threshold rules'
+    false-alarm reference."""
+    from stream.model.artifacts import load_base, save_adapter
+    from trainer.train import adapt, few_labels, inputs, supervision, zero_label
+
+    if args.data is None and args.unlabeled_file is None and args.unlabeled_topic is None:
+        raise ConfigError("adapt", "give the target's labeled windows (--data), its unlabeled ones, or both")
+    if args.data is None and args.max_anomalies:
+        raise ConfigError("--max-anomalies", f"{args.max_anomalies} labeled anomalies asked for, but no --data")
+    source = source_from_arguments(args) if args.data is not None else None
+    if source is not None:
+        _require_paths(source)
     detector, base = load_base(args.base)
     detector.to_device(args.device)
-    dataset, split = _load(source, args.seed)
-    labels = few_labels(dataset, split, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
-    _say(args, f"tuning a {base.family} adapter for {args.target}: {len(labels.train)} training windows")
-    with progress_bar(args.quiet) as progress:
-        trained = adapt(
-            detector,
-            args.target,
-            dataset,
-            labels,
-            options=_options(args),
-            progress=progress,
-            threshold_rule=args.threshold_rule,
-            budget_per_1000=args.false_alarms_per_1000,
+    unlabeled = _unlabeled(args)
+    unlabeled_windows = unlabeled.windows if unlabeled else []
+    training: dict[str, Any] = {}
+    if source is None:
+        anomalies, normals = 0, []
+    else:
+        dataset, split = _load(source, args.seed)
+        labels = few_labels(
+            dataset, split, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed
         )
-    training = trained.training_summary(dataset, {"train": labels.train, "validation": labels.validation})
-    training["labels"] = labels.method
+        normals, flags = inputs(dataset, labels.train + labels.validation)
+        anomalies = sum(flags)
+    if anomalies == 0:
+        if args.threshold_rule not in (None, FALSE_ALARM_BUDGET):
+            raise ConfigError("--threshold-rule", f"with no labeled anomaly only {FALSE_ALARM_BUDGET} can set it")
+        if not unlabeled_windows and not normals:
+            raise ConfigError("--data", "no labeled window and no unlabeled one: nothing can place the threshold")
+        _say(
+            args,
+            f"zero-label adapter for {args.target}: {len(normals)} labeled normal, "
+            f"{len(unlabeled_windows)} unlabeled windows, no training",
+        )
+        trained = zero_label(
+            detector, args.target, unlabeled_windows, normals=normals, budget_per_1000=args.false_alarms_per_1000
+        )
+    else:
+        _say(args, f"tuning a {base.family} adapter for {args.target}: {len(labels.train)} training windows")
+        with progress_bar(args.quiet) as progress:
+            trained = adapt(
+                detector,
+                args.target,
+                dataset,
+                labels,
+                options=_options(args),
+                progress=progress,
+                threshold_rule=args.threshold_rule,
+                budget_per_1000=args.false_alarms_per_1000,
+                unlabeled=unlabeled_windows,
+            )
+    if source is not None:
+        training = trained.training_summary(dataset, {"train": labels.train, "validation": labels.validation})
+        training["labels"] = labels.method
+    else:
+        training = {"fit": trained.report.to_dict()}
+    training["supervision"] = supervision(anomalies)
+    if unlabeled is not None:
+        training["unlabeled"] = unlabeled.summary()
     manifest = save_adapter(
         detector,
         args.target,
@@ -161,9 +206,28 @@ def run_adapt(args: argparse.Namespace) -> int:
         training=training,
         metrics={"validation": trained.validation},
     )
-    _say(args, f"wrote {args.out}: validation {trained.validation}, {trained.report.seconds:.1f}s")
+    _say(args, f"wrote {args.out} ({training['supervision']}): validation {trained.validation}")
     _publish(args, "adapter", args.out, manifest)
     return 0
+
+
+def _unlabeled(args: argparse.Namespace) -> UnlabeledWindows | None:
+    """The target's unlabeled windows from ``--unlabeled-file`` or ``--unlabeled-topic`` (the broker of
+    ADAPTLOG_BOOTSTRAP_SERVERS and the other Kafka settings, as every adaptlog process reads them)."""
+    from trainer.unlabeled import read_windows_file, read_windows_topic
+
+    if args.unlabeled_file is not None and args.unlabeled_topic is not None:
+        raise ConfigError("--unlabeled-file", "give --unlabeled-file or --unlabeled-topic, not both")
+    if args.unlabeled_file is not None:
+        found = read_windows_file(args.unlabeled_file, args.target, args.max_unlabeled)
+    elif args.unlabeled_topic is not None:
+        from stream.settings import load_settings
+
+        found = read_windows_topic(load_settings(), args.unlabeled_topic, args.target, args.max_unlabeled)
+    else:
+        return None
+    _say(args, f"read {len(found.windows)} unlabeled windows of {args.target} from {found.source}")
+    return found
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -337,8 +401,28 @@ def _parser() -> argparse.ArgumentParser:
     ada.add_argument("--base", type=Path, required=True, help="base model directory")
     ada.add_argument("--target", required=True, help="the target system's name")
 
+    ada.add_argument(
+        "--unlabeled-file",
+        type=Path,
+        metavar="PATH",
+        help="the target's unlabeled windows: a JSON-lines file of windows-topic records (other systems skipped)",
+    )
+    ada.add_argument(
+        "--unlabeled-topic",
+        metavar="TOPIC",
+        help="the target's unlabeled windows: read TOPIC (e.g. windows) to its end on the broker of "
+        "ADAPTLOG_BOOTSTRAP_SERVERS, without a consumer group",
+    )
+    ada.add_argument(
+        "--max-unlabeled",
+        type=_at_least(1),
+        default=DEFAULT_MAX_UNLABELED,
+        help=f"keep the target's most recent N unlabeled windows (default {DEFAULT_MAX_UNLABELED})",
+    )
+
     for command in (pre, ada):
-        add_data_arguments(command)
+        # adapt needs no labeled data for a zero-label adapter (only unlabeled windows); pretrain always does
+        add_data_arguments(command, required=command is pre)
         command.add_argument("--out", type=Path, required=True, help="artifact directory to write")
         command.add_argument(
             "--max-anomalies", type=_at_least(0), help="at most this many labeled anomalous windows (default: all)"

@@ -100,6 +100,8 @@ def status(settings: Settings) -> dict:
                 "serving_since": pointer.since if pointer else None,
                 # the rule that set the serving adapter's threshold; None before manifests recorded one
                 "threshold_rule": serving.threshold_rule if serving else None,
+                # zero-shot (no adapter), zero-label (no labeled anomaly behind it) or labeled
+                "supervision": serving.supervision if serving else "zero-shot",
                 "labels": counts,
                 "last_retrain": history[-1] if history else None,
                 "next_retrain": upcoming,
@@ -144,8 +146,11 @@ def run_status(args: argparse.Namespace) -> int:
         labels = entry["labels"]
         verdict = _last_retrain_text(entry["last_retrain"] or {})
         rule = f" (threshold: {entry['threshold_rule']})" if entry.get("threshold_rule") else ""
+        serving = entry["serving"] or "zero-shot"
+        if entry["serving"] and entry.get("supervision"):
+            serving += f" {entry['supervision']}"
         print(
-            f"  {system:<12} serving {entry['serving'] or 'zero-shot'}{rule}; {labels['total']} labels "
+            f"  {system:<12} serving {serving}{rule}; {labels['total']} labels "
             f"({labels['anomalous']} anomalous, {labels['unused']} new); {verdict}; next: {entry['next_retrain']}"
         )
     return 0

@@ -32,6 +32,7 @@ from stream.model.thresholds import (
     check_rule,
     choose_threshold,
 )
+from stream.records import LABELED, ZERO_LABEL
 from trainer.datasets import Dataset, Split, limit
 
 
@@ -253,6 +254,55 @@ def adapt(
         budget_per_1000=budget_per_1000,
         unlabeled=unlabeled,
     )
+
+
+def zero_label(
+    detector: Detector,
+    target: str,
+    unlabeled: Sequence[WindowText],
+    *,
+    normals: Sequence[WindowText] = (),
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+) -> Trained:
+    """A target's first adapter from its unlabeled windows alone: the base's judgement, the target's threshold.
+
+    A new adapter scores exactly as the base does in every family (TransLog's adapters start as the identity,
+    LogTransfer's target LSTM as a copy of the source's, LogLLM's LoRA B at zero: tests/test_zero_label.py and
+    test_model_logllm.py), so
+    nothing is trained: no label says what to learn. What the base cannot know is where the target's scores lie;
+    the ``false-alarm-budget`` rule reads that off the unlabeled windows (and any labeled ``normals``: a
+    supervised loss on normals alone would only teach the adapter to score everything low), so it flags about
+    ``budget_per_1000`` of every 1,000 of the target's windows instead of whatever the source's threshold flags
+    there. The unlabeled windows hold the target's few anomalies too, so the budget is an alert rate, and it errs
+    on the quiet side. (Training on the unlabeled windows was measured and is not used here: a normal-only
+    objective with source replay moved PR-AUC from 0.027 to 0.432 on BGL -> HDFS but lowered it on three other
+    pairs; docs/transfer.md.)"""
+    if not unlabeled and not normals:
+        raise ValueError("a zero-label adapter needs unlabeled target windows or labeled normal ones")
+    check_rule(FALSE_ALARM_BUDGET, budget_per_1000)
+    if target in detector.targets:
+        detector.remove_target(target)
+    detector.add_target(target)
+    scores = detector.scores(list(unlabeled), target=target) if unlabeled else []
+    normal_scores = detector.scores(list(normals), target=target) if normals else []
+    choice = calibrate(
+        normal_scores, [0] * len(normal_scores), scores, rule=FALSE_ALARM_BUDGET, budget_per_1000=budget_per_1000
+    )
+    flagged = sum(1 for score in scores if score >= choice.value)
+    quality: dict[str, Any] = {
+        "chosen_on": f"{len(normals)} labeled normal and {len(unlabeled)} unlabeled target windows",
+        "threshold_rule": choice.rule,
+        "threshold_detail": choice.detail,
+        "flagged_unlabeled": flagged,
+    }
+    return Trained(detector, target, choice.value, FitReport(), quality)
+
+
+def supervision(anomalies: int) -> str:
+    """What a target's adapter learned from, as its manifest and every verdict it gives say: ``zero-label`` (no
+    labeled anomaly: its threshold comes from unlabeled or normal windows) or ``labeled``. (A verdict with no
+    adapter at all is ``zero-shot``: the base alone.)"""
+    return ZERO_LABEL if anomalies == 0 else LABELED
 
 
 def _counts(dataset: Dataset, indices: Sequence[int]) -> dict[str, int]:

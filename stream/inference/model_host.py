@@ -31,7 +31,7 @@ from stream.model import artifacts
 from stream.model.artifacts import Manifest
 from stream.model.detector import Detector, WindowText, resolve_device
 from stream.model.registry import Registry
-from stream.records import ANOMALOUS, NORMAL, Cause, Verdict, Window
+from stream.records import ANOMALOUS, NORMAL, ZERO_SHOT, Cause, Verdict, Window
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,7 @@ class ModelHost:
             explanation=explanation,
             truth=window.label,
             threshold_rule=_rule(route.adapter or self.base),
+            supervision=ZERO_SHOT if route.adapter is None else route.adapter.supervision,
         )
 
 

@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save, save_file
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.model.detector import Detector
 from stream.model.families import family_class
+from stream.records import LABELED, ZERO_LABEL
 
 FORMAT = "adaptlog-artifact/1"
 WEIGHTS = "weights.safetensors"
@@ -101,6 +102,22 @@ class Manifest:
         validation = self.metrics.get("validation")
         rule = validation.get("threshold_rule") if isinstance(validation, dict) else None
         return rule if isinstance(rule, str) else None
+
+    @property
+    def supervision(self) -> str | None:
+        """What an adapter learned from (``stream.records.SUPERVISIONS``): ``training.supervision`` as ``adapt``
+        records it, else derived from the labeled windows its training recorded (an anomalous one: ``labeled``,
+        none: ``zero-label``); None for a base or a manifest that says neither."""
+        if self.kind != "adapter":
+            return None
+        recorded = self.training.get("supervision")
+        if isinstance(recorded, str):
+            return recorded
+        parts = self.training.get("windows")
+        if not isinstance(parts, dict) or not parts:
+            return None
+        anomalous = sum(part.get("anomalous", 0) for part in parts.values() if isinstance(part, dict))
+        return LABELED if anomalous else ZERO_LABEL
 
     def describe(self) -> str:
         """How messages name this artifact: "bgl/v0003 (sha256 1a2b3c4d5e6f)"."""
