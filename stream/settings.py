@@ -319,6 +319,10 @@ class TrainerSettings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     threads: int = Field(default=0, ge=0)  # torch threads for training; 0 = torch's default
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)  # where adapters train: as inference.device
+    # A system with no adapter gets a zero-label one (the base's scores, its own false-alarm budget: trainer.train.
+    # zero_label) once this many of its unlabeled windows are stored; 0 = never. 1,000 resolves the default budget.
+    min_unlabeled: int = Field(default=1000, ge=0)
+    false_alarms_per_1000: float = Field(default=1.0, ge=0, le=1000)  # that budget: windows flagged per 1,000
 
 
 class Settings(BaseSettings):

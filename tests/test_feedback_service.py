@@ -250,3 +250,42 @@ def test_a_registry_volume_error_while_publishing_backs_off_and_keeps_the_labels
     published = store.last_retrain("quiet")
     assert published["published"] and published["version"] == "v0001", published
     assert [orjson.loads(value)["version"] for _, value, _ in producer.sent] == ["v0001"]
+
+
+def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_once(
+    settings: Settings, store: LabelStore
+) -> None:
+    settings = settings.model_copy(
+        update={"trainer": settings.trainer.model_copy(update={"min_unlabeled": 20, "false_alarms_per_1000": 100.0})}
+    )
+    for i in range(19):
+        store.add_window(window("quiet", i), 1_000)  # one short of the minimum
+    for i in range(30):
+        store.add_window(window("busy", i), 1_000)
+    add_labeled_windows(store, "labeled", 25, now_ms=1_000)  # labeled windows are no unlabeled traffic
+    service = FeedbackService(settings, store)
+    assert service.zero_label_due() == ("busy", 30)
+    producer = SentRecords()
+
+    async def check() -> None:
+        service._training = None
+        service._maybe_start_retrain(producer)  # type: ignore[arg-type]
+        assert service._training is not None
+        await service._training
+
+    # "labeled" has 25 labels and is due a labeled retrain first; then "busy" gets its zero-label adapter
+    asyncio.run(check())
+    asyncio.run(check())
+    pointer = service.registry.pointer("adapter", "busy")
+    assert pointer is not None and service.registry.pointer("adapter", "quiet") is None
+    manifest = service.registry.serving("adapter", "busy")
+    assert manifest.supervision == "zero-label" and manifest.threshold_rule == "false-alarm-budget"
+    assert manifest.training["unlabeled"]["windows"] == 30
+    [entry] = store.history("busy")
+    assert entry["zero_label"] and entry["published"] and entry["version"] == pointer.version
+    updates = [orjson.loads(value) for topic, value, _ in producer.sent if topic == settings.topics.model_updates]
+    assert ("busy", pointer.version) in {(u["target"], u["version"]) for u in updates}
+    assert service.zero_label_due() is None  # it serves an adapter now: never again
+    assert service.metrics.registry.get_sample_value("adaptlog_trainer_retrains_total", {"result": "zero_label"}) == 1
+    [labeled] = store.history("labeled")  # its turn came first, as a labeled retrain
+    assert "zero_label" not in labeled and labeled["labels"]["train"] > 0

@@ -74,6 +74,7 @@ def tiny_base(path: Path) -> Path:
 def test_a_file_of_windows_keeps_the_targets_most_recent_and_counts_what_it_skipped(tmp_path: Path) -> None:
     records = [window_record("hdfs", i, (f"t{i}",), (f"line {i}",)) for i in range(5)]
     records.insert(2, window_record("bgl", 9, ("other",), ("other",)))
+    records[4] = {"topic": "windows", "partition": 0, "offset": 7, "value": records[4]}  # as `adaptlog tail` prints
     lines = [json.dumps(r) for r in records] + ["not json", '{"window_id": "x"}', ""]
     path = tmp_path / "windows.jsonl"
     path.write_text("\n".join(lines) + "\n")

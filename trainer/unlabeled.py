@@ -5,7 +5,8 @@ false-alarm reference of the threshold rules (``trainer.train.calibrate``), and 
 are the only thing that places the threshold (``trainer.train.zero_label``).
 
 Both sources hold records exactly as the stream workers publish them on ``windows`` (``stream.records.Window``):
-a file is one JSON record a line (what ``adaptlog tail windows`` prints, or a dump of the topic). Only the target's
+a file is one JSON record a line, bare or in the envelope ``adaptlog tail windows`` prints (``{"topic", ...,
+"value": record}``). Only the target's
 windows are kept, the most recent ``limit`` of them (recent traffic is what the threshold will see next). A record
 that is not a window record is skipped and counted, never fatal: one bad line must not stop an adaptation that has
 thousands of good ones, but the count and the first reasons are reported so that nothing is lost silently. A source
@@ -60,7 +61,10 @@ class _Collector:
     def add(self, raw: bytes | str, where: str) -> None:
         self.result.read += 1
         try:
-            window = Window.from_dict(json.loads(raw))
+            record = json.loads(raw)
+            if isinstance(record, dict) and "window_id" not in record and isinstance(record.get("value"), dict):
+                record = record["value"]  # a line of `adaptlog tail windows`: the record in its envelope
+            window = Window.from_dict(record)
         except (ValueError, RecordError) as exc:  # json.JSONDecodeError is a ValueError
             self.result.skipped += 1
             if len(self.result.reasons) < _REASONS_KEPT:

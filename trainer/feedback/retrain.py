@@ -29,7 +29,8 @@ from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
 from stream.model.metrics import confusion
 from stream.model.registry import Registry
-from trainer.train import calibrate
+from stream.records import LABELED, ZERO_LABEL
+from trainer.train import calibrate, zero_label
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def retrain(
             target,
             base=base,
             threshold=threshold,
-            training={"labels": labels, "fit": report.to_dict(), "source": "feedback"},
+            training={"labels": labels, "fit": report.to_dict(), "source": "feedback", "supervision": LABELED},
             metrics={
                 "held_out": challenger,
                 "champion": champion,
@@ -255,4 +256,46 @@ def retrain(
     decision.seconds = round(time.monotonic() - started, 2)
     outcome = f"published {decision.version}" if decision.published else "rejected"
     log.info("retrain %s: %s (%s) in %.1fs", target, outcome, decision.reason, decision.seconds)
+    return decision
+
+
+def zero_label_adapter(
+    registry: Registry,
+    base_name: str,
+    target: str,
+    windows: Sequence[WindowText],
+    *,
+    budget_per_1000: float,
+    device: str = "cpu",
+) -> Decision:
+    """Publish ``target``'s first adapter from its unlabeled windows alone (``trainer.train.zero_label``): the
+    base's scores with a threshold that flags about ``budget_per_1000`` of every 1,000 of the target's windows. No
+    held-out labels exist to judge it, so it is published without a champion: it only replaces the base's threshold,
+    which was placed on another system's scores. The first labeled retrain then has to beat it on held-out labels."""
+    started = time.monotonic()
+    loaded = registry.load_serving_base(base_name)
+    if loaded is None:
+        raise ModelError(f"no serving base {base_name!r} in {registry.root}")
+    detector, base = loaded
+    detector.to_device(device)
+    trained = zero_label(detector, target, windows, budget_per_1000=budget_per_1000)
+    flagged = trained.validation["flagged_unlabeled"]
+    reason = f"zero-label: threshold {trained.threshold:.4f} flags {flagged} of {len(windows)} unlabeled windows"
+    manifest = registry.save_adapter(
+        detector,
+        target,
+        base=base,
+        threshold=trained.threshold,
+        training={
+            "source": "feedback",
+            "supervision": ZERO_LABEL,
+            "unlabeled": {"source": "windows topic (stored by the feedback service)", "windows": len(windows)},
+            "fit": trained.report.to_dict(),
+        },
+        metrics={"validation": trained.validation},
+        reason=reason,
+    )
+    decision = Decision(target, True, reason, version=manifest.version, labels={"unlabeled": len(windows)})
+    decision.seconds = round(time.monotonic() - started, 2)
+    log.info("zero-label %s: published %s (%s) in %.1fs", target, manifest.version, reason, decision.seconds)
     return decision

@@ -5,6 +5,10 @@ publish it only when it beats the serving one.
     feedback ┼─> LabelStore (SQLite) ─> due? ─> retrain (one target at a time, on a worker thread)
     (extra labeled topics) ┘                     └─> model-updates ─> every inference worker swaps it in
 
+A system that serves no adapter gets a zero-label one as soon as ``trainer.min_unlabeled`` of its unlabeled windows
+are stored (``retrain.zero_label_adapter``: the base's scores, the system's own false-alarm budget), before any
+label arrives; labeled retrains then compete with it like with any champion.
+
 Offsets are committed after the records they carried are in the store, so a restart loses no label and replays at
 most a few records, which the store takes idempotently. Training runs beside consumption (labels keep arriving
 while a target trains). A target's labels that a retrain has read are marked used, whether the challenger won or
@@ -35,15 +39,24 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 
 from stream.errors import AdaptlogError, ConfigError, DecodeError
-from stream.model.detector import FitOptions
+from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
 from stream.records import DeadLetter, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
-from trainer.feedback.retrain import Decision, RetrainPolicy, due, failure_entry, retrain, retry_at_ms
+from trainer.feedback.retrain import (
+    Decision,
+    RetrainPolicy,
+    due,
+    failure_entry,
+    retrain,
+    retry_at_ms,
+    zero_label_adapter,
+)
 from trainer.feedback.store import LabelStore
+from trainer.unlabeled import DEFAULT_MAX_UNLABELED
 
 log = logging.getLogger(__name__)
 STAGE = "trainer"
@@ -225,6 +238,60 @@ class FeedbackService:
         found = self.next_due()
         if found is not None:
             self._training = asyncio.create_task(self._retrain(*found, producer))
+            return
+        unlabeled = self.zero_label_due()
+        if unlabeled is not None:
+            self._training = asyncio.create_task(self._zero_label(*unlabeled, producer))
+
+    def zero_label_due(self, now: int | None = None) -> tuple[str, int] | None:
+        """A system that serves no adapter yet and has ``trainer.min_unlabeled`` unlabeled windows stored (the one
+        with the most), and how many: it gets a zero-label adapter. Not one backing off after a failed attempt, nor
+        one whose name the registry refuses."""
+        needed = self.settings.trainer.min_unlabeled
+        if needed == 0:
+            return None
+        now = now_ms() if now is None else now
+        candidates = []
+        for system, count in self.store.unlabeled_counts().items():
+            if count < needed or name_problem(system) is not None:
+                continue
+            if self.registry.pointer("adapter", system) is not None:
+                continue
+            retry_at = retry_at_ms(self.store.last_retrain(system))
+            if retry_at is not None and now < retry_at:
+                continue
+            candidates.append((-count, system))
+        if not candidates:
+            return None
+        count, system = min(candidates)
+        return system, -count
+
+    async def _zero_label(self, system: str, count: int, producer: AIOKafkaProducer) -> None:
+        windows = [WindowText(t, m) for t, m in self.store.unlabeled(system, DEFAULT_MAX_UNLABELED)]
+        why = f"{count} unlabeled windows and no adapter"
+        log.info("zero-label adapter for %s (%s): reading %d of them", system, why, len(windows))
+        try:
+            decision = await asyncio.to_thread(
+                zero_label_adapter,
+                self.registry,
+                self.base,
+                system,
+                windows,
+                budget_per_1000=self.settings.trainer.false_alarms_per_1000,
+                device=self.settings.trainer.device,
+            )
+        except RETRAIN_FAILURES as exc:
+            failed = failure_entry(system, why, exc, self.store.last_retrain(system), now_ms())
+            self.store.record_retrain(system, failed)
+            log.error("zero-label adapter for %s failed (%s)", system, failed["error"])
+            self.metrics.retrains.labels("failed").inc()
+            self.counts["failed"] += 1
+            return
+        self.store.record_retrain(system, {"at_ms": now_ms(), "why": why, "zero_label": True, **decision.to_dict()})
+        self.metrics.retrains.labels("zero_label").inc()
+        self.counts["zero_label"] += 1
+        self.decisions.append(decision)
+        await announce(producer, self.settings, system, decision.version or "", decision.reason)
 
     async def _retrain(self, system: str, reason: str, producer: AIOKafkaProducer) -> None:
         examples = self.store.labeled(system)

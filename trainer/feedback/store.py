@@ -275,6 +275,24 @@ class LabelStore:
         )[0]
         return {"total": total, "anomalous": anomalous, "normal": total - anomalous, "unused": unused}
 
+    def unlabeled_counts(self) -> dict[str, int]:
+        """How many stored windows of each system carry no label (the traffic a zero-label adapter reads)."""
+        rows = self._read(
+            "SELECT system, COUNT(*) FROM windows w"
+            " WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.window_id = w.window_id) GROUP BY system"
+        )
+        return dict(rows)
+
+    def unlabeled(self, system: str, limit: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """The ``limit`` most recently stored unlabeled windows of ``system``, oldest first: (templates, masked)."""
+        rows = self._read(
+            "SELECT templates, masked FROM (SELECT rowid, templates, masked FROM windows w WHERE system = ?"
+            " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.window_id = w.window_id)"
+            " ORDER BY stored_ms DESC, rowid DESC LIMIT ?) ORDER BY rowid",
+            (system, limit),
+        )
+        return [(tuple(orjson.loads(templates)), tuple(orjson.loads(masked))) for templates, masked in rows]
+
     def oldest_unused_ms(self, system: str) -> int | None:
         """When the oldest label of ``system`` that no training run has read arrived; None when all are used."""
         return self._read(
