@@ -121,15 +121,45 @@ def fit_and_calibrate(
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
     unlabeled: Sequence[WindowText] = (),
 ) -> Trained:
-    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there.
+    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there: the
+    dataset windows by index, as ``fit_windows_and_calibrate`` takes them."""
+    return fit_windows_and_calibrate(
+        detector,
+        inputs(dataset, train),
+        inputs(dataset, validation),
+        target=target,
+        mode=mode,
+        options=options,
+        progress=progress,
+        threshold_rule=threshold_rule,
+        budget_per_1000=budget_per_1000,
+        unlabeled=unlabeled,
+    )
+
+
+def fit_windows_and_calibrate(
+    detector: Detector,
+    train: tuple[Sequence[WindowText], Sequence[int]],
+    validation: tuple[Sequence[WindowText], Sequence[int]],
+    *,
+    target: str | None,
+    mode: Mode,
+    options: FitOptions,
+    progress: Progress | None = None,
+    threshold_rule: str | None = None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    unlabeled: Sequence[WindowText] = (),
+) -> Trained:
+    """Fit on the ``train`` windows and labels, stop early on ``validation`` (when it has both classes), choose the
+    threshold there. Every trainer path ends here: ``pretrain``, ``adapt`` and the feedback service's retrain.
 
     ``threshold_rule``: one of ``stream.model.thresholds.RULES``; None is ``best-f1`` where the validation windows
     hold an anomaly and ``false-alarm-budget`` where they hold none (best-f1 could only flag nothing). The budget
     rules read false alarms off the validation normals plus the scores of ``unlabeled`` target windows (nearly all
     normal: their few anomalies count as false alarms, so the budget errs on the quiet side)."""
     check_rule(threshold_rule or BEST_F1, budget_per_1000)  # a bad rule fails before training, not after
-    train_windows, train_labels = inputs(dataset, train)
-    val_windows, val_labels = inputs(dataset, validation)
+    train_windows, train_labels = list(train[0]), list(train[1])
+    val_windows, val_labels = list(validation[0]), list(validation[1])
     if len(set(val_labels)) == 2 and options.validation is None:
         options = replace(options, validation=(val_windows, val_labels))
     report = detector.fit(train_windows, train_labels, target=target, mode=mode, options=options, progress=progress)
@@ -237,15 +267,40 @@ def adapt(
     unlabeled: Sequence[WindowText] = (),
 ) -> Trained:
     """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is.
-    ``threshold_rule``, ``budget_per_1000``, ``unlabeled``: as ``fit_and_calibrate``."""
+    ``threshold_rule``, ``budget_per_1000``, ``unlabeled``: as ``fit_windows_and_calibrate``."""
+    return adapt_windows(
+        detector,
+        target,
+        inputs(dataset, labels.train),
+        inputs(dataset, labels.validation),
+        options=options,
+        progress=progress,
+        threshold_rule=threshold_rule,
+        budget_per_1000=budget_per_1000,
+        unlabeled=unlabeled,
+    )
+
+
+def adapt_windows(
+    detector: Detector,
+    target: str,
+    train: tuple[Sequence[WindowText], Sequence[int]],
+    validation: tuple[Sequence[WindowText], Sequence[int]],
+    *,
+    options: FitOptions | None = None,
+    progress: Progress | None = None,
+    threshold_rule: str | None = None,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    unlabeled: Sequence[WindowText] = (),
+) -> Trained:
+    """``adapt`` on windows and labels given as they are (the feedback service's stored examples)."""
     if target in detector.targets:
         detector.remove_target(target)
     detector.add_target(target)
-    return fit_and_calibrate(
+    return fit_windows_and_calibrate(
         detector,
-        dataset,
-        labels.train,
-        labels.validation,
+        train,
+        validation,
         target=target,
         mode="adapter",
         options=options or FitOptions(),

@@ -31,11 +31,12 @@ from stream.model import artifacts
 from stream.model.artifacts import Manifest
 from stream.model.detector import Detector, WindowText, resolve_device
 from stream.model.registry import Registry
+from stream.model.thresholds import DEFAULT_THRESHOLD  # a base published without one (no validation windows)
 from stream.records import ANOMALOUS, NORMAL, ZERO_SHOT, Cause, Verdict, Window
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.5  # a base published without one (trained with no validation windows)
+
 SERVING_PRECISIONS = ("auto", "float32", "bfloat16")  # see stream.model.detector.scoring_autocast
 DEFAULT_SCORE_CACHE = 100_000  # windows' verdicts kept by reading (about 200 bytes each)
 POINTER = "pointer"  # the "version" under which a system's unreadable serving pointer is refused
