@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from stream.model.metrics import confusion, pr_auc
+from stream.model.quality import confusion, pr_auc
 from stream.model.thresholds import BEST_F1, BUDGET_AND_ANOMALIES, choose_threshold, false_alarm_budget
 
 ROOT = Path(__file__).resolve().parents[1]

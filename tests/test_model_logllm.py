@@ -41,7 +41,7 @@ from stream.model.logllm import (  # noqa: E402
     window_lines,
 )
 from stream.model.logllm.fit import oversample  # noqa: E402
-from stream.model.metrics import best_threshold, confusion, pr_auc  # noqa: E402
+from stream.model.quality import best_threshold, confusion, pr_auc  # noqa: E402
 from tests.streaming import DATA  # noqa: E402
 from trainer.datasets import default_split, limit, load_labeled_lines  # noqa: E402
 

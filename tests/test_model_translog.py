@@ -9,7 +9,7 @@ from stream.errors import IncompatibleArtifactError
 from stream.model.detector import FitOptions, WindowText
 from stream.model.embeddings import shared_embedder
 from stream.model.features import FEATURE_VERSION, encode_batch
-from stream.model.metrics import best_threshold, confusion
+from stream.model.quality import best_threshold, confusion
 from stream.model.translog import TransLogConfig, TransLogDetector
 from stream.model.translog.fit import TransLogFit
 from tests.streaming import DATA

@@ -23,7 +23,7 @@ from typing import Any
 from stream.model.artifacts import Manifest, load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
 from stream.model.families import family_class
-from stream.model.metrics import confusion
+from stream.model.quality import confusion
 from stream.model.thresholds import (
     BEST_F1,
     DEFAULT_BUDGET_PER_1000,

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["base", "adapter"]
 KIND_DIRS: dict[str, str] = {"base": "bases", "adapter": "adapters"}
-POINTER = "SERVING"
+SERVING_FILE = "SERVING"
 STAGING = ".staging"
 HIGHEST = ".versions"
 VERSION = re.compile(r"^v(\d{4,})$")
@@ -276,7 +276,7 @@ class Registry:
         return pointer
 
     def pointer(self, kind: Kind, name: str) -> ServingPointer | None:
-        path = self._folder(kind, name) / POINTER
+        path = self._folder(kind, name) / SERVING_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data.get("version"), str) or not VERSION.match(data["version"]):
@@ -302,7 +302,7 @@ class Registry:
 
     def _write_pointer(self, folder: Path, version: str, reason: str) -> ServingPointer:
         """Called under the lock. Replaced in one os.replace: a reader sees the old pointer or the new one."""
-        current = folder / POINTER
+        current = folder / SERVING_FILE
         previous = None
         with suppress(OSError, ValueError, AttributeError):  # none yet, or a damaged one: nothing to remember
             previous = json.loads(current.read_text(encoding="utf-8")).get("version")
@@ -314,7 +314,7 @@ class Registry:
             reason=reason,
             previous=previous if previous != version else None,
         )
-        temporary = folder / f".{POINTER}.{uuid.uuid4().hex}.tmp"
+        temporary = folder / f".{SERVING_FILE}.{uuid.uuid4().hex}.tmp"
         with open(temporary, "w", encoding="utf-8") as f:
             json.dump(pointer.to_dict(), f, indent=2)
             f.flush()

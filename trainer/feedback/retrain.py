@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from stream.errors import ModelError
 from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
-from stream.model.metrics import confusion
+from stream.model.quality import confusion
 from stream.model.registry import Registry
 from stream.model.thresholds import DEFAULT_THRESHOLD
 from stream.records import LABELED, ZERO_LABEL
