@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save, save_file
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.model.detector import Detector
 from stream.model.families import family_class
+from stream.model.pretrained import file_sha256, same_part
 from stream.records import LABELED, ZERO_LABEL
 
 FORMAT = "adaptlog-artifact/1"
@@ -178,11 +179,8 @@ def package_version() -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """An artifact's weights file as it is now (never a cached hash: see ``pretrained.file_sha256``)."""
+    return file_sha256(path, cached=False)
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -441,7 +439,7 @@ def _identity_problems(manifest: Manifest, detector: Detector) -> list[str]:
         )
     running = json.loads(json.dumps(detector.pretrained_identity()))  # compared as the manifest stores it
     for part in sorted(set(manifest.pretrained) | set(running)):
-        if manifest.pretrained.get(part) != running.get(part):
+        if not same_part(manifest.pretrained.get(part), running.get(part)):
             problems.append(
                 f"pretrained {part} differs: trained with {_part(manifest.pretrained.get(part))}, "
                 f"this detector has {_part(running.get(part))}"
