@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save, save_file
 
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.model.detector import Detector
+from stream.model.durable import atomic_write_text, fsync_path
 from stream.model.families import family_class
 from stream.model.pretrained import file_sha256, same_part
 from stream.records import LABELED, ZERO_LABEL
@@ -340,26 +341,7 @@ def write_manifest(directory: str | Path, manifest: Manifest) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (a directory's fsync makes the names in it, renames included, durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
