@@ -320,7 +320,7 @@ def test_incompatible_states_list_every_problem(adapted):
     assert any("missing tensor classifier.fc2.bias" in p for p in problems)
     assert any("unexpected tensor extra.weight" in p for p in problems)
     for name in misshapen:
-        assert any(p.startswith(f"{name}: shape") for p in problems), name
+        assert any(p.startswith(f"tensor {name} has shape") for p in problems), name
     assert all(torch.equal(t, before[n]) for n, t in small.base_state().items())  # nothing half-loaded
 
     one_layer = LogTransferDetector.create({"layers": 1})

@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
 from stream.errors import IncompatibleArtifactError, ModelError
-from stream.model.detector import Detector
+from stream.model.detector import Detector, shape_problems
 from stream.model.durable import atomic_write_text, fsync_path
 from stream.model.families import family_class
 from stream.model.pretrained import file_sha256, same_part
@@ -455,24 +455,8 @@ def _weights_problems(directory: Path, manifest: Manifest, expected: dict[str, t
         problems.append(f"{WEIGHTS} is not a readable safetensors file ({type(exc).__name__}: {exc})")
         return problems
     if expected is not None:
-        problems += _shape_problems(expected, shapes)
+        problems += shape_problems(expected, shapes, listed=_LISTED)
     return problems
-
-
-def _shape_problems(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> list[str]:
-    missing = [f"missing tensor {n} {list(s)}" for n, s in sorted(expected.items()) if n not in found]
-    unexpected = [f"unexpected tensor {n} {list(s)}" for n, s in sorted(found.items()) if n not in expected]
-    misshapen = [
-        f"tensor {n} has shape {list(s)}, expected {list(expected[n])}"
-        for n, s in sorted(found.items())
-        if n in expected and s != tuple(expected[n])
-    ]
-    out = []
-    for group in (missing, unexpected, misshapen):
-        out += group[:_LISTED]
-        if len(group) > _LISTED:
-            out.append(f"... and {len(group) - _LISTED} more like the above")
-    return out
 
 
 def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
