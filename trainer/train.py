@@ -22,7 +22,7 @@ from typing import Any
 
 from stream.model.artifacts import Manifest, load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
-from stream.model.families import family_class
+from stream.model.families import create_detector
 from stream.model.quality import confusion
 from stream.model.thresholds import (
     BEST_F1,
@@ -215,7 +215,7 @@ def pretrain(
     """A new base trained on a source system (or from scratch on a target: the same thing, other data), on
     ``device`` ("auto": the first CUDA device when torch sees one)."""
     options = options or FitOptions()
-    detector = family_class(family).create(config, seed=options.seed)
+    detector = create_detector(family, config, seed=options.seed)
     detector.to_device(device)
     return fit_base(
         detector,

@@ -33,10 +33,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
-from stream.errors import IncompatibleArtifactError, ModelError
+from stream.errors import ConfigError, IncompatibleArtifactError, ModelError
 from stream.model.detector import Detector, shape_problems
 from stream.model.durable import atomic_write_text, fsync_path
-from stream.model.families import family_class
+from stream.model.families import create_detector
 from stream.model.pretrained import file_sha256, same_part
 from stream.records import LABELED, ZERO_LABEL
 
@@ -368,13 +368,11 @@ def load_base(directory: str | Path, *, config_overrides: Mapping[str, Any] | No
     manifest = read_manifest(directory)
     problems = [] if manifest.kind == "base" else [f"this is an {manifest.kind} artifact, not a base"]
     try:
-        cls = family_class(manifest.family)
-    except ModelError as exc:
+        detector = create_detector(manifest.family, {**manifest.config, **(config_overrides or {})})
+    except ConfigError as exc:
+        raise IncompatibleArtifactError(str(directory), [*problems, f"config rejected: {exc.problem}"]) from None
+    except ModelError as exc:  # an unknown family
         raise IncompatibleArtifactError(str(directory), [*problems, str(exc)]) from None
-    try:
-        detector = cls.create({**manifest.config, **(config_overrides or {})})
-    except (ValueError, TypeError, KeyError) as exc:  # create's contract: a config it rejects is a ValueError
-        raise IncompatibleArtifactError(str(directory), [*problems, f"config rejected: {exc}"]) from None
     problems += _identity_problems(manifest, detector)
     problems += _weights_problems(directory, manifest, detector.expected_base_shapes())
     if problems:

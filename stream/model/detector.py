@@ -232,7 +232,8 @@ class Detector(ABC):
     @classmethod
     @abstractmethod
     def create(cls, config: dict[str, Any], *, seed: int = 0) -> Detector:
-        """A new, untrained base from hyperparameters (unknown keys or bad values raise ValueError naming them).
+        """A new, untrained base from hyperparameters (unknown keys or bad values raise ConfigError naming them;
+        ``families.create_detector`` turns a builtin error from a value of the wrong type into one too).
 
         ``seed`` fixes the initial weights (under ``torch.random.fork_rng``, leaving the caller's RNG alone)."""
 

@@ -60,11 +60,12 @@ from trainer.unlabeled import DEFAULT_MAX_UNLABELED
 
 log = logging.getLogger(__name__)
 STAGE = "trainer"
-# What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours, ValueError
-# from labels a model cannot use), or because the model store or the device failed for a while (OSError from the
-# registry's volume, out of GPU memory): that target backs off and retries later, and the others go on. Anything
-# else (a RuntimeError from torch, a TypeError) is a bug and stops the service loudly.
-RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, ValueError, OSError, torch.OutOfMemoryError)
+# What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours: the model
+# packages raise ours, never builtins, about configs and artifacts), or because the model store or the device failed
+# for a while (OSError from the registry's volume, out of GPU memory): that target backs off and retries later, and
+# the others go on. Anything else (a ValueError, a RuntimeError from torch, a TypeError) is a bug and stops the
+# service loudly.
+RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, OSError, torch.OutOfMemoryError)
 
 
 def policy_of(settings: Settings) -> RetrainPolicy:

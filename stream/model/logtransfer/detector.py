@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stream.errors import IncompatibleArtifactError
+from stream.errors import ConfigError, IncompatibleArtifactError
 from stream.model.detector import (
     Detector,
     FitOptions,
@@ -84,7 +84,7 @@ class LogTransferDetector(Detector):
         known = {f.name for f in fields(LogTransferConfig)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"unknown LogTransfer config keys {unknown}; known: {sorted(known)}")
+            raise ConfigError("logtransfer", f"unknown LogTransfer config keys {unknown}; known: {sorted(known)}")
         # the config's init_seed fixes the initial weights (it is saved with them); ``seed`` is its default
         return cls(LogTransferConfig(**{"init_seed": seed, **config}))
 
