@@ -43,7 +43,7 @@ from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
-from stream.records import DeadLetter, Window, encode
+from stream.records import DeadLetter, ModelUpdate, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
 from trainer.feedback.retrain import (
@@ -341,8 +341,8 @@ def check_target(system: str) -> None:
 
 async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:
     """Tell every inference worker that ``target`` serves ``version`` now."""
-    record = {"kind": "adapter", "target": target, "version": version, "reason": reason, "at_ms": now_ms()}
-    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
+    record = ModelUpdate(target, version, reason, now_ms())
+    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record.to_dict()), key=target.encode())
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> Counter[str]:
