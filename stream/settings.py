@@ -38,7 +38,7 @@ from stream.parsing.config import (
     DrainParams,
     MaskRule,
 )
-from stream.windowing import policy_from_dict
+from stream.windowing import WindowPolicy, policy_from_dict, policy_to_dict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -192,6 +192,17 @@ class SystemSettings(BaseModel):
             return tuple(MaskRule(**rule) for rule in self.masks)
         except TypeError as exc:
             raise ConfigError(f"systems.{name}.masks", f"each rule needs exactly name and pattern ({exc})") from exc
+
+    @property
+    def window_policy(self) -> WindowPolicy:
+        """The typed window policy of ``window`` (ConfigError naming the field when it is not one): what every
+        stage and the trainer's loaders build windowers from, instead of reading the dict themselves."""
+        return policy_from_dict(self.window)
+
+    @property
+    def window_kind(self) -> str:
+        """count_tumbling | count_sliding | event_tumbling | session."""
+        return policy_to_dict(self.window_policy)["kind"]
 
     def drain_params(self, name: str) -> DrainParams:
         try:
@@ -434,13 +445,24 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
     if unknown:
         raise ConfigError("systems_file", f"unknown top-level keys {sorted(unknown)}")
     systems: dict[str, SystemSettings] = {}
+    problems: list[ConfigError] = []  # every system's, named at once
     for name, spec in document["systems"].items():
         if not isinstance(spec, dict | None):
-            raise ConfigError(f"systems.{name}", "must be a mapping")
+            problems.append(ConfigError(f"systems.{name}", "must be a mapping"))
+            continue
         try:
             systems[str(name)] = SystemSettings(**(spec or {}))
         except ValidationError as exc:
-            raise _config_error(exc, prefix=f"systems.{name}.") from None
+            problems += [_error(error, prefix=f"systems.{name}.") for error in exc.errors()]
+    if problems:  # and what the systems that did build get wrong, so that one start names everything
+        defaults = document.get("default_systems") or {}
+        named = (
+            {}
+            if not isinstance(defaults, dict)
+            else {t: s for t, s in defaults.items() if s not in document["systems"]}
+        )
+        problems += system_problems(systems, named)  # a default naming a system that failed is no extra problem
+        raise_all(problems)
     default_systems = document.get("default_systems", settings.default_systems)
     if not isinstance(default_systems, dict):
         raise ConfigError("systems_file", "default_systems must map input topics to systems")
@@ -461,21 +483,47 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
 
 
 def validate_systems(settings: Settings) -> None:
-    """Build every per-system object once, so a wrong regex, Drain parameter or window policy fails at start."""
-    for name, system in settings.systems.items():
-        system.line_format(name)
-        system.mask_rules(name)
-        system.drain_params(name)
-        policy_from_dict(system.window)
-        is_session = system.window.get("kind") == "session"
-        if is_session and not system.session_key_pattern:
-            raise ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
-    for topic, system in settings.default_systems.items():
-        if system not in settings.systems:
-            raise ConfigError(f"default_systems.{topic}", f"unknown system {system!r}")
+    """Build every per-system object once, so a wrong regex, Drain parameter or window policy fails at start, and
+    every such problem of every system is named in one ConfigError (an operator fixes them in one go)."""
+    raise_all(system_problems(settings.systems, settings.default_systems))
+
+
+def system_problems(systems: dict[str, SystemSettings], default_systems: dict[str, str]) -> list[ConfigError]:
+    """What ``validate_systems`` refuses, as a list."""
+    problems: list[ConfigError] = []
+    for name, system in systems.items():
+        for check in (system.line_format, system.mask_rules, system.drain_params):
+            try:
+                check(name)
+            except ConfigError as exc:
+                problems.append(exc)
+        try:
+            if system.window_kind == "session" and not system.session_key_pattern:
+                problems.append(
+                    ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
+                )
+        except ConfigError as exc:
+            problems.append(ConfigError(f"systems.{name}.{exc.setting}", exc.problem))
+    for topic, system in default_systems.items():
+        if system not in systems:
+            problems.append(ConfigError(f"default_systems.{topic}", f"unknown system {system!r}"))
+    return problems
 
 
 def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
-    first = exc.errors()[0]
-    setting = prefix + ".".join(str(part) for part in first["loc"]) or "settings"
-    return ConfigError(setting, first["msg"])
+    return _error(exc.errors()[0], prefix)
+
+
+def _error(error: Any, prefix: str = "") -> ConfigError:
+    setting = prefix + ".".join(str(part) for part in error["loc"]) or "settings"
+    return ConfigError(setting, error["msg"])
+
+
+def raise_all(problems: list[ConfigError]) -> None:
+    """Nothing, one problem as it is, or every problem in one ConfigError (fixed in one go, not one per start)."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError(
+            "systems", f"{len(problems)} problems: " + "; ".join(f"{p.setting}: {p.problem}" for p in problems)
+        )
