@@ -108,33 +108,10 @@ def few_labels(
 
 
 def fit_and_calibrate(
-    detector: Detector,
-    dataset: Dataset,
-    train: Sequence[int],
-    validation: Sequence[int],
-    *,
-    target: str | None,
-    mode: Mode,
-    options: FitOptions,
-    progress: Progress | None = None,
-    threshold_rule: str | None = None,
-    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
-    unlabeled: Sequence[WindowText] = (),
+    detector: Detector, dataset: Dataset, train: Sequence[int], validation: Sequence[int], **how: Any
 ) -> Trained:
-    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there: the
-    dataset windows by index, as ``fit_windows_and_calibrate`` takes them."""
-    return fit_windows_and_calibrate(
-        detector,
-        inputs(dataset, train),
-        inputs(dataset, validation),
-        target=target,
-        mode=mode,
-        options=options,
-        progress=progress,
-        threshold_rule=threshold_rule,
-        budget_per_1000=budget_per_1000,
-        unlabeled=unlabeled,
-    )
+    """``fit_windows_and_calibrate`` on dataset windows by index; ``how``: its keyword arguments."""
+    return fit_windows_and_calibrate(detector, inputs(dataset, train), inputs(dataset, validation), **how)
 
 
 def fit_windows_and_calibrate(
@@ -254,31 +231,10 @@ def fit_base(
     )
 
 
-def adapt(
-    detector: Detector,
-    target: str,
-    dataset: Dataset,
-    labels: FewLabels,
-    *,
-    options: FitOptions | None = None,
-    progress: Progress | None = None,
-    threshold_rule: str | None = None,
-    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
-    unlabeled: Sequence[WindowText] = (),
-) -> Trained:
+def adapt(detector: Detector, target: str, dataset: Dataset, labels: FewLabels, **how: Any) -> Trained:
     """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is.
-    ``threshold_rule``, ``budget_per_1000``, ``unlabeled``: as ``fit_windows_and_calibrate``."""
-    return adapt_windows(
-        detector,
-        target,
-        inputs(dataset, labels.train),
-        inputs(dataset, labels.validation),
-        options=options,
-        progress=progress,
-        threshold_rule=threshold_rule,
-        budget_per_1000=budget_per_1000,
-        unlabeled=unlabeled,
-    )
+    ``how``: ``adapt_windows``' keyword arguments (options, progress, threshold_rule, budget_per_1000, unlabeled)."""
+    return adapt_windows(detector, target, inputs(dataset, labels.train), inputs(dataset, labels.validation), **how)
 
 
 def adapt_windows(
