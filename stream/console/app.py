@@ -44,6 +44,7 @@ def build_app(pages: Pages) -> Starlette:
     routes = [
         Route("/", home),
         Route("/healthz", pages.healthz),
+        Route("/readyz", pages.readyz),
         Route("/login", pages.login_page, methods=["GET"]),
         Route("/login", pages.login, methods=["POST"]),
         Route("/logout", pages.logout, methods=["POST"]),

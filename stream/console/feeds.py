@@ -49,6 +49,7 @@ class Feeds:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.records_seen = 0
+        self.started = False
 
     def topics(self) -> tuple[str, ...]:
         t = self.settings.topics
@@ -63,6 +64,7 @@ class Feeds:
         self.producer = make_producer(self.settings)
         await self.producer.start()
         await self.consumer.start()
+        self.started = True
 
     async def stop(self) -> None:
         """Send the labels still waiting out their undo window, then close the clients."""

@@ -232,3 +232,9 @@ class Pages:
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready once the feeds run: before that every page would be empty, which reads as "no incidents"."""
+        if self.feeds is not None and not self.feeds.started:
+            return PlainTextResponse("reading the topics", status_code=503)
+        return PlainTextResponse("ready")
