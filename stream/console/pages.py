@@ -71,8 +71,10 @@ class Pages:
     feeds: Feeds | None
     templates: Environment
 
-    def render(self, request: Request, who: Principal, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.templates.get_template(name).render(
+    def render(
+        self, request: Request, who: Principal, template: str, /, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        html = self.templates.get_template(template).render(
             who=who,
             csrf=self.access.csrf_token(who),
             pending=self.outbox.of_user(who.user),
