@@ -164,6 +164,11 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     assert 0 < f1 <= 1
     assert chromium.find_elements(By.CSS_SELECTOR, f'#f1-plot circle[data-version="v0001"][data-f1="{f1:.3f}"]')
     assert "v0001" in chromium.find_element(By.ID, "serving").text
+    anomalous = sum(w.label == ANOMALOUS for w in truths)
+    received = f"{anomalous} anomalous (real problems), {len(truths) - anomalous + 1} normal (false alarms)"
+    WebDriverWait(chromium, 30).until(
+        lambda b: (b.refresh() or True) and received in b.find_element(By.ID, "labels").text
+    )
     shoot(chromium, "system")
     chromium.get(url + f"/systems/{SYSTEM}/templates")
     assert len(chromium.find_elements(By.CSS_SELECTOR, "#templates tbody tr")) > 5

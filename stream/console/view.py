@@ -21,7 +21,7 @@ from typing import Any
 
 from stream.inference.alert_record import SEVERITIES, AlertRecord
 from stream.inference.alerts import STATUSES
-from stream.records import Window
+from stream.records import ANOMALOUS, NORMAL, Window
 
 MAX_LINES = 64  # lines of a window kept for its explanation
 MAX_INCIDENT_WINDOWS = 500
@@ -74,7 +74,8 @@ class TemplateStat:
 
 @dataclass
 class SystemState:
-    labels_received: dict[str, int] = field(default_factory=lambda: {"true_positive": 0, "false_positive": 0})
+    # every label seen on the feedback topic (the console's and anyone's), as the trainer reads it
+    labels_received: dict[str, int] = field(default_factory=lambda: {ANOMALOUS: 0, NORMAL: 0})
     updates: list[dict[str, Any]] = field(default_factory=list)  # model-updates records, oldest first
     last_failure: dict[str, Any] | None = None
 
@@ -192,10 +193,11 @@ class ConsoleView:
         self.labels.move_to_end(window_id)
         while len(self.labels) > 5 * self.max_windows:
             self.labels.popitem(last=False)
-        verdict = record.get("verdict")
+        # triage (kind alert) and plain labels (kind label) are one label to the trainer: a true positive is anomalous
+        label = {"true_positive": ANOMALOUS, "false_positive": NORMAL}.get(record.get("verdict"), record.get("label"))
         system = system or self.system_of(window_id)
-        if system and verdict in ("true_positive", "false_positive"):
-            self.system(system).labels_received[verdict] += 1
+        if system and label in (ANOMALOUS, NORMAL):
+            self.system(system).labels_received[label] += 1
 
     def apply_update(self, record: dict[str, Any]) -> None:
         """A model-updates record: a published or rolled-back version, or a retrain outcome (``kind`` retrain)."""
