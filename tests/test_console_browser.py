@@ -32,7 +32,7 @@ from stream.records import ANOMALOUS, NORMAL, Window, encode
 from stream.settings import Settings
 from tests.broker.running import RunningBroker
 from tests.console_support import OPERATOR_TOKEN, VIEWER_TOKEN, running_console, write_tokens
-from tests.inference_support import small_registry, stream_window
+from tests.inference_support import publish_nudged_adapter, small_registry, stream_window
 from tests.streaming import DATA, count_records, free_port, read_topic, settings_for
 from trainer.datasets import load_labeled_lines
 
@@ -93,7 +93,7 @@ def stack(kafka_broker: RunningBroker, tmp_path_factory: pytest.TempPathFactory)
         trainer={"registry": str(registry), "base": "hdfs", "min_new_labels": 10, "min_per_class": 3,
                  "check_interval_s": 1, "min_unlabeled": 0, "threads": 2},
         console={"port": free_port(), "tokens_file": str(write_tokens(root / "tokens.json")), "cookie_secure": False,
-                 "undo_s": 1.0},
+                 "undo_s": 1.0, "registry": str(registry)},
     )  # fmt: skip
     asyncio.run(replay_through_inference(settings, list(labeled_slice())))
     with running_console(settings) as url:
@@ -164,6 +164,8 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     assert 0 < f1 <= 1
     assert chromium.find_elements(By.CSS_SELECTOR, f'#f1-plot circle[data-version="v0001"][data-f1="{f1:.3f}"]')
     assert "v0001" in chromium.find_element(By.ID, "serving").text
+    assert "published v0001" in chromium.find_element(By.ID, "last-retrain").text  # the trainer's report
+    assert "none seen" in chromium.find_element(By.ID, "last-failure").text
     anomalous = sum(w.label == ANOMALOUS for w in truths)
     received = f"{anomalous} anomalous (real problems), {len(truths) - anomalous + 1} normal (false alarms)"
     WebDriverWait(chromium, 30).until(
@@ -197,7 +199,8 @@ async def retrain_once(settings: Settings) -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not task.done():
             await asyncio.sleep(2)
-            if await count_records(settings, settings.topics.model_updates):
+            updates = await read_topic(settings, settings.topics.model_updates, quiet_s=0.5, timeout_s=10)
+            if any(update["kind"] == "adapter" for update in updates):
                 return
         raise AssertionError("the trainer announced no adapter in 240 s")
     finally:
@@ -241,3 +244,37 @@ def post(url: str, token: str | None, form: dict[str, str]) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_an_operator_rolls_back_after_a_confirmation_and_it_is_announced(stack, chromium) -> None:
+    settings, url = stack
+    registry = Registry(settings.console.registry)
+    base = registry.serving("base", "hdfs")
+    for seed in (1, 2):
+        publish_nudged_adapter(registry, base, "edge", seed=seed)  # v0001, then v0002 serving
+    asyncio.run(send_update(settings, {"kind": "adapter", "target": "edge", "version": "v0002", "reason": "test"}))
+    sign_in(chromium, url, OPERATOR_TOKEN)
+    chromium.get(url + "/systems/edge")
+    link = WebDriverWait(chromium, 30).until(
+        lambda b: (b.refresh() or True) and b.find_elements(By.CSS_SELECTOR, 'tr[data-version="v0001"] a.rollback')
+    )[0]
+    link.click()  # the first click only asks
+    confirm = WebDriverWait(chromium, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, "form.confirm"))
+    assert registry.pointer("adapter", "edge").version == "v0002"
+    assert "Serve v0001 instead of v0002?" in confirm.text
+    confirm.find_element(By.CSS_SELECTOR, "button.danger").click()
+    WebDriverWait(chromium, 10).until(lambda b: "v0001" in b.find_element(By.ID, "serving").text)
+    pointer = registry.pointer("adapter", "edge")
+    assert (pointer.version, pointer.previous, pointer.reason) == ("v0001", "v0002", "rollback by alice (console)")
+    updates = asyncio.run(read_topic(settings, settings.topics.model_updates, quiet_s=1))
+    rollbacks = [u for u in updates if u.get("target") == "edge" and u.get("reason") == "rollback"]
+    assert [(u["version"], u["from"], u["by"]) for u in rollbacks] == [("v0001", "v0002", "alice")]
+
+
+async def send_update(settings: Settings, record: dict) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.model_updates, json.dumps(record).encode())
+    finally:
+        await producer.stop()
