@@ -279,6 +279,36 @@ class NotifySettings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics of `adaptlog notify`; 0 = off
 
 
+class ConsoleSettings(BaseModel):
+    """``adaptlog console``: the operator console (stream.console). Who may do what:
+
+    * ``tokens_file``: a JSON list of ``{"user", "role", "token"}`` (role ``operator`` labels and rolls back,
+      ``viewer`` reads); a browser signs in once with its token (an HttpOnly cookie), a script sends
+      ``Authorization: Bearer``.
+    * ``trusted_proxies``: addresses (CIDR) of an authenticating proxy (oauth2-proxy, an OIDC ingress) whose
+      ``proxy_user_header`` names the user; a member of one of ``operator_groups`` (``proxy_groups_header``, comma
+      separated) is an operator, anyone else a viewer. Headers from any other address are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    tokens_file: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_user_header: str = "X-Forwarded-User"
+    proxy_groups_header: str = "X-Forwarded-Groups"
+    operator_groups: tuple[str, ...] = ("adaptlog-operators",)
+    # signs the forms' CSRF tokens; None: a random one per process (set it when several replicas serve one host)
+    csrf_secret: SecretStr | None = None
+    cookie_secure: bool = True  # the sign-in cookie only over HTTPS (false for plain-HTTP tests and port-forwards)
+    registry: Path | None = None  # the model registry (versions, F1, rollback); None: inference.registry
+    undo_s: float = Field(default=30.0, ge=0)  # a label waits this long, undoable, before it goes to feedback
+    max_incidents: int = Field(default=10_000, gt=0)
+    max_windows: int = Field(default=20_000, gt=0)
+    max_templates: int = Field(default=5_000, gt=0)  # per system
+
+
 class InferenceSettings(BaseModel):
     """``adaptlog infer``: where the models are, how windows are batched, how alerts are grouped."""
 
@@ -376,6 +406,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("input_formats", mode="before")
     @classmethod

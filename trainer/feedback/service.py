@@ -316,6 +316,7 @@ class FeedbackService:
             log.error("retrain %s failed (%s): retried in %.0fs at the earliest", system, failed["error"], wait_s)
             self.metrics.retrains.labels("failed").inc()
             self.counts["failed"] += 1
+            await report(producer, self.settings, system, failed, len(examples))
             return
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
         self.store.record_retrain(system, entry)
@@ -327,6 +328,7 @@ class FeedbackService:
         self.metrics.retrains.labels("published" if decision.published else "rejected").inc()
         self.counts["published" if decision.published else "rejected"] += 1
         self.decisions.append(decision)
+        await report(producer, self.settings, system, entry, len(examples))
         if decision.published:
             await announce(producer, self.settings, system, decision.version or "", decision.reason)
 
@@ -337,6 +339,32 @@ def check_target(system: str) -> None:
     problem = name_problem(system)
     if problem is not None:
         raise FeedbackError(f"field 'system': {problem}, so it cannot have an adapter")
+
+
+async def report(
+    producer: AIOKafkaProducer, settings: Settings, target: str, entry: dict[str, Any], labels: int
+) -> None:
+    """Every labeled retrain's outcome on model-updates (``kind: retrain``), for the operator console: its labels,
+    F1, and the failure and next try of one that failed; the trainer's history stays the record. Inference workers
+    take any model-updates record as a nudge to poll the registry, which finds nothing new for this one."""
+    failed = bool(entry.get("failed"))
+    if failed:
+        outcome = "failed"
+    else:
+        outcome = f"published {entry.get('version')}" if entry.get("published") else f"rejected: {entry.get('reason')}"
+    record = {
+        "kind": "retrain",
+        "target": target,
+        "at_ms": entry.get("at_ms", now_ms()),
+        "outcome": outcome,
+        "failed": failed,
+        "error": entry.get("error"),
+        "retry_at_ms": entry.get("retry_at_ms"),
+        "labels": labels,  # the labeled windows the retrain read
+        "used_labels": entry.get("used_labels"),  # of them, those that trained the challenger
+        "f1": (entry.get("challenger") or {}).get("f1"),
+    }
+    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
 
 
 async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:
