@@ -330,31 +330,66 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class ModelUpdate:
-    """A serving change, published on ``model-updates`` (key: target) when the trainer publishes or rolls back an
-    adapter; every inference worker reloads that target's serving version when it reads one."""
+    """A serving change, published on ``model-updates`` (key: target) when the trainer publishes an adapter or
+    someone rolls one back (``adaptlog-train rollback``, the console: ``by`` who, ``previous`` the version it left);
+    every inference worker reloads that target's serving version when it reads one."""
 
     target: str
     version: str
     reason: str
     at_ms: int
     kind: str = "adapter"
+    by: str | None = None
+    previous: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target, "version": self.version, "reason": self.reason,
-                "at_ms": self.at_ms}  # fmt: skip
+        out: dict[str, Any] = {"kind": self.kind, "target": self.target, "version": self.version,
+                               "reason": self.reason, "at_ms": self.at_ms}  # fmt: skip
+        if self.by is not None:
+            out["by"] = self.by
+        if self.previous is not None:
+            out["from"] = self.previous
+        return out
 
     @classmethod
     def from_dict(cls, d: Any) -> ModelUpdate:
-        """A decoded ``model-updates`` record, its fields checked (RecordError naming the field)."""
+        """A decoded ``model-updates`` record of kind ``adapter``, its fields checked (RecordError naming one)."""
         if not isinstance(d, dict):
             raise RecordError(f"a model update must be a JSON object, not {json_type(d)}")
+        optional = {name: d.get(key) for name, key in (("by", "by"), ("previous", "from"))}
+        for name, value in optional.items():
+            if value is not None and not isinstance(value, str):
+                raise RecordError(f"field {name!r} must be a string, not {json_type(value)}")
         return cls(
             target=_text(d, "target", empty=False),
             version=_text(d, "version", empty=False),
             reason=_text(d, "reason"),
             at_ms=_int64(d, "at_ms"),
             kind=_text(d, "kind", empty=False),
+            **optional,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainReport:
+    """A labeled retrain's outcome, on ``model-updates`` (``kind: retrain``, key: target) for the operator console:
+    the labels it read and used, the challenger's held-out F1, and for a failed one the error and the next try.
+    The trainer's history is the record; inference workers take it only as a nudge to poll the registry."""
+
+    target: str
+    at_ms: int
+    outcome: str  # "published v0003" | "rejected: <why>" | "failed"
+    failed: bool
+    labels: int  # the labeled windows the retrain read
+    used_labels: int | None = None  # of them, those that trained the challenger
+    f1: float | None = None
+    error: str | None = None
+    retry_at_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "retrain", "target": self.target, "at_ms": self.at_ms, "outcome": self.outcome,
+                "failed": self.failed, "error": self.error, "retry_at_ms": self.retry_at_ms, "labels": self.labels,
+                "used_labels": self.used_labels, "f1": self.f1}  # fmt: skip
 
 
 def window_label(labels: Sequence[str | None]) -> str | None:

@@ -207,3 +207,12 @@ def test_a_model_update_round_trips_and_a_bad_one_names_its_field() -> None:
         ModelUpdate.from_dict({**update.to_dict(), "version": 3})
     with pytest.raises(RecordError, match="JSON object"):
         ModelUpdate.from_dict(["thunderbird"])
+
+
+def test_a_rollback_update_names_who_and_what_it_left() -> None:
+    update = ModelUpdate("tb", "v0001", "rollback", 5, by="alice", previous="v0002")
+    record = update.to_dict()
+    assert (record["by"], record["from"]) == ("alice", "v0002")
+    assert ModelUpdate.from_dict(record) == update
+    with pytest.raises(RecordError, match="'by'"):
+        ModelUpdate.from_dict({**record, "by": 7})

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -26,7 +25,7 @@ from stream.console.outbox import Outbox, PendingLabel
 from stream.console.view import ConsoleView
 from stream.inference.alert_record import SeverityPolicy, decode_alert_record
 from stream.pipeline.kafka_clients import make_consumer, make_producer
-from stream.records import RecordError, Window
+from stream.records import ModelUpdate, RecordError, Window
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,13 +137,5 @@ class Feeds:
         """A rollback, on model-updates as the trainer's ``announce`` writes a publish (with who did it)."""
         if self.producer is None:
             raise RuntimeError("Feeds.start() first")
-        record: dict[str, Any] = {
-            "kind": "adapter",
-            "target": target,
-            "version": version,
-            "reason": "rollback",
-            "from": previous or None,
-            "by": by,
-            "at_ms": now_ms(),
-        }
+        record = ModelUpdate(target, version, "rollback", now_ms(), by=by, previous=previous or None).to_dict()
         await self.producer.send_and_wait(self.settings.topics.model_updates, orjson.dumps(record), key=target.encode())

@@ -43,7 +43,7 @@ from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
-from stream.records import DeadLetter, ModelUpdate, Window, encode
+from stream.records import DeadLetter, ModelUpdate, RetrainReport, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
 from trainer.feedback.retrain import (
@@ -352,18 +352,17 @@ async def report(
         outcome = "failed"
     else:
         outcome = f"published {entry.get('version')}" if entry.get("published") else f"rejected: {entry.get('reason')}"
-    record = {
-        "kind": "retrain",
-        "target": target,
-        "at_ms": entry.get("at_ms", now_ms()),
-        "outcome": outcome,
-        "failed": failed,
-        "error": entry.get("error"),
-        "retry_at_ms": entry.get("retry_at_ms"),
-        "labels": labels,  # the labeled windows the retrain read
-        "used_labels": entry.get("used_labels"),  # of them, those that trained the challenger
-        "f1": (entry.get("challenger") or {}).get("f1"),
-    }
+    record = RetrainReport(
+        target=target,
+        at_ms=entry.get("at_ms", now_ms()),
+        outcome=outcome,
+        failed=failed,
+        labels=labels,
+        used_labels=entry.get("used_labels"),
+        f1=(entry.get("challenger") or {}).get("f1"),
+        error=entry.get("error"),
+        retry_at_ms=entry.get("retry_at_ms"),
+    ).to_dict()
     await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
 
 
