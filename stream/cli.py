@@ -11,8 +11,10 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from stream.errors import AdaptlogError, ConfigError
 from stream.gc_policy import tune_for_throughput
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         settings = load_settings()
-        return asyncio.run(_dispatch(args, settings))
+        return asyncio.run(_interruptible(_dispatch(args, settings)))
     except ConfigError as exc:
         print(f"adaptlog: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -238,6 +240,32 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     healthy, said = check_health(port)
     print(f"{'healthy' if healthy else 'unhealthy'}: {said}", file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else 1
+
+
+async def _interruptible(command: Coroutine[Any, Any, int]) -> int:
+    """Run ``command``; Ctrl-C cancels it and surfaces as KeyboardInterrupt (exit 130, "interrupted").
+
+    Through the loop's own signal handler, not asyncio.run's: that one wakes the loop only when the main thread
+    itself is interrupted, and a SIGINT the kernel hands to another thread (aiokafka resolves names on the default
+    executor's threads) left a command waiting on a silent broker for its 40 s request timeout. ``add_signal_handler``
+    writes to the loop's wakeup pipe, so the cancel is seen at once whichever thread took the signal. Workers
+    replace it with a graceful stop (``_stop_on_signals``)."""
+    task = asyncio.current_task()
+    if task is None:  # a bug: this runs as asyncio.run's main task
+        raise RuntimeError("_interruptible runs outside a task")
+    interrupted = asyncio.Event()
+
+    def cancel() -> None:
+        interrupted.set()
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, cancel)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _stop_on_signals() -> asyncio.Event:
