@@ -91,7 +91,7 @@ BAD_RECORDS: list[tuple[bytes | None, tuple[tuple[str, bytes], ...], str]] = [
     (None, (), "empty"),
     (b"\xff\xfe broken", (("system", b"raw"),), "not_utf8"),
     (b'{"message": "x", "system": "raw"', (), "json"),
-    (b"[1, 2]", (), "json"),
+    (b'{"message": 5, "system": "raw"}', (), "json"),
     (b'{"msg": "hello", "system": "raw"}', (), "no_message"),
     (b'{"message": "x", "system": "nosuch"}', (), "unknown_system"),
     (b'{"message": "x"}', (), "no_system"),
