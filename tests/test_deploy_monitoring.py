@@ -14,13 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 
-from stream.settings import load_settings
+from stream.settings import Settings, load_settings
 from tests.exporters import all_names, promql_metric_names
 from tests.prometheus_tools import REQUIRE_ENV, PromtoolUnavailable, binary, run_promtool
-from tests.test_deploy import by_kind, pod_specs, render, resolved, values_of
+from tests.test_deploy import CHART, by_kind, pod_specs, render, resolved, values_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_TEST = ROOT / "tests" / "data" / "prometheus" / "rules_test.yaml"
@@ -168,3 +169,11 @@ def test_oauthbearer_reads_a_token_file_and_needs_no_secret() -> None:
         assert env["ADAPTLOG_SASL_MECHANISM"]["value"] == "OAUTHBEARER"
         assert env["ADAPTLOG_SASL_OAUTH_TOKEN_FILE"]["value"] == "/var/run/secrets/kafka/token"
         assert "ADAPTLOG_SASL_USERNAME" not in env and "ADAPTLOG_SASL_PASSWORD" not in env
+
+
+def test_stream_settings_in_the_schema_are_settings_and_a_misspelt_one_is_refused() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    offered = set(schema["properties"]["stream"]["properties"]["settings"]["properties"])
+    assert "max_line_bytes" in offered and offered <= set(Settings.model_fields)
+    with pytest.raises(helm.HelmError, match="max_line_byte"):
+        helm.Chart.load(str(CHART)).render({"stream": {"settings": {"max_line_byte": 1}}}, name="p", namespace="n")
