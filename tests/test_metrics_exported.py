@@ -9,11 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.decode import Decoder, RawRecord
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
+from stream.pipeline.checkpoint import CheckpointStore
+from stream.pipeline.kafka_clients import make_consumer, make_producer
+from stream.pipeline.metrics import StageCountsCollector
+from stream.pipeline.worker import build_runners
 from stream.reasons import OTHER, REASON_CATEGORIES, reason_category
 from stream.records import encode
 from stream.settings import InferenceSettings, Settings
@@ -119,3 +124,23 @@ def test_window_stage_reasons_and_unknown_text_have_categories() -> None:
     assert reason_category("ZeroDivisionError: division by zero") == "error"
     assert reason_category("something nobody wrote a rule for") == OTHER
     assert len(REASON_CATEGORIES) == len(set(REASON_CATEGORIES)) < 20  # a bounded label
+
+
+def test_a_scrape_during_a_rebalance_skips_a_partition_no_longer_assigned() -> None:
+    """The collector runs on the HTTP thread: a partition the loop still lists but the group has just taken away must
+    not fail the scrape (aiokafka asserts a partition is assigned before it tells its highwater)."""
+    settings = Settings(bootstrap_servers="127.0.0.1:9")
+
+    async def scraped() -> str:
+        producer = make_producer(settings)
+        (runner, *_) = build_runners(settings, producer, CheckpointStore(settings, producer), 1)
+        runner._consumer = make_consumer(settings, group_id="g")  # never started: it has no assignment
+        runner._positions[TopicPartition("logs", 0)] = 10
+        await producer.stop()
+        registry = CollectorRegistry()
+        registry.register(StageCountsCollector([runner], settings.group_prefix))
+        return generate_latest(registry).decode()
+
+    body = asyncio.run(scraped())
+    assert "# TYPE adaptlog_stream_consumer_lag gauge" in body
+    assert "adaptlog_stream_consumer_lag{" not in body

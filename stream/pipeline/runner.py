@@ -191,7 +191,10 @@ class StageRunner:
             return []
         out = []
         for tp, position in list(self._positions.items()):
-            highwater = consumer.highwater(tp)
+            try:
+                highwater = consumer.highwater(tp)
+            except (AssertionError, AttributeError):  # revoked meanwhile (aiokafka asserts it is assigned)
+                continue
             if highwater is not None:
                 out.append((tp.topic, tp.partition, max(0, highwater - position)))
         return out
