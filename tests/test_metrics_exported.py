@@ -139,7 +139,10 @@ def test_a_scrape_during_a_rebalance_skips_a_partition_no_longer_assigned() -> N
         await producer.stop()
         registry = CollectorRegistry()
         registry.register(StageCountsCollector([runner], settings.group_prefix))
-        return generate_latest(registry).decode()
+        try:
+            return generate_latest(registry).decode()
+        finally:
+            await runner._consumer.stop()
 
     body = asyncio.run(scraped())
     assert "# TYPE adaptlog_stream_consumer_lag gauge" in body
