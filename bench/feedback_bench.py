@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from stream.inference.model_host import ModelHost  # noqa: E402
 from stream.inference.worker import InferenceWorker  # noqa: E402
 from stream.model.detector import FitOptions  # noqa: E402
-from stream.model.metrics import label_confusion  # noqa: E402
+from stream.model.quality import label_confusion  # noqa: E402
 from stream.model.registry import Registry  # noqa: E402
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs  # noqa: E402
 from stream.replay import replay, replay_records  # noqa: E402

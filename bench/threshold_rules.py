@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from stream.model.metrics import confusion, pr_auc
+from stream.model.quality import confusion, pr_auc
 from stream.model.thresholds import BEST_F1, BUDGET_AND_ANOMALIES, FALSE_ALARM_BUDGET, choose_threshold
 from trainer.results import Runner
 from trainer.train import adapt, few_labels, inputs

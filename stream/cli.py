@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_decode(sub)
 
+    console = sub.add_parser("console", help="serve the operator console (incidents, labels, systems) until SIGTERM")
+    console.add_argument("--port", type=int, help="HTTP port (default: console.port)")
+    console.add_argument("--registry", type=Path, help="model registry directory (default: console.registry)")
+
     demo = sub.add_parser("demo", help="embedded broker + workers + a bundled sample replay, then a summary")
     demo.add_argument("--timeout", type=float, default=540.0, help="give up after this many seconds")
     return parser
@@ -158,11 +162,25 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from stream.decode_command import decode_settings, run_decode
 
         return run_decode(decode_settings(settings, args.topic, args.system, args.input_format), args.file, args.topic)
+    if args.command == "console":
+        return await _console(args, settings)
     if args.command == "demo":
         from stream.demo import run_demo
 
         return await run_demo(settings, timeout_s=args.timeout)
     raise ConfigError("command", f"unknown command {args.command!r}")
+
+
+async def _console(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.console.app import serve
+
+    given = {"port": args.port, "registry": args.registry}
+    update = {field: value for field, value in given.items() if value is not None}
+    if update:  # through the model's checks, as the environment's values went
+        console = settings.console.model_validate({**settings.console.model_dump(), **update})
+        settings = settings.model_copy(update={"console": console})
+    await serve(settings, _stop_on_signals())
+    return 0
 
 
 async def _notify(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,7 +29,7 @@ import orjson
 
 from stream.demo_models import BASE_NAME, TARGET_SYSTEM, prepare_models
 from stream.inference.worker import InferenceWorker, open_host
-from stream.model.metrics import label_confusion
+from stream.model.quality import label_confusion
 from stream.pipeline.kafka_clients import (
     assign_from_beginning,
     ensure_topics,

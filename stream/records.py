@@ -328,6 +328,35 @@ class Verdict:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ModelUpdate:
+    """A serving change, published on ``model-updates`` (key: target) when the trainer publishes or rolls back an
+    adapter; every inference worker reloads that target's serving version when it reads one."""
+
+    target: str
+    version: str
+    reason: str
+    at_ms: int
+    kind: str = "adapter"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "version": self.version, "reason": self.reason,
+                "at_ms": self.at_ms}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ModelUpdate:
+        """A decoded ``model-updates`` record, its fields checked (RecordError naming the field)."""
+        if not isinstance(d, dict):
+            raise RecordError(f"a model update must be a JSON object, not {json_type(d)}")
+        return cls(
+            target=_text(d, "target", empty=False),
+            version=_text(d, "version", empty=False),
+            reason=_text(d, "reason"),
+            at_ms=_int64(d, "at_ms"),
+            kind=_text(d, "kind", empty=False),
+        )
+
+
 def window_label(labels: Sequence[str | None]) -> str | None:
     """Anomalous if any line carried an anomalous label, normal if all carried labels, else unknown."""
     if ANOMALOUS in labels:

@@ -41,7 +41,7 @@ from stream.parsing.config import (
     DrainParams,
     MaskRule,
 )
-from stream.windowing import policy_from_dict
+from stream.windowing import WindowPolicy, policy_from_dict, policy_to_dict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -196,6 +196,17 @@ class SystemSettings(BaseModel):
         except TypeError as exc:
             raise ConfigError(f"systems.{name}.masks", f"each rule needs exactly name and pattern ({exc})") from exc
 
+    @property
+    def window_policy(self) -> WindowPolicy:
+        """The typed window policy of ``window`` (ConfigError naming the field when it is not one): what every
+        stage and the trainer's loaders build windowers from, instead of reading the dict themselves."""
+        return policy_from_dict(self.window)
+
+    @property
+    def window_kind(self) -> str:
+        """count_tumbling | count_sliding | event_tumbling | session."""
+        return policy_to_dict(self.window_policy)["kind"]
+
     def drain_params(self, name: str) -> DrainParams:
         try:
             return DrainParams(**self.drain)
@@ -269,6 +280,36 @@ class NotifySettings(BaseModel):
     # alert_ttl_s, so this must exceed twice that. None: 2 * inference.alert_ttl_s + 60 s
     firing_hold_s: float | None = Field(default=None, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics of `adaptlog notify`; 0 = off
+
+
+class ConsoleSettings(BaseModel):
+    """``adaptlog console``: the operator console (stream.console). Who may do what:
+
+    * ``tokens_file``: a JSON list of ``{"user", "role", "token"}`` (role ``operator`` labels and rolls back,
+      ``viewer`` reads); a browser signs in once with its token (an HttpOnly cookie), a script sends
+      ``Authorization: Bearer``.
+    * ``trusted_proxies``: addresses (CIDR) of an authenticating proxy (oauth2-proxy, an OIDC ingress) whose
+      ``proxy_user_header`` names the user; a member of one of ``operator_groups`` (``proxy_groups_header``, comma
+      separated) is an operator, anyone else a viewer. Headers from any other address are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    tokens_file: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_user_header: str = "X-Forwarded-User"
+    proxy_groups_header: str = "X-Forwarded-Groups"
+    operator_groups: tuple[str, ...] = ("adaptlog-operators",)
+    # signs the forms' CSRF tokens; None: a random one per process (set it when several replicas serve one host)
+    csrf_secret: SecretStr | None = None
+    cookie_secure: bool = True  # the sign-in cookie only over HTTPS (false for plain-HTTP tests and port-forwards)
+    registry: Path | None = None  # the model registry (versions, F1, rollback); None: inference.registry
+    undo_s: float = Field(default=30.0, ge=0)  # a label waits this long, undoable, before it goes to feedback
+    max_incidents: int = Field(default=10_000, gt=0)
+    max_windows: int = Field(default=20_000, gt=0)
+    max_templates: int = Field(default=5_000, gt=0)  # per system
 
 
 class InferenceSettings(BaseModel):
@@ -375,6 +416,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("input_formats", mode="before")
     @classmethod
@@ -466,13 +508,24 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
     if unknown:
         raise ConfigError("systems_file", f"unknown top-level keys {sorted(unknown)}")
     systems: dict[str, SystemSettings] = {}
+    problems: list[ConfigError] = []  # every system's, named at once
     for name, spec in document["systems"].items():
         if not isinstance(spec, dict | None):
-            raise ConfigError(f"systems.{name}", "must be a mapping")
+            problems.append(ConfigError(f"systems.{name}", "must be a mapping"))
+            continue
         try:
             systems[str(name)] = SystemSettings(**(spec or {}))
         except ValidationError as exc:
-            raise _config_error(exc, prefix=f"systems.{name}.") from None
+            problems += [_error(error, prefix=f"systems.{name}.") for error in exc.errors()]
+    if problems:  # and what the systems that did build get wrong, so that one start names everything
+        defaults = document.get("default_systems") or {}
+        named = (
+            {}
+            if not isinstance(defaults, dict)
+            else {t: s for t, s in defaults.items() if s not in document["systems"]}
+        )
+        problems += system_problems(systems, named)  # a default naming a system that failed is no extra problem
+        raise_all(problems)
     default_systems = document.get("default_systems", settings.default_systems)
     if not isinstance(default_systems, dict):
         raise ConfigError("systems_file", "default_systems must map input topics to systems")
@@ -493,21 +546,47 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
 
 
 def validate_systems(settings: Settings) -> None:
-    """Build every per-system object once, so a wrong regex, Drain parameter or window policy fails at start."""
-    for name, system in settings.systems.items():
-        system.line_format(name)
-        system.mask_rules(name)
-        system.drain_params(name)
-        policy_from_dict(system.window)
-        is_session = system.window.get("kind") == "session"
-        if is_session and not system.session_key_pattern:
-            raise ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
-    for topic, system in settings.default_systems.items():
-        if system not in settings.systems:
-            raise ConfigError(f"default_systems.{topic}", f"unknown system {system!r}")
+    """Build every per-system object once, so a wrong regex, Drain parameter or window policy fails at start, and
+    every such problem of every system is named in one ConfigError (an operator fixes them in one go)."""
+    raise_all(system_problems(settings.systems, settings.default_systems))
+
+
+def system_problems(systems: dict[str, SystemSettings], default_systems: dict[str, str]) -> list[ConfigError]:
+    """What ``validate_systems`` refuses, as a list."""
+    problems: list[ConfigError] = []
+    for name, system in systems.items():
+        for check in (system.line_format, system.mask_rules, system.drain_params):
+            try:
+                check(name)
+            except ConfigError as exc:
+                problems.append(exc)
+        try:
+            if system.window_kind == "session" and not system.session_key_pattern:
+                problems.append(
+                    ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
+                )
+        except ConfigError as exc:
+            problems.append(ConfigError(f"systems.{name}.{exc.setting}", exc.problem))
+    for topic, system in default_systems.items():
+        if system not in systems:
+            problems.append(ConfigError(f"default_systems.{topic}", f"unknown system {system!r}"))
+    return problems
 
 
 def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
-    first = exc.errors()[0]
-    setting = prefix + ".".join(str(part) for part in first["loc"]) or "settings"
-    return ConfigError(setting, first["msg"])
+    return _error(exc.errors()[0], prefix)
+
+
+def _error(error: Any, prefix: str = "") -> ConfigError:
+    setting = prefix + ".".join(str(part) for part in error["loc"]) or "settings"
+    return ConfigError(setting, error["msg"])
+
+
+def raise_all(problems: list[ConfigError]) -> None:
+    """Nothing, one problem as it is, or every problem in one ConfigError (fixed in one go, not one per start)."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError(
+            "systems", f"{len(problems)} problems: " + "; ".join(f"{p.setting}: {p.problem}" for p in problems)
+        )

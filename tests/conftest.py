@@ -20,6 +20,9 @@ Environment:
 once from the Go module proxy and cached). Where it cannot be built or started the tests using it are skipped, unless
 ``ADAPTLOG_REQUIRE_ALERTMANAGER=1`` (CI sets it): then they fail.
 
+``chromium`` (session) -- one headless Chromium driven by Selenium (tests/console_support.py); skipped where
+Debian's chromium/chromium-driver are missing, unless ``ADAPTLOG_REQUIRE_CHROMIUM=1`` (CI sets it): then failed.
+
 ``topic_prefix`` (function) -- a unique prefix; tests create their own topics under it, so they never share
 state through the session broker.
 
@@ -97,6 +100,25 @@ def alertmanager(request: pytest.FixtureRequest):
         yield am
     finally:
         am.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium(request: pytest.FixtureRequest):
+    """One headless Chromium for every browser test (tests/console_support.py); skipped where Debian's chromium and
+    chromium-driver are missing, failed instead under ADAPTLOG_REQUIRE_CHROMIUM=1 (CI sets it)."""
+    from tests.console_support import ChromiumUnavailable, require_or_skip, start_chromium
+
+    try:
+        browser = start_chromium()
+    except ChromiumUnavailable as exc:
+        reason = str(exc)
+        browser = None
+    if browser is None:  # outside the except block, so pytest shows the reason, not a chained traceback
+        require_or_skip(reason)
+    try:
+        yield browser
+    finally:
+        browser.quit()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from stream.settings import InferenceSettings, Settings, TrainerSettings, load_settings
+from stream.settings import ConsoleSettings, InferenceSettings, Settings, TrainerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "adaptlog"
@@ -52,6 +52,14 @@ EVERYTHING = {
     "registry": {"existingClaim": "shared-models"},
     "labels": {"existingClaim": "adaptlog-labels"},
     "models": {"existingClaim": "pretrained-encoders"},
+    "console": {
+        "enabled": True,
+        "tokens": {"existingSecret": "console-tokens"},
+        "trustedProxies": ["10.0.0.0/8"],
+        "csrfSecret": {"existingSecret": "console-csrf"},
+        "settings": {"undo_s": 10, "operator_groups": ["sre"]},
+        "ingress": {"enabled": True, "className": "nginx", "host": "adaptlog.example.com", "tlsSecret": "console-tls"},
+    },
 }
 
 
@@ -168,6 +176,10 @@ def test_pods_run_as_non_root_with_read_only_root_and_no_privilege_escalation(na
                 continue
             probes = {key for key in container if key.endswith("Probe")}
             assert probes == {"startupProbe", "livenessProbe", "readinessProbe"}, pod_name
+            if pod_name.endswith("-console"):  # a web app: its probes are on its own HTTP port, it has no /metrics
+                assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, pod_name
+                assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, pod_name
+                continue
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}, pod_name
             assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}, pod_name
 
@@ -282,6 +294,7 @@ def resolved(entry: dict[str, Any], tmp_path: Path, configmaps: dict[str, dict[s
 @pytest.mark.parametrize(("section", "model", "chart_set"), [
     ("inference", InferenceSettings, {"registry", "metrics_port"}),
     ("trainer", TrainerSettings, {"registry", "label_db", "metrics_port"}),
+    ("console", ConsoleSettings, {"port", "registry", "tokens_file", "trusted_proxies", "csrf_secret"}),
 ])  # fmt: skip
 def test_values_schema_offers_exactly_the_settings_the_code_has(section: str, model, chart_set: set[str]) -> None:
     schema = helm.Chart.load(str(CHART)).schema

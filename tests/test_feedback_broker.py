@@ -18,7 +18,7 @@ import pytest
 
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
-from stream.model.metrics import label_confusion
+from stream.model.quality import label_confusion
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs
 from stream.records import ANOMALOUS, Window

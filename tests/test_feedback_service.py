@@ -242,14 +242,19 @@ def test_a_registry_volume_error_while_publishing_backs_off_and_keeps_the_labels
     asyncio.run(service._retrain("quiet", "40 new labels", producer))  # type: ignore[arg-type]
     [failed] = store.history("quiet")
     assert failed["failed"] and "Error" in failed["error"], failed
-    assert store.counts("quiet")["unused"] == 40 and producer.sent == []
+    assert store.counts("quiet")["unused"] == 40
+    [reported] = [orjson.loads(value) for _, value, _ in producer.sent]  # a failure is reported, nothing announced
+    assert reported["kind"] == "retrain" and reported["failed"] and reported["error"] == failed["error"]
+    assert reported["retry_at_ms"] == failed["retry_at_ms"] and reported["labels"] == 40
 
     (settings.trainer.registry / ".staging").unlink()  # the volume is back
     assert service.next_due(now=failed["retry_at_ms"]) == ("quiet", "40 new labels")
     asyncio.run(service._retrain("quiet", "40 new labels", producer))  # type: ignore[arg-type]
     published = store.last_retrain("quiet")
     assert published["published"] and published["version"] == "v0001", published
-    assert [orjson.loads(value)["version"] for _, value, _ in producer.sent] == ["v0001"]
+    sent = [orjson.loads(value) for _, value, _ in producer.sent[1:]]
+    assert [(r["kind"], r.get("version")) for r in sent] == [("retrain", None), ("adapter", "v0001")]
+    assert sent[0]["outcome"] == "published v0001" and sent[0]["used_labels"] == published["used_labels"]
 
 
 def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_once(
@@ -284,7 +289,7 @@ def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_on
     [entry] = store.history("busy")
     assert entry["zero_label"] and entry["published"] and entry["version"] == pointer.version
     updates = [orjson.loads(value) for topic, value, _ in producer.sent if topic == settings.topics.model_updates]
-    assert ("busy", pointer.version) in {(u["target"], u["version"]) for u in updates}
+    assert ("busy", pointer.version) in {(u["target"], u.get("version")) for u in updates}
     assert service.zero_label_due() is None  # it serves an adapter now: never again
     assert service.metrics.registry.get_sample_value("adaptlog_trainer_retrains_total", {"result": "zero_label"}) == 1
     [labeled] = store.history("labeled")  # its turn came first, as a labeled retrain

@@ -21,7 +21,7 @@ import pytest
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
 from stream.model.artifacts import WEIGHTS
-from stream.model.metrics import confusion
+from stream.model.quality import confusion
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import (
     assign_from_beginning,

@@ -10,7 +10,7 @@ import torch
 from stream.inference.model_host import ModelHost, window_text
 from stream.model.artifacts import WEIGHTS, load_base, save_base
 from stream.model.families import family_class
-from stream.model.metrics import confusion
+from stream.model.quality import confusion
 from stream.model.registry import Registry
 from stream.records import ANOMALOUS
 from tests.inference_support import stream_window, windows_of

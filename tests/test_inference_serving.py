@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from stream.inference.model_host import POINTER, ModelHost, internal_name
+from stream.inference.model_host import UNREADABLE_POINTER, ModelHost, internal_name
 from stream.model.artifacts import MANIFEST
 from tests.inference_support import publish_nudged_adapter, small_registry, stream_window
 
@@ -115,7 +115,7 @@ def test_an_unreadable_serving_pointer_is_counted_once_and_again_only_if_it_brea
     for _ in range(3):
         assert host.refresh() == []
     assert host.counts["artifacts_refused"] == 1
-    assert "unreadable" in host.refused[("bgl", POINTER)]
+    assert "unreadable" in host.refused[("bgl", UNREADABLE_POINTER)]
     pointer.write_text(good)
     assert host.refresh() == ["bgl: zero-shot -> v0001"]
     pointer.write_text("[]")

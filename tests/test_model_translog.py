@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stream.errors import IncompatibleArtifactError
+from stream.errors import ConfigError, IncompatibleArtifactError
 from stream.model.detector import FitOptions, WindowText
 from stream.model.embeddings import shared_embedder
 from stream.model.features import FEATURE_VERSION, encode_batch
-from stream.model.metrics import best_threshold, confusion
+from stream.model.quality import best_threshold, confusion
 from stream.model.translog import TransLogConfig, TransLogDetector
 from stream.model.translog.fit import TransLogFit
 from tests.streaming import DATA
@@ -170,7 +170,7 @@ def test_fit_early_stopping_keeps_the_best_epoch(bgl):
     [({"layers": 3}, "layers"), ({"heads": 7}, "divide"), ({"max_len": 0}, "max_len"), ({"depth": 2}, "unknown")],
 )
 def test_config_validation(values, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         TransLogConfig.from_dict(values)
 
 

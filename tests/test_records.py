@@ -14,6 +14,7 @@ from stream.records import (
     ANOMALOUS,
     NORMAL,
     Cause,
+    ModelUpdate,
     RecordError,
     Verdict,
     Window,
@@ -197,3 +198,12 @@ def test_a_verdict_written_before_threshold_rules_still_decodes() -> None:
     del old["threshold_rule"]  # the record as adaptlog wrote it before the field existed
     decoded = Verdict.from_dict(orjson.loads(orjson.dumps(old)))
     assert decoded.threshold_rule is None and decoded == verdict(threshold_rule=None)
+
+
+def test_a_model_update_round_trips_and_a_bad_one_names_its_field() -> None:
+    update = ModelUpdate("thunderbird", "v0003", "retrained from feedback", 1_733_443_200_000)
+    assert ModelUpdate.from_dict(orjson.loads(orjson.dumps(update.to_dict()))) == update
+    with pytest.raises(RecordError, match="'version'"):
+        ModelUpdate.from_dict({**update.to_dict(), "version": 3})
+    with pytest.raises(RecordError, match="JSON object"):
+        ModelUpdate.from_dict(["thunderbird"])

@@ -126,3 +126,26 @@ def test_a_session_key_pattern_names_one_key_per_match(pattern: str, problem: st
     with pytest.raises(ValidationError, match=problem):
         SystemSettings(window={"kind": "session", "gap_ms": 10}, session_key_pattern=pattern)
     assert SystemSettings(session_key_pattern=r"blk_(-?\d+)(?:_\d+)?").session_key_pattern  # one group is fine
+
+
+def test_every_system_problem_is_named_at_once(tmp_path: Path) -> None:
+    # systems wrong in several ways (two of them before the others can be checked), and a default system nobody
+    # defined: the file is read to its end and then refused once, every problem named
+    text = (
+        "systems: {a: {window: {kind: hopping}}, b: {window: {kind: session, gap_ms: 10}},"
+        " c: {format: nosuch}, ok: {format: bgl}, d: {colour: blue}, e: {max_session_keys: 0}}\n"
+        "default_systems: {logs-x: nobody}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(systems_file=write(tmp_path, text))
+    message = str(info.value)
+    assert "6 problems" in message, message
+    for named in (
+        "systems.a.window.kind",
+        "systems.b.session_key_pattern",
+        "systems.c.format",
+        "systems.d.colour",
+        "systems.e.max_session_keys",
+        "default_systems.logs-x",
+    ):
+        assert named in message, message

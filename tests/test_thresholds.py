@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.model.metrics import best_threshold
+from stream.model.quality import best_threshold
 from stream.model.thresholds import (
     BEST_F1,
     BUDGET_AND_ANOMALIES,

@@ -258,12 +258,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _new_base(family: str, config: dict[str, Any], args: argparse.Namespace) -> Detector:
     """The untrained base on ``--device``; a hyperparameter the family rejects is a usage error naming it."""
-    from stream.model.families import family_class
+    from stream.model.families import create_detector
 
     try:
-        detector = family_class(family).create(config, seed=args.seed)
-    except (ValueError, TypeError, KeyError) as exc:  # create's contract: a config it rejects is a ValueError
-        raise ConfigError("--config/--set", str(exc)) from None
+        detector = create_detector(family, config, seed=args.seed)
+    except ConfigError as exc:
+        raise ConfigError("--config/--set", exc.problem) from None
     detector.to_device(args.device)
     return detector
 

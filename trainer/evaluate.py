@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.model.detector import Detector
-from stream.model.metrics import best_threshold, confusion, pr_auc, pr_curve
+from stream.model.quality import best_threshold, confusion, pr_auc, pr_curve
 from trainer.datasets import Dataset, Split
 from trainer.train import inputs
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from stream.model.artifacts import Manifest, load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
-from stream.model.families import family_class
-from stream.model.metrics import confusion
+from stream.model.families import create_detector
+from stream.model.quality import confusion
 from stream.model.thresholds import (
     BEST_F1,
     DEFAULT_BUDGET_PER_1000,
@@ -108,10 +108,16 @@ def few_labels(
 
 
 def fit_and_calibrate(
+    detector: Detector, dataset: Dataset, train: Sequence[int], validation: Sequence[int], **how: Any
+) -> Trained:
+    """``fit_windows_and_calibrate`` on dataset windows by index; ``how``: its keyword arguments."""
+    return fit_windows_and_calibrate(detector, inputs(dataset, train), inputs(dataset, validation), **how)
+
+
+def fit_windows_and_calibrate(
     detector: Detector,
-    dataset: Dataset,
-    train: Sequence[int],
-    validation: Sequence[int],
+    train: tuple[Sequence[WindowText], Sequence[int]],
+    validation: tuple[Sequence[WindowText], Sequence[int]],
     *,
     target: str | None,
     mode: Mode,
@@ -121,15 +127,16 @@ def fit_and_calibrate(
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
     unlabeled: Sequence[WindowText] = (),
 ) -> Trained:
-    """Fit on ``train``, stop early on ``validation`` (when it has both classes), choose the threshold there.
+    """Fit on the ``train`` windows and labels, stop early on ``validation`` (when it has both classes), choose the
+    threshold there. Every trainer path ends here: ``pretrain``, ``adapt`` and the feedback service's retrain.
 
     ``threshold_rule``: one of ``stream.model.thresholds.RULES``; None is ``best-f1`` where the validation windows
     hold an anomaly and ``false-alarm-budget`` where they hold none (best-f1 could only flag nothing). The budget
     rules read false alarms off the validation normals plus the scores of ``unlabeled`` target windows (nearly all
     normal: their few anomalies count as false alarms, so the budget errs on the quiet side)."""
     check_rule(threshold_rule or BEST_F1, budget_per_1000)  # a bad rule fails before training, not after
-    train_windows, train_labels = inputs(dataset, train)
-    val_windows, val_labels = inputs(dataset, validation)
+    train_windows, train_labels = list(train[0]), list(train[1])
+    val_windows, val_labels = list(validation[0]), list(validation[1])
     if len(set(val_labels)) == 2 and options.validation is None:
         options = replace(options, validation=(val_windows, val_labels))
     report = detector.fit(train_windows, train_labels, target=target, mode=mode, options=options, progress=progress)
@@ -185,7 +192,7 @@ def pretrain(
     """A new base trained on a source system (or from scratch on a target: the same thing, other data), on
     ``device`` ("auto": the first CUDA device when torch sees one)."""
     options = options or FitOptions()
-    detector = family_class(family).create(config, seed=options.seed)
+    detector = create_detector(family, config, seed=options.seed)
     detector.to_device(device)
     return fit_base(
         detector,
@@ -224,11 +231,17 @@ def fit_base(
     )
 
 
-def adapt(
+def adapt(detector: Detector, target: str, dataset: Dataset, labels: FewLabels, **how: Any) -> Trained:
+    """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is.
+    ``how``: ``adapt_windows``' keyword arguments (options, progress, threshold_rule, budget_per_1000, unlabeled)."""
+    return adapt_windows(detector, target, inputs(dataset, labels.train), inputs(dataset, labels.validation), **how)
+
+
+def adapt_windows(
     detector: Detector,
     target: str,
-    dataset: Dataset,
-    labels: FewLabels,
+    train: tuple[Sequence[WindowText], Sequence[int]],
+    validation: tuple[Sequence[WindowText], Sequence[int]],
     *,
     options: FitOptions | None = None,
     progress: Progress | None = None,
@@ -236,16 +249,14 @@ def adapt(
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
     unlabeled: Sequence[WindowText] = (),
 ) -> Trained:
-    """A new adapter for ``target`` on a trained base (replacing one of that name); the base stays as it is.
-    ``threshold_rule``, ``budget_per_1000``, ``unlabeled``: as ``fit_and_calibrate``."""
+    """``adapt`` on windows and labels given as they are (the feedback service's stored examples)."""
     if target in detector.targets:
         detector.remove_target(target)
     detector.add_target(target)
-    return fit_and_calibrate(
+    return fit_windows_and_calibrate(
         detector,
-        dataset,
-        labels.train,
-        labels.validation,
+        train,
+        validation,
         target=target,
         mode="adapter",
         options=options or FitOptions(),

@@ -31,14 +31,15 @@ from stream.model import artifacts
 from stream.model.artifacts import Manifest
 from stream.model.detector import Detector, WindowText, resolve_device
 from stream.model.registry import Registry
+from stream.model.thresholds import DEFAULT_THRESHOLD  # a base published without one (no validation windows)
 from stream.records import ANOMALOUS, NORMAL, ZERO_SHOT, Cause, Verdict, Window
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.5  # a base published without one (trained with no validation windows)
+
 SERVING_PRECISIONS = ("auto", "float32", "bfloat16")  # see stream.model.detector.scoring_autocast
 DEFAULT_SCORE_CACHE = 100_000  # windows' verdicts kept by reading (about 200 bytes each)
-POINTER = "pointer"  # the "version" under which a system's unreadable serving pointer is refused
+UNREADABLE_POINTER = "pointer"  # the "version" under which a system's unreadable serving pointer is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ class ModelHost:
         self.device = self.detector.to_device(wanted)  # where it really scores
         self.detector.precision = precision  # adapters loaded later are targets of the same detector: they follow
         self.routes: dict[str, Route] = {}
-        self.refused: dict[tuple[str, str], str] = {}  # (system, version or POINTER) -> why; not retried
+        self.refused: dict[tuple[str, str], str] = {}  # (system, version or UNREADABLE_POINTER) -> why; not retried
         self.counts: Counter[str] = Counter()
         log.info("serving base %s (%s) on %s", self.model_name, self.detector.family, self.device)
 
@@ -161,9 +162,9 @@ class ModelHost:
             try:
                 pointer = self.registry.pointer("adapter", system)
             except ModelError as exc:
-                self._refuse(system, POINTER, str(exc))
+                self._refuse(system, UNREADABLE_POINTER, str(exc))
                 continue
-            self.refused.pop((system, POINTER), None)  # readable again: a later breakage is a new refusal
+            self.refused.pop((system, UNREADABLE_POINTER), None)  # readable again: a later breakage is a new refusal
             current = self.routes.get(system)
             if pointer is None or (current and current.adapter and current.adapter.version == pointer.version):
                 continue
@@ -204,8 +205,8 @@ class ModelHost:
         return f"{system}: {before} -> {version}"
 
     def _refuse(self, system: str, version: str, reason: str) -> None:
-        """Refuse a version (or the system's unreadable pointer, ``POINTER``): counted and logged once, however
-        many refreshes find it still there."""
+        """Refuse a version (or the system's unreadable pointer, ``UNREADABLE_POINTER``): counted and logged once,
+        however many refreshes find it still there."""
         if (system, version) in self.refused:
             return
         self.refused[(system, version)] = reason

@@ -33,9 +33,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
-from stream.errors import IncompatibleArtifactError, ModelError
-from stream.model.detector import Detector
-from stream.model.families import family_class
+from stream.errors import ConfigError, IncompatibleArtifactError, ModelError
+from stream.model.detector import Detector, shape_problems
+from stream.model.durable import atomic_write_text, fsync_path
+from stream.model.families import create_detector
+from stream.model.pretrained import file_sha256, same_part
 from stream.records import LABELED, ZERO_LABEL
 
 FORMAT = "adaptlog-artifact/1"
@@ -178,11 +180,8 @@ def package_version() -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """An artifact's weights file as it is now (never a cached hash: see ``pretrained.file_sha256``)."""
+    return file_sha256(path, cached=False)
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -342,26 +341,7 @@ def write_manifest(directory: str | Path, manifest: Manifest) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (a directory's fsync makes the names in it, renames included, durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
@@ -388,13 +368,11 @@ def load_base(directory: str | Path, *, config_overrides: Mapping[str, Any] | No
     manifest = read_manifest(directory)
     problems = [] if manifest.kind == "base" else [f"this is an {manifest.kind} artifact, not a base"]
     try:
-        cls = family_class(manifest.family)
-    except ModelError as exc:
+        detector = create_detector(manifest.family, {**manifest.config, **(config_overrides or {})})
+    except ConfigError as exc:
+        raise IncompatibleArtifactError(str(directory), [*problems, f"config rejected: {exc.problem}"]) from None
+    except ModelError as exc:  # an unknown family
         raise IncompatibleArtifactError(str(directory), [*problems, str(exc)]) from None
-    try:
-        detector = cls.create({**manifest.config, **(config_overrides or {})})
-    except (ValueError, TypeError, KeyError) as exc:  # create's contract: a config it rejects is a ValueError
-        raise IncompatibleArtifactError(str(directory), [*problems, f"config rejected: {exc}"]) from None
     problems += _identity_problems(manifest, detector)
     problems += _weights_problems(directory, manifest, detector.expected_base_shapes())
     if problems:
@@ -441,7 +419,7 @@ def _identity_problems(manifest: Manifest, detector: Detector) -> list[str]:
         )
     running = json.loads(json.dumps(detector.pretrained_identity()))  # compared as the manifest stores it
     for part in sorted(set(manifest.pretrained) | set(running)):
-        if manifest.pretrained.get(part) != running.get(part):
+        if not same_part(manifest.pretrained.get(part), running.get(part)):
             problems.append(
                 f"pretrained {part} differs: trained with {_part(manifest.pretrained.get(part))}, "
                 f"this detector has {_part(running.get(part))}"
@@ -475,24 +453,8 @@ def _weights_problems(directory: Path, manifest: Manifest, expected: dict[str, t
         problems.append(f"{WEIGHTS} is not a readable safetensors file ({type(exc).__name__}: {exc})")
         return problems
     if expected is not None:
-        problems += _shape_problems(expected, shapes)
+        problems += shape_problems(expected, shapes, listed=_LISTED)
     return problems
-
-
-def _shape_problems(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> list[str]:
-    missing = [f"missing tensor {n} {list(s)}" for n, s in sorted(expected.items()) if n not in found]
-    unexpected = [f"unexpected tensor {n} {list(s)}" for n, s in sorted(found.items()) if n not in expected]
-    misshapen = [
-        f"tensor {n} has shape {list(s)}, expected {list(expected[n])}"
-        for n, s in sorted(found.items())
-        if n in expected and s != tuple(expected[n])
-    ]
-    out = []
-    for group in (missing, unexpected, misshapen):
-        out += group[:_LISTED]
-        if len(group) > _LISTED:
-            out.append(f"... and {len(group) - _LISTED} more like the above")
-    return out
 
 
 def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:

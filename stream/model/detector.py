@@ -22,7 +22,7 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -232,7 +232,8 @@ class Detector(ABC):
     @classmethod
     @abstractmethod
     def create(cls, config: dict[str, Any], *, seed: int = 0) -> Detector:
-        """A new, untrained base from hyperparameters (unknown keys or bad values raise ValueError naming them).
+        """A new, untrained base from hyperparameters (unknown keys or bad values raise ConfigError naming them;
+        ``families.create_detector`` turns a builtin error from a value of the wrong type into one too).
 
         ``seed`` fixes the initial weights (under ``torch.random.fork_rng``, leaving the caller's RNG alone)."""
 
@@ -389,14 +390,40 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_shapes(what: str, expected: dict[str, tuple[int, ...]], tensors: dict[str, torch.Tensor]) -> None:
-    """Every missing, unexpected or misshapen tensor, in one IncompatibleArtifactError."""
-    problems = [f"missing tensor {n} {list(s)}" for n, s in expected.items() if n not in tensors]
-    problems += [f"unexpected tensor {n}" for n in tensors if n not in expected]
+def shape_problems(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, listed: int | None = None
+) -> list[str]:
+    """Every missing, unexpected and misshapen tensor by name, in that order (each group cut to ``listed`` entries
+    and a count of the rest, when given): the one wording of a tensor mismatch, for state dicts and artifacts."""
+    missing = [f"missing tensor {n} {list(s)}" for n, s in sorted(expected.items()) if n not in found]
+    unexpected = [f"unexpected tensor {n} {list(s)}" for n, s in sorted(found.items()) if n not in expected]
+    misshapen = [
+        f"tensor {n} has shape {list(s)}, expected {list(expected[n])}"
+        for n, s in sorted(found.items())
+        if n in expected and tuple(s) != tuple(expected[n])
+    ]
+    out: list[str] = []
+    for group in (missing, unexpected, misshapen):
+        out += group if listed is None else group[:listed]
+        if listed is not None and len(group) > listed:
+            out.append(f"... and {len(group) - listed} more like the above")
+    return out
+
+
+def check_shapes(
+    what: str,
+    expected: dict[str, tuple[int, ...]],
+    tensors: dict[str, torch.Tensor],
+    *,
+    integral: Collection[str] = (),
+) -> None:
+    """Every missing, unexpected, misshapen or wrongly typed tensor, in one IncompatibleArtifactError: a state dict
+    is loaded whole or not at all. Every expected tensor is floating point but those named in ``integral``."""
+    problems = shape_problems(expected, {n: tuple(t.shape) for n, t in tensors.items()})
     problems += [
-        f"tensor {n} has shape {list(t.shape)}, expected {list(expected[n])}"
-        for n, t in tensors.items()
-        if n in expected and tuple(t.shape) != expected[n]
+        f"tensor {n} is {t.dtype}, expected {'an integer' if n in integral else 'a floating point'} tensor"
+        for n, t in sorted(tensors.items())
+        if n in expected and t.is_floating_point() == (n in integral)
     ]
     if problems:
         raise IncompatibleArtifactError(what, problems)

@@ -15,12 +15,9 @@ from pathlib import Path
 import torch
 
 from stream.errors import ModelError
-from stream.model.pretrained import identity
+from stream.model.pretrained import encoder_identity
 
 EMBED_DIM = 384
-
-
-DEFAULT_NAME = "all-MiniLM-L6-v2"
 
 
 def default_model_dir() -> str:
@@ -68,8 +65,7 @@ class TemplateEmbedder:
         self.device = device
 
     def identity(self) -> dict[str, object]:
-        name = DEFAULT_NAME if self.model_dir == str(Path(default_model_dir()).resolve()) else Path(self.model_dir).name
-        return identity(name, self.model_dir)
+        return encoder_identity(self.model_dir, default_model_dir())
 
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> torch.Tensor:

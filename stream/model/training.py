@@ -59,7 +59,7 @@ from stream.model.detector import (
     check_fit_arguments,
     set_seed,
 )
-from stream.model.metrics import best_threshold
+from stream.model.quality import best_threshold
 
 DECAYS_PER_STAGE = 10  # LogLLM's paper steps ExponentialLR every total_steps / 11 steps of a stage
 

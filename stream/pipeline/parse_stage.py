@@ -30,7 +30,7 @@ from stream.pipeline.stage import (
 from stream.pipeline.window_output import WindowOutput
 from stream.records import DeadLetter, LogLine, Routed, WindowLine
 from stream.settings import Settings
-from stream.windowing import Item, Windower, build, policy_from_dict
+from stream.windowing import Item, Windower, build
 
 STAGE = "parse"
 # A line routed to a session: (payload, session key); its upstream position is stamped per batch.
@@ -66,8 +66,8 @@ class ParsePartition:
         spec = self._settings.systems[name]
         params, masks = spec.drain_params(name), spec.mask_rules(name)
         parser = SystemParser.restore(params, masks, saved["parser"]) if saved else SystemParser(params, masks)
-        policy = policy_from_dict(spec.window)
-        kind = spec.window["kind"]
+        policy = spec.window_policy
+        kind = spec.window_kind
         windower = None if kind == SESSION else build(policy, saved.get("windower") if saved else None)
         return SystemState(
             parser=parser,

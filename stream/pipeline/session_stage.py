@@ -16,7 +16,7 @@ from stream.pipeline.stage import (
 )
 from stream.pipeline.window_output import WindowOutput
 from stream.settings import Settings
-from stream.windowing import Item, Windower, build, policy_from_dict
+from stream.windowing import Item, Windower, build
 
 STAGE = "session"
 
@@ -32,7 +32,7 @@ class SessionPartition:
         )
 
     def _windower(self, system: str, saved: dict[str, Any] | None = None) -> Windower:
-        return build(policy_from_dict(self._settings.systems[system].window), saved)
+        return build(self._settings.systems[system].window_policy, saved)
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
         return guarded(records, self._process, STAGE, self._settings.topics.deadletter)

@@ -61,7 +61,7 @@ def load_hdfs(
         raise ConfigError(f"systems.{system}.session_key_pattern", "needed to cut a log into sessions")
     block_labels = read_block_labels(labels)
     key_regex = re.compile(spec.session_key_pattern)
-    windower = build(policy_from_dict(spec.window))
+    windower = build(spec.window_policy)
     closed: list[ClosedWindow] = []
     dropped = 0
     for number, content, event_ms, parsed in _parsed_lines(log, spec, system, parser, label_column=False):
@@ -127,7 +127,7 @@ def _count_window(spec: SystemSettings, system: str, size: int | None, step: int
         return spec.window
     if size is None:
         size = spec.window.get("size")
-        if spec.window.get("kind") not in ("count_tumbling", "count_sliding"):
+        if spec.window_kind not in ("count_tumbling", "count_sliding"):
             raise ConfigError(f"systems.{system}.window", "a step needs a size: the system's window is not a count")
     if step is None or step == size:
         return {"kind": "count_tumbling", "size": size}

@@ -21,16 +21,17 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stream.errors import ModelError
 from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
-from stream.model.metrics import confusion
+from stream.model.quality import confusion
 from stream.model.registry import Registry
+from stream.model.thresholds import DEFAULT_THRESHOLD
 from stream.records import LABELED, ZERO_LABEL
-from trainer.train import calibrate, zero_label
+from trainer.train import adapt_windows, zero_label
 
 log = logging.getLogger(__name__)
 
@@ -210,24 +211,19 @@ def retrain(
         champion_target = f"champion__{champion_manifest.version}"
         path = registry.path("adapter", target, champion_manifest.version or "")
         load_adapter(detector, base, path, as_target=champion_target)
-        champion_threshold = champion_manifest.threshold if champion_manifest.threshold is not None else 0.5
+        champion_threshold = (
+            champion_manifest.threshold if champion_manifest.threshold is not None else DEFAULT_THRESHOLD
+        )
         champion_name = f"adapter {champion_manifest.version}"
     else:
         champion_manifest = None
-        champion_threshold = base.threshold if base.threshold is not None else 0.5
+        champion_threshold = base.threshold if base.threshold is not None else DEFAULT_THRESHOLD
         champion_name = f"base {base.name}/{base.version} (zero-shot)"
     champion = quality(detector, held, champion_target, champion_threshold) | {"model": champion_name}
 
-    detector.add_target(target)
-    fit_windows, fit_labels = texts(train)
-    val_windows, val_labels = texts(validation)
-    fit_options = options or FitOptions()
-    if fit_options.validation is None:
-        fit_options = replace(fit_options, validation=(val_windows, val_labels))
-    report = detector.fit(fit_windows, fit_labels, target=target, mode="adapter", options=fit_options)
-    # today's rule where validation holds an anomaly, the false-alarm budget on its normals where it holds none
-    choice = calibrate(detector.scores(val_windows, target=target), val_labels, rule=None)
-    threshold = choice.value
+    # the CLI's adapt on the stored examples; its default rule: best-f1 (validation holds an anomaly: checked above)
+    trained = adapt_windows(detector, target, texts(train), texts(validation), options=options)
+    threshold, report = trained.threshold, trained.report
     challenger = quality(detector, held, target, threshold) | {"fit_seconds": round(report.seconds, 2)}
 
     decision = Decision(target, False, "", champion=champion, challenger=challenger, labels=labels)
@@ -245,7 +241,7 @@ def retrain(
             metrics={
                 "held_out": challenger,
                 "champion": champion,
-                "validation": {"threshold_rule": choice.rule, "threshold_detail": choice.detail},
+                "validation": trained.validation,
             },
             reason=f"retrained from feedback: held-out F1 {challenger['f1']:.3f} vs {champion['f1']:.3f}",
         )

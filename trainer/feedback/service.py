@@ -43,7 +43,7 @@ from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import BuildInfoCollector, OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
-from stream.records import DeadLetter, Window, encode
+from stream.records import DeadLetter, ModelUpdate, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
 from trainer.feedback.retrain import (
@@ -60,11 +60,12 @@ from trainer.unlabeled import DEFAULT_MAX_UNLABELED
 
 log = logging.getLogger(__name__)
 STAGE = "trainer"
-# What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours, ValueError
-# from labels a model cannot use), or because the model store or the device failed for a while (OSError from the
-# registry's volume, out of GPU memory): that target backs off and retries later, and the others go on. Anything
-# else (a RuntimeError from torch, a TypeError) is a bug and stops the service loudly.
-RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, ValueError, OSError, torch.OutOfMemoryError)
+# What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours: the model
+# packages raise ours, never builtins, about configs and artifacts), or because the model store or the device failed
+# for a while (OSError from the registry's volume, out of GPU memory): that target backs off and retries later, and
+# the others go on. Anything else (a ValueError, a RuntimeError from torch, a TypeError) is a bug and stops the
+# service loudly.
+RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, OSError, torch.OutOfMemoryError)
 
 
 def policy_of(settings: Settings) -> RetrainPolicy:
@@ -316,6 +317,7 @@ class FeedbackService:
             log.error("retrain %s failed (%s): retried in %.0fs at the earliest", system, failed["error"], wait_s)
             self.metrics.retrains.labels("failed").inc()
             self.counts["failed"] += 1
+            await report(producer, self.settings, system, failed, len(examples))
             return
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
         self.store.record_retrain(system, entry)
@@ -327,6 +329,7 @@ class FeedbackService:
         self.metrics.retrains.labels("published" if decision.published else "rejected").inc()
         self.counts["published" if decision.published else "rejected"] += 1
         self.decisions.append(decision)
+        await report(producer, self.settings, system, entry, len(examples))
         if decision.published:
             await announce(producer, self.settings, system, decision.version or "", decision.reason)
 
@@ -339,10 +342,36 @@ def check_target(system: str) -> None:
         raise FeedbackError(f"field 'system': {problem}, so it cannot have an adapter")
 
 
+async def report(
+    producer: AIOKafkaProducer, settings: Settings, target: str, entry: dict[str, Any], labels: int
+) -> None:
+    """Every labeled retrain's outcome on model-updates (``kind: retrain``), for the operator console: its labels,
+    F1, and the failure and next try of one that failed; the trainer's history stays the record. Inference workers
+    take any model-updates record as a nudge to poll the registry, which finds nothing new for this one."""
+    failed = bool(entry.get("failed"))
+    if failed:
+        outcome = "failed"
+    else:
+        outcome = f"published {entry.get('version')}" if entry.get("published") else f"rejected: {entry.get('reason')}"
+    record = {
+        "kind": "retrain",
+        "target": target,
+        "at_ms": entry.get("at_ms", now_ms()),
+        "outcome": outcome,
+        "failed": failed,
+        "error": entry.get("error"),
+        "retry_at_ms": entry.get("retry_at_ms"),
+        "labels": labels,  # the labeled windows the retrain read
+        "used_labels": entry.get("used_labels"),  # of them, those that trained the challenger
+        "f1": (entry.get("challenger") or {}).get("f1"),
+    }
+    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
+
+
 async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:
     """Tell every inference worker that ``target`` serves ``version`` now."""
-    record = {"kind": "adapter", "target": target, "version": version, "reason": reason, "at_ms": now_ms()}
-    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
+    record = ModelUpdate(target, version, reason, now_ms())
+    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record.to_dict()), key=target.encode())
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> Counter[str]:

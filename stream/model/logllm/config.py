@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from stream.errors import ConfigError
+
 QUANTIZATIONS = ("none", "4bit")
 SCORE_DTYPES = ("float32", "bfloat16")
 
@@ -70,14 +72,14 @@ class LogLLMConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={self.__dict__[name]!r}" for name in bad)
-            raise ValueError(f"LogLLMConfig: invalid {values} (see the field comments for allowed values)")
+            raise ConfigError("logllm", f"LogLLMConfig: invalid {values} (see the field comments for allowed values)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LogLLMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"LogLLMConfig: unknown keys {unknown}; known: {sorted(known)}")
+            raise ConfigError("logllm", f"LogLLMConfig: unknown keys {unknown}; known: {sorted(known)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stream.errors import IncompatibleArtifactError
+from stream.model.detector import check_shapes
 
 BASE_ADAPTER = "base"  # the peft adapter name of the base LoRA; a target's is "t_<target>"
 
@@ -29,15 +29,7 @@ def shapes(parameters: dict[str, nn.Parameter]) -> dict[str, tuple[int, ...]]:
 
 def check_state(artifact: str, expected: dict[str, tuple[int, ...]], tensors: dict[str, torch.Tensor]) -> None:
     """Every problem at once: missing and unexpected names, wrong shapes, non-float tensors."""
-    problems = [f"missing tensor {name} {list(shape)}" for name, shape in expected.items() if name not in tensors]
-    problems += [f"unexpected tensor {name}" for name in tensors if name not in expected]
-    for name, tensor in tensors.items():
-        if name in expected and tuple(tensor.shape) != expected[name]:
-            problems.append(f"{name}: shape {list(tensor.shape)}, expected {list(expected[name])}")
-        if name in expected and not tensor.is_floating_point():
-            problems.append(f"{name}: dtype {tensor.dtype}, expected a floating point tensor")
-    if problems:
-        raise IncompatibleArtifactError(artifact, problems)
+    check_shapes(artifact, expected, tensors)
 
 
 @torch.no_grad()

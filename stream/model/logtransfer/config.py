@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from stream.errors import ConfigError
 from stream.model.word_vectors import GLOVE_DIM, GLOVE_NAME
 
 VECTORS = (GLOVE_NAME, "fit")
@@ -32,15 +33,21 @@ class LogTransferConfig:
         for f in fields(self):  # from JSON or a CLI, a wrong type should fail here, not deep inside torch
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, FIELD_TYPES[f.type]):
-                raise ValueError(f"LogTransferConfig.{f.name} must be {f.type}, got {value!r}")
+                raise ConfigError("logtransfer", f"LogTransferConfig.{f.name} must be {f.type}, got {value!r}")
         if self.vectors not in VECTORS:
-            raise ValueError(f"LogTransferConfig.vectors must be one of {VECTORS}, got {self.vectors!r}")
+            raise ConfigError(
+                "logtransfer", f"LogTransferConfig.vectors must be one of {VECTORS}, got {self.vectors!r}"
+            )
         if self.vectors == GLOVE_NAME and self.word_dim != GLOVE_DIM:
-            raise ValueError(f"LogTransferConfig.word_dim must be {GLOVE_DIM} with {GLOVE_NAME}, got {self.word_dim}")
+            raise ConfigError(
+                "logtransfer", f"LogTransferConfig.word_dim must be {GLOVE_DIM} with {GLOVE_NAME}, got {self.word_dim}"
+            )
         for name in POSITIVE:
             if getattr(self, name) <= 0:
-                raise ValueError(f"LogTransferConfig.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(
+                    "logtransfer", f"LogTransferConfig.{name} must be positive, got {getattr(self, name)}"
+                )
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"LogTransferConfig.dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError("logtransfer", f"LogTransferConfig.dropout must be in [0, 1), got {self.dropout}")
         if not self.lr > 0:
-            raise ValueError(f"LogTransferConfig.lr must be positive, got {self.lr}")
+            raise ConfigError("logtransfer", f"LogTransferConfig.lr must be positive, got {self.lr}")

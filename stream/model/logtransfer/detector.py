@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stream.errors import IncompatibleArtifactError
+from stream.errors import ConfigError, IncompatibleArtifactError
 from stream.model.detector import (
     Detector,
     FitOptions,
@@ -35,6 +35,7 @@ from stream.model.detector import (
     ParameterCounts,
     Progress,
     WindowText,
+    check_shapes,
     resolve_device,
 )
 from stream.model.logtransfer.config import LogTransferConfig
@@ -83,7 +84,7 @@ class LogTransferDetector(Detector):
         known = {f.name for f in fields(LogTransferConfig)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"unknown LogTransfer config keys {unknown}; known: {sorted(known)}")
+            raise ConfigError("logtransfer", f"unknown LogTransfer config keys {unknown}; known: {sorted(known)}")
         # the config's init_seed fixes the initial weights (it is saved with them); ``seed`` is its default
         return cls(LogTransferConfig(**{"init_seed": seed, **config}))
 
@@ -209,7 +210,8 @@ class LogTransferDetector(Detector):
         return state
 
     def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        _check_state("logtransfer base", self.base_state(), tensors)
+        expected = self.base_state()
+        check_shapes("logtransfer base", _shapes(expected), tensors, integral=_integral(expected))
         fitted = None
         if self.cfg.vectors == "fit":  # decoded before any weight is copied: a bad vocabulary loads nothing
             prefix = "word_vectors."
@@ -231,7 +233,7 @@ class LogTransferDetector(Detector):
 
     def load_adapter_state(self, target: str, tensors: dict[str, torch.Tensor]) -> None:
         expected = {f"lstm.{n}": t for n, t in self.model.source.state_dict().items()}
-        _check_state(f"logtransfer adapter {target!r}", expected, tensors)
+        check_shapes(f"logtransfer adapter {target!r}", _shapes(expected), tensors, integral=_integral(expected))
         if target not in self.model.keys:
             self.add_target(target)
         with torch.no_grad():
@@ -247,17 +249,10 @@ def _empty(cfg: LogTransferConfig) -> torch.Tensor:
     return torch.zeros(0, cfg.word_dim)
 
 
-def _check_state(artifact: str, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
-    """Every missing, unexpected, misshapen or wrongly typed tensor, raised at once."""
-    problems = [f"missing tensor {name} {tuple(t.shape)}" for name, t in expected.items() if name not in tensors]
-    problems += [f"unexpected tensor {name}" for name in tensors if name not in expected]
-    for name, t in expected.items():
-        given = tensors.get(name)
-        if given is None:
-            continue
-        if tuple(given.shape) != tuple(t.shape):
-            problems.append(f"{name}: shape {tuple(given.shape)}, expected {tuple(t.shape)}")
-        elif given.dtype.is_floating_point != t.dtype.is_floating_point:
-            problems.append(f"{name}: dtype {given.dtype}, expected {t.dtype}")
-    if problems:
-        raise IncompatibleArtifactError(artifact, problems)
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in state.items()}
+
+
+def _integral(state: dict[str, torch.Tensor]) -> set[str]:
+    """The tensors that are not floating point (a fitted vocabulary's encoded words)."""
+    return {name for name, t in state.items() if not t.is_floating_point()}

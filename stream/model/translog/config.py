@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from stream.errors import ConfigError
 from stream.model.embeddings import EMBED_DIM
 
 VALID_LAYERS = (1, 2, 4)
@@ -30,23 +31,25 @@ class TransLogConfig:
 
     def __post_init__(self) -> None:
         if self.layers not in VALID_LAYERS:
-            raise ValueError(f"TransLogConfig.layers must be one of {VALID_LAYERS}, got {self.layers}")
+            raise ConfigError("translog", f"TransLogConfig.layers must be one of {VALID_LAYERS}, got {self.layers}")
         if self.heads <= 0 or self.d_model % self.heads != 0:
-            raise ValueError(f"TransLogConfig.heads ({self.heads}) must divide d_model ({self.d_model})")
+            raise ConfigError("translog", f"TransLogConfig.heads ({self.heads}) must divide d_model ({self.d_model})")
         if self.d_model != EMBED_DIM:
-            raise ValueError(f"TransLogConfig.d_model must equal the sentence embedding size {EMBED_DIM}")
+            raise ConfigError("translog", f"TransLogConfig.d_model must equal the sentence embedding size {EMBED_DIM}")
         if self.positional not in ("sinusoidal", "learned"):
-            raise ValueError(f"TransLogConfig.positional must be 'sinusoidal' or 'learned', got {self.positional!r}")
+            raise ConfigError(
+                "translog", f"TransLogConfig.positional must be 'sinusoidal' or 'learned', got {self.positional!r}"
+            )
         for name in ("max_len", "adapter_dim", "ff", "epochs", "batch_size"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"TransLogConfig.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError("translog", f"TransLogConfig.{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1 or self.lr <= 0 or self.adapter_lr <= 0:
-            raise ValueError("TransLogConfig.dropout must be in [0, 1) and its lr and adapter_lr positive")
+            raise ConfigError("translog", "TransLogConfig.dropout must be in [0, 1) and its lr and adapter_lr positive")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TransLogConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown TransLog settings {unknown}; known: {sorted(known)}")
+            raise ConfigError("translog", f"unknown TransLog settings {unknown}; known: {sorted(known)}")
         return cls(**values)

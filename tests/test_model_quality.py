@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.model.metrics import confusion, label_confusion
+from stream.model.quality import confusion, label_confusion
 
 
 def test_label_confusion_counts_each_cell_and_derives_precision_recall_f1() -> None:

@@ -1,4 +1,5 @@
-"""Detection metrics on anomaly scores: F1 at a threshold, the best threshold, PR curve and its area.
+"""Detection quality on anomaly scores (not Prometheus metrics): F1 at a threshold, the best threshold, the PR
+curve and its area.
 
 Plain Python over lists (no scikit-learn): the same code scores validation inside ``fit`` and test in the trainer.
 """
