@@ -17,18 +17,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def adaptlog_version() -> str:
+    try:
+        return package_version("adaptlog")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+class BuildInfoCollector(Collector):
+    """``adaptlog_build_info{version, python, role} 1``: which build each pod runs (join it onto other series with
+    ``* on(instance) group_left(version)``), the Prometheus convention for versions."""
+
+    def __init__(self, role: str) -> None:
+        self.labels = [adaptlog_version(), platform.python_version(), role]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily("adaptlog_build_info", "the running build", labels=["version", "python", "role"])
+        info.add_metric(self.labels, 1)
+        yield info
 
 
 def ops_port(settings: Settings, role_port: int = 0) -> int:

@@ -7,7 +7,10 @@ Environment (prefix ``ADAPTLOG_``; nested fields with ``__``, e.g. ``ADAPTLOG_TO
 
     BOOTSTRAP_SERVERS   host:port[,host:port]
     SECURITY_PROTOCOL   PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
-    SASL_MECHANISM      PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, with SASL_USERNAME and SASL_PASSWORD
+    SASL_MECHANISM      PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, with SASL_USERNAME and SASL_PASSWORD;
+                        OAUTHBEARER, with SASL_OAUTH_TOKEN_FILE (read again whenever it changes)
+    CONSUMER_OPTIONS, PRODUCER_OPTIONS
+                        JSON objects of further aiokafka client parameters, e.g. ``{"session_timeout_ms": 30000}``
     SSL_CAFILE, SSL_CERTFILE, SSL_KEYFILE
     METRICS_PORT        /metrics and /healthz of `adaptlog run`, `infer` and `adaptlog-train serve` (0 = off)
     SYSTEMS_FILE        YAML file with a ``systems:`` mapping (see :class:`SystemSettings`) and optionally
@@ -41,7 +44,7 @@ from stream.parsing.config import (
 from stream.windowing import WindowPolicy, policy_from_dict, policy_to_dict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 HDFS_BLOCK_ID = r"blk_-?\d+"
 DAY_MS = 24 * 3600 * 1000
@@ -376,11 +379,18 @@ class Settings(BaseSettings):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # OAUTHBEARER: a file holding the token, kept fresh by something else (a projected token, a sidecar)
+    sasl_oauth_token_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     # Tansu (the embedded demo broker) rejects idempotent producers; every real Kafka accepts them.
     idempotent_producer: bool = True
+    # Further aiokafka constructor parameters for every consumer / producer (stream.kafka_options checks the keys
+    # at start: unknown and adaptlog-owned ones are refused, all named at once). They override adaptlog's defaults
+    # (fetch sizes, linger_ms, ...), never what a client is built for (a stage's max_poll_records).
+    consumer_options: dict[str, Any] = Field(default_factory=dict)
+    producer_options: dict[str, Any] = Field(default_factory=dict)
 
     topics: Topics = Field(default_factory=Topics)
     input_topics: tuple[str, ...] = ()  # topics with log records; empty means (topics.logs,)
@@ -428,13 +438,35 @@ class Settings(BaseSettings):
     def _security_is_complete(self) -> Settings:
         if self.security_protocol.startswith("SASL_"):
             if self.sasl_mechanism is None:
-                raise ValueError("security_protocol SASL_* needs sasl_mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
-            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError(
+                    "security_protocol SASL_* needs sasl_mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
+                )
+            if self.sasl_mechanism == "OAUTHBEARER":
+                if self.sasl_oauth_token_file is None:
+                    raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file")
+                if not self.sasl_oauth_token_file.is_file():
+                    raise ValueError(f"sasl_oauth_token_file: no such file {self.sasl_oauth_token_file}")
+            elif not self.sasl_username or self.sasl_password is None:
                 raise ValueError("SASL needs sasl_username and sasl_password")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    @model_validator(mode="after")
+    def _client_options_are_aiokafkas(self) -> Settings:
+        if not (self.consumer_options or self.producer_options):
+            return self
+        from stream.kafka_options import option_problems  # imports aiokafka: only when options are given
+
+        problems = [
+            f"{field}: {problem}"
+            for field, client in (("consumer_options", "consumer"), ("producer_options", "producer"))
+            for problem in option_problems(client, getattr(self, field))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from stream.cli import main
 from stream.ops_http import OpsServer, check_health
-from stream.pipeline.kafka_clients import all_topic_specs
+from stream.pipeline.kafka_clients import all_topic_specs, make_producer
 from stream.replay import replay, replay_records
 from stream.settings import Settings, load_settings
 from tests.streaming import DATA, free_port, settings_for, worker_env, write_systems_file
@@ -175,19 +175,51 @@ def test_stream_worker_serves_health_and_its_counts(kafka_broker, topic_prefix: 
             time.sleep(0.5)
         records = replay_records(DATA / "bgl" / "BGL_2k.log", "bgl", settings.systems["bgl"].line_format("bgl"))
         sent = asyncio.run(replay(settings, records, "bgl"))
+        sent += asyncio.run(send_bad_json(settings))
         wanted = (
             f'adaptlog_stream_records_in_total{{stage="ingest"}} {float(sent)}',
             # lines go out in batches, counted as each is sent (a topic's line appears once one is): wait for them too
             f'adaptlog_stream_records_out_total{{stage="ingest",topic="{settings.topics.lines}"}}',
+            # the bad record, by the category of its reason (never the reason's free text)
+            'adaptlog_stream_dead_letters_total{reason="json",stage="decode"} 1.0',
         )
+        # caught up: the ingest group's partition (the key's) is at its end
+        ingest_lag = f'adaptlog_stream_consumer_lag{{group="{settings.group_prefix}-ingest",partition="'
+        caught_up = f'",topic="{settings.topics.logs}"}} 0.0'
+
         deadline = time.monotonic() + 60
         while True:
             status, body = get(port, "/metrics")
             assert status == 200
-            if all(line in body for line in wanted):
+            lags = [line for line in body.splitlines() if line.startswith(ingest_lag)]
+            checkpointed = sample(body, "adaptlog_stream_checkpoint_bytes_total", "parse") > 0
+            if all(line in body for line in wanted) and checkpointed and lags and lags[0].endswith(caught_up):
                 break
             assert time.monotonic() < deadline, body
             time.sleep(0.5)
+        assert sample(body, "adaptlog_stream_templates", 'system="bgl"') > 10  # BGL_2k mines ~100 templates
+        # BGL_2k's lines are from 2005: the event-time lag is the two decades since
+        assert sample(body, "adaptlog_stream_event_time_lag_seconds", 'system="bgl"') > 15 * 365 * 86400
+        assert 'adaptlog_build_info{python="' in body and 'role="stream"' in body
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()
+
+
+async def send_bad_json(settings: Settings) -> int:
+    """One record a shipper got wrong (a truncated JSON object) to the logs topic; returns 1."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.logs, b'{"message": "cut off', key=b"bgl")
+    finally:
+        await producer.stop()
+    return 1
+
+
+def sample(body: str, name: str, label: str) -> float:
+    """The value of the first sample of ``name`` whose labels contain ``label`` (0 when there is none)."""
+    for line in body.splitlines():
+        if line.startswith(name + "{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -140,6 +140,7 @@ class InferenceWorker:
         self.config = settings.inference
         self.host = host
         self.metrics = metrics or InferenceMetrics()
+        self.metrics.watch_serving(host.serving_versions)
         self.alerts = AlertBook(ttl_ms=int(self.config.alert_ttl_s * 1000))
         self.severity = SeverityPolicy(**self.config.severity.model_dump())
         self.counts: Counter[str] = Counter()
@@ -419,8 +420,7 @@ class InferenceWorker:
                     reason = f"its verdict cannot enter the alert book: {exc}"
                     out.append(self._dead_letter(record, reason, verdict.system))
                     continue
-            adapter = verdict.adapter_version or "zero-shot"
-            self.metrics.verdicts.labels(verdict.system, adapter, verdict.label).inc()
+            self.metrics.verdicts.labels(verdict.system, verdict.label).inc()
             self.counts[f"verdicts_{verdict.label}"] += 1
             if self.config.publish_verdicts:
                 out.append((topics.verdicts, verdict.window_id.encode(), encode(verdict)))
@@ -430,8 +430,9 @@ class InferenceWorker:
         return out
 
     def _alert(self, alert: Alert, verdict: Verdict | None) -> Outgoing:
-        """An alert record to publish, counted by its status."""
-        self.metrics.alerts.labels(alert.status).inc()
+        """An alert record to publish, counted by its system, severity and status."""
+        severity = self.severity.severity(alert.max_score, alert.count)
+        self.metrics.alerts.labels(alert.system, severity, alert.status).inc()
         self.counts["alerts"] += 1
         record = alert_record(alert, verdict, self.severity, int(time.time() * 1000))
         return self.settings.topics.alerts, alert.alert_id.encode(), record

@@ -34,6 +34,7 @@ from stream.notify.alertmanager import AlertmanagerSink
 from stream.notify.http import DeliveryStopped, Outcome, RetryPolicy
 from stream.notify.notice import Notice, Sink
 from stream.notify.webhook import WebhookSink
+from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
 from stream.records import DeadLetter, encode
 from stream.settings import Settings
@@ -58,6 +59,7 @@ class NotifyMetrics:
         self.dead_letters = PromCounter(
             "adaptlog_notify_dead_letters", "records dead-lettered (not an alert, or refused)", ["cause"], registry=r
         )
+        r.register(BuildInfoCollector("notify"))
 
 
 def hold_ms(settings: Settings) -> int:

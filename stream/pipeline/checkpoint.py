@@ -59,13 +59,16 @@ class CheckpointStore:
     def _state_partition(self, partition: int) -> int:
         return partition % self._settings.internal_partitions
 
-    async def save(self, stage: str, topic: str, partition: int, checkpoint: Checkpoint) -> None:
+    async def save(self, stage: str, topic: str, partition: int, checkpoint: Checkpoint) -> int:
+        """Write the checkpoint; returns its size in bytes as stored (compressed)."""
+        value = encode_checkpoint(checkpoint)
         await self._producer.send_and_wait(
             self._topic,
-            encode_checkpoint(checkpoint),
+            value,
             key=checkpoint_key(stage, topic, partition),
             partition=self._state_partition(partition),
         )
+        return len(value)
 
     async def load(self, stage: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
         """The latest checkpoint of each given input partition (absent when the stage never checkpointed it)."""

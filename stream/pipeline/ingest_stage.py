@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream.decode import Decoder, RawRecord
-from stream.pipeline.stage import InputRecord, Outgoing, dead_letter, encode_routed, envelope_values, guarded
+from stream.pipeline.stage import (
+    InputRecord,
+    Outgoing,
+    SystemStats,
+    dead_letter,
+    encode_routed,
+    envelope_values,
+    guarded,
+)
 from stream.records import DeadLetter, Routed
 from stream.settings import Settings
 
@@ -64,3 +72,6 @@ class IngestPartition:
 
     def snapshot(self) -> dict[str, Any] | None:
         return None
+
+    def system_stats(self) -> list[SystemStats]:
+        return []

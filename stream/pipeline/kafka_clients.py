@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.errors import BrokerError, ConfigError
+from stream.kafka_options import TokenFileProvider
 from stream.pipeline.topics import create_topics, wait_for_topics
 from stream.settings import Settings
 
@@ -49,8 +50,12 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         options["ssl_context"] = context
     if settings.security_protocol.startswith("SASL_"):
         options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        if settings.sasl_mechanism == "OAUTHBEARER" and settings.sasl_oauth_token_file is not None:
+            options["sasl_oauth_token_provider"] = TokenFileProvider(settings.sasl_oauth_token_file)
+        else:
+            options["sasl_plain_username"] = settings.sasl_username
+            password = settings.sasl_password
+            options["sasl_plain_password"] = password.get_secret_value() if password else None
     return options
 
 
@@ -86,7 +91,8 @@ def make_producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
         "max_batch_size": 1024 * 1024,
         "max_request_size": RECORD_MAX_BYTES,
     }
-    return AIOKafkaProducer(**(options | extra))
+    # the operator's properties over adaptlog's defaults; what the caller builds this client for over both
+    return AIOKafkaProducer(**(options | settings.producer_options | extra))
 
 
 def make_consumer(settings: Settings, *topics: str, group_id: str | None, **extra: Any) -> AIOKafkaConsumer:
@@ -100,7 +106,7 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **extr
         "fetch_max_bytes": RECORD_MAX_BYTES,
         "max_partition_fetch_bytes": RECORD_MAX_BYTES,
     }
-    return AIOKafkaConsumer(*topics, **(options | extra))
+    return AIOKafkaConsumer(*topics, **(options | settings.consumer_options | extra))
 
 
 async def assign_from_beginning(

@@ -18,6 +18,7 @@ from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
     InputRecord,
     Outgoing,
+    SystemStats,
     UpstreamDedup,
     dead_letter,
     encode_routed,
@@ -45,6 +46,7 @@ class SystemState:
     key_regex: re.Pattern[str] | None
     max_keys: int
     has_idle_timeout: bool
+    latest_event_ms: int | None = None  # the newest event time read (for the event-time lag metric; not saved)
 
 
 class ParsePartition:
@@ -93,6 +95,8 @@ class ParsePartition:
             if system is None:
                 system = self._systems[line.system] = self._system(line.system)
             parsed = system.parser.parse(line.content)
+            if system.latest_event_ms is None or line.event_ms > system.latest_event_ms:
+                system.latest_event_ms = line.event_ms
             window_line = WindowLine(
                 topic=line.source.topic,
                 partition=line.source.partition,
@@ -172,6 +176,17 @@ class ParsePartition:
             s.windower is not None and s.has_idle_timeout and s.windower.open_count() > 0
             for s in self._systems.values()
         )
+
+    def system_stats(self) -> list[SystemStats]:
+        return [
+            SystemStats(
+                name,
+                open_windows=s.windower.open_count() if s.windower is not None else 0,
+                templates=s.parser.cluster_count,
+                latest_event_ms=s.latest_event_ms,
+            )
+            for name, s in list(self._systems.items())
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -32,7 +32,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import make_consumer
-from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor
+from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor, SystemStats
 from stream.records import TICK, encode
 from stream.settings import Settings
 
@@ -74,6 +74,10 @@ class StageRunner:
         self._lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
         self._consumer: AIOKafkaConsumer | None = None
         self.counts: Counter[str] = Counter()
+        self.dead_letters: Counter[tuple[str, str]] = Counter()  # (stage, reason category) -> dead letters sent
+        self.checkpoint_bytes = 0  # encoded state written, all checkpoints together
+        self.checkpoint_seconds = 0.0  # time spent checkpointing (flush, state, commit), all together
+        self.last_checkpoint_bytes = 0  # the state written by the last checkpoint that wrote any
         self.assigned = False  # the group has given this stage its partitions (possibly none) at least once
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -123,6 +127,8 @@ class StageRunner:
 
     async def _send(self, out: Outgoing) -> None:
         self.counts[f"out:{out.topic}"] += 1
+        if out.dead is not None:
+            self.dead_letters[out.dead] += 1
         delivery = await self._producer.send(out.topic, out.value, key=out.key, partition=out.partition)
         delivery.add_done_callback(self._on_delivery)  # keeps no reference: memory stays flat between checkpoints
         self._unflushed = True
@@ -146,6 +152,7 @@ class StageRunner:
     async def _checkpoint(self, tps: set[TopicPartition]) -> None:
         if not tps and not self._unflushed:
             return
+        started = time.monotonic()
         await self._producer.flush()
         self._unflushed = False
         if self._delivery_error is not None:
@@ -154,10 +161,15 @@ class StageRunner:
             raise BrokerError(f"{self.stage}: a record was not delivered: {self._delivery_error}")
         offsets = {tp: self._positions[tp] for tp in tps if tp in self._positions}
         if self._stateful:
+            written = 0
             for tp, offset in offsets.items():
                 state = self._processors[tp].snapshot() if tp in self._processors else None
                 if state is not None:
-                    await self._checkpoints.save(self.stage, tp.topic, tp.partition, Checkpoint(offset, state))
+                    checkpoint = Checkpoint(offset, state)
+                    written += await self._checkpoints.save(self.stage, tp.topic, tp.partition, checkpoint)
+            if written:
+                self.checkpoint_bytes += written
+                self.last_checkpoint_bytes = written
         if offsets and self._consumer is not None:
             try:
                 # Bounded: a commit racing a rebalance must not hold the lock the rebalance listener waits for.
@@ -167,6 +179,29 @@ class StageRunner:
                 log.warning("%s: offset commit skipped (%s)", self.stage, exc)
         self._dirty -= tps
         self.counts["checkpoints"] += 1
+        self.checkpoint_seconds += time.monotonic() - started
+
+    # Read by the metrics collector on the HTTP thread at scrape time: each copies what it iterates first (list()
+    # of a dict runs in C under the GIL), so a rebalance on the loop thread never changes a dict under it.
+
+    def lags(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records behind the partition's end) of each assigned partition with both known."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        out = []
+        for tp, position in list(self._positions.items()):
+            try:
+                highwater = consumer.highwater(tp)
+            except (AssertionError, AttributeError):  # revoked meanwhile (aiokafka asserts it is assigned)
+                continue
+            if highwater is not None:
+                out.append((tp.topic, tp.partition, max(0, highwater - position)))
+        return out
+
+    def system_stats(self) -> list[SystemStats]:
+        """What each partition's processor holds per system (open windows, templates, latest event time)."""
+        return [stats for processor in list(self._processors.values()) for stats in processor.system_stats()]
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stream.pipeline.stage import InputRecord, Outgoing, UpstreamDedup, guarded, read_envelope, restore_per_system
+from stream.pipeline.stage import (
+    InputRecord,
+    Outgoing,
+    SystemStats,
+    UpstreamDedup,
+    guarded,
+    read_envelope,
+    restore_per_system,
+)
 from stream.pipeline.window_output import WindowOutput
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
@@ -49,6 +57,9 @@ class SessionPartition:
 
     def wants_ticks(self) -> bool:
         return any(w.open_count() > 0 for w in self._windowers.values())
+
+    def system_stats(self) -> list[SystemStats]:
+        return [SystemStats(name, open_windows=w.open_count()) for name, w in list(self._windowers.items())]
 
     def snapshot(self) -> dict[str, Any]:
         return {

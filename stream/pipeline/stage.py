@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from stream.errors import StateError
+from stream.reasons import reason_category
 from stream.records import DeadLetter, Envelope, Routed, encode
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,18 @@ class Outgoing:
     value: bytes
     key: bytes | None = None
     partition: int | None = None  # None: Kafka's default partitioning of the key
+    # a dead letter's (stage, reason category): the runner counts it for the metrics (stream.reasons)
+    dead: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStats:
+    """What one partition's processor holds for one system, for the metrics (summed over partitions there)."""
+
+    system: str
+    open_windows: int = 0
+    templates: int = 0  # clusters the system's miner holds (the parse stage)
+    latest_event_ms: int | None = None  # the newest event time this partition has read (the parse stage)
 
 
 class PartitionProcessor(Protocol):
@@ -58,12 +71,16 @@ class PartitionProcessor(Protocol):
         """JSON-able state, or None for a stateless processor (the runner then relies on committed offsets)."""
         ...
 
+    def system_stats(self) -> list[SystemStats]:
+        """Per-system gauges; called from the metrics thread, so it only reads."""
+        ...
+
 
 def dead_letter(deadletter_topic: str, letter: DeadLetter) -> Outgoing:
     log.warning(
         "dead letter %s[%d]@%d stage=%s: %s", letter.topic, letter.partition, letter.offset, letter.stage, letter.reason
     )
-    return Outgoing(deadletter_topic, encode(letter))
+    return Outgoing(deadletter_topic, encode(letter), dead=(letter.stage, reason_category(letter.reason)))
 
 
 class UpstreamDedup:

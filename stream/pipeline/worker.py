@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from stream.decode import Decoder
-from stream.ops_http import OpsServer
+from stream.ops_http import BuildInfoCollector, OpsServer
 from stream.pipeline import ingest_stage, parse_stage, session_stage
 from stream.pipeline.checkpoint import CheckpointStore
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
@@ -71,7 +71,8 @@ async def run_worker(
     session_partitions = len(await producer.partitions_for(settings.topics.sessions))
     runners = build_runners(settings, producer, CheckpointStore(settings, producer), session_partitions)
     if registry is not None:
-        registry.register(StageCountsCollector(runners))
+        registry.register(StageCountsCollector(runners, settings.group_prefix))
+        registry.register(BuildInfoCollector("stream"))
     if ops is not None:
         ops.watch_readiness(lambda: all(runner.assigned for runner in runners))
     reporter = asyncio.create_task(_report(runners, stop, report_every_s))

@@ -70,10 +70,24 @@ group.initial.rebalance.delay.ms=0
 """
 
 
+# A second listener for the OAUTHBEARER test (start_apache_kafka(oauthbearer=True)): SASL/OAUTHBEARER with Kafka's
+# own unsecured JWS validator (an unsigned token with "sub" and "exp"), which is what proves a client sends the token
+# it reads, without an identity provider.
+_OAUTHBEARER_PROPERTIES = """\
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port},SASL_PLAINTEXT://{host}:{sasl_port}
+advertised.listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{host}:{sasl_port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=\
+org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+"""
+
+
 @dataclass(frozen=True)
 class _Ports:
     port: int
     controller_port: int
+    sasl_port: int = 0  # the OAUTHBEARER listener's, when asked for
 
 
 def kafka_version() -> str:
@@ -151,7 +165,7 @@ def resolve_jars(libs: Path | None = None) -> Path:
     return libs
 
 
-def start_apache_kafka(timeout: float = 90.0, heap: str = "512m") -> RunningBroker:
+def start_apache_kafka(timeout: float = 90.0, heap: str = "512m", *, oauthbearer: bool = False) -> RunningBroker:
     """Start a single-node KRaft broker; return once a produce/consume/commit round trip works.
 
     ``timeout`` covers the JVM start and readiness, not a first Maven resolve. Raises BrokerUnavailable
@@ -164,7 +178,7 @@ def start_apache_kafka(timeout: float = 90.0, heap: str = "512m") -> RunningBrok
     libs = resolve_jars()
     failure = ""
     for _ in range(_BIND_ATTEMPTS):
-        ports = _free_ports()
+        ports = _free_ports(oauthbearer)
         workdir = Path(tempfile.mkdtemp(prefix="adaptlog-kafka-"))
         try:
             process = _launch(java, libs, workdir, ports, heap)
@@ -177,6 +191,7 @@ def start_apache_kafka(timeout: float = 90.0, heap: str = "512m") -> RunningBrok
             supports_idempotence=True,
             pid=process.pid,
             _stop=functools.partial(_stop, process, workdir),
+            oauthbearer_bootstrap=f"{LOOPBACK}:{ports.sasl_port}" if oauthbearer else None,
         )
         failure = _wait_ready(process, broker.bootstrap, workdir, timeout)
         if not failure:
@@ -200,11 +215,14 @@ def _launch(java: str, libs: Path, workdir: Path, ports: _Ports, heap: str) -> s
     logs = workdir / "logs"
     logs.mkdir()
     properties = workdir / "server.properties"
-    properties.write_text(
-        _SERVER_PROPERTIES.format(
-            host=LOOPBACK, port=ports.port, controller_port=ports.controller_port, data_dir=workdir / "data"
-        )
+    text = _SERVER_PROPERTIES.format(
+        host=LOOPBACK, port=ports.port, controller_port=ports.controller_port, data_dir=workdir / "data"
     )
+    if ports.sasl_port:  # later keys win in a Java properties file
+        text += _OAUTHBEARER_PROPERTIES.format(
+            host=LOOPBACK, port=ports.port, controller_port=ports.controller_port, sasl_port=ports.sasl_port
+        )
+    properties.write_text(text)
     common = [
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-Djava.awt.headless=true",
@@ -271,12 +289,13 @@ def _stop(process: subprocess.Popen[bytes], workdir: Path, timeout: float = 15.0
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _free_ports() -> _Ports:
-    # Both sockets open at once, so the two ports differ.
-    with socket.socket() as first, socket.socket() as second:
-        first.bind((LOOPBACK, 0))
-        second.bind((LOOPBACK, 0))
-        return _Ports(port=first.getsockname()[1], controller_port=second.getsockname()[1])
+def _free_ports(sasl: bool = False) -> _Ports:
+    # All sockets open at once, so the ports differ.
+    with socket.socket() as first, socket.socket() as second, socket.socket() as third:
+        for sock in (first, second, third):
+            sock.bind((LOOPBACK, 0))
+        sasl_port = third.getsockname()[1] if sasl else 0
+        return _Ports(port=first.getsockname()[1], controller_port=second.getsockname()[1], sasl_port=sasl_port)
 
 
 def _cluster_id() -> str:

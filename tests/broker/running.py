@@ -28,6 +28,7 @@ class RunningBroker:
     supports_idempotence: bool = True
     pid: int | None = None  # a broker process on this machine (benchmarks read its CPU time); None otherwise
     _stop: Callable[[], None] = field(default=_nothing_to_stop, repr=False, compare=False)
+    oauthbearer_bootstrap: str | None = None  # a SASL_PLAINTEXT/OAUTHBEARER listener (unsecured JWS), when started
 
     def stop(self) -> None:
         self._stop()

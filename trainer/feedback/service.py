@@ -41,7 +41,7 @@ from prometheus_client import Counter as PromCounter
 from stream.errors import AdaptlogError, ConfigError, DecodeError
 from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
-from stream.ops_http import OpsServer, ops_port
+from stream.ops_http import BuildInfoCollector, OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
 from stream.records import DeadLetter, ModelUpdate, RetrainReport, Window, encode
 from stream.settings import Settings
@@ -109,6 +109,7 @@ class TrainerMetrics:
         self.seconds = Histogram(
             "adaptlog_trainer_retrain_seconds", "one retrain", buckets=(5, 15, 30, 60, 120, 300, 600), registry=r
         )
+        r.register(BuildInfoCollector("trainer"))
 
 
 class FeedbackService:

@@ -72,6 +72,11 @@ Only ADAPTLOG_* settings (stream/settings.py); the tests check each name against
 {{- if .Values.kafka.sasl.enabled }}
 - name: ADAPTLOG_SASL_MECHANISM
   value: {{ .Values.kafka.sasl.mechanism | quote }}
+{{- if eq .Values.kafka.sasl.mechanism "OAUTHBEARER" }}
+{{- /* a file kept fresh by a projected token or a sidecar, mounted with extraVolumes / extraVolumeMounts */}}
+- name: ADAPTLOG_SASL_OAUTH_TOKEN_FILE
+  value: {{ required "kafka.sasl.oauthTokenFile is required with kafka.sasl.mechanism OAUTHBEARER" .Values.kafka.sasl.oauthTokenFile | quote }}
+{{- else }}
 - name: ADAPTLOG_SASL_USERNAME
   valueFrom:
     secretKeyRef:
@@ -82,6 +87,15 @@ Only ADAPTLOG_* settings (stream/settings.py); the tests check each name against
     secretKeyRef:
       name: {{ .Values.kafka.sasl.existingSecret }}
       key: {{ .Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- end }}
+{{- with .Values.kafka.consumerOptions }}
+- name: ADAPTLOG_CONSUMER_OPTIONS
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- with .Values.kafka.producerOptions }}
+- name: ADAPTLOG_PRODUCER_OPTIONS
+  value: {{ toJson . | quote }}
 {{- end }}
 {{- if .Values.kafka.tls.enabled }}
 - name: ADAPTLOG_SSL_CAFILE
@@ -100,6 +114,9 @@ Only ADAPTLOG_* settings (stream/settings.py); the tests check each name against
 {{- if .Values.kafka.inputTopics }}
 - name: ADAPTLOG_INPUT_TOPICS
   value: {{ .Values.kafka.inputTopics | toJson | quote }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}
 
@@ -126,6 +143,9 @@ Only ADAPTLOG_* settings (stream/settings.py); the tests check each name against
   configMap:
     name: {{ include "adaptlog.fullname" . }}-systems
 {{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "adaptlog.volumeMounts" -}}
@@ -142,13 +162,16 @@ Only ADAPTLOG_* settings (stream/settings.py); the tests check each name against
   subPath: systems.yaml
   readOnly: true
 {{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* ADAPTLOG_<SECTION>__<KEY> for each key of a settings map: pass (dict "section" "INFERENCE" "settings" map). */}}
 {{- define "adaptlog.sectionEnv" -}}
 {{- range $key, $value := .settings }}
-- name: ADAPTLOG_{{ $.section }}__{{ $key | upper }}
-  value: {{ if kindIs "slice" $value }}{{ $value | toJson | quote }}{{ else }}{{ $value | toString | quote }}{{ end }}
+- name: ADAPTLOG_{{ if $.section }}{{ $.section }}__{{ end }}{{ $key | upper }}
+  value: {{ if or (kindIs "slice" $value) (kindIs "map" $value) }}{{ $value | toJson | quote }}{{ else }}{{ $value | toString | quote }}{{ end }}
 {{- end }}
 {{- end -}}
 
@@ -201,5 +224,12 @@ tolerations:
 {{- with .spec.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .spec.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.priorityClassName }}
+priorityClassName: {{ . }}
 {{- end }}
 {{- end -}}
