@@ -152,7 +152,6 @@ def run_adapt(args: argparse.Namespace) -> int:
     detector.to_device(args.device)
     unlabeled = _unlabeled(args)
     unlabeled_windows = unlabeled.windows if unlabeled else []
-    training: dict[str, Any] = {}
     if source is None:
         anomalies, normals = 0, []
     else:
@@ -189,6 +188,7 @@ def run_adapt(args: argparse.Namespace) -> int:
                 budget_per_1000=args.false_alarms_per_1000,
                 unlabeled=unlabeled_windows,
             )
+    training: dict[str, Any]
     if source is not None:
         training = trained.training_summary(dataset, {"train": labels.train, "validation": labels.validation})
         training["labels"] = labels.method
