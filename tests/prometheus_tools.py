@@ -16,20 +16,16 @@ unlike Alertmanager a plain ``go install`` works. The binary lands in ``~/.cache
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from tests.go_tools import build_command, cache_root, cached_binary, run_go
 
 VERSION = "0.316.0"
 PACKAGE = "github.com/prometheus/prometheus/cmd/promtool"
 CACHE_ENV = "ADAPTLOG_PROMTOOL_CACHE"
 REQUIRE_ENV = "ADAPTLOG_REQUIRE_PROMTOOL"
-_BUILD_TIMEOUT_S = 1800.0
-_MARKER = ".adaptlog-build"
 
 
 class PromtoolUnavailable(RuntimeError):
@@ -37,58 +33,18 @@ class PromtoolUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    return Path.home() / ".cache" / "adaptlog" / f"promtool-{VERSION}"
+    return cache_root(CACHE_ENV, "promtool", VERSION)
 
 
 def binary() -> Path:
     """The cached promtool; built first when missing (needs ``go`` and the Go module proxy)."""
-    root = cache_dir()
-    target = root / "bin" / "promtool"
-    marker = root / "bin" / _MARKER
-    if target.is_file() and marker.is_file() and marker.read_text().strip() == VERSION:
-        return target
-    go = shutil.which("go")
-    if go is None:
-        raise PromtoolUnavailable("go is not on PATH (needed once to build promtool from the module proxy)")
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    # The GOPATH beside the binaries' dirs, shared with the Alertmanager build: one module cache for CI to keep.
-    env = os.environ | {
-        "GOPATH": str(root.parent / "gopath"),
-        "GOBIN": str(staging / "bin"),
-        "CGO_ENABLED": "0",
-        "GOFLAGS": "-mod=mod",
-    }
-    try:
-        try:
-            done = subprocess.run(
-                [go, "install", f"{PACKAGE}@v{VERSION}"],
-                cwd=staging,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=_BUILD_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise PromtoolUnavailable(f"go install promtool did not finish in {_BUILD_TIMEOUT_S:.0f} s") from exc
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-            raise PromtoolUnavailable(f"go install {PACKAGE}@v{VERSION} failed (exit {done.returncode}):\n{tail}")
-        (staging / "bin" / _MARKER).write_text(VERSION + "\n")
-        if (root / "bin").exists():
-            shutil.rmtree(root / "bin")
-        try:
-            (staging / "bin").rename(root / "bin")
-        except OSError:
-            if not marker.is_file():  # lost a race only if the winner left a complete dir
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return cached_binary(cache_dir(), "promtool", VERSION, _build, PromtoolUnavailable)
+
+
+def _build(go: str, staging: Path, env: dict[str, str]) -> None:
+    # promtool embeds no web UI, so a plain ``go install`` into the staging dir's bin works
+    run_go([go, "install", f"{PACKAGE}@v{VERSION}"], staging, env | {"GOBIN": str(staging / "bin")},
+           f"go install {PACKAGE}@v{VERSION}", PromtoolUnavailable)  # fmt: skip
 
 
 def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -96,17 +52,7 @@ def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
 
 
 def main(argv: list[str]) -> int:
-    if argv != ["build"]:
-        print("usage: python -m tests.prometheus_tools build", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    try:
-        path = binary()
-    except PromtoolUnavailable as exc:
-        print(f"promtool: {exc}", file=sys.stderr)
-        return 1
-    print(f"promtool {VERSION}: {path} ({time.monotonic() - started:.1f} s)")
-    return 0
+    return build_command(argv, "tests.prometheus_tools", "promtool", VERSION, binary)
 
 
 if __name__ == "__main__":

@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.broker.apache_kafka import _die_with_parent_hook
+from tests.go_tools import build_command, cache_root, cached_binary, run_go
 
 VERSION = "0.35.0"
 MODULE = "github.com/prometheus/alertmanager"
 CACHE_ENV = "ADAPTLOG_ALERTMANAGER_CACHE"
 REQUIRE_ENV = "ADAPTLOG_REQUIRE_ALERTMANAGER"
 LOOPBACK = "127.0.0.1"
-_BUILD_TIMEOUT_S = 1800.0
-_MARKER = ".adaptlog-build"
 _PLACEHOLDER = "<!doctype html><title>Alertmanager</title><p>Web UI not built (adaptlog test build): use the API.\n"
 
 # Group by alertname and system, as the README suggests operators route adaptlog's alerts. The receiver has no
@@ -94,73 +93,36 @@ class RunningAlertmanager:
 
 
 def cache_dir() -> Path:
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    return Path.home() / ".cache" / "adaptlog" / f"alertmanager-{VERSION}"
-
-
-def _go_env(root: Path) -> dict[str, str]:
-    # A GOPATH beside the binary's dir (~/.cache/adaptlog/gopath), so module downloads are cached with the binaries
-    # and CI caches one dir; other Go tools built for tests (promtool) share it.
-    return os.environ | {"GOPATH": str(root.parent / "gopath"), "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-
-
-def _run(command: list[str], cwd: Path, env: dict[str, str], what: str) -> str:
-    try:
-        done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AlertmanagerUnavailable(f"{what} did not finish in {_BUILD_TIMEOUT_S:.0f} s") from exc
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-        raise AlertmanagerUnavailable(f"{what} failed (exit {done.returncode}):\n{tail}")
-    return done.stdout
+    return cache_root(CACHE_ENV, "alertmanager", VERSION)
 
 
 def binary() -> Path:
     """The cached alertmanager binary; builds it first when missing (needs ``go`` and the Go module proxy)."""
-    root = cache_dir()
-    target = root / "bin" / "alertmanager"
-    marker = root / "bin" / _MARKER
-    if target.is_file() and marker.is_file() and marker.read_text().strip() == VERSION:
-        return target
-    go = shutil.which("go")
-    if go is None:
-        raise AlertmanagerUnavailable("go is not on PATH (needed once to build Alertmanager from the module proxy)")
-    root.mkdir(parents=True, exist_ok=True)
-    env = _go_env(root)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    try:
-        listing = _run([go, "mod", "download", "-json", f"{MODULE}@v{VERSION}"], staging, env, "go mod download")
-        module_dir = Path(json.loads(listing)["Dir"])
-        source = staging / "src"
-        shutil.copytree(module_dir, source)  # the module cache is read-only; the UI placeholders go into a copy
-        for dirpath, dirnames, filenames in os.walk(source):
-            for name in (*dirnames, *filenames):
-                path = Path(dirpath, name)
-                path.chmod(path.stat().st_mode | 0o200)
-        for ui in ("elm", "mantine"):
-            page = source / "ui" / "app" / "dist" / ui / "index.html"
-            page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(_PLACEHOLDER)
-        built = staging / "bin" / "alertmanager"
-        ldflags = f"-X github.com/prometheus/common/version.Version={VERSION}"
-        command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(built), "./cmd/alertmanager"]
-        _run(command, source, env, "go build ./cmd/alertmanager")
-        (staging / "bin" / _MARKER).write_text(VERSION + "\n")
-        (staging / "bin").chmod(0o755)
-        if (root / "bin").exists():
-            shutil.rmtree(root / "bin")
-        try:
-            (staging / "bin").rename(root / "bin")
-        except OSError:
-            if not marker.is_file():  # lost a race only if the winner left a complete dir
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return cached_binary(cache_dir(), "alertmanager", VERSION, _build, AlertmanagerUnavailable)
+
+
+def _build(go: str, staging: Path, env: dict[str, str]) -> None:
+    """Alertmanager's cmd with placeholder web UIs: the module ships without the built UI that its embed needs."""
+    listing = _run([go, "mod", "download", "-json", f"{MODULE}@v{VERSION}"], staging, env, "go mod download")
+    module_dir = Path(json.loads(listing)["Dir"])
+    source = staging / "src"
+    shutil.copytree(module_dir, source)  # the module cache is read-only; the UI placeholders go into a copy
+    for dirpath, dirnames, filenames in os.walk(source):
+        for name in (*dirnames, *filenames):
+            path = Path(dirpath, name)
+            path.chmod(path.stat().st_mode | 0o200)
+    for ui in ("elm", "mantine"):
+        page = source / "ui" / "app" / "dist" / ui / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(_PLACEHOLDER)
+    built = staging / "bin" / "alertmanager"
+    ldflags = f"-X github.com/prometheus/common/version.Version={VERSION}"
+    command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(built), "./cmd/alertmanager"]
+    _run(command, source, env, "go build ./cmd/alertmanager")
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str], what: str) -> str:
+    return run_go(command, cwd, env, what, AlertmanagerUnavailable)
 
 
 def _free_port() -> int:
@@ -216,17 +178,7 @@ def running_alertmanager(timeout_s: float = 30.0) -> Iterator[RunningAlertmanage
 
 
 def main(argv: list[str]) -> int:
-    if argv != ["build"]:
-        print("usage: python -m tests.alertmanager.harness build", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    try:
-        path = binary()
-    except AlertmanagerUnavailable as exc:
-        print(f"alertmanager: {exc}", file=sys.stderr)
-        return 1
-    print(f"alertmanager {VERSION}: {path} ({time.monotonic() - started:.1f} s)")
-    return 0
+    return build_command(argv, "tests.alertmanager.harness", "alertmanager", VERSION, binary)
 
 
 if __name__ == "__main__":
