@@ -28,12 +28,13 @@ from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, trainer_topic_specs
-from stream.records import ANOMALOUS, NORMAL, Window, encode
+from stream.records import ANOMALOUS, NORMAL, Window
 from stream.settings import Settings
 from tests.broker.running import RunningBroker
 from tests.console_support import OPERATOR_TOKEN, VIEWER_TOKEN, running_console, write_tokens
 from tests.inference_support import publish_nudged_adapter, small_registry, stream_window
 from tests.streaming import DATA, count_records, free_port, read_topic, settings_for
+from tests.test_inference_broker import produce_windows
 from trainer.datasets import load_labeled_lines
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.slow]
@@ -54,14 +55,7 @@ def labeled_slice() -> tuple[Window, ...]:
 async def replay_through_inference(settings: Settings, windows: list[Window]) -> int:
     """Windows to the topic, a real inference worker until the alerts stop growing; returns the alert count."""
     await ensure_topics(settings, [*inference_topic_specs(settings), *trainer_topic_specs(settings)])
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for window in windows:
-            await producer.send(settings.topics.windows, encode(window), key=window.system.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_windows(settings, windows)
     stop = asyncio.Event()
     worker = InferenceWorker(settings, ModelHost(Registry(settings.inference.registry)))
     task = asyncio.create_task(worker.run(stop))
