@@ -269,7 +269,8 @@ def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_on
         store.add_window(window("busy", i), 1_000)
     add_labeled_windows(store, "labeled", 25, now_ms=1_000)  # labeled windows are no unlabeled traffic
     service = FeedbackService(settings, store)
-    assert service.zero_label_due() == ("busy", 30)
+    assert service.zero_label_due() == ("busy", 20)  # counted up to the minimum only
+    assert store.unlabeled_count("busy", 1000) == 30 and store.unlabeled_count("labeled", 1000) == 0
     producer = SentRecords()
 
     async def check() -> None:

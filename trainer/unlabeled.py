@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.errors import BrokerError, ConfigError
+from stream.inference.model_host import window_text
 from stream.model.detector import WindowText
 from stream.records import RecordError, Window
 from stream.settings import Settings
@@ -71,9 +72,7 @@ class _Collector:
                 self.result.reasons.append(f"{where}: {exc}")
             return
         if window.system == self.system:
-            self._kept.append(
-                WindowText(tuple(line.template for line in window.lines), tuple(line.masked for line in window.lines))
-            )
+            self._kept.append(window_text(window))  # what inference scores for this window
 
     def finish(self) -> UnlabeledWindows:
         result = self.result

@@ -246,31 +246,27 @@ class FeedbackService:
             self._training = asyncio.create_task(self._zero_label(*unlabeled, producer))
 
     def zero_label_due(self, now: int | None = None) -> tuple[str, int] | None:
-        """A system that serves no adapter yet and has ``trainer.min_unlabeled`` unlabeled windows stored (the one
-        with the most), and how many: it gets a zero-label adapter. Not one backing off after a failed attempt, nor
-        one whose name the registry refuses."""
+        """The first system (by name) that serves no adapter yet and has ``trainer.min_unlabeled`` unlabeled windows
+        stored, and how many it has (counted up to the minimum): it gets a zero-label adapter. Not one backing off
+        after a failed attempt, nor one whose name the registry refuses."""
         needed = self.settings.trainer.min_unlabeled
         if needed == 0:
             return None
         now = now_ms() if now is None else now
-        candidates = []
-        for system, count in self.store.unlabeled_counts().items():
-            if count < needed or name_problem(system) is not None:
-                continue
-            if self.registry.pointer("adapter", system) is not None:
+        for system in self.store.window_systems():
+            if name_problem(system) is not None or self.registry.pointer("adapter", system) is not None:
                 continue
             retry_at = retry_at_ms(self.store.last_retrain(system))
             if retry_at is not None and now < retry_at:
                 continue
-            candidates.append((-count, system))
-        if not candidates:
-            return None
-        count, system = min(candidates)
-        return system, -count
+            count = self.store.unlabeled_count(system, needed)
+            if count >= needed:
+                return system, count
+        return None
 
     async def _zero_label(self, system: str, count: int, producer: AIOKafkaProducer) -> None:
         windows = [WindowText(t, m) for t, m in self.store.unlabeled(system, DEFAULT_MAX_UNLABELED)]
-        why = f"{count} unlabeled windows and no adapter"
+        why = f"at least {count} unlabeled windows and no adapter"
         log.info("zero-label adapter for %s (%s): reading %d of them", system, why, len(windows))
         try:
             decision = await asyncio.to_thread(

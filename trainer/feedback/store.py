@@ -275,13 +275,18 @@ class LabelStore:
         )[0]
         return {"total": total, "anomalous": anomalous, "normal": total - anomalous, "unused": unused}
 
-    def unlabeled_counts(self) -> dict[str, int]:
-        """How many stored windows of each system carry no label (the traffic a zero-label adapter reads)."""
-        rows = self._read(
-            "SELECT system, COUNT(*) FROM windows w"
-            " WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.window_id = w.window_id) GROUP BY system"
-        )
-        return dict(rows)
+    def window_systems(self) -> list[str]:
+        """Every system with a stored window, labeled or not, sorted (from the ``system`` index)."""
+        return [row[0] for row in self._read("SELECT DISTINCT system FROM windows ORDER BY system")]
+
+    def unlabeled_count(self, system: str, up_to: int) -> int:
+        """How many stored windows of ``system`` carry no label, counted only up to ``up_to``: the trainer asks
+        every few seconds whether a system has enough, and a week of traffic must not be scanned each time."""
+        return self._read(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM windows w WHERE system = ?"
+            " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.window_id = w.window_id) LIMIT ?)",
+            (system, up_to),
+        )[0][0]
 
     def unlabeled(self, system: str, limit: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
         """The ``limit`` most recently stored unlabeled windows of ``system``, oldest first: (templates, masked)."""
