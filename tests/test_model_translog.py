@@ -89,7 +89,9 @@ def test_adapter_tuning_on_thunderbird(pretrained):
     # a new target starts as the base: zero up-projections and copies of the layer norms and head
     assert detector.scores(probe, target="thunderbird") == pytest.approx(base_before, abs=1e-6)
     counts = detector.parameter_counts("adapter", "thunderbird")
-    report = detector.fit(*train, target="thunderbird", mode="adapter", options=FitOptions(epochs=8, seed=0))
+    # min_steps=0: 8 epochs as asked (the family's 300-step floor made them 22 on these 420 windows)
+    options = FitOptions(epochs=8, seed=0, min_steps=0)
+    report = detector.fit(*train, target="thunderbird", mode="adapter", options=options)
     print(f"\nThunderbird adapter: {len(train[1])} windows, losses {[round(v, 4) for v in report.losses]}; {counts}")
     assert counts.trainable < 0.1 * counts.total
     assert report.losses[-1] < report.losses[0]
@@ -156,7 +158,8 @@ def test_state_round_trip_and_refusal(bgl, pretrained):
 
 def test_fit_early_stopping_keeps_the_best_epoch(bgl):
     detector = TransLogDetector.create({"layers": 1})
-    options = FitOptions(epochs=6, seed=0, validation=bgl["validation"], patience=1)
+    # min_steps=0: patience may stop it after any epoch (the 300-step floor held it for 3 before it could stop)
+    options = FitOptions(epochs=6, seed=0, validation=bgl["validation"], patience=1, min_steps=0)
     report = detector.fit(*bgl["train"], target=None, mode="base", options=options)
     assert len(report.validation_f1) == len(report.losses)
     best = max(report.validation_f1)
