@@ -41,16 +41,19 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from stream.model.alignment import DomainAdversarial, MomentMatching
 from stream.model.families import family_class
+from stream.model.training import UnlabeledObjective
 from trainer.datasets import Dataset, Split, limit
-from trainer.results import MULTI_SOURCE, Runner
-from trainer.train import adapt, few_labels, fit_and_calibrate, inputs
+from trainer.results import BASES, MULTI_SOURCE, Runner
+from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, inputs, load_trained, pretrain, save_trained
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer_report import RUNS, UNLABELED, write_outputs  # bench/ is not a package
@@ -62,6 +65,12 @@ MULTI_PAIRS = tuple((f"{MULTI_SOURCE}{t}", t) for t in (*SYSTEMS, "hadoop"))
 BUDGETS = (0, 10, 50, 200)
 METHODS = ("adapter", "scratch", "full")
 ZERO_LABEL_METHODS = ("zero-shot", "normal-replay")
+# item 3, alignment to the unlabeled target: the source base trained again with a loss on the target's unlabeled
+# windows (stream.model.alignment); at N = 0 it scores as it is, at N > 0 an adapter is tuned on it
+ALIGNMENTS: dict[str, Callable[[], UnlabeledObjective]] = {
+    "aligned-moments": MomentMatching,
+    "aligned-adversarial": DomainAdversarial,
+}
 # labeled normal target windows per run: plentiful, but BGL's 30,000 would make each run 6x slower; 5,000 keep 1,000
 # in the validation share, enough for the budget rule to resolve 1 false alarm per 1,000
 MAX_NORMALS = 5000
@@ -101,8 +110,12 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
         labels_seen = [0] * len(windows) + replay_labels
         detector.fit(windows + replay, labels_seen, target=target, mode="adapter", options=options)
         validation = ()
-    elif method == "adapter":
-        detector, target_name = runner.base(source).detector, target
+    elif method in ALIGNMENTS and anomalies == 0:  # the aligned base as it is
+        detector, target_name = aligned_base(runner, source, target, method).detector, None
+        validation = ()
+    elif method in ("adapter", *ALIGNMENTS):
+        base = runner.base(source) if method == "adapter" else aligned_base(runner, source, target, method)
+        detector, target_name = base.detector, target
         adapt(detector, target, dataset, labels, options=options)
         validation = labels.validation
     else:
@@ -128,11 +141,31 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
         scores = detector.scores(windows, target=target_name) if windows else []
         run[part] = {"scores": [round(float(s), 6) for s in scores], "labels": part_labels}
     run["wall_s"] = round(time.perf_counter() - started, 1)
-    if method in ("adapter", "normal-replay"):
+    if target_name is not None:
         detector.remove_target(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run) + "\n")
     return run
+
+
+def aligned_base(runner: Runner, source: str, target: str, method: str) -> Trained:
+    """The source's base trained as ``runner.base`` trains it (seed 0, the same windows and options) plus the
+    ``method``'s alignment loss on the target's unlabeled windows (seed 0's draw); kept beside the plain bases."""
+    directory = BASES / runner.family / f"{source}-{runner.base_key(source)}-{method}-to-{target}"
+    if directory.exists():
+        return load_trained(directory)
+    print(f"[{runner.family}] base {source} {method} to {target} ...", file=sys.stderr, flush=True)
+    dataset, split = runner.data(source)
+    target_data, target_split = runner.data(target)
+    unlabeled = inputs(target_data, unlabeled_pool(target_split, 0))[0]
+    capped = Split(runner.train_part(source), split.validation, split.test, split.method, split.seed)
+    objective = ALIGNMENTS[method]()
+    trained = pretrain(
+        runner.family, runner.config(source), dataset, capped, options=runner.options(), unlabeled=unlabeled,
+        objective=objective,
+    )  # fmt: skip
+    save_trained(trained, directory, dataset, {"train": capped.train, "validation": capped.validation})
+    return trained
 
 
 def source_replay(runner: Runner, source: str, seed: int) -> tuple[Dataset, list[int]]:
@@ -144,8 +177,9 @@ def source_replay(runner: Runner, source: str, seed: int) -> tuple[Dataset, list
 
 def methods_at(anomalies: int, source: str) -> tuple[str, ...]:
     if anomalies == 0:
-        return ZERO_LABEL_METHODS
-    return tuple(m for m in METHODS if m != "scratch") if source.startswith(MULTI_SOURCE) else METHODS
+        return (*ZERO_LABEL_METHODS, *ALIGNMENTS)
+    labeled = tuple(m for m in METHODS if m != "scratch") if source.startswith(MULTI_SOURCE) else METHODS
+    return (*labeled, *ALIGNMENTS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         " every other source system)",
     )
     parser.add_argument("--anomalies", default=",".join(map(str, BUDGETS)), help="label budgets N")
-    parser.add_argument("--methods", default=",".join(ZERO_LABEL_METHODS + METHODS), help="comma-separated methods")
+    parser.add_argument(
+        "--methods", default=",".join((*ZERO_LABEL_METHODS, *METHODS, *ALIGNMENTS)), help="comma-separated methods"
+    )
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the few labels and the trained weights")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--only-render", action="store_true", help="write the JSON and docs/transfer.md only")

@@ -22,8 +22,11 @@ GOAL_PAIRS = PAIR_ORDER[:6]  # the six ordered pairs of HDFS, BGL and Thunderbir
 MULTI_PAIRS = tuple((f"all-but-{t}", t) for t in ("hdfs", "bgl", "thunderbird", "hadoop"))  # one base per target
 TABLE_PAIRS = PAIR_ORDER + MULTI_PAIRS
 FEW = (10, 50, 200)
-METHOD_COLUMNS = ("adapter", "full", "scratch")
-ZERO_LABEL_METHODS = ("zero-shot", "normal-replay")
+# bases aligned to the target's unlabeled windows (bench/transfer_curves.py ALIGNMENTS): scored as they are at N = 0,
+# an adapter tuned on them at N > 0
+ALIGNED = ("aligned-moments", "aligned-adversarial")
+METHOD_COLUMNS = ("adapter", "full", "scratch", *ALIGNED)
+ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", *ALIGNED)
 
 Key = tuple[str, str, str, Any, str, str]  # family, source, target, N, method, rule
 
@@ -47,7 +50,10 @@ def _in_domain(rows: list[dict[str, Any]], family: str, target: str) -> dict[str
     )
 
 
-VARIANTS = tuple((method, multi) for multi in (False, True) for method in TRANSFER_METHODS)
+VARIANTS = (
+    *((method, multi) for multi in (False, True) for method in TRANSFER_METHODS),
+    *((method, False) for method in ALIGNED),
+)
 
 
 def _variant(method: str, multi: bool) -> str:
@@ -167,7 +173,7 @@ def plot(rows: list[dict[str, Any]], family: str, path: Path) -> None:
         for method, multi in lines:
             base = f"all-but-{target}" if multi else source
             points = [(n, index.get((family, base, target, n, method, GOAL_RULE["few"]))) for n in FEW]
-            zero = index.get((family, base, target, 0, "zero-shot", GOAL_RULE["zero"]))
+            zero = index.get((family, base, target, 0, method if method in ALIGNED else "zero-shot", GOAL_RULE["zero"]))
             if method != "scratch" and zero:
                 points.insert(0, (0, zero))
             points = [(n, r) for n, r in points if r]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -107,6 +108,10 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
+    if not sys.stderr.isatty():
+        # transformers' "Loading weights" bar is a terminal's: in a pod's log or a pipe it is noise between the log
+        # lines (as in adaptlog-train); read when huggingface_hub is first imported, which is later
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         settings = load_settings()
         return asyncio.run(_interruptible(_dispatch(args, settings)))

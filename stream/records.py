@@ -392,6 +392,25 @@ class RetrainReport:
                 "used_labels": self.used_labels, "f1": self.f1}  # fmt: skip
 
 
+SCHEDULE = "schedule"  # the kind of a RetrainSchedule record
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainSchedule:
+    """When the trainer retrains a target next, in words, and the label counts it decides on, on ``model-updates``
+    (``kind: schedule``, key: target) for the operator console's system page. Sent when either changes (the trainer
+    checks every ``trainer.check_interval_s``) and after each retrain; inference workers pass it over."""
+
+    target: str
+    at_ms: int
+    next_retrain: str  # "after 12 more labels or at 2026-12-06T21:00:00.000Z", "now (50 new labels)", ...
+    labels: dict[str, int]  # anomalous, normal, unused: LabelStore.counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": SCHEDULE, "target": self.target, "at_ms": self.at_ms, "next_retrain": self.next_retrain,
+                "labels": self.labels}  # fmt: skip
+
+
 def window_label(labels: Sequence[str | None]) -> str | None:
     """Anomalous if any line carried an anomalous label, normal if all carried labels, else unknown."""
     if ANOMALOUS in labels:

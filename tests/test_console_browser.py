@@ -165,6 +165,10 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     WebDriverWait(chromium, 30).until(
         lambda b: (b.refresh() or True) and received in b.find_element(By.ID, "labels").text
     )
+    # the trainer's schedule after its retrain: every label used, so the next one waits for min_new_labels (10)
+    WebDriverWait(chromium, 30).until(
+        lambda b: (b.refresh() or True) and "after 10 more labels" in b.find_element(By.ID, "next-retrain").text
+    )
     shoot(chromium, "system")
     chromium.get(url + f"/systems/{SYSTEM}/templates")
     assert len(chromium.find_elements(By.CSS_SELECTOR, "#templates tbody tr")) > 5

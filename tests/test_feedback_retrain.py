@@ -16,7 +16,7 @@ from stream.model.families import family_class
 from stream.model.registry import Registry
 from tests.streaming import DATA
 from trainer.datasets import load_labeled_lines
-from trainer.feedback.retrain import RetrainPolicy, Split, due, retrain, share_of, split
+from trainer.feedback.retrain import RetrainPolicy, Split, due, next_retrain, retrain, share_of, split
 
 TARGET = "thunderbird"
 POLICY = RetrainPolicy(min_new_labels=50, max_interval_s=3600)
@@ -76,6 +76,21 @@ def test_retrain_waits_for_both_classes_and_enough_new_labels():
     assert due(POLICY, counts | {"unused": 50}, oldest_unused_ms=0, now_ms=1000) == "50 new labels"
     assert "waiting 3600s" in due(POLICY, counts, oldest_unused_ms=0, now_ms=3_600_000)  # a trickle gets used too
     assert due(POLICY, counts | {"unused": 0}, oldest_unused_ms=None, now_ms=10**9) is None
+
+
+def test_the_next_retrain_is_said_as_the_service_decides_it():
+    # POLICY: 50 new labels, or the oldest unused one waiting an hour, once there are 5 of each class
+    few = {"anomalous": 2, "normal": 100, "unused": 102}
+    assert next_retrain(POLICY, few, 0, None, 1000) == "after 3 more anomalous labels (a retrain needs 5 of each class)"
+    counts = {"anomalous": 10, "normal": 100, "unused": 38}
+    assert next_retrain(POLICY, counts, 0, None, 1000) == "after 12 more labels or at 1970-01-01T01:00:00.000Z"
+    assert next_retrain(POLICY, counts | {"unused": 0}, None, None, 1000) == "after 50 more labels"
+    assert next_retrain(POLICY, counts | {"unused": 50}, 0, None, 1000) == "now (50 new labels)"
+    failed = {"failed": True, "failures": 2, "retry_at_ms": 5000}
+    assert next_retrain(POLICY, counts | {"unused": 50}, 0, failed, 1000) == (
+        "not before 1970-01-01T00:00:05.000Z (backing off after 2 failed retrains in a row)"
+    )
+    assert next_retrain(POLICY, counts | {"unused": 50}, 0, failed, 5000) == "now (50 new labels)"  # backed off
 
 
 def _ids(examples) -> set[str]:

@@ -295,3 +295,35 @@ def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_on
     assert service.metrics.registry.get_sample_value("adaptlog_trainer_retrains_total", {"result": "zero_label"}) == 1
     [labeled] = store.history("labeled")  # its turn came first, as a labeled retrain
     assert "zero_label" not in labeled and labeled["labels"]["train"] > 0
+
+
+def test_the_next_retrain_goes_to_model_updates_when_it_changes_and_after_each_retrain(
+    settings: Settings, store: LabelStore
+) -> None:
+    add_labeled_windows(store, "hdfs", 6, now_ms=1_000)  # min_new_labels 10, min_per_class 5 (the default)
+    service = FeedbackService(settings, store)
+    producer = SentRecords()
+
+    def schedules() -> list[dict]:
+        sent = [orjson.loads(value) for topic, value, _ in producer.sent if topic == settings.topics.model_updates]
+        producer.sent.clear()
+        return [record for record in sent if record["kind"] == "schedule"]
+
+    asyncio.run(service._announce_schedules(producer))  # type: ignore[arg-type]
+    [first] = schedules()
+    assert first["target"] == "hdfs" and first["labels"] == {"total": 6, "anomalous": 3, "normal": 3, "unused": 6}
+    assert first["next_retrain"] == "after 2 more anomalous and 2 more normal labels (a retrain needs 5 of each class)"
+    asyncio.run(service._announce_schedules(producer))  # type: ignore[arg-type]
+    assert schedules() == []  # nothing changed: nothing sent
+
+    add_labeled_windows(store, "hdfs", 12, now_ms=2_000)  # 12 labeled windows in all (6 of them relabeled)
+
+    async def retrain_and_announce() -> None:
+        service._maybe_start_retrain(producer)  # type: ignore[arg-type]
+        assert service._training is not None
+        await service._training  # the retrain, then the schedules it changed
+
+    asyncio.run(retrain_and_announce())
+    [after] = schedules()
+    assert after["labels"]["unused"] == 0 and after["next_retrain"] == "after 10 more labels"
+    assert status(settings)["targets"]["hdfs"]["next_retrain"] == "after 10 more labels"

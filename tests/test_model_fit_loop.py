@@ -64,6 +64,9 @@ class Entropy:
         self.weight = weight
         self.calls: list[tuple[int, tuple[int, ...], bool]] = []
 
+    def parameters(self, representation: torch.Tensor) -> list[torch.nn.Parameter]:
+        return []  # no layers of its own
+
     def __call__(self, labeled, unlabeled: Forward, stage: Stage) -> torch.Tensor:
         self.calls.append(
             (len(unlabeled.logits), tuple(unlabeled.representation.shape), unlabeled.logits.requires_grad)
@@ -123,8 +126,9 @@ def test_unlabeled_windows_and_their_objective_come_together(thunderbird: dict) 
 def test_every_parameter_is_frozen_after_a_fit_even_one_that_fails(family: str, thunderbird: dict) -> None:
     detector = based(family, thunderbird)
 
-    def broken(labeled, unlabeled: Forward, stage: Stage) -> torch.Tensor:
-        raise RuntimeError("objective failed")
+    class Broken(Entropy):
+        def __call__(self, labeled, unlabeled: Forward, stage: Stage) -> torch.Tensor:
+            raise RuntimeError("objective failed")
 
     with pytest.raises(RuntimeError, match="objective failed"):
         detector.fit(
@@ -133,7 +137,7 @@ def test_every_parameter_is_frozen_after_a_fit_even_one_that_fails(family: str, 
             mode="adapter",
             options=FitOptions(epochs=1, min_steps=0),
             unlabeled=thunderbird["unlabeled"][0],
-            objective=broken,
+            objective=Broken(1.0),
         )
     assert not any(p.requires_grad for p in all_parameters(detector))
     assert not detector.model.training  # and back in eval mode
@@ -160,3 +164,47 @@ def test_an_explicit_lr_is_used_as_given(thunderbird: dict) -> None:
         return max(float((t - start[n]).abs().max()) for n, t in detector.adapter_state("tb").items())
 
     assert moved(tiny) < 1e-6 < moved(default)
+
+
+def test_the_reversed_gradient_is_the_negated_scaled_one() -> None:
+    from stream.model.alignment import _ReverseGradient
+
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    (_ReverseGradient.apply(x, 0.25) * torch.tensor([3.0, 4.0])).sum().backward()
+    assert x.grad.tolist() == [-0.75, -1.0]
+
+
+@pytest.mark.parametrize("family", ["translog", "logtransfer"])
+def test_domain_adversarial_alignment_trains_its_discriminator_and_pulls_the_domains_together(
+    family: str, thunderbird: dict
+) -> None:
+    """A base fitted on labeled Thunderbird windows with BGL's as the unlabeled target: the discriminator trains
+    in the fit's optimizer, and the two systems' mean representations end closer than in the same fit without it."""
+    from stream.model.alignment import DomainAdversarial
+
+    bgl_lines = load_labeled_lines(DATA / "bgl" / "BGL_2k.log", system="bgl", size=5)
+    target = [WindowText(w.templates) for w in bgl_lines.windows[:80]]
+    labeled = thunderbird["labeled"]
+    options = FitOptions(epochs=3, batch_size=16, min_steps=0, seed=0)
+
+    def gap(detector: Detector) -> float:
+        hooks = hooks_of(detector, None)
+        hooks.eval()
+        with torch.no_grad():
+            source_rows = hooks.forward(hooks.encode(labeled[0], None), torch.arange(len(labeled[0])))
+            target_rows = hooks.forward(hooks.encode(target, None), torch.arange(len(target)))
+        return float((source_rows.representation.mean(0) - target_rows.representation.mean(0)).norm())
+
+    plain = family_class(family).create(CONFIGS[family], seed=0)
+    plain.fit(*labeled, target=None, mode="base", options=options)
+    aligned = family_class(family).create(CONFIGS[family], seed=0)
+    adversary = DomainAdversarial(weight=1.0, seed=0)
+    aligned.fit(*labeled, target=None, mode="base", options=options, unlabeled=target, objective=adversary)
+    assert adversary.discriminator is not None
+    untrained = DomainAdversarial(weight=1.0, seed=0)
+    untrained.parameters(torch.zeros(1, adversary.discriminator[0].in_features))
+    before = [p.detach() for p in untrained.discriminator.parameters()]  # type: ignore[union-attr]
+    assert any(not torch.equal(a, b) for a, b in zip(adversary.discriminator.parameters(), before, strict=True))
+    print(f"\n{family}: source-target representation gap {gap(plain):.3f} without, {gap(aligned):.3f} with alignment")
+    assert gap(aligned) < gap(plain)
+    assert not any(p.requires_grad for p in all_parameters(aligned))

@@ -73,7 +73,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def status(settings: Settings) -> dict:
     from stream.model.registry import name_problem
-    from trainer.feedback.retrain import due, retry_at_ms
+    from trainer.feedback.retrain import next_retrain
     from trainer.feedback.service import label_db, open_registry, policy_of
     from trainer.feedback.store import LabelStore
 
@@ -88,13 +88,8 @@ def status(settings: Settings) -> dict:
             serving = registry.serving("adapter", system) if pointer is not None else None
             counts = store.counts(system)
             history = store.history(system)
-            oldest = store.oldest_unused_ms(system)
-            reason = due(policy, counts, oldest, now)
-            upcoming = f"now ({reason})" if reason else _upcoming(policy, counts, oldest)
-            retry_at = retry_at_ms(history[-1] if history else None)
-            if retry_at is not None and now < retry_at:
-                failures = history[-1].get("failures", 1)
-                upcoming = f"not before {_utc(retry_at)} (backing off after {failures} failed retrains in a row)"
+            last = history[-1] if history else None
+            upcoming = next_retrain(policy, counts, store.oldest_unused_ms(system), last, now)
             targets[system] = {
                 "serving": pointer.version if pointer else None,
                 "serving_since": pointer.since if pointer else None,
@@ -103,23 +98,11 @@ def status(settings: Settings) -> dict:
                 # zero-shot (no adapter), zero-label (no labeled anomaly behind it) or labeled
                 "supervision": serving.supervision if serving else "zero-shot",
                 "labels": counts,
-                "last_retrain": history[-1] if history else None,
+                "last_retrain": last,
                 "next_retrain": upcoming,
             }
         pending = store.pending_count()
     return {"base": base, "registry": str(registry.root), "pending_labels": pending, "targets": targets}
-
-
-def _upcoming(policy, counts: dict[str, int], oldest_unused_ms: int | None) -> str:
-    more = max(0, policy.min_new_labels - counts["unused"])
-    text = f"after {more} more labels"
-    if oldest_unused_ms is not None and counts["anomalous"] >= policy.min_per_class <= counts["normal"]:
-        text += f" or at {_utc(oldest_unused_ms + policy.max_interval_s * 1000)}"
-    return text
-
-
-def _utc(ms: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 def _last_retrain_text(last: dict) -> str:

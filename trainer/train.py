@@ -18,7 +18,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream.model.artifacts import Manifest, load_base, save_base
 from stream.model.detector import Detector, FitOptions, FitReport, Mode, Progress, WindowText
@@ -34,6 +34,9 @@ from stream.model.thresholds import (
 )
 from stream.records import LABELED, ZERO_LABEL
 from trainer.datasets import Dataset, Split, limit
+
+if TYPE_CHECKING:  # torch is imported by a fit, not by this module
+    from stream.model.training import UnlabeledObjective
 
 
 @dataclass
@@ -126,9 +129,12 @@ def fit_windows_and_calibrate(
     threshold_rule: str | None = None,
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
     unlabeled: Sequence[WindowText] = (),
+    objective: UnlabeledObjective | None = None,
 ) -> Trained:
     """Fit on the ``train`` windows and labels, stop early on ``validation`` (when it has both classes), choose the
     threshold there. Every trainer path ends here: ``pretrain``, ``adapt`` and the feedback service's retrain.
+    With an ``objective`` (``stream.model.alignment``) the ``unlabeled`` windows train too: the fit adds its loss on
+    them to every labeled batch's.
 
     ``threshold_rule``: one of ``stream.model.thresholds.RULES``; None is ``best-f1`` where the validation windows
     hold an anomaly and ``false-alarm-budget`` where they hold none (best-f1 could only flag nothing). The budget
@@ -139,7 +145,10 @@ def fit_windows_and_calibrate(
     val_windows, val_labels = list(validation[0]), list(validation[1])
     if len(set(val_labels)) == 2 and options.validation is None:
         options = replace(options, validation=(val_windows, val_labels))
-    report = detector.fit(train_windows, train_labels, target=target, mode=mode, options=options, progress=progress)
+    learn_from = {"unlabeled": list(unlabeled), "objective": objective} if objective is not None else {}
+    report = detector.fit(
+        train_windows, train_labels, target=target, mode=mode, options=options, progress=progress, **learn_from
+    )
     # without validation windows the training windows pick the threshold (optimistic: the manifest says so)
     windows, labels = (val_windows, val_labels) if val_labels else (train_windows, train_labels)
     scores = detector.scores(windows, target=target)
@@ -188,9 +197,12 @@ def pretrain(
     device: str = "cpu",
     threshold_rule: str | None = None,
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    unlabeled: Sequence[WindowText] = (),
+    objective: UnlabeledObjective | None = None,
 ) -> Trained:
     """A new base trained on a source system (or from scratch on a target: the same thing, other data), on
-    ``device`` ("auto": the first CUDA device when torch sees one)."""
+    ``device`` ("auto": the first CUDA device when torch sees one); ``unlabeled`` target windows and an
+    ``objective`` on them: see ``fit_windows_and_calibrate``."""
     options = options or FitOptions()
     detector = create_detector(family, config, seed=options.seed)
     detector.to_device(device)
@@ -202,6 +214,8 @@ def pretrain(
         progress=progress,
         threshold_rule=threshold_rule,
         budget_per_1000=budget_per_1000,
+        unlabeled=unlabeled,
+        objective=objective,
     )
 
 
@@ -214,6 +228,8 @@ def fit_base(
     progress: Progress | None = None,
     threshold_rule: str | None = None,
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    unlabeled: Sequence[WindowText] = (),
+    objective: UnlabeledObjective | None = None,
 ) -> Trained:
     """Train a new ``detector``'s base on the split's training part; its validation part stops early and sets the
     threshold. (``pretrain`` builds the detector; the CLI builds it itself, to refuse bad hyperparameters first.)"""
@@ -228,6 +244,8 @@ def fit_base(
         progress=progress,
         threshold_rule=threshold_rule,
         budget_per_1000=budget_per_1000,
+        unlabeled=unlabeled,
+        objective=objective,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from stream.inference.alert_record import SEVERITIES, AlertRecord
 from stream.inference.alerts import STATUSES
-from stream.records import ANOMALOUS, NORMAL, Window
+from stream.records import ANOMALOUS, NORMAL, SCHEDULE, Window
 
 MAX_LINES = 64  # lines of a window kept for its explanation
 MAX_INCIDENT_WINDOWS = 500
@@ -78,6 +78,7 @@ class SystemState:
     labels_received: dict[str, int] = field(default_factory=lambda: {ANOMALOUS: 0, NORMAL: 0})
     updates: list[dict[str, Any]] = field(default_factory=list)  # model-updates records, oldest first
     last_failure: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None  # the trainer's latest RetrainSchedule record: the next retrain
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,9 @@ class ConsoleView:
         if not isinstance(target, str) or not target:
             return
         state = self.system(target)
+        if record.get("kind") == SCHEDULE:
+            state.schedule = record
+            return
         state.updates.append(record)
         del state.updates[:-MAX_VERSIONS]
         if record.get("kind") == "retrain" and record.get("failed"):

@@ -55,7 +55,7 @@ from stream.pipeline.kafka_clients import (
     make_consumer,
     make_producer,
 )
-from stream.records import ANOMALOUS, DeadLetter, Verdict, Window, encode
+from stream.records import ANOMALOUS, SCHEDULE, DeadLetter, Verdict, Window, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -508,8 +508,18 @@ class InferenceWorker:
     async def _watch_updates(self, updates: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
             fetched = await updates.getmany(timeout_ms=500)
-            if any(fetched.values()):
+            if any(changes_serving(record.value) for records in fetched.values() for record in records):
                 self._refresh_wanted.set()
+
+
+def changes_serving(value: bytes | None) -> bool:
+    """Whether a model-updates record may mean a new serving version: any but the trainer's retrain schedules (sent
+    as label counts change, they would have every worker poll the registry for nothing)."""
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return True
+    return not (isinstance(document, dict) and document.get("kind") == SCHEDULE)
 
 
 async def latest_alerts(settings: Settings, since_ms: int, timeout_s: float = 30.0) -> dict[str, tuple[Alert, int]]:

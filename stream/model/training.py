@@ -33,7 +33,8 @@ micro-batch draws as many unlabeled rows. ``term(labeled, unlabeled, stage)`` re
 micro-batch's supervised loss before the backward pass: ``unlabeled`` is the family's ``forward`` on the drawn
 rows (logits [B] and representations [B, d], with gradients), ``labeled()`` runs it on the labeled micro-batch
 when the term needs it (domain-adversarial alignment compares the two; self-training on pseudo-labels or a
-normal-only objective reads only the unlabeled one). No such term is implemented here yet.
+normal-only objective reads only the unlabeled one); an objective's own layers (a discriminator) train in the same
+optimizer. ``stream.model.alignment`` has the terms.
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ class FitHooks(ABC, Generic[E]):
 
 class UnlabeledObjective(Protocol):
     """A loss on unlabeled target windows, added to each labeled micro-batch's loss (see the module docstring)."""
+
+    def parameters(self, representation: torch.Tensor) -> list[nn.Parameter]:
+        """The objective's own trainable parameters (a discriminator; [] for none), built for representations like
+        ``representation`` ([1, d], one unlabeled row's); each stage's optimizer trains them beside its own."""
+        ...
 
     def __call__(self, labeled: Callable[[], Forward], unlabeled: Forward, stage: Stage) -> torch.Tensor: ...
 
@@ -285,7 +291,8 @@ def _run_stage(fit: _Fit[E], stage: Stage, min_epochs: int) -> bool:
     """One stage; True when the fit must stop (time budget, or patience run out on validation)."""
     hooks, report, progress, parameters = fit.hooks, fit.report, fit.progress, fit.parameters
     trainable = stage.parameters
-    optimizer = torch.optim.AdamW(list(trainable.values()), lr=stage.lr)
+    own = fit.objective.parameters(fit.draw.sample()) if fit.objective is not None and fit.draw is not None else []
+    optimizer = torch.optim.AdamW([*trainable.values(), *own], lr=stage.lr)
     per_epoch = min(len(fit.pool), stage.max_windows or len(fit.pool))
     batches = math.ceil(per_epoch / stage.batch_size)
     total_steps = stage.epochs * batches
@@ -354,6 +361,11 @@ class _UnlabeledDraw(Generic[E]):
         self.generator = torch.Generator().manual_seed(seed + 1)  # not the labeled order's generator
         self.order = torch.randperm(self.size, generator=self.generator)
         self.next = 0
+
+    @torch.no_grad()
+    def sample(self) -> torch.Tensor:
+        """One unlabeled row's representation ([1, d]): its width and device, for an objective's own layers."""
+        return self.hooks.forward(self.encoded, torch.tensor([0])).representation
 
     def __call__(self, rows: int) -> Forward:
         picked: list[torch.Tensor] = []

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stream.errors import ModelError
+from stream.inference.alert_record import rfc3339
 from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
 from stream.model.quality import confusion
@@ -102,6 +103,32 @@ def retry_at_ms(last: dict[str, Any] | None) -> int | None:
         return None
     retry_at = last.get("retry_at_ms")
     return retry_at if isinstance(retry_at, int) else None
+
+
+def next_retrain(
+    policy: RetrainPolicy,
+    counts: dict[str, int],
+    oldest_unused_ms: int | None,
+    last: dict[str, Any] | None,
+    now_ms: int,
+) -> str:
+    """When the target retrains next, in words, as the service decides it (``due``, the backoff after a failure):
+    ``adaptlog-train status`` prints it and the console's system page shows it (``RetrainSchedule``)."""
+    retry_at = retry_at_ms(last)
+    if retry_at is not None and now_ms < retry_at:
+        failures = (last or {}).get("failures", 1)
+        return f"not before {rfc3339(retry_at)} (backing off after {failures} failed retrains in a row)"
+    reason = due(policy, counts, oldest_unused_ms, now_ms)
+    if reason:
+        return f"now ({reason})"
+    short = [(policy.min_per_class - counts[c], c) for c in ("anomalous", "normal") if counts[c] < policy.min_per_class]
+    if short:
+        missing = " and ".join(f"{n} more {label}" for n, label in short)
+        return f"after {missing} labels (a retrain needs {policy.min_per_class} of each class)"
+    text = f"after {policy.min_new_labels - counts['unused']} more labels"
+    if oldest_unused_ms is not None:
+        text += f" or at {rfc3339(int(oldest_unused_ms + policy.max_interval_s * 1000))}"
+    return text
 
 
 def share_of(window_id: str, salt: str) -> float:

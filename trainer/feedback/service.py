@@ -29,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import BuildInfoCollector, OpsServer, ops_port
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
-from stream.records import DeadLetter, ModelUpdate, RetrainReport, Window, encode
+from stream.records import DeadLetter, ModelUpdate, RetrainReport, RetrainSchedule, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
 from trainer.feedback.retrain import (
@@ -51,6 +52,7 @@ from trainer.feedback.retrain import (
     RetrainPolicy,
     due,
     failure_entry,
+    next_retrain,
     retrain,
     retry_at_ms,
     zero_label_adapter,
@@ -122,6 +124,7 @@ class FeedbackService:
         self.counts: Counter[str] = Counter()
         self.decisions: list[Decision] = []
         self._training: asyncio.Task[None] | None = None
+        self._announced: dict[str, tuple[str, dict[str, int]]] = {}  # target -> the schedule last sent for it
         self.started = False  # consuming and producing (readiness)
 
     @property
@@ -151,6 +154,7 @@ class FeedbackService:
                     last_check = time.monotonic()
                     await self._send_all(producer, await asyncio.to_thread(self._expire))
                     self._maybe_start_retrain(producer)
+                    await self._announce_schedules(producer)
             if self._training is not None:
                 await self._training
         finally:
@@ -232,6 +236,31 @@ class FeedbackService:
         _, system, reason = min(candidates)
         return system, reason
 
+    def changed_schedules(self, now: int | None = None) -> list[RetrainSchedule]:
+        """Each labeled target's next retrain (``next_retrain``), where it or the label counts differ from what was
+        last sent for that target (all of them after a restart)."""
+        now = now_ms() if now is None else now
+        changed = []
+        for system in self.store.systems():
+            counts = self.store.counts(system)
+            oldest = self.store.oldest_unused_ms(system)
+            text = next_retrain(self.policy, counts, oldest, self.store.last_retrain(system), now)
+            if self._announced.get(system) != (text, counts):
+                changed.append(RetrainSchedule(system, now, text, counts))
+        return changed
+
+    async def _announce_schedules(self, producer: AIOKafkaProducer) -> None:
+        """The changed schedules on model-updates, for the operator console's "next retrain"."""
+        for schedule in await asyncio.to_thread(self.changed_schedules):
+            key = schedule.target.encode()
+            await producer.send_and_wait(self.settings.topics.model_updates, orjson.dumps(schedule.to_dict()), key=key)
+            self._announced[schedule.target] = (schedule.next_retrain, schedule.labels)
+
+    async def _then_announce(self, work: Awaitable[None], producer: AIOKafkaProducer) -> None:
+        """A retrain, then the schedules it changed, without waiting for the next check."""
+        await work
+        await self._announce_schedules(producer)
+
     def _maybe_start_retrain(self, producer: AIOKafkaProducer) -> None:
         if self._training is not None and not self._training.done():
             return
@@ -239,11 +268,11 @@ class FeedbackService:
             raise self._training.exception()  # type: ignore[misc]
         found = self.next_due()
         if found is not None:
-            self._training = asyncio.create_task(self._retrain(*found, producer))
+            self._training = asyncio.create_task(self._then_announce(self._retrain(*found, producer), producer))
             return
         unlabeled = self.zero_label_due()
         if unlabeled is not None:
-            self._training = asyncio.create_task(self._zero_label(*unlabeled, producer))
+            self._training = asyncio.create_task(self._then_announce(self._zero_label(*unlabeled, producer), producer))
 
     def zero_label_due(self, now: int | None = None) -> tuple[str, int] | None:
         """The first system (by name) that serves no adapter yet and has ``trainer.min_unlabeled`` unlabeled windows
