@@ -271,6 +271,34 @@ def test_adapter_starts_as_base_and_trains_only_its_own(trained):
     assert detector.scores(probe, target="thunderbird") != base_before
 
 
+def test_an_alignment_objective_on_unlabeled_windows_trains_the_lora_through_the_shared_loop(trained):
+    """The loss of stream.model.alignment reaches LogLLM as it reaches the other families (the shared fit loop):
+    the same two adapter steps with it and without it end at different LoRA weights."""
+    from stream.model.alignment import MomentMatching
+
+    detector, _ = trained
+    dataset = load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird", size=10)
+    split = default_split(dataset)
+    windows, labels = _windows(dataset, limit(dataset, split.train, max_anomalies=4, max_normals=4, seed=0))
+    unlabeled = _windows(dataset, split.validation[:8])[0]
+    options = FitOptions(seed=0, batch_size=4)
+    try:
+        detector.add_target("plain")
+        detector.fit(windows, labels, target="plain", mode="adapter", options=options)
+        detector.add_target("aligned")
+        report = detector.fit(
+            windows, labels, target="aligned", mode="adapter", options=options, unlabeled=unlabeled,
+            objective=MomentMatching(weight=10.0),
+        )  # fmt: skip
+        plain, aligned = detector.adapter_state("plain"), detector.adapter_state("aligned")
+        assert report.windows_seen == len(windows)  # labeled windows only
+        assert any(not torch.equal(plain[name], aligned[name]) for name in plain)
+    finally:
+        for target in ("plain", "aligned"):
+            if target in detector.targets:
+                detector.remove_target(target)
+
+
 def test_incompatible_state_lists_every_problem(trained):
     detector, _ = trained
     good = detector.base_state()
