@@ -23,7 +23,18 @@ SOURCE_LABELS = "HDFS_source_2500_block_labels.csv"
 TARGET_LOG = "BGL_6.8k.log.gz"  # 6,800 labeled BGL lines: the first half tunes the adapter, the second is replayed
 TARGET_SYSTEM = "bgl"
 TARGET_ANOMALIES = 30  # labeled anomalous BGL windows the adapter may use, in all
-BASE_SETTINGS = ("--set", "max_len=64", "--set", "layers=1", "--max-normals", "1500", "--epochs", "4", "--min-steps", "0")
+BASE_SETTINGS = (
+    "--set",
+    "max_len=64",
+    "--set",
+    "layers=1",
+    "--max-normals",
+    "1500",
+    "--epochs",
+    "4",
+    "--min-steps",
+    "0",
+)
 
 
 @dataclass(frozen=True)

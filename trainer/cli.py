@@ -40,6 +40,7 @@ DEFAULT_MAX_UNLABELED = 2000  # trainer.unlabeled's (not imported here: --help i
 
 if TYPE_CHECKING:
     from stream.model.detector import Detector, FitOptions
+    from stream.model.training import UnlabeledObjective
     from trainer.datasets import Dataset
     from trainer.unlabeled import UnlabeledWindows
 
@@ -109,12 +110,14 @@ def run_pretrain(args: argparse.Namespace) -> int:
     config = _config(args)
     _require_paths(source)
     detector = _new_base(args.family, config, args)  # hyperparameters the family rejects fail before data is read
+    unlabeled, objective = _alignment(args)  # and --align-to without its windows (or them without it)
     dataset, split = _load(source, args.seed)
     if args.also_data:
         dataset, split = _several_sources(dataset, split, args)
     train = limit(dataset, split.train, max_anomalies=args.max_anomalies, max_normals=args.max_normals, seed=args.seed)
     split = type(split)(train, split.validation, split.test, split.method, split.seed)
-    _say(args, f"pretraining {args.family} on {dataset.name}: {len(train)} training windows")
+    aligned = f", aligned to {len(unlabeled.windows)} unlabeled {args.align_to} windows" if unlabeled else ""
+    _say(args, f"pretraining {args.family} on {dataset.name}: {len(train)} training windows{aligned}")
     with progress_bar(args.quiet) as progress:
         trained = fit_base(
             detector,
@@ -124,8 +127,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
             progress=progress,
             threshold_rule=args.threshold_rule,
             budget_per_1000=args.false_alarms_per_1000,
+            unlabeled=unlabeled.windows if unlabeled else (),
+            objective=objective,
         )
-    manifest = save_trained(trained, args.out, dataset, {"train": split.train, "validation": split.validation})
+    alignment = None
+    if unlabeled is not None:
+        alignment = {"target": args.align_to, "objective": args.alignment, "weight": objective.weight}
+        alignment["unlabeled"] = unlabeled.summary()
+    parts = {"train": split.train, "validation": split.validation}
+    manifest = save_trained(trained, args.out, dataset, parts, alignment=alignment)
     _say(args, f"wrote {args.out}: validation {trained.validation}, {trained.report.seconds:.1f}s")
     _publish(args, "base", args.out, manifest)
     return 0
@@ -150,7 +160,7 @@ def run_adapt(args: argparse.Namespace) -> int:
         _require_paths(source)
     detector, base = load_base(args.base)
     detector.to_device(args.device)
-    unlabeled = _unlabeled(args)
+    unlabeled = _unlabeled(args, args.target)
     unlabeled_windows = unlabeled.windows if unlabeled else []
     if source is None:
         anomalies, normals = 0, []
@@ -211,23 +221,43 @@ def run_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unlabeled(args: argparse.Namespace) -> UnlabeledWindows | None:
-    """The target's unlabeled windows from ``--unlabeled-file`` or ``--unlabeled-topic`` (the broker of
+def _unlabeled(args: argparse.Namespace, system: str) -> UnlabeledWindows | None:
+    """``system``'s unlabeled windows from ``--unlabeled-file`` or ``--unlabeled-topic`` (the broker of
     ADAPTLOG_BOOTSTRAP_SERVERS and the other Kafka settings, as every adaptlog process reads them)."""
     from trainer.unlabeled import read_windows_file, read_windows_topic
 
     if args.unlabeled_file is not None and args.unlabeled_topic is not None:
         raise ConfigError("--unlabeled-file", "give --unlabeled-file or --unlabeled-topic, not both")
     if args.unlabeled_file is not None:
-        found = read_windows_file(args.unlabeled_file, args.target, args.max_unlabeled)
+        found = read_windows_file(args.unlabeled_file, system, args.max_unlabeled)
     elif args.unlabeled_topic is not None:
         from stream.settings import load_settings
 
-        found = read_windows_topic(load_settings(), args.unlabeled_topic, args.target, args.max_unlabeled)
+        found = read_windows_topic(load_settings(), args.unlabeled_topic, system, args.max_unlabeled)
     else:
         return None
-    _say(args, f"read {len(found.windows)} unlabeled windows of {args.target} from {found.source}")
+    _say(args, f"read {len(found.windows)} unlabeled windows of {system} from {found.source}")
     return found
+
+
+def _alignment(args: argparse.Namespace) -> tuple[UnlabeledWindows | None, UnlabeledObjective | None]:
+    """pretrain's ``--align-to``: the target's unlabeled windows and the alignment loss on them, or neither."""
+    given = args.unlabeled_file is not None or args.unlabeled_topic is not None
+    if args.align_to is None:
+        if given:
+            flag = "--unlabeled-file" if args.unlabeled_file is not None else "--unlabeled-topic"
+            raise ConfigError(flag, "pretrain reads unlabeled windows only to align the base to them: add --align-to")
+        return None, None
+    if not given:
+        raise ConfigError("--align-to", "name where its unlabeled windows are: --unlabeled-file or --unlabeled-topic")
+    from stream.model.alignment import OBJECTIVES
+
+    unlabeled = _unlabeled(args, args.align_to)
+    assert unlabeled is not None  # one of the two sources was given
+    objective = (
+        OBJECTIVES[args.alignment]() if args.align_weight is None else OBJECTIVES[args.alignment](args.align_weight)
+    )
+    return unlabeled, objective
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -358,6 +388,17 @@ def _at_least(minimum: int) -> Any:
     return parse
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < number < float("inf"):  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return number
+
+
 def _budget(text: str) -> float:
     """An argparse type: a false-alarm budget per 1,000 windows, in [0, 1000]."""
     try:
@@ -401,26 +442,48 @@ def _parser() -> argparse.ArgumentParser:
     ada.add_argument("--base", type=Path, required=True, help="base model directory")
     ada.add_argument("--target", required=True, help="the target system's name")
 
-    ada.add_argument(
-        "--unlabeled-file",
-        type=Path,
-        metavar="PATH",
-        help="the target's unlabeled windows: a JSON-lines file of windows-topic records (other systems skipped)",
+    pre.add_argument(
+        "--align-to",
+        metavar="SYSTEM",
+        help="a target system to align the base to: its unlabeled windows (--unlabeled-file or --unlabeled-topic) "
+        "train beside the labeled ones with --alignment's loss, so that the base scores that system without a label "
+        "(then: adapt --max-anomalies 0 with the same unlabeled windows)",
     )
-    ada.add_argument(
-        "--unlabeled-topic",
-        metavar="TOPIC",
-        help="the target's unlabeled windows: read TOPIC (e.g. windows) to its end on the broker of "
-        "ADAPTLOG_BOOTSTRAP_SERVERS, without a consumer group",
+    pre.add_argument(
+        "--alignment",
+        choices=("moments", "adversarial"),
+        default="moments",
+        help="with --align-to: moments matches the two systems' representation means and covariances (Deep CORAL), "
+        "adversarial trains a domain discriminator whose reversed gradient reaches the encoder (DANN) "
+        "(default: moments, the better of the two in docs/transfer.md)",
     )
-    ada.add_argument(
-        "--max-unlabeled",
-        type=_at_least(1),
-        default=DEFAULT_MAX_UNLABELED,
-        help=f"keep the target's most recent N unlabeled windows (default {DEFAULT_MAX_UNLABELED})",
+    pre.add_argument(
+        "--align-weight",
+        type=_positive,
+        help="with --align-to: the alignment loss's weight against the supervised loss (default: 1 for moments, "
+        "0.1 for adversarial)",
     )
 
     for command in (pre, ada):
+        command.add_argument(
+            "--unlabeled-file",
+            type=Path,
+            metavar="PATH",
+            help="the target's unlabeled windows: a JSON-lines file of windows-topic records (other systems skipped)",
+        )
+        command.add_argument(
+            "--unlabeled-topic",
+            metavar="TOPIC",
+            help="the target's unlabeled windows: read TOPIC (e.g. windows) to its end on the broker of "
+            "ADAPTLOG_BOOTSTRAP_SERVERS, without a consumer group",
+        )
+        command.add_argument(
+            "--max-unlabeled",
+            type=_at_least(1),
+            default=DEFAULT_MAX_UNLABELED,
+            help=f"keep the target's most recent N unlabeled windows (default {DEFAULT_MAX_UNLABELED})",
+        )
+
         # adapt needs no labeled data for a zero-label adapter (only unlabeled windows); pretrain always does
         add_data_arguments(command, required=command is pre)
         command.add_argument("--out", type=Path, required=True, help="artifact directory to write")

@@ -341,17 +341,26 @@ def _counts(dataset: Dataset, indices: Sequence[int]) -> dict[str, int]:
 
 
 def save_trained(
-    trained: Trained, directory: str | Path, dataset: Dataset, parts: dict[str, Sequence[int]]
+    trained: Trained,
+    directory: str | Path,
+    dataset: Dataset,
+    parts: dict[str, Sequence[int]],
+    *,
+    alignment: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write a trained base with what ``load_trained`` needs to give the same ``Trained`` back."""
+    """Write a trained base with what ``load_trained`` needs to give the same ``Trained`` back; ``alignment``: the
+    target it was aligned to and how (``pretrain --align-to``), recorded in the manifest's training."""
     if trained.target is not None:
         raise ValueError("save_trained keeps bases; an adapter is published with save_adapter")
+    training = trained.training_summary(dataset, parts)
+    if alignment is not None:
+        training["alignment"] = alignment
     return save_base(
         trained.detector,
         directory,
         source=dataset.system,
         threshold=trained.threshold,
-        training=trained.training_summary(dataset, parts),
+        training=training,
         metrics={"validation": trained.validation},
     )
 

@@ -95,3 +95,10 @@ class MomentMatching:
 def _covariance(rows: torch.Tensor) -> torch.Tensor:
     centred = rows - rows.mean(0, keepdim=True)
     return centred.T @ centred / max(len(rows) - 1, 1)
+
+
+# what `adaptlog-train pretrain --alignment` names; each built with its default weight or the one given
+OBJECTIVES: dict[str, type[DomainAdversarial] | type[MomentMatching]] = {
+    "moments": MomentMatching,
+    "adversarial": DomainAdversarial,
+}
