@@ -16,6 +16,11 @@ Protocol (issue "Transfer that earns its keep", item 1):
   scores the target as it is) and ``normal-replay`` (a normal-only objective on the unlabeled target, item 3: the
   target's adapter learns 2,000 unlabeled target windows as normal, beside 2,000 labeled source windows replayed so
   that it keeps what an anomaly looks like) -- the methods that need no label;
+- ``aligned-moments`` and ``aligned-adversarial`` (item 3, learning from the unlabeled target): the source's base
+  trained again, as its plain base is, plus a loss on 2,000 unlabeled target windows (seed 0's draw) that aligns the
+  two systems' representations (``stream.model.alignment``: matching their means and covariances, or a domain
+  discriminator with a reversed gradient); at N = 0 it scores the target as it is, at N > 0 an adapter is tuned
+  on it as in ``adapter``. ``adaptlog-train pretrain --align-to`` trains such a base;
 - ``in-domain``: the family trained on all the target's labels (``make results``' run), the bar at N = 50;
 - seeds 0, 1, 2: the few labels drawn and the trained weights' initialisation; the base and the split stay seed 0's
   (docs/results.md's), so the spread is that of the labels and the target-side training, not of the base.
