@@ -360,6 +360,7 @@ class TrainerSettings(BaseModel):
     margin: float = Field(default=0.0, ge=0)  # publish when the challenger's held-out F1 >= champion's + margin
     retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)  # unlabeled windows and pending labels kept this long
     check_interval_s: float = Field(default=10.0, gt=0)  # how often targets are checked for a retrain
+    max_batch: int = Field(default=2000, gt=0)  # records per poll of windows and feedback, stored in one go
     metrics_port: int = Field(default=0, ge=0, le=65535)
     threads: int = Field(default=0, ge=0)  # torch threads for training; 0 = torch's default
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)  # where adapters train: as inference.device

@@ -38,7 +38,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from stream.errors import BrokerError, ConfigError
 from stream.inference.alert_record import SeverityPolicy, alert_record
@@ -50,10 +49,12 @@ from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import (
     CachedPartitioner,
     assign_from_beginning,
+    commit_offsets,
     ensure_topics,
     inference_topic_specs,
     make_consumer,
     make_producer,
+    offsets_after,
 )
 from stream.records import ANOMALOUS, SCHEDULE, DeadLetter, Verdict, Window, encode
 from stream.settings import Settings
@@ -439,19 +440,7 @@ class InferenceWorker:
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
         """Commit past the records; whether it was committed (True when there was nothing to commit)."""
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        if not offsets:
-            return True
-        try:
-            await asyncio.wait_for(consumer.commit(offsets), timeout=10)
-        except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
-            # The group rebalanced: the partition's new owner replays from the last commit (at-least-once).
-            log.warning("%s: offset commit skipped (%s)", STAGE, exc)
-            return False
-        return True
+        return await commit_offsets(consumer, offsets_after(records), STAGE)
 
     # ------------------------------------------------------------------------------------------ alert ownership
 

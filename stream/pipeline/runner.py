@@ -27,11 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
-from stream.pipeline.kafka_clients import make_consumer
+from stream.pipeline.kafka_clients import commit_offsets, make_consumer
 from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor, SystemStats
 from stream.records import TICK, encode
 from stream.settings import Settings
@@ -170,13 +169,9 @@ class StageRunner:
             if written:
                 self.checkpoint_bytes += written
                 self.last_checkpoint_bytes = written
-        if offsets and self._consumer is not None:
-            try:
-                # Bounded: a commit racing a rebalance must not hold the lock the rebalance listener waits for.
-                await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
-            except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
-                # The group rebalanced meanwhile; the checkpoint already holds the position, so nothing is lost.
-                log.warning("%s: offset commit skipped (%s)", self.stage, exc)
+        if self._consumer is not None:
+            # a commit the group refuses after a rebalance is skipped: the checkpoint already holds the position
+            await commit_offsets(self._consumer, offsets, self.stage)
         self._dirty -= tps
         self.counts["checkpoints"] += 1
         self.checkpoint_seconds += time.monotonic() - started

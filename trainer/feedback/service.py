@@ -43,7 +43,14 @@ from stream.errors import AdaptlogError, ConfigError, DecodeError
 from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import BuildInfoCollector, OpsServer, ops_port
-from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
+from stream.pipeline.kafka_clients import (
+    commit_offsets,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    offsets_after,
+    trainer_topic_specs,
+)
 from stream.records import DeadLetter, ModelUpdate, RetrainReport, RetrainSchedule, Window, encode
 from stream.settings import Settings
 from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
@@ -135,7 +142,10 @@ class FeedbackService:
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         await ensure_topics(self.settings, trainer_topic_specs(self.settings))
         consumer = make_consumer(
-            self.settings, *self.input_topics, group_id=f"{self.settings.group_prefix}-{STAGE}", max_poll_records=2000
+            self.settings,
+            *self.input_topics,
+            group_id=f"{self.settings.group_prefix}-{STAGE}",
+            max_poll_records=self.settings.trainer.max_batch,
         )
         producer = make_producer(self.settings)
         await consumer.start()
@@ -149,7 +159,7 @@ class FeedbackService:
                 if records:
                     letters = await asyncio.to_thread(self._store_records, records)
                     await self._send_all(producer, letters)
-                    await consumer.commit()  # only after the store holds them
+                    await commit_offsets(consumer, offsets_after(records), STAGE)  # only after the store holds them
                 if time.monotonic() - last_check >= self.settings.trainer.check_interval_s:
                     last_check = time.monotonic()
                     await self._send_all(producer, await asyncio.to_thread(self._expire))
