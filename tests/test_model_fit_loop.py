@@ -191,6 +191,18 @@ def bgl_unlabeled() -> list[WindowText]:
     return [WindowText(w.templates) for w in bgl.windows[:80]]
 
 
+def bases_without_and_with(
+    family: str, labeled: tuple[list[WindowText], list[int]], unlabeled: list[WindowText], objective, epochs: int
+) -> tuple[Detector, Detector]:
+    """Two bases fitted alike on the labeled windows, the second with ``objective`` on the unlabeled ones."""
+    options = FitOptions(epochs=epochs, batch_size=16, min_steps=0, seed=0)
+    plain = family_class(family).create(CONFIGS[family], seed=0)
+    plain.fit(*labeled, target=None, mode="base", options=options)
+    aligned = family_class(family).create(CONFIGS[family], seed=0)
+    aligned.fit(*labeled, target=None, mode="base", options=options, unlabeled=unlabeled, objective=objective)
+    return plain, aligned
+
+
 @pytest.mark.parametrize("family", ["translog", "logtransfer"])
 def test_moment_matching_pulls_the_two_systems_representations_together(
     family: str, thunderbird: dict, bgl_unlabeled: list[WindowText]
@@ -198,13 +210,7 @@ def test_moment_matching_pulls_the_two_systems_representations_together(
     from stream.model.alignment import MomentMatching
 
     labeled = thunderbird["labeled"]
-    options = FitOptions(epochs=20, batch_size=16, min_steps=0, seed=0)
-    plain = family_class(family).create(CONFIGS[family], seed=0)
-    plain.fit(*labeled, target=None, mode="base", options=options)
-    aligned = family_class(family).create(CONFIGS[family], seed=0)
-    aligned.fit(
-        *labeled, target=None, mode="base", options=options, unlabeled=bgl_unlabeled, objective=MomentMatching()
-    )
+    plain, aligned = bases_without_and_with(family, labeled, bgl_unlabeled, MomentMatching(), epochs=20)
     before, after = (_representation_gap(d, labeled[0], bgl_unlabeled) for d in (plain, aligned))
     print(f"\n{family}: Thunderbird-BGL representation gap {before:.3f} without, {after:.3f} with moment matching")
     assert after < 0.6 * before  # measured: translog 8.45 -> 0.15, logtransfer 0.145 -> 0.064
@@ -217,13 +223,8 @@ def test_the_adversarial_discriminator_trains_in_the_fit_and_its_reversed_gradie
 ) -> None:
     from stream.model.alignment import DomainAdversarial
 
-    labeled = thunderbird["labeled"]
-    options = FitOptions(epochs=3, batch_size=16, min_steps=0, seed=0)
-    plain = family_class(family).create(CONFIGS[family], seed=0)
-    plain.fit(*labeled, target=None, mode="base", options=options)
     adversary = DomainAdversarial(weight=1.0, seed=0)
-    aligned = family_class(family).create(CONFIGS[family], seed=0)
-    aligned.fit(*labeled, target=None, mode="base", options=options, unlabeled=bgl_unlabeled, objective=adversary)
+    plain, aligned = bases_without_and_with(family, thunderbird["labeled"], bgl_unlabeled, adversary, epochs=3)
     assert adversary.discriminator is not None
     fresh = DomainAdversarial(weight=1.0, seed=0)
     initial = fresh.parameters(torch.zeros(1, adversary.discriminator[0].in_features))
