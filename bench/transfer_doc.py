@@ -81,7 +81,8 @@ def goals(rows: list[dict[str, Any]], family: str) -> list[str]:
                     seen += 1
                     if ours["f1_mean"] - scratch["f1_mean"] >= 0.05:
                         wins.append(f"{source}→{target}")
-            out.append(_goal_line(f"N = {few}, {_variant(method, multi)} beats scratch by ≥ 0.05", wins, seen))
+            if seen or method not in ALIGNED:  # an aligned method not run on any pair yet says nothing
+                out.append(_goal_line(f"N = {few}, {_variant(method, multi)} beats scratch by ≥ 0.05", wins, seen))
     for method, multi in VARIANTS:
         near, seen = [], 0
         for source, target in GOAL_PAIRS:
@@ -91,10 +92,15 @@ def goals(rows: list[dict[str, Any]], family: str) -> list[str]:
                 seen += 1
                 if bar["f1_mean"] - ours["f1_mean"] <= 0.05:
                     near.append(f"{source}→{target}")
-        out.append(_goal_line(f"N = 50, {_variant(method, multi)} within 0.05 of in-domain (all labels)", near, seen))
+        if seen or method not in ALIGNED:
+            out.append(
+                _goal_line(f"N = 50, {_variant(method, multi)} within 0.05 of in-domain (all labels)", near, seen)
+            )
     for source, target in (("hdfs", "bgl"), ("bgl", "hdfs"), ("all-but-bgl", "bgl"), ("all-but-hdfs", "hdfs")):
         for method in ZERO_LABEL_METHODS:
             row = index.get((family, source, target, 0, method, GOAL_RULE["zero"]))
+            if row is None and method in ALIGNED:
+                continue
             state = "not run" if row is None else ("met" if row["f1_mean"] >= 0.80 else "missed")
             figure = (
                 "" if row is None else f" {row['f1_mean']:.3f} ± {row['f1_sd']:.3f}, PR-AUC {row['pr_auc_mean']:.3f}"
