@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from stream.inference.model_host import ModelHost
@@ -38,6 +40,14 @@ from tests.test_inference_broker import produce_windows
 from trainer.datasets import load_labeled_lines
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.slow]
+
+
+def waiting(browser: WebDriver, seconds: float) -> WebDriverWait:
+    """A wait that also retries when an element it found was replaced meanwhile: a form's POST or a refresh
+    navigates while the condition reads the old page (a stale element, as a CI run once saw after a rollback)."""
+    return WebDriverWait(browser, seconds, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+
 SYSTEM = "thunderbird"
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -113,7 +123,7 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     incidents = {a["alert_id"] for a in alerts}
     sign_in(chromium, url, OPERATOR_TOKEN)
     chromium.get(url + f"/incidents?system={SYSTEM}")
-    rows = WebDriverWait(chromium, 30).until(
+    rows = waiting(chromium, 30).until(
         lambda b: (
             (b.refresh() or True)
             and len(b.find_elements(By.CSS_SELECTOR, "tr.incident")) == min(50, len(incidents))
@@ -125,7 +135,7 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     shoot(chromium, "incidents")
 
     rows[0].find_element(By.CSS_SELECTOR, "td a").click()
-    window = WebDriverWait(chromium, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "section.window"))[0]
+    window = waiting(chromium, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "section.window"))[0]
     window_id = window.get_attribute("data-window-id")
     assert chromium.find_elements(By.CSS_SELECTOR, "#explanation code")  # templates with weights
     assert (
@@ -133,14 +143,14 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
         and "zero-shot" in chromium.find_element(By.ID, "model").text
     )
     window.find_element(By.CSS_SELECTOR, "button.false").click()
-    assert "False alarm" in WebDriverWait(chromium, 10).until(lambda b: b.find_element(By.ID, "pending")).text
+    assert "False alarm" in waiting(chromium, 10).until(lambda b: b.find_element(By.ID, "pending")).text
 
     feedback = asyncio.run(read_topic(settings, settings.topics.feedback, until=1, timeout_s=30))
     assert [(r["window_id"], r["verdict"], r["by"], r["kind"]) for r in feedback] == [
         (window_id, "false_positive", "alice", "alert")
     ]
     assert abs(feedback[0]["at_ms"] - time.time() * 1000) < 120_000
-    WebDriverWait(chromium, 30).until(
+    waiting(chromium, 30).until(
         lambda b: (b.refresh() or True) and "labeled false alarm by alice" in b.find_element(By.CSS_SELECTOR,
             f'section[data-window-id="{window_id}"]').text
     )  # fmt: skip
@@ -151,7 +161,7 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     asyncio.run(send_labels(settings, truths))
     asyncio.run(retrain_once(settings))
     chromium.get(url + f"/systems/{SYSTEM}")
-    version = WebDriverWait(chromium, 60).until(
+    version = waiting(chromium, 60).until(
         lambda b: (b.refresh() or True) and b.find_elements(By.CSS_SELECTOR, '#versions tr[data-version="v0001"]')
     )[0]
     f1 = float(version.find_element(By.CSS_SELECTOR, "td.f1").text)
@@ -162,11 +172,9 @@ def test_an_operator_labels_a_false_alarm_and_sees_the_retrained_version(stack, 
     assert "none seen" in chromium.find_element(By.ID, "last-failure").text
     anomalous = sum(w.label == ANOMALOUS for w in truths)
     received = f"{anomalous} anomalous (real problems), {len(truths) - anomalous + 1} normal (false alarms)"
-    WebDriverWait(chromium, 30).until(
-        lambda b: (b.refresh() or True) and received in b.find_element(By.ID, "labels").text
-    )
+    waiting(chromium, 30).until(lambda b: (b.refresh() or True) and received in b.find_element(By.ID, "labels").text)
     # the trainer's schedule after its retrain: every label used, so the next one waits for min_new_labels (10)
-    WebDriverWait(chromium, 30).until(
+    waiting(chromium, 30).until(
         lambda b: (b.refresh() or True) and "after 10 more labels" in b.find_element(By.ID, "next-retrain").text
     )
     shoot(chromium, "system")
@@ -210,7 +218,7 @@ def test_a_viewer_reads_but_cannot_label_and_a_change_needs_the_csrf_token(stack
     settings, url = stack
     sign_in(chromium, url, VIEWER_TOKEN)
     chromium.get(url + "/incidents")
-    row = WebDriverWait(chromium, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr.incident"))[0]
+    row = waiting(chromium, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr.incident"))[0]
     alert_id = row.get_attribute("data-alert-id")
     assert not chromium.find_elements(By.CSS_SELECTOR, "form.label-form")  # no buttons for a viewer
     before = asyncio.run(count_records(settings, settings.topics.feedback))
@@ -253,15 +261,15 @@ def test_an_operator_rolls_back_after_a_confirmation_and_it_is_announced(stack, 
     asyncio.run(send_update(settings, {"kind": "adapter", "target": "edge", "version": "v0002", "reason": "test"}))
     sign_in(chromium, url, OPERATOR_TOKEN)
     chromium.get(url + "/systems/edge")
-    link = WebDriverWait(chromium, 30).until(
+    link = waiting(chromium, 30).until(
         lambda b: (b.refresh() or True) and b.find_elements(By.CSS_SELECTOR, 'tr[data-version="v0001"] a.rollback')
     )[0]
     link.click()  # the first click only asks
-    confirm = WebDriverWait(chromium, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, "form.confirm"))
+    confirm = waiting(chromium, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, "form.confirm"))
     assert registry.pointer("adapter", "edge").version == "v0002"
     assert "Serve v0001 instead of v0002?" in confirm.text
     confirm.find_element(By.CSS_SELECTOR, "button.danger").click()
-    WebDriverWait(chromium, 10).until(lambda b: "v0001" in b.find_element(By.ID, "serving").text)
+    waiting(chromium, 10).until(lambda b: "v0001" in b.find_element(By.ID, "serving").text)
     pointer = registry.pointer("adapter", "edge")
     assert (pointer.version, pointer.previous, pointer.reason) == ("v0001", "v0002", "rollback by alice (console)")
     updates = asyncio.run(read_topic(settings, settings.topics.model_updates, quiet_s=1))
