@@ -205,7 +205,7 @@ class Decoder:
 
     @staticmethod
     def _dead(record: RawRecord, stage: str, reason: str) -> DeadLetter:
-        return DeadLetter(stage, reason, record.topic, record.partition, record.offset, record.value or b"")
+        return DeadLetter.of(stage, reason, record)
 
 
 def _header_map(headers: Headers) -> dict[str, str]:

@@ -497,6 +497,12 @@ class DeadLetter:
     # told apart. For a line of a multi-line record, ``original`` holds that line's part of the record.
     index: int | None = None
 
+    @classmethod
+    def of(cls, stage: str, reason: str, record: Any, *, system: str | None = None) -> DeadLetter:
+        """The dead letter of a whole consumed ``record`` (anything with topic, partition, offset and value: an
+        aiokafka ConsumerRecord, a RawRecord): its original bytes as they came (none for a tombstone)."""
+        return cls(stage, reason, record.topic, record.partition, record.offset, record.value or b"", system)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "stage": self.stage,

@@ -394,8 +394,7 @@ class InferenceWorker:
         ]
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None = None) -> Outgoing:
-        original = record.value or b""
-        letter = DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, original, system)
+        letter = DeadLetter.of(STAGE, reason, record, system=system)
         log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         self.metrics.dead_letters.inc()
         self.counts["dead_letters"] += 1

@@ -185,7 +185,7 @@ class NotifyWorker:
         log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         self.metrics.dead_letters.labels(cause).inc()
         self.counts["dead_letters"] += 1
-        return DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, record.value or b"", system)
+        return DeadLetter.of(STAGE, reason, record, system=system)
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
         offsets: dict[TopicPartition, int] = {}

@@ -204,7 +204,7 @@ class FeedbackService:
         self.metrics.labels.labels("dead_letter").inc()
         self.counts["dead_letters"] += 1
         log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        letter = DeadLetter(STAGE, reason, record.topic, record.partition, record.offset, record.value or b"")
+        letter = DeadLetter.of(STAGE, reason, record)
         return self.settings.topics.deadletter, encode(letter)
 
     def _expire(self) -> list[tuple[str, bytes]]:
