@@ -135,7 +135,7 @@ def rule_table(rows: list[dict[str, Any]], family: str) -> list[str]:
     out = ["| pair | N | method | best-f1 | budget-and-anomalies |", "|---|---|---|---|---|"]
     pairs: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
-        if row["family"] == family and row["method"] in METHOD_COLUMNS:
+        if row["family"] == family and row["method"] in METHOD_COLUMNS and row["n_anomalies"] > 0:
             key = (TABLE_PAIRS.index((row["source"], row["target"])), row["n_anomalies"], row["method"])
             pairs[key][row["threshold_rule"]] = row
     for (pair, few, method), rules in sorted(pairs.items()):
