@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from stream.inference.model_host import UNREADABLE_POINTER, ModelHost, internal_name
@@ -141,3 +142,14 @@ def test_a_version_that_could_not_be_read_is_tried_again_at_the_next_refresh(tmp
     path.rmdir()
     aside.rename(path)
     assert host.refresh() == ["hdfs: zero-shot -> v0001"]
+
+
+def test_only_the_trainers_schedules_are_not_a_reason_to_poll_the_registry() -> None:
+    from stream.inference.worker import changes_serving
+    from stream.records import ModelUpdate, RetrainSchedule
+
+    schedule = RetrainSchedule("bgl", 1_000, "after 10 more labels", {"total": 0, "unused": 0}).to_dict()
+    assert not changes_serving(orjson.dumps(schedule))
+    assert changes_serving(orjson.dumps(ModelUpdate("bgl", "v0002", "rolled back", 1_000).to_dict()))
+    assert changes_serving(orjson.dumps({"kind": "retrain", "target": "bgl"}))
+    assert changes_serving(b"not json") and changes_serving(None)  # unknown: poll, as before
