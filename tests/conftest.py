@@ -41,6 +41,7 @@ import pytest
 
 from tests.broker.running import BrokerUnavailable, RunningBroker
 from tests.broker.selection import start_test_broker
+from tests.required import missing
 
 # Set at conftest import, before any test module can import a model hub client: tests never download models.
 # (Nothing imported above touches huggingface_hub.)
@@ -92,9 +93,7 @@ def alertmanager(request: pytest.FixtureRequest):
         am = None
     if am is None:  # outside the except block, so pytest shows the reason, not a chained traceback
         lines.append(f"alertmanager: none could be started -- {reason}")
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"no Alertmanager for the tests ({REQUIRE_ENV}=1): {reason}", pytrace=False)
-        pytest.skip(f"no Alertmanager: {reason}")
+        missing("Alertmanager", REQUIRE_ENV, reason)
     lines.append(f"alertmanager: {am.version} (built from the Go module proxy) at {am.url}")
     try:
         yield am

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import threading
 import time
@@ -102,8 +101,6 @@ def running_console(settings: Settings) -> Iterator[str]:
 
 
 def require_or_skip(reason: str) -> None:
-    import pytest
+    from tests.required import missing
 
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"no Chromium for the browser tests ({REQUIRE_ENV}=1): {reason}", pytrace=False)
-    pytest.skip(f"no Chromium: {reason}")
+    missing("Chromium", REQUIRE_ENV, reason)

@@ -21,6 +21,7 @@ import yaml
 from stream.settings import Settings, load_settings
 from tests.exporters import all_names, promql_metric_names
 from tests.prometheus_tools import REQUIRE_ENV, PromtoolUnavailable, binary, run_promtool
+from tests.required import missing
 from tests.test_deploy import CHART, by_kind, pod_specs, render, resolved, values_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +34,7 @@ def promtool() -> Path:
         return binary()
     except PromtoolUnavailable as exc:
         reason = str(exc)
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"no promtool for the tests ({REQUIRE_ENV}=1): {reason}", pytrace=False)
-    pytest.skip(f"no promtool: {reason}")
+    missing("promtool", REQUIRE_ENV, reason)
 
 
 @pytest.fixture(scope="module")

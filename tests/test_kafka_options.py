@@ -27,6 +27,8 @@ from stream.pipeline.kafka_clients import (
 from stream.settings import load_settings
 from tests.broker.apache_kafka import start_apache_kafka
 from tests.broker.running import BrokerUnavailable
+from tests.broker.selection import REQUIRE_APACHE_ENV
+from tests.required import missing
 from tests.streaming import settings_for
 
 
@@ -151,9 +153,7 @@ def test_oauthbearer_authenticates_with_the_token_file_against_a_real_broker(tmp
     try:
         broker = start_apache_kafka(oauthbearer=True)
     except BrokerUnavailable as exc:
-        if os.environ.get("ADAPTLOG_REQUIRE_APACHE_KAFKA") == "1":
-            pytest.fail(f"no Apache Kafka for the OAUTHBEARER test: {exc}", pytrace=False)
-        pytest.skip(f"no Apache Kafka: {exc}")
+        missing("Apache Kafka with an OAUTHBEARER listener", REQUIRE_APACHE_ENV, str(exc))
     token = tmp_path / "token"
     token.write_text(unsecured_jws("adaptlog"))
     settings = load_settings(
