@@ -108,6 +108,19 @@ async def committed(settings: Settings) -> int:
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topics.alerts and meta.offset > 0)
 
 
+async def stable_members(settings: Settings) -> int:
+    """Members of the notify group once it is Stable (a rebalance finished); 0 while it rebalances."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([f"{settings.group_prefix}-notify"])
+    finally:
+        await admin.close()
+    [group] = response.groups
+    state, members = group[2], group[5]
+    return len(members) if state == "Stable" else 0
+
+
 def wait_for(check: Callable[[], Any], timeout_s: float = 15.0) -> Any:
     """Poll ``check`` until it returns something truthy (Alertmanager's dispatcher groups asynchronously)."""
     deadline = time.monotonic() + timeout_s
@@ -292,8 +305,14 @@ def test_two_notifiers_share_the_alerts_topic_and_a_rebalance_loses_nothing(
             deadline = time.monotonic() + 60
             while first.counts["committed"] < 5 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+            # Hold the receiver (the first replica stays mid-delivery) until the group has rebalanced over both,
+            # so the second surely takes partitions that still hold undelivered records.
+            receiver.gate.clear()
             second = NotifyWorker(settings)
             tasks.append(asyncio.create_task(second.run(stop)))
+            while await stable_members(settings) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            receiver.gate.set()
             while len({b["alert_id"] for b in receiver.acknowledged()}) < len(ids) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             while await committed(settings) < len(records) and time.monotonic() < deadline:

@@ -17,6 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+GATE_WAIT_S = 30.0
+
+
 @dataclass
 class Received:
     body: Any
@@ -30,6 +33,9 @@ class Receiver:
     answers: list[int] = field(default_factory=list)  # consumed one per request
     default: int = 200
     delay_s: float = 0.0  # a slow receiver: each answer waits this long
+    # A closed gate holds every answer until it opens (at most GATE_WAIT_S), so a test can keep a sender busy
+    # for as long as it takes, say, a consumer group to rebalance, instead of guessing a delay.
+    gate: threading.Event = field(default_factory=threading.Event)
     refuse: Callable[[Any], bool] | None = None
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,11 +57,13 @@ class Receiver:
 @contextmanager
 def http_receiver(**script: Any) -> Iterator[Receiver]:
     receiver = Receiver(**script)
+    receiver.gate.set()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             time.sleep(receiver.delay_s)
+            receiver.gate.wait(GATE_WAIT_S)
             status = receiver._answer(json.loads(raw), dict(self.headers.items()))
             reply = b"ok" if status < 300 else f"scripted failure {status}".encode()
             self.send_response(status)
