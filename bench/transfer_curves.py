@@ -15,7 +15,9 @@ Protocol (issue "Transfer that earns its keep", item 1):
   on the few labels alone), ``full`` (every base weight fine-tuned on them), and at N = 0 ``zero-shot`` (the base
   scores the target as it is) and ``normal-replay`` (a normal-only objective on the unlabeled target, item 3: the
   target's adapter learns 2,000 unlabeled target windows as normal, beside 2,000 labeled source windows replayed so
-  that it keeps what an anomaly looks like) -- the methods that need no label;
+  that it keeps what an anomaly looks like) and ``self-trained`` (``trainer.train.self_train``: the
+  ``aligned-moments`` base's confident pseudo-labels on the unlabeled target windows train the target's adapter)
+  -- the methods that need no label;
 - ``aligned-moments`` and ``aligned-adversarial`` (item 3, learning from the unlabeled target): the source's base
   trained again, as its plain base is, plus a loss on 2,000 unlabeled target windows (seed 0's draw) that aligns the
   two systems' representations (``stream.model.alignment``: matching their means and covariances, or a domain
@@ -58,7 +60,17 @@ from stream.model.families import family_class
 from stream.model.training import UnlabeledObjective
 from trainer.datasets import Dataset, Split, limit
 from trainer.results import BASES, MULTI_SOURCE, Runner
-from trainer.train import Trained, adapt, few_labels, fit_and_calibrate, inputs, load_trained, pretrain, save_trained
+from trainer.train import (
+    Trained,
+    adapt,
+    few_labels,
+    fit_and_calibrate,
+    inputs,
+    load_trained,
+    pretrain,
+    save_trained,
+    self_train,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer_report import RUNS, UNLABELED, write_outputs  # bench/ is not a package
@@ -69,7 +81,8 @@ PAIRS = (*((s, t) for s in SYSTEMS for t in SYSTEMS if s != t), ("hdfs", "hadoop
 MULTI_PAIRS = tuple((f"{MULTI_SOURCE}{t}", t) for t in (*SYSTEMS, "hadoop"))
 BUDGETS = (0, 10, 50, 200)
 METHODS = ("adapter", "scratch", "full")
-ZERO_LABEL_METHODS = ("zero-shot", "normal-replay")
+SELF_TRAINED = "self-trained"
+ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED)
 # item 3, alignment to the unlabeled target: the source base trained again with a loss on the target's unlabeled
 # windows (stream.model.alignment); at N = 0 it scores as it is, at N > 0 an adapter is tuned on it
 ALIGNMENTS: dict[str, Callable[[], UnlabeledObjective]] = {
@@ -114,6 +127,10 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
         replay, replay_labels = inputs(*source_replay(runner, source, seed))
         labels_seen = [0] * len(windows) + replay_labels
         detector.fit(windows + replay, labels_seen, target=target, mode="adapter", options=options)
+        validation = ()
+    elif method == SELF_TRAINED:  # no label: the aligned base's confident pseudo-labels train its adapter
+        detector, target_name = aligned_base(runner, source, target, "aligned-moments").detector, target
+        self_train(detector, target, inputs(dataset, unlabeled)[0], options=options)
         validation = ()
     elif method in ALIGNMENTS and anomalies == 0:  # the aligned base as it is
         detector, target_name = aligned_base(runner, source, target, method).detector, None

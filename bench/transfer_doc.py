@@ -8,6 +8,8 @@ from typing import Any
 
 from transfer_report import GOAL_RULE, TRANSFER_METHODS
 
+from stream.model.thresholds import SCORE_MIXTURE
+
 COMMAND = "nice -n 19 .venv/bin/python bench/transfer_curves.py --families logtransfer,translog --threads 1"
 PAIR_ORDER = (
     ("hdfs", "bgl"),
@@ -26,7 +28,9 @@ FEW = (10, 50, 200)
 # an adapter tuned on them at N > 0
 ALIGNED = ("aligned-moments", "aligned-adversarial")
 METHOD_COLUMNS = ("adapter", "full", "scratch", *ALIGNED)
-ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", *ALIGNED)
+# methods added after the first curves were run: a pair without their runs lists no goal line for them
+NEW_ZERO_LABEL = (*ALIGNED, "self-trained")
+ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", *NEW_ZERO_LABEL)
 
 Key = tuple[str, str, str, Any, str, str]  # family, source, target, N, method, rule
 
@@ -98,14 +102,17 @@ def goals(rows: list[dict[str, Any]], family: str) -> list[str]:
             )
     for source, target in (("hdfs", "bgl"), ("bgl", "hdfs"), ("all-but-bgl", "bgl"), ("all-but-hdfs", "hdfs")):
         for method in ZERO_LABEL_METHODS:
-            row = index.get((family, source, target, 0, method, GOAL_RULE["zero"]))
-            if row is None and method in ALIGNED:
-                continue
-            state = "not run" if row is None else ("met" if row["f1_mean"] >= 0.80 else "missed")
-            figure = (
-                "" if row is None else f" {row['f1_mean']:.3f} ± {row['f1_sd']:.3f}, PR-AUC {row['pr_auc_mean']:.3f}"
-            )
-            out.append(f"- N = 0, {method} {source}→{target} reaches 0.80 F1:{figure} **{state}**")
+            for rule in (GOAL_RULE["zero"], SCORE_MIXTURE):
+                row = index.get((family, source, target, 0, method, rule))
+                if row is None and (method in NEW_ZERO_LABEL or rule == SCORE_MIXTURE):
+                    continue
+                state = "not run" if row is None else ("met" if row["f1_mean"] >= 0.80 else "missed")
+                figure = (
+                    ""
+                    if row is None
+                    else f" {row['f1_mean']:.3f} ± {row['f1_sd']:.3f}, PR-AUC {row['pr_auc_mean']:.3f}"
+                )
+                out.append(f"- N = 0, {method} {source}→{target} reaches 0.80 F1 ({rule}):{figure} **{state}**")
     return out
 
 
@@ -150,12 +157,13 @@ def rule_table(rows: list[dict[str, Any]], family: str) -> list[str]:
 def zero_table(rows: list[dict[str, Any]], family: str) -> list[str]:
     index = _index(rows)
     out = [
-        "| pair | method | 1 / 1,000 | 10 / 1,000 | 100 / 1,000 | PR-AUC | trivial F1 |",
-        "|---|---|---|---|---|---|---|",
+        "| pair | method | 1 / 1,000 | 10 / 1,000 | 100 / 1,000 | score-mixture | PR-AUC | trivial F1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    rules = (*(f"alert-budget@{b}" for b in ("1", "10", "100")), "score-mixture")
     for source, target in TABLE_PAIRS:
         for method in ZERO_LABEL_METHODS:
-            cells = [index.get((family, source, target, 0, method, f"alert-budget@{b}")) for b in ("1", "10", "100")]
+            cells = [index.get((family, source, target, 0, method, rule)) for rule in rules]
             if any(cells):
                 first = next(c for c in cells if c)
                 out.append(
@@ -228,7 +236,10 @@ def render(rows: list[dict[str, Any]], docs: Path) -> str:
         "`aligned-moments` / `aligned-adversarial`: the source's base trained with 2,000 unlabeled target windows",
         "aligned to it (moment matching / a domain discriminator; `adaptlog-train pretrain --align-to`), scored as it",
         "is at N = 0 and with a tuned adapter at N > 0. With no label the alert budget is the operator's one knob: the",
-        "zero-label table shows 1, 10 and 100 alerts per 1,000 windows (BGL's windows are 8% anomalous, HDFS's 3%).",
+        "zero-label table shows 1, 10 and 100 alerts per 1,000 windows (BGL's windows are 8% anomalous, HDFS's 3%),",
+        "and `score-mixture`, the rule that needs no knob: where the unlabeled scores show a minority upper mode, the",
+        "threshold is where that mode begins (`stream.model.thresholds`). `self-trained`: the `aligned-moments` base's",
+        "confident pseudo-labels on the unlabeled windows train the target's adapter (`trainer.train.self_train`).",
         "",
     ]
     for family in families:

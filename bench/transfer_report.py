@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from stream.model.quality import confusion, pr_auc
-from stream.model.thresholds import BEST_F1, BUDGET_AND_ANOMALIES, choose_threshold, false_alarm_budget
+from stream.model.thresholds import (
+    BEST_F1,
+    BUDGET_AND_ANOMALIES,
+    SCORE_MIXTURE,
+    choose_threshold,
+    false_alarm_budget,
+    score_mixture,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "bench" / "results" / "transfer_runs"
@@ -35,6 +42,8 @@ def rule_f1(run: dict[str, Any]) -> dict[str, float]:
     if run["n_anomalies"] == 0:
         for budget in ZERO_LABEL_RULES:
             choices[f"alert-budget@{budget:g}"] = false_alarm_budget(unlabeled["scores"], budget).value
+        # no knob at all: where the unlabeled scores show a minority upper mode, it ends where that mode does
+        choices[SCORE_MIXTURE] = score_mixture(unlabeled["scores"]).value
     else:
         choices[BEST_F1] = choose_threshold(BEST_F1, val["scores"], val["labels"]).value
         # reference: the labeled validation normals (1,000 at the cap); unlabeled traffic holds anomalies at their

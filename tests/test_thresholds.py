@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
@@ -14,9 +15,13 @@ from stream.model.thresholds import (
     BUDGET_AND_ANOMALIES,
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
+    MIXTURE_MAX_SHARE,
     RULES,
+    SCORE_MIXTURE,
     check_rule,
     choose_threshold,
+    false_alarm_budget,
+    score_mixture,
 )
 
 scores01 = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
@@ -160,7 +165,8 @@ def test_calibrate_defaults_to_best_f1_with_anomalies_and_to_the_budget_without(
     choice = calibrate([0.1, 0.2], [0, 0], [0.05] * 10, rule=None)
     assert choice.rule == FALSE_ALARM_BUDGET and choice.detail["reference_windows"] == 12
     assert choice.detail["reference"] == "2 labeled normal and 10 unlabeled windows"
-    assert DEFAULT_BUDGET_PER_1000 == 1.0 and set(RULES) == {BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES}
+    assert DEFAULT_BUDGET_PER_1000 == 1.0
+    assert set(RULES) == {BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE}
 
 
 @given(
@@ -196,3 +202,69 @@ def test_every_rule_answers_every_input(scores, data):
     for rule in RULES:
         choice = choose_threshold(rule, scores, labels)
         assert choice.rule == rule and math.isfinite(choice.value)
+
+
+def traffic(normal: int, anomalous: int, *, gap: float = 8.0, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Sigmoid scores of two populations, Gaussian in log-odds: the bulk around -6, anomalies ``gap`` above it."""
+    rng = random.Random(seed)
+
+    def score(mean: float) -> float:
+        return round(1 / (1 + math.exp(-rng.gauss(mean, 1.5))), 6)
+
+    return [score(-6.0) for _ in range(normal)], [score(-6.0 + gap) for _ in range(anomalous)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_mixture_flags_the_minority_mode_and_not_the_bulk(seed):
+    normals, anomalies = traffic(1900, 100, seed=seed)
+    choice = score_mixture([*normals, *anomalies])
+    assert choice.rule == SCORE_MIXTURE and "fallback" not in choice.detail
+    assert flagged(anomalies, choice.value) >= 95 and flagged(normals, choice.value) <= 5
+    assert choice.detail["flagged"] == flagged([*normals, *anomalies], choice.value)
+    assert 0.03 < choice.detail["mixture"]["high_share"] < 0.07
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_population_is_not_split_in_two_and_the_budget_answers(seed):
+    normals, _ = traffic(2000, 0, seed=seed)
+    choice = score_mixture(normals, 1.0)
+    assert "one mode" in choice.detail["fallback"] or "sd apart" in choice.detail["fallback"]
+    assert choice.value == false_alarm_budget(normals, 1.0).value
+
+
+def test_a_majority_upper_mode_is_not_taken_for_anomalies():
+    normals, anomalies = traffic(1200, 800)
+    choice = score_mixture([*normals, *anomalies], 10.0)
+    assert f"more than {MIXTURE_MAX_SHARE:.0%}" in choice.detail["fallback"]
+    assert choice.value == false_alarm_budget([*normals, *anomalies], 10.0).value
+
+
+def test_too_few_windows_fall_back_and_overlapping_modes_too():
+    normals, anomalies = traffic(90, 5)
+    assert "too few" in score_mixture([*normals, *anomalies]).detail["fallback"]
+    normals, anomalies = traffic(1900, 100, gap=1.0)
+    assert "fallback" in score_mixture([*normals, *anomalies]).detail
+
+
+def test_saturated_scores_are_two_piles_and_the_upper_pile_is_flagged():
+    scores = [0.0] * 1800 + [round(0.001 * i, 6) for i in range(100)] + [1.0] * 100
+    choice = score_mixture(scores)
+    assert "fallback" not in choice.detail and flagged(scores, choice.value) == 100
+
+
+def test_the_mixture_reads_no_label_and_prefers_the_unlabeled_reference():
+    normals, anomalies = traffic(1900, 100)
+    scores = [*normals, *anomalies]
+    unread = choose_threshold(SCORE_MIXTURE, scores, [0] * len(scores))
+    assert unread.value == choose_threshold(SCORE_MIXTURE, scores, [1] * len(scores)).value
+    assert unread.detail["reference"] == "labeled windows, labels unread"
+    other = choose_threshold(SCORE_MIXTURE, [0.5], [1], reference_scores=scores, reference_name="unlabeled")
+    assert other.value == unread.value and other.detail["reference"] == "unlabeled"
+
+
+@given(scores=st.lists(scores01, min_size=100, max_size=400))
+def test_the_mixture_answers_any_traffic_and_counts_what_it_flags(scores):
+    choice = score_mixture(scores)
+    assert math.isfinite(choice.value)
+    if "fallback" not in choice.detail:
+        assert choice.detail["flagged"] == flagged(scores, choice.value) > 0

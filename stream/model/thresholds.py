@@ -39,6 +39,19 @@ of windows that are (nearly) all normal.
     anomalies (an unresolvable budget only says "flag none of the reference", and on Thunderbird's 120 validation
     normals one normal scoring 0.99 then cost every anomaly: bench/threshold_rules.py); ``detail["fallback"]`` says
     which and why.
+``score-mixture``
+    No label at all: the target's unlabeled scores, read as two populations. A two-component Gaussian mixture is fit
+    (EM) to the scores' log-odds; if its upper component is a minority (at most ``MIXTURE_MAX_SHARE`` of the
+    windows) well apart from the bulk (means at least ``MIXTURE_MIN_SEPARATION`` pooled standard deviations apart),
+    and two modes explain the scores better than one by the Bayesian information criterion (else a single skewed
+    bulk would be split in two), the upper component is taken as the anomalies and the threshold is where a window
+    becomes more likely theirs than the bulk's: the lowest score above the bulk's mean with an upper-component
+    posterior of at least 1/2 (midway to the next lower score). Why: a budget is an alert *rate* the operator must
+    guess, and the right one is the target's anomaly share, which nobody knows on day one (HDFS: 2.9% of blocks,
+    BGL: 7.9% of windows); where the detector separates the anomalies, the scores themselves say where that share
+    ends. Log-odds, because sigmoid scores pile up at 0 and 1 where no Gaussian fits. Where the scores do not show
+    two such populations, it falls back to ``false-alarm-budget`` on the same scores, and ``detail["fallback"]``
+    says why.
 
 Edge cases, for every rule: no scores -> 0.5 (``DEFAULT_THRESHOLD``, what serving uses for a model without one); no
 reference and no labeled normal window -> the budget rules flag nothing seen (just above the top score); all scores
@@ -49,6 +62,7 @@ ValueError; an unknown rule -> ValueError naming the allowed ones.
 from __future__ import annotations
 
 import math
+import statistics
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,7 +73,8 @@ from stream.model.quality import best_threshold
 BEST_F1 = "best-f1"
 FALSE_ALARM_BUDGET = "false-alarm-budget"
 BUDGET_AND_ANOMALIES = "budget-and-anomalies"
-RULES = (BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES)
+SCORE_MIXTURE = "score-mixture"
+RULES = (BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE)
 
 # One alert per 1,000 windows (one per 20,000 lines with 20-line windows): at an anomaly prevalence of 1% and full
 # recall, precision stays >= 0.9 (p / (p + (1 - p) * 0.001)); it needs 999 reference windows to resolve, which a
@@ -70,6 +85,14 @@ DEFAULT_BUDGET_PER_1000 = 1.0
 # 0.001, small against p, so the choice moves the threshold little; pass the target's own when it is known.
 DEFAULT_PREVALENCE = 0.03
 DEFAULT_THRESHOLD = 0.5  # no scores at all
+# score-mixture: anomalies are a minority of any system's traffic; a mode holding more than a fifth of it is a
+# second kind of normal (a busy node, a nightly job), not the anomalies
+MIXTURE_MAX_SHARE = 0.2
+# score-mixture: modes closer than this (in pooled standard deviations of log-odds) overlap too much for their
+# crossing to mean anything; at 2 the two densities' crossing still leaves each mode's bulk on its own side
+MIXTURE_MIN_SEPARATION = 2.0
+MIXTURE_MIN_WINDOWS = 100  # fewer cannot show a minority mode of a few percent
+_LOGIT_CLAMP = 1e-6  # scores are kept to 6 decimals: 0 and 1 become +-13.8 in log-odds, not infinities
 _ABOVE = 1e-6  # "flag nothing seen": the top score plus this, as quality.best_threshold does
 
 
@@ -106,6 +129,11 @@ def choose_threshold(
         reference, source = [float(s) for s in reference_scores], reference_name
     else:
         reference, source = [float(s) for s, label in zip(scores, labels, strict=True) if not label], "labeled normals"
+    if rule == SCORE_MIXTURE:  # labels unread: the mixture is of the traffic, anomalies and all
+        pool = reference if reference_scores else [float(s) for s in scores]
+        choice = score_mixture(pool, budget_per_1000)
+        choice.detail["reference"] = source if reference_scores else "labeled windows, labels unread"
+        return choice
     budget = false_alarm_budget(reference, budget_per_1000, everything=[float(s) for s in scores])
     budget.detail["reference"] = source
     if rule == FALSE_ALARM_BUDGET:
@@ -169,6 +197,126 @@ def false_alarm_budget(
             f"{detail['min_reference_windows']}): flags none of them"
         )
     return ThresholdChoice(value, FALSE_ALARM_BUDGET, detail)
+
+
+def score_mixture(scores: Sequence[float], budget_per_1000: float = DEFAULT_BUDGET_PER_1000) -> ThresholdChoice:
+    """The ``score-mixture`` rule on unlabeled ``scores`` (module docstring); ``budget_per_1000`` is the fallback's."""
+    mixture = _two_modes([_log_odds(s) for s in scores]) if len(scores) >= MIXTURE_MIN_WINDOWS else None
+    detail: dict[str, Any] = {"windows": len(scores), "max_share": MIXTURE_MAX_SHARE}
+    if mixture is not None:
+        detail["mixture"] = mixture.to_dict()
+    why = _no_minority_mode(len(scores), mixture)
+    if mixture is None or why:
+        budget = false_alarm_budget(scores, budget_per_1000)
+        detail |= {"fallback": f"{why}: the false-alarm budget", "budget": {"threshold": budget.value, **budget.detail}}
+        return ThresholdChoice(budget.value, SCORE_MIXTURE, detail)
+    distinct = sorted(set(float(s) for s in scores))
+    # the lowest score above the bulk's mean that the upper mode claims; below the bulk's mean a wide upper mode's
+    # tail can claim scores again, which are not anomalies by any reading
+    claimed = [d for d in distinct if _log_odds(d) > mixture.low_mean and mixture.upper_posterior(_log_odds(d)) >= 0.5]
+    if not claimed:
+        budget = false_alarm_budget(scores, budget_per_1000)
+        detail |= {"fallback": "no score is more likely the upper mode's: the false-alarm budget"}
+        return ThresholdChoice(budget.value, SCORE_MIXTURE, detail)
+    lowest = claimed[0]
+    position = distinct.index(lowest)
+    value = _between(lowest, distinct[position - 1]) if position > 0 else lowest
+    flagged = sum(1 for score in scores if score >= value)
+    detail |= {"flagged": flagged, "flagged_per_1000": round(1000 * flagged / len(scores), 6)}
+    return ThresholdChoice(value, SCORE_MIXTURE, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class _Mixture:
+    """Two Gaussians over log-odds: the bulk (low) and the upper mode, with their weights."""
+
+    low_mean: float
+    low_sd: float
+    high_mean: float
+    high_sd: float
+    high_share: float
+    bic_gain: float  # how much better two modes explain the values than one (BIC, positive: better)
+
+    @property
+    def separation(self) -> float:
+        return (self.high_mean - self.low_mean) / math.sqrt((self.low_sd**2 + self.high_sd**2) / 2)
+
+    def upper_posterior(self, x: float) -> float:
+        high = self.high_share * _density(x, self.high_mean, self.high_sd)
+        low = (1 - self.high_share) * _density(x, self.low_mean, self.low_sd)
+        return high / (high + low) if high + low > 0 else float(x > self.high_mean)
+
+    def to_dict(self) -> dict[str, float]:
+        fields = ("low_mean", "low_sd", "high_mean", "high_sd", "high_share", "bic_gain")
+        return {name: round(getattr(self, name), 6) for name in fields} | {"separation": round(self.separation, 6)}
+
+
+def _no_minority_mode(windows: int, mixture: _Mixture | None) -> str:
+    """Why the scores show no minority upper mode to read a threshold from ('' when they do)."""
+    if mixture is None:
+        return f"{windows} windows are too few to show a minority mode (needs {MIXTURE_MIN_WINDOWS})"
+    if mixture.bic_gain <= 0:
+        return "one mode explains the scores as well as two (BIC)"
+    if mixture.high_share > MIXTURE_MAX_SHARE:
+        return f"the upper mode holds {mixture.high_share:.0%} of the windows, more than {MIXTURE_MAX_SHARE:.0%}"
+    if mixture.separation < MIXTURE_MIN_SEPARATION:
+        return f"the modes are {mixture.separation:.2f} sd apart, under {MIXTURE_MIN_SEPARATION:g}"
+    return ""
+
+
+def _two_modes(values: Sequence[float], iterations: int = 300) -> _Mixture | None:
+    """EM for a two-Gaussian mixture, started from the top 5% against the rest. A variance floor (a thousandth of the
+    whole spread) keeps a component from collapsing onto a pile of tied scores. None when every value is equal."""
+    ordered = sorted(values)
+    n = len(ordered)
+    spread = statistics.pvariance(ordered)
+    if spread == 0:
+        return None
+    floor = spread * 1e-3
+    split = max(1, min(n - 1, round(n * 0.95)))
+    low, high = ordered[:split], ordered[split:]
+    params = [
+        (len(low) / n, statistics.fmean(low), max(statistics.pvariance(low), floor)),
+        (len(high) / n, statistics.fmean(high), max(statistics.pvariance(high), floor)),
+    ]
+    previous = -math.inf
+    for _ in range(iterations):
+        responsibilities, likelihood = _expectation(ordered, params)
+        params = [_maximisation(ordered, [r[k] for r in responsibilities], floor) for k in (0, 1)]
+        if likelihood - previous < 1e-9 * n:
+            break
+        previous = likelihood
+    one_mode = sum(math.log(_density(x, statistics.fmean(ordered), math.sqrt(spread)) or 1e-300) for x in ordered)
+    # BIC: two modes cost 3 parameters more (a mean, a variance, a weight), each ln(n) of log-likelihood
+    bic_gain = 2 * (likelihood - one_mode) - 3 * math.log(n)
+    (_, m_low, v_low), (w_high, m_high, v_high) = sorted(params, key=lambda p: p[1])
+    return _Mixture(m_low, math.sqrt(v_low), m_high, math.sqrt(v_high), w_high, bic_gain)
+
+
+def _expectation(values: Sequence[float], params: list[tuple[float, float, float]]) -> tuple[list[list[float]], float]:
+    responsibilities, likelihood = [], 0.0
+    for x in values:
+        weighted = [w * _density(x, m, math.sqrt(v)) for w, m, v in params]
+        total = sum(weighted) or 1e-300
+        likelihood += math.log(total)
+        responsibilities.append([p / total for p in weighted])
+    return responsibilities, likelihood
+
+
+def _maximisation(values: Sequence[float], weights: Sequence[float], floor: float) -> tuple[float, float, float]:
+    mass = sum(weights) or 1e-300
+    mean = sum(w * x for w, x in zip(weights, values, strict=True)) / mass
+    variance = sum(w * (x - mean) ** 2 for w, x in zip(weights, values, strict=True)) / mass
+    return mass / len(values), mean, max(variance, floor)
+
+
+def _density(x: float, mean: float, sd: float) -> float:
+    return math.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+
+
+def _log_odds(score: float) -> float:
+    p = min(max(float(score), _LOGIT_CLAMP), 1 - _LOGIT_CLAMP)
+    return math.log(p / (1 - p))
 
 
 def _windows_needed(budget_per_1000: float) -> int | None:
