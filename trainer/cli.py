@@ -31,6 +31,8 @@ from stream.model.thresholds import (  # plain Python: --help still imports no t
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
     RULES,
+    SCORE_MIXTURE,
+    ZERO_LABEL_RULES,
 )
 from trainer.data_source import DataSource, add_data_arguments, infer_format, load, source_from_arguments
 from trainer.progress import progress_bar
@@ -172,8 +174,11 @@ def run_adapt(args: argparse.Namespace) -> int:
         normals, flags = inputs(dataset, labels.train + labels.validation)
         anomalies = sum(flags)
     if anomalies == 0:
-        if args.threshold_rule not in (None, FALSE_ALARM_BUDGET):
-            raise ConfigError("--threshold-rule", f"with no labeled anomaly only {FALSE_ALARM_BUDGET} can set it")
+        if args.threshold_rule not in (None, *ZERO_LABEL_RULES):
+            allowed = " or ".join(ZERO_LABEL_RULES)
+            raise ConfigError("--threshold-rule", f"with no labeled anomaly only {allowed} can set it")
+        if args.threshold_rule == SCORE_MIXTURE and not unlabeled_windows:
+            raise ConfigError("--threshold-rule", f"{SCORE_MIXTURE} reads unlabeled windows: give --unlabeled-*")
         if not unlabeled_windows and not normals:
             raise ConfigError("--data", "no labeled window and no unlabeled one: nothing can place the threshold")
         _say(
@@ -182,7 +187,12 @@ def run_adapt(args: argparse.Namespace) -> int:
             f"{len(unlabeled_windows)} unlabeled windows, no training",
         )
         trained = zero_label(
-            detector, args.target, unlabeled_windows, normals=normals, budget_per_1000=args.false_alarms_per_1000
+            detector,
+            args.target,
+            unlabeled_windows,
+            normals=normals,
+            budget_per_1000=args.false_alarms_per_1000,
+            threshold_rule=args.threshold_rule or FALSE_ALARM_BUDGET,
         )
     else:
         _say(args, f"tuning a {base.family} adapter for {args.target}: {len(labels.train)} training windows")
@@ -509,7 +519,9 @@ def _parser() -> argparse.ArgumentParser:
             help=f"how the validation windows set the threshold: {BEST_F1} (best F1 on the labeled windows), "
             f"{FALSE_ALARM_BUDGET} (at most --false-alarms-per-1000 of the validation normals flagged), "
             f"{BUDGET_AND_ANOMALIES} (within that budget, the best F1 estimated from the labeled anomalies' recall; "
-            f"{BEST_F1} where the normals are too few to resolve it) "
+            f"{BEST_F1} where the normals are too few to resolve it), "
+            f"{SCORE_MIXTURE} (no label read: where the unlabeled windows' scores show a minority upper mode, where "
+            f"it begins; else the budget) "
             f"(default: {BEST_F1} when validation holds an anomaly, else {FALSE_ALARM_BUDGET}); "
             "the manifest records it",
         )

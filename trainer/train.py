@@ -29,6 +29,8 @@ from stream.model.thresholds import (
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
     MIXTURE_MIN_WINDOWS,
+    SCORE_MIXTURE,
+    ZERO_LABEL_RULES,
     ThresholdChoice,
     check_rule,
     choose_threshold,
@@ -294,6 +296,7 @@ def zero_label(
     *,
     normals: Sequence[WindowText] = (),
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+    threshold_rule: str = FALSE_ALARM_BUDGET,
 ) -> Trained:
     """A target's first adapter from its unlabeled windows alone: the base's judgement, the target's threshold.
 
@@ -311,15 +314,23 @@ def zero_label(
     where they were: docs/transfer.md.)"""
     if not unlabeled and not normals:
         raise ValueError("a zero-label adapter needs unlabeled target windows or labeled normal ones")
-    check_rule(FALSE_ALARM_BUDGET, budget_per_1000)
+    if threshold_rule not in ZERO_LABEL_RULES:
+        raise ValueError(f"with no labeled anomaly only {' or '.join(ZERO_LABEL_RULES)} can set the threshold")
+    if threshold_rule == SCORE_MIXTURE and not unlabeled:
+        raise ValueError(f"{SCORE_MIXTURE} reads the target's unlabeled traffic, and none was given")
+    check_rule(threshold_rule, budget_per_1000)
     if target in detector.targets:
         detector.remove_target(target)
     detector.add_target(target)
     scores = detector.scores(list(unlabeled), target=target) if unlabeled else []
     normal_scores = detector.scores(list(normals), target=target) if normals else []
-    choice = calibrate(
-        normal_scores, [0] * len(normal_scores), scores, rule=FALSE_ALARM_BUDGET, budget_per_1000=budget_per_1000
-    )
+    if threshold_rule == SCORE_MIXTURE:  # the traffic as it comes: labeled normals would dilute its upper mode
+        choice = score_mixture(scores, budget_per_1000)
+        choice.detail["reference"] = f"{len(scores)} unlabeled windows"
+    else:
+        choice = calibrate(
+            normal_scores, [0] * len(normal_scores), scores, rule=FALSE_ALARM_BUDGET, budget_per_1000=budget_per_1000
+        )
     flagged = sum(1 for score in scores if score >= choice.value)
     quality: dict[str, Any] = {
         "chosen_on": f"{len(normals)} labeled normal and {len(unlabeled)} unlabeled target windows",

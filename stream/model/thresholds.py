@@ -75,6 +75,8 @@ FALSE_ALARM_BUDGET = "false-alarm-budget"
 BUDGET_AND_ANOMALIES = "budget-and-anomalies"
 SCORE_MIXTURE = "score-mixture"
 RULES = (BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE)
+# what may set a threshold with no labeled anomaly: best-f1 and budget-and-anomalies need one
+ZERO_LABEL_RULES = (FALSE_ALARM_BUDGET, SCORE_MIXTURE)
 
 # One alert per 1,000 windows (one per 20,000 lines with 20-line windows): at an anomaly prevalence of 1% and full
 # recall, precision stays >= 0.9 (p / (p + (1 - p) * 0.001)); it needs 999 reference windows to resolve, which a
