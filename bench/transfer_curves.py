@@ -16,7 +16,8 @@ Protocol (issue "Transfer that earns its keep", item 1):
   scores the target as it is) and ``normal-replay`` (a normal-only objective on the unlabeled target, item 3: the
   target's adapter learns 2,000 unlabeled target windows as normal, beside 2,000 labeled source windows replayed so
   that it keeps what an anomaly looks like) and ``self-trained`` (``trainer.train.self_train``: the
-  ``aligned-moments`` base's confident pseudo-labels on the unlabeled target windows train the target's adapter)
+  ``aligned-moments`` base's confident pseudo-labels on the unlabeled target windows train the target's adapter;
+  ``self_train`` below, an experiment that is not a product path)
   -- the methods that need no label;
 - ``aligned-moments`` and ``aligned-adversarial`` (item 3, learning from the unlabeled target): the source's base
   trained again, as its plain base is, plus a loss on 2,000 unlabeled target windows (seed 0's draw) that aligns the
@@ -48,7 +49,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ from typing import Any
 import torch
 
 from stream.model.alignment import DomainAdversarial, MomentMatching
+from stream.model.detector import Detector, FitOptions, FitReport, WindowText
 from stream.model.families import family_class
+from stream.model.thresholds import DEFAULT_BUDGET_PER_1000, score_mixture
 from stream.model.training import UnlabeledObjective
 from trainer.datasets import Dataset, Split, limit
 from trainer.results import BASES, MULTI_SOURCE, Runner
@@ -69,7 +72,6 @@ from trainer.train import (
     load_trained,
     pretrain,
     save_trained,
-    self_train,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -188,6 +190,50 @@ def aligned_base(runner: Runner, source: str, target: str, method: str) -> Train
     )  # fmt: skip
     save_trained(trained, directory, dataset, {"train": capped.train, "validation": capped.validation})
     return trained
+
+
+def self_train(
+    detector: Detector,
+    target: str,
+    unlabeled: Sequence[WindowText],
+    *,
+    options: FitOptions,
+    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
+) -> Trained:
+    """A target's adapter trained on its own confident pseudo-labels, with no label at all (self-training; an
+    experiment of this bench, not a product path: docs/transfer.md has what it measured).
+
+    The base (best one aligned to the target: ``pretrain(..., objective=MomentMatching())``) scores the unlabeled
+    windows; where ``score-mixture`` finds a minority upper mode, the windows it flags are taken as anomalous and
+    the lowest-scoring ones as normal, leaving out a band below the threshold as wide as the flagged set (the
+    windows the base is least sure of), and the target's adapter learns those pseudo-labels. The threshold is then
+    ``score-mixture`` again on the adapter's scores of the same windows. Where the base's scores show no such mode
+    there is nothing confident to learn: the adapter is left as the base and the detail says so."""
+    if target in detector.targets:
+        detector.remove_target(target)
+    detector.add_target(target)
+    windows = list(unlabeled)
+    scores = detector.scores(windows, target=target)
+    first = score_mixture(scores, budget_per_1000)
+    report, pseudo = FitReport(), {"anomalous": 0, "normal": 0, "left_out": 0}
+    if "fallback" not in first.detail:
+        ranked = sorted(range(len(windows)), key=lambda i: scores[i], reverse=True)
+        flagged = sum(1 for score in scores if score >= first.value)
+        normal = ranked[2 * flagged :]
+        chosen = ranked[:flagged] + normal
+        labels = [1] * flagged + [0] * len(normal)
+        report = detector.fit([windows[i] for i in chosen], labels, target=target, mode="adapter", options=options)
+        pseudo = {"anomalous": flagged, "normal": len(normal), "left_out": len(windows) - len(chosen)}
+    scores = detector.scores(windows, target=target)
+    choice = score_mixture(scores, budget_per_1000)
+    quality: dict[str, Any] = {
+        "chosen_on": f"{len(windows)} unlabeled target windows",
+        "threshold_rule": choice.rule,
+        "threshold_detail": choice.detail,
+        "flagged_unlabeled": sum(1 for score in scores if score >= choice.value),
+        "self_training": {"pseudo_labels": pseudo, "first_threshold": first.to_dict()},
+    }
+    return Trained(detector, target, choice.value, report, quality)
 
 
 def source_replay(runner: Runner, source: str, seed: int) -> tuple[Dataset, list[int]]:

@@ -28,7 +28,6 @@ from stream.model.thresholds import (
     BEST_F1,
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
-    MIXTURE_MIN_WINDOWS,
     SCORE_MIXTURE,
     ZERO_LABEL_RULES,
     ThresholdChoice,
@@ -339,54 +338,6 @@ def zero_label(
         "flagged_unlabeled": flagged,
     }
     return Trained(detector, target, choice.value, FitReport(), quality)
-
-
-def self_train(
-    detector: Detector,
-    target: str,
-    unlabeled: Sequence[WindowText],
-    *,
-    options: FitOptions,
-    budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
-    progress: Progress | None = None,
-) -> Trained:
-    """A target's adapter trained on its own confident pseudo-labels, with no label at all (self-training).
-
-    The base (best one aligned to the target: ``pretrain(..., objective=MomentMatching())``) scores the unlabeled
-    windows; where ``score-mixture`` finds a minority upper mode, the windows it flags are taken as anomalous and
-    the lowest-scoring ones as normal, leaving out a band below the threshold as wide as the flagged set (the
-    windows the base is least sure of), and the target's adapter learns those pseudo-labels. The threshold is then
-    ``score-mixture`` again on the adapter's scores of the same windows. Where the base's scores show no such mode
-    there is nothing confident to learn: the adapter is left as the base (``zero_label``) and the detail says so."""
-    if len(unlabeled) < MIXTURE_MIN_WINDOWS:
-        raise ValueError(f"self-training needs at least {MIXTURE_MIN_WINDOWS} unlabeled windows, got {len(unlabeled)}")
-    if target in detector.targets:
-        detector.remove_target(target)
-    detector.add_target(target)
-    windows = list(unlabeled)
-    scores = detector.scores(windows, target=target)
-    first = score_mixture(scores, budget_per_1000)
-    report, pseudo = FitReport(), {"anomalous": 0, "normal": 0, "left_out": 0}
-    if "fallback" not in first.detail:
-        ranked = sorted(range(len(windows)), key=lambda i: scores[i], reverse=True)
-        flagged = sum(1 for score in scores if score >= first.value)
-        normal = ranked[2 * flagged :]
-        chosen = ranked[:flagged] + normal
-        labels = [1] * flagged + [0] * len(normal)
-        report = detector.fit(
-            [windows[i] for i in chosen], labels, target=target, mode="adapter", options=options, progress=progress
-        )
-        pseudo = {"anomalous": flagged, "normal": len(normal), "left_out": len(windows) - len(chosen)}
-    scores = detector.scores(windows, target=target)
-    choice = score_mixture(scores, budget_per_1000)
-    quality: dict[str, Any] = {
-        "chosen_on": f"{len(windows)} unlabeled target windows",
-        "threshold_rule": choice.rule,
-        "threshold_detail": choice.detail,
-        "flagged_unlabeled": sum(1 for score in scores if score >= choice.value),
-        "self_training": {"pseudo_labels": pseudo, "first_threshold": first.to_dict()},
-    }
-    return Trained(detector, target, choice.value, report, quality)
 
 
 def supervision(anomalies: int) -> str:
