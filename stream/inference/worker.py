@@ -56,7 +56,7 @@ from stream.pipeline.kafka_clients import (
     make_producer,
     offsets_after,
 )
-from stream.records import ANOMALOUS, SCHEDULE, DeadLetter, Verdict, Window, encode
+from stream.records import ANOMALOUS, SCHEDULE, DeadLetter, Outgoing, Verdict, Window, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ HANDOVER_WAIT_S = 60.0
 # off by the broker and its commit refused, so the group is told to wait out the hand-over, with room to rejoin.
 REBALANCE_TIMEOUT_MS = int(HANDOVER_WAIT_S * 1000) + 30_000
 
-Outgoing = tuple[str, bytes, bytes]  # a record to publish: topic, key, value
 Decoded = tuple[ConsumerRecord, Window]
 Scored = tuple[ConsumerRecord, Verdict]  # a verdict, and the record of its window (to dead-letter it if need be)
 
@@ -335,7 +334,9 @@ class InferenceWorker:
 
     async def _send(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
         """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
-        deliveries = [await producer.send(topic, value, key=key) for topic, key, value in outgoing]
+        deliveries = [
+            await producer.send(out.topic, out.value, key=out.key, partition=out.partition) for out in outgoing
+        ]
         try:
             await asyncio.gather(*deliveries)
         except Exception as exc:  # a record refused after the producer's retries: never commit past it
@@ -398,11 +399,11 @@ class InferenceWorker:
         log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         self.metrics.dead_letters.inc()
         self.counts["dead_letters"] += 1
-        return self.settings.topics.deadletter, b"", encode(letter)
+        return Outgoing(self.settings.topics.deadletter, encode(letter), key=b"")  # b"": as dead letters always went
 
     def _publications(self, scored: Sequence[Scored]) -> list[Outgoing]:
         topics = self.settings.topics
-        out = []
+        out: list[Outgoing] = []
         now_ms = int(time.time() * 1000)
         for record, verdict in scored:
             alert = None
@@ -423,7 +424,7 @@ class InferenceWorker:
             self.metrics.verdicts.labels(verdict.system, verdict.label).inc()
             self.counts[f"verdicts_{verdict.label}"] += 1
             if self.config.publish_verdicts:
-                out.append((topics.verdicts, verdict.window_id.encode(), encode(verdict)))
+                out.append(Outgoing(topics.verdicts, encode(verdict), key=verdict.window_id.encode()))
             if alert is not None:
                 out.append(self._alert(alert, verdict))
         out += [self._alert(alert, None) for alert in self.alerts.expire(now_ms)]
@@ -435,7 +436,7 @@ class InferenceWorker:
         self.metrics.alerts.labels(alert.system, severity, alert.status).inc()
         self.counts["alerts"] += 1
         record = alert_record(alert, verdict, self.severity, int(time.time() * 1000))
-        return self.settings.topics.alerts, alert.alert_id.encode(), record
+        return Outgoing(self.settings.topics.alerts, record, key=alert.alert_id.encode())
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
         """Commit past the records; whether it was committed (True when there was nothing to commit)."""

@@ -17,7 +17,6 @@ from stream.parsing.miner import SystemParser
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
     InputRecord,
-    Outgoing,
     SystemStats,
     UpstreamDedup,
     dead_letter,
@@ -28,7 +27,7 @@ from stream.pipeline.stage import (
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import DeadLetter, LogLine, Routed, WindowLine
+from stream.records import DeadLetter, LogLine, Outgoing, Routed, WindowLine
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
 

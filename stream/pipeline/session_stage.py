@@ -7,7 +7,6 @@ from typing import Any
 
 from stream.pipeline.stage import (
     InputRecord,
-    Outgoing,
     SystemStats,
     UpstreamDedup,
     guarded,
@@ -15,6 +14,7 @@ from stream.pipeline.stage import (
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
+from stream.records import Outgoing
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
 
