@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from stream.records.dead_letters import DeadLetter
 from stream.records.fields import ANOMALOUS, INT64_MAX, INT64_MIN, NORMAL, RecordError, json_type
-from stream.records.lines import TICK, Envelope, LogLine, Routed, SourceRef
+from stream.records.lines import TICK, Envelope, LogLine, Routed, SessionLine, SourceRef
 from stream.records.model_updates import SCHEDULE, ModelUpdate, RetrainReport, RetrainSchedule
 from stream.records.outgoing import Outgoing, encode
 from stream.records.verdicts import LABELED, SUPERVISIONS, ZERO_LABEL, ZERO_SHOT, Cause, Verdict
@@ -59,6 +59,7 @@ __all__ = [
     "RetrainReport",
     "RetrainSchedule",
     "Routed",
+    "SessionLine",
     "SourceRef",
     "Verdict",
     "Window",

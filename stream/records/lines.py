@@ -1,9 +1,16 @@
-"""The stream's own records: a decoded log line, and the envelopes of the internal topics (``lines``, ``sessions``)."""
+"""The stream's own records: a decoded log line, and the envelopes of the internal topics (``lines``, ``sessions``).
+
+An envelope's payloads are :class:`LogLine` dicts on ``lines`` (ingest -> parse) and :class:`SessionLine` dicts on
+``sessions`` (parse -> session).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from stream.records.fields import RecordError, int64_field, json_type, text_field
+from stream.records.windows import WINDOW_LINE_FIELDS
 
 
 # Not frozen, though never changed after construction: built several times per log line, and a frozen dataclass's
@@ -100,3 +107,41 @@ class Envelope:
 
 
 TICK = Envelope()
+
+
+_SESSION_LINE_FIELDS = frozenset(WINDOW_LINE_FIELDS)
+
+
+@dataclass(slots=True)  # not frozen: see SourceRef (one per line and session key)
+class SessionLine:
+    """A line the parse stage routes to the session stage: the payload of a ``sessions`` envelope line, whose
+    :class:`Routed` key is the session key.
+
+    ``line`` is the line's :class:`~stream.records.windows.WindowLine` in ``to_dict`` form, the form windowers hold
+    lines in, so the session stage windows it as it comes; its label is the one of the session it joins (HDFS labels
+    blocks, not lines).
+    """
+
+    system: str
+    line: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> SessionLine:
+        """A ``sessions`` payload; RecordError naming the problem for anything else. Checked: the system, that the
+        line has every window line field, and its event time (what the session stage orders by). The other fields'
+        types are not checked again per line: only the parse stage writes this topic, and a full check would cost
+        the session stage about 2 us a line."""
+        if not isinstance(d, dict):
+            raise RecordError(f"a session line must be a JSON object, not {json_type(d)}")
+        system = text_field(d, "system", empty=False)
+        line = d.get("line")
+        if not isinstance(line, dict):
+            raise RecordError(f"field 'line' must be an object, not {json_type(line)}")
+        if not line.keys() >= _SESSION_LINE_FIELDS:
+            missing = sorted(_SESSION_LINE_FIELDS - line.keys())
+            raise RecordError(f"line: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        int64_field(line, "event_ms", "line: ")
+        return cls(system, line)
