@@ -56,7 +56,17 @@ from stream.pipeline.kafka_clients import (
     make_producer,
     offsets_after,
 )
-from stream.records import ANOMALOUS, SCHEDULE, DeadLetter, Outgoing, Verdict, Window, encode
+from stream.records import (
+    ANOMALOUS,
+    DeadLetter,
+    Outgoing,
+    RecordError,
+    RetrainSchedule,
+    Verdict,
+    Window,
+    decode_model_update,
+    encode,
+)
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -503,12 +513,13 @@ class InferenceWorker:
 
 def changes_serving(value: bytes | None) -> bool:
     """Whether a model-updates record may mean a new serving version: any but the trainer's retrain schedules (sent
-    as label counts change, they would have every worker poll the registry for nothing)."""
+    as label counts change, they would have every worker poll the registry for nothing). A record that does not
+    decode (a newer trainer's kind, say) may mean one: a poll costs a registry read, a missed one a stale model."""
     try:
-        document = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
+        update = decode_model_update(value)
+    except RecordError:
         return True
-    return not (isinstance(document, dict) and document.get("kind") == SCHEDULE)
+    return not isinstance(update, RetrainSchedule)
 
 
 async def latest_alerts(settings: Settings, since_ms: int, timeout_s: float = 30.0) -> dict[str, tuple[Alert, int]]:

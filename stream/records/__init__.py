@@ -24,7 +24,16 @@ from __future__ import annotations
 from stream.records.dead_letters import DeadLetter
 from stream.records.fields import ANOMALOUS, INT64_MAX, INT64_MIN, NORMAL, RecordError, json_type
 from stream.records.lines import TICK, Envelope, LogLine, Routed, SessionLine, SourceRef
-from stream.records.model_updates import SCHEDULE, ModelUpdate, RetrainReport, RetrainSchedule
+from stream.records.model_updates import (
+    ADAPTER,
+    RETRAIN,
+    SCHEDULE,
+    ModelUpdate,
+    ModelUpdateRecord,
+    RetrainReport,
+    RetrainSchedule,
+    decode_model_update,
+)
 from stream.records.outgoing import Outgoing, encode
 from stream.records.verdicts import LABELED, SUPERVISIONS, ZERO_LABEL, ZERO_SHOT, Cause, Verdict
 from stream.records.windows import (
@@ -38,11 +47,13 @@ from stream.records.windows import (
 )
 
 __all__ = [
+    "ADAPTER",
     "ANOMALOUS",
     "INT64_MAX",
     "INT64_MIN",
     "LABELED",
     "NORMAL",
+    "RETRAIN",
     "SCHEDULE",
     "SUPERVISIONS",
     "TICK",
@@ -54,6 +65,7 @@ __all__ = [
     "Envelope",
     "LogLine",
     "ModelUpdate",
+    "ModelUpdateRecord",
     "Outgoing",
     "RecordError",
     "RetrainReport",
@@ -64,6 +76,7 @@ __all__ = [
     "Verdict",
     "Window",
     "WindowLine",
+    "decode_model_update",
     "encode",
     "encode_window",
     "json_type",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from stream.errors import DecodeError
 
 ANOMALOUS = "anomalous"
@@ -61,3 +63,46 @@ def json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def optional_text(d: dict[str, Any], name: str, where: str = "") -> str | None:
+    """A string field that may be null or absent."""
+    value = d.get(name)
+    if value is not None and not isinstance(value, str):
+        raise RecordError(f"{where}field {name!r} must be a string or null, not {json_type(value)}")
+    return value
+
+
+def optional_int64(d: dict[str, Any], name: str, where: str = "") -> int | None:
+    """An integer field that may be null or absent."""
+    return None if d.get(name) is None else int64_field(d, name, where)
+
+
+def optional_number(d: dict[str, Any], name: str, where: str = "") -> float | None:
+    """A number field that may be null or absent (orjson writes a NaN as null)."""
+    value = d.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{where}field {name!r} must be a number or null, not {json_type(value)}")
+    return float(value)
+
+
+def boolean_field(d: dict[str, Any], name: str, where: str = "") -> bool:
+    value = field_value(d, name, where)
+    if not isinstance(value, bool):
+        raise RecordError(f"{where}field {name!r} must be a boolean, not {json_type(value)}")
+    return value
+
+
+def json_object(value: bytes | None, what: str) -> dict[str, Any]:
+    """A record's bytes as a JSON object; RecordError saying why for anything else (an empty record, bad JSON)."""
+    if not value:
+        raise RecordError(f"an empty record is not {what}")
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"{what} must be JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise RecordError(f"{what} must be a JSON object, not {json_type(document)}")
+    return document

@@ -1,11 +1,29 @@
-"""The ``model-updates`` topic: serving changes, retrain outcomes and retrain schedules, told apart by ``kind``."""
+"""The ``model-updates`` topic (key: target): serving changes, retrain outcomes and retrain schedules, told apart by
+``kind`` (adapter, retrain, schedule). The trainer and the console write them; :func:`decode_model_update` reads
+any of them for the inference workers and the console.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from stream.records.fields import RecordError, int64_field, json_type, text_field
+from stream.records.fields import (
+    RecordError,
+    boolean_field,
+    field_value,
+    int64_field,
+    json_object,
+    json_type,
+    optional_int64,
+    optional_number,
+    optional_text,
+    text_field,
+)
+
+ADAPTER = "adapter"  # the kind of a ModelUpdate record
+RETRAIN = "retrain"  # the kind of a RetrainReport record
+SCHEDULE = "schedule"  # the kind of a RetrainSchedule record
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +36,7 @@ class ModelUpdate:
     version: str
     reason: str
     at_ms: int
-    kind: str = "adapter"
+    kind: str = ADAPTER  # the only kind of this record: a field so that it reads like the others' ``kind``
     by: str | None = None
     previous: str | None = None
 
@@ -36,17 +54,14 @@ class ModelUpdate:
         """A decoded ``model-updates`` record of kind ``adapter``, its fields checked (RecordError naming one)."""
         if not isinstance(d, dict):
             raise RecordError(f"a model update must be a JSON object, not {json_type(d)}")
-        optional = {name: d.get(key) for name, key in (("by", "by"), ("previous", "from"))}
-        for name, value in optional.items():
-            if value is not None and not isinstance(value, str):
-                raise RecordError(f"field {name!r} must be a string, not {json_type(value)}")
+        _check_kind(d, ADAPTER)
         return cls(
             target=text_field(d, "target", empty=False),
             version=text_field(d, "version", empty=False),
             reason=text_field(d, "reason"),
             at_ms=int64_field(d, "at_ms"),
-            kind=text_field(d, "kind", empty=False),
-            **optional,
+            by=optional_text(d, "by"),
+            previous=optional_text(d, "from"),
         )
 
 
@@ -65,14 +80,30 @@ class RetrainReport:
     f1: float | None = None
     error: str | None = None
     retry_at_ms: int | None = None
+    kind: ClassVar[str] = RETRAIN
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "retrain", "target": self.target, "at_ms": self.at_ms, "outcome": self.outcome,
+        return {"kind": RETRAIN, "target": self.target, "at_ms": self.at_ms, "outcome": self.outcome,
                 "failed": self.failed, "error": self.error, "retry_at_ms": self.retry_at_ms, "labels": self.labels,
                 "used_labels": self.used_labels, "f1": self.f1}  # fmt: skip
 
-
-SCHEDULE = "schedule"  # the kind of a RetrainSchedule record
+    @classmethod
+    def from_dict(cls, d: Any) -> RetrainReport:
+        """A decoded ``model-updates`` record of kind ``retrain``, its fields checked (RecordError naming one)."""
+        if not isinstance(d, dict):
+            raise RecordError(f"a retrain report must be a JSON object, not {json_type(d)}")
+        _check_kind(d, RETRAIN)
+        return cls(
+            target=text_field(d, "target", empty=False),
+            at_ms=int64_field(d, "at_ms"),
+            outcome=text_field(d, "outcome"),
+            failed=boolean_field(d, "failed"),
+            labels=int64_field(d, "labels"),
+            used_labels=optional_int64(d, "used_labels"),
+            f1=optional_number(d, "f1"),
+            error=optional_text(d, "error"),
+            retry_at_ms=optional_int64(d, "retry_at_ms"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +116,44 @@ class RetrainSchedule:
     at_ms: int
     next_retrain: str  # "after 12 more labels or at 2026-12-06T21:00:00.000Z", "now (50 new labels)", ...
     labels: dict[str, int]  # anomalous, normal, unused: LabelStore.counts
+    kind: ClassVar[str] = SCHEDULE
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": SCHEDULE, "target": self.target, "at_ms": self.at_ms, "next_retrain": self.next_retrain,
                 "labels": self.labels}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RetrainSchedule:
+        """A decoded ``model-updates`` record of kind ``schedule``, its fields checked (RecordError naming one)."""
+        if not isinstance(d, dict):
+            raise RecordError(f"a retrain schedule must be a JSON object, not {json_type(d)}")
+        _check_kind(d, SCHEDULE)
+        labels = field_value(d, "labels")
+        if not isinstance(labels, dict):
+            raise RecordError(f"field 'labels' must be an object, not {json_type(labels)}")
+        return cls(
+            target=text_field(d, "target", empty=False),
+            at_ms=int64_field(d, "at_ms"),
+            next_retrain=text_field(d, "next_retrain"),
+            labels={name: int64_field(labels, name, "labels: ") for name in labels},
+        )
+
+
+def _check_kind(d: dict[str, Any], kind: str) -> None:
+    if text_field(d, "kind") != kind:
+        raise RecordError(f"field 'kind' must be {kind!r} in this record, not {d['kind']!r}")
+
+
+ModelUpdateRecord = ModelUpdate | RetrainReport | RetrainSchedule
+_DECODERS = {ADAPTER: ModelUpdate.from_dict, RETRAIN: RetrainReport.from_dict, SCHEDULE: RetrainSchedule.from_dict}
+
+
+def decode_model_update(value: bytes | None) -> ModelUpdateRecord:
+    """A ``model-updates`` record of any kind, its fields checked; RecordError saying why for anything else,
+    a kind this version does not know included (a newer trainer's: readers decide what that means to them)."""
+    document = json_object(value, "a model-updates record")
+    kind = text_field(document, "kind", empty=False)
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise RecordError(f"field 'kind' must be one of {', '.join(_DECODERS)}, not {kind!r}")
+    return decoder(document)
