@@ -13,9 +13,7 @@ from stream.console.access import Access, Forbidden, Principal, load_tokens
 from stream.console.outbox import FALSE_ALARM, REAL_PROBLEM, Outbox, UndoError
 from stream.console.view import ConsoleView, IncidentFilter
 from stream.errors import ConfigError
-from stream.inference.alert_record import SeverityPolicy, alert_record, decode_alert_record
-from stream.inference.alerts import Alert
-from stream.records import ModelUpdate, RetrainSchedule
+from stream.records import Alert, ModelUpdate, RetrainSchedule, SeverityPolicy, alert_record, decode_alert_record
 from stream.settings import ConsoleSettings
 
 POLICY = SeverityPolicy()

@@ -23,9 +23,16 @@ from aiokafka.errors import KafkaError
 
 from stream.console.outbox import Outbox, PendingLabel
 from stream.console.view import ConsoleView
-from stream.inference.alert_record import SeverityPolicy, decode_alert_record
 from stream.pipeline.kafka_clients import make_consumer, make_producer
-from stream.records import ModelUpdate, RecordError, Window, decode_model_update, encode
+from stream.records import (
+    ModelUpdate,
+    RecordError,
+    SeverityPolicy,
+    Window,
+    decode_alert_record,
+    decode_model_update,
+    encode,
+)
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

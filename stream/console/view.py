@@ -19,9 +19,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.inference.alert_record import SEVERITIES, AlertRecord
-from stream.inference.alerts import STATUSES
-from stream.records import ANOMALOUS, NORMAL, ModelUpdate, ModelUpdateRecord, RetrainReport, RetrainSchedule, Window
+from stream.records import (
+    ANOMALOUS,
+    NORMAL,
+    SEVERITIES,
+    STATUSES,
+    AlertRecord,
+    ModelUpdate,
+    ModelUpdateRecord,
+    RetrainReport,
+    RetrainSchedule,
+    Window,
+)
 
 MAX_LINES = 64  # lines of a window kept for its explanation
 MAX_INCIDENT_WINDOWS = 500

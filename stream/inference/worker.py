@@ -40,8 +40,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from stream.errors import BrokerError, ConfigError
-from stream.inference.alert_record import SeverityPolicy, alert_record
-from stream.inference.alerts import Alert, AlertBook
+from stream.inference.alerts import AlertBook
 from stream.inference.metrics import InferenceMetrics
 from stream.inference.model_host import ModelHost, is_transient
 from stream.model.registry import Registry
@@ -58,12 +57,15 @@ from stream.pipeline.kafka_clients import (
 )
 from stream.records import (
     ANOMALOUS,
+    Alert,
     DeadLetter,
     Outgoing,
     RecordError,
     RetrainSchedule,
+    SeverityPolicy,
     Verdict,
     Window,
+    alert_record,
     decode_model_update,
     encode,
 )

@@ -29,14 +29,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from stream.errors import BrokerError, ConfigError
-from stream.inference.alert_record import SeverityPolicy, decode_alert_record
 from stream.notify.alertmanager import AlertmanagerSink
 from stream.notify.http import DeliveryStopped, Outcome, RetryPolicy
 from stream.notify.notice import Notice, Sink
 from stream.notify.webhook import WebhookSink
 from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
-from stream.records import DeadLetter, encode
+from stream.records import DeadLetter, SeverityPolicy, decode_alert_record, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,18 @@ progress marker a stage writes into its own input, which keeps idle-timeout clos
 
 from __future__ import annotations
 
+from stream.records.alerts import (
+    CRITICAL,
+    RESOLVED,
+    SEVERITIES,
+    STATUSES,
+    Alert,
+    AlertRecord,
+    SeverityPolicy,
+    alert_record,
+    decode_alert_record,
+    rfc3339,
+)
 from stream.records.dead_letters import DeadLetter
 from stream.records.fields import ANOMALOUS, INT64_MAX, INT64_MIN, NORMAL, RecordError, json_type
 from stream.records.lines import TICK, Envelope, LogLine, Routed, SessionLine, SourceRef
@@ -49,17 +61,23 @@ from stream.records.windows import (
 __all__ = [
     "ADAPTER",
     "ANOMALOUS",
+    "CRITICAL",
     "INT64_MAX",
     "INT64_MIN",
     "LABELED",
     "NORMAL",
+    "RESOLVED",
     "RETRAIN",
     "SCHEDULE",
+    "SEVERITIES",
+    "STATUSES",
     "SUPERVISIONS",
     "TICK",
     "WINDOW_LINE_FIELDS",
     "ZERO_LABEL",
     "ZERO_SHOT",
+    "Alert",
+    "AlertRecord",
     "Cause",
     "DeadLetter",
     "Envelope",
@@ -72,14 +90,18 @@ __all__ = [
     "RetrainSchedule",
     "Routed",
     "SessionLine",
+    "SeverityPolicy",
     "SourceRef",
     "Verdict",
     "Window",
     "WindowLine",
+    "alert_record",
+    "decode_alert_record",
     "decode_model_update",
     "encode",
     "encode_window",
     "json_type",
+    "rfc3339",
     "window_id_for",
     "window_label",
     "window_record",
