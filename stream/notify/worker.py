@@ -35,7 +35,7 @@ from stream.notify.notice import Notice, Sink
 from stream.notify.webhook import WebhookSink
 from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
-from stream.records import DeadLetter, SeverityPolicy, decode_alert_record, encode
+from stream.records import DeadLetter, RecordError, SeverityPolicy, decode_alert_record, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,8 @@ class NotifyWorker:
             where = f"{record.topic}[{record.partition}]@{record.offset}"
             try:
                 decoded = decode_alert_record(record.value, self.severity)
-            except ValueError as exc:
-                letters.append(self._dead_letter(record, f"not an alert record: {exc}", None, "decode"))
+            except RecordError as exc:
+                letters.append(self._dead_letter(record, f"not an alert record: {exc.reason}", None, "decode"))
                 continue
             published_ms = decoded.published_ms if decoded.published_ms is not None else record.timestamp
             notices.append(Notice(decoded, published_ms, where))

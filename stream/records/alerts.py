@@ -18,8 +18,8 @@ Version 1 is every record written before these fields existed (``{**alert, "verd
 from its templates, and no publication time (the reader uses the Kafka record's timestamp instead).
 Severity only rises while an incident lasts (max_score and count never fall), which the Alertmanager sink relies on.
 
-An Alert is validated at construction, so a malformed one (built or decoded) raises :class:`RecordError` naming the
-problem.
+An Alert is validated at construction, so a malformed one (built or decoded) raises ValueError naming the problem;
+:func:`decode_alert_record` raises :class:`RecordError` with that reason.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from stream.records.fields import RecordError, json_object
+from stream.records.fields import RecordError
 from stream.records.verdicts import Verdict
 
 OPEN = "open"
@@ -45,8 +45,9 @@ MAX_WINDOW_IDS = 20  # window ids an alert keeps: enough to look a few up, small
 
 
 def _require(condition: bool, problem: str) -> None:
+    # ValueError, as the alert book's own checks: decode_alert_record turns it into a RecordError with this reason
     if not condition:
-        raise RecordError(problem)
+        raise ValueError(problem)
 
 
 def is_int(value: object) -> bool:
@@ -181,7 +182,7 @@ class Alert:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Alert:
-        """Inverse of to_dict. Types are checked, not coerced: "5" is not a count. RecordError names the problem."""
+        """Inverse of to_dict. Types are checked, not coerced: "5" is not a count. ValueError names the problem."""
         _require(isinstance(d, dict), f"an alert must be a mapping, got {type(d).__name__}")
         missing = [name for name in _ALERT_FIELDS if name not in d]
         _require(not missing, f"alert is missing {missing}")
@@ -322,8 +323,25 @@ class AlertRecord:
 
 def decode_alert_record(value: bytes | None, policy: SeverityPolicy) -> AlertRecord:
     """Decode an alert record of any schema version; RecordError (a ValueError) saying why for anything else."""
-    document = json_object(value, "an alert record")
-    alert = Alert.from_dict(document)  # RecordError naming the problem
+    try:
+        return _decode_alert_record(value, policy)
+    except RecordError:
+        raise
+    except ValueError as exc:  # the Alert's own checks: the same reason, as a record error
+        raise RecordError(str(exc)) from None
+
+
+def _decode_alert_record(value: bytes | None, policy: SeverityPolicy) -> AlertRecord:
+    # the reasons are those the notifier has always written into its dead letters ("not an alert record: <reason>")
+    if not value:
+        raise RecordError("an empty record is not an alert")
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise RecordError(f"an alert record is a JSON object, got {type(document).__name__}")
+    alert = Alert.from_dict(document)  # ValueError naming the problem
     verdict = document.get("verdict")
     if verdict is not None and not isinstance(verdict, dict):
         raise RecordError(f"verdict must be an object or null, got {type(verdict).__name__}")
