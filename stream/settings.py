@@ -241,7 +241,7 @@ def _builtin_systems() -> dict[str, SystemSettings]:
 
 
 class SeveritySettings(BaseModel):
-    """An alert's severity from its incident (``stream.inference.alert_record.SeverityPolicy``): critical when the
+    """An alert's severity from its incident (``stream.records.SeverityPolicy``): critical when the
     max score or the anomalous-window count reaches the critical threshold, else warning by the warning pair, else
     info. Scores are the models' anomaly scores (0..1)."""
 

@@ -13,9 +13,7 @@ from stream.console.access import Access, Forbidden, Principal, load_tokens
 from stream.console.outbox import FALSE_ALARM, REAL_PROBLEM, Outbox, UndoError
 from stream.console.view import ConsoleView, IncidentFilter
 from stream.errors import ConfigError
-from stream.inference.alert_record import SeverityPolicy, alert_record, decode_alert_record
-from stream.inference.alerts import Alert
-from stream.records import ModelUpdate, RetrainSchedule
+from stream.records import Alert, ModelUpdate, RetrainSchedule, SeverityPolicy, alert_record, decode_alert_record
 from stream.settings import ConsoleSettings
 
 POLICY = SeverityPolicy()
@@ -49,13 +47,13 @@ def test_an_older_record_read_late_does_not_roll_an_incident_back() -> None:
 
 def test_the_trainers_schedule_is_the_next_retrain_and_not_a_model_update() -> None:
     view = ConsoleView()
-    published = ModelUpdate("bgl", "v0001", "challenger F1 0.9", 1_000).to_dict()
+    published = ModelUpdate("bgl", "v0001", "challenger F1 0.9", 1_000)
     view.apply_update(published)
     for at_ms, text in [(2_000, "after 10 more labels"), (3_000, "after 4 more labels or at 1970-01-01T01:00:02.000Z")]:
         counts = {"total": 20, "anomalous": 5, "normal": 15, "unused": 0}
-        view.apply_update(RetrainSchedule("bgl", at_ms, text, counts).to_dict())
+        view.apply_update(RetrainSchedule("bgl", at_ms, text, counts))
     state = view.systems["bgl"]
-    assert state.schedule is not None and state.schedule["next_retrain"].startswith("after 4 more labels")
+    assert state.schedule is not None and state.schedule.next_retrain.startswith("after 4 more labels")
     assert state.updates == [published]  # the version history holds serving changes and retrains only
 
 

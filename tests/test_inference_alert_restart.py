@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from stream.inference.alert_record import SeverityPolicy, alert_record
 from stream.inference.alerts import AlertBook
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import ALERT_TICK_S
@@ -22,7 +21,7 @@ from stream.pipeline.kafka_clients import (
     make_consumer,
     make_producer,
 )
-from stream.records import ANOMALOUS, Window
+from stream.records import ANOMALOUS, SeverityPolicy, Window, alert_record
 from stream.settings import Settings
 from tests.broker.running import RunningBroker
 from tests.inference_support import stream_window

@@ -11,16 +11,8 @@ from typing import Any
 import pytest
 
 from stream.errors import StateError
-from stream.inference.alerts import (
-    MAX_WINDOW_IDS,
-    ONGOING,
-    OPEN,
-    RESOLVED,
-    Alert,
-    AlertBook,
-    AlertSnapshotError,
-    alert_id_for,
-)
+from stream.inference.alerts import AlertBook, AlertSnapshotError
+from stream.records.alerts import MAX_WINDOW_IDS, ONGOING, OPEN, RESOLVED, Alert, alert_id_for
 
 TTL = 1_000
 DISK = ("disk <*> failed", "raid degraded")
@@ -423,5 +415,18 @@ def test_the_module_is_pure_logic() -> None:
     modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in modules if m.split(".")[0] in {"aiokafka", "torch", "time", "datetime", "stream"}} - {
-        "stream.errors"
+        "stream.errors",
+        "stream.records.alerts",  # the Alert record: pure data and its checks (the test below)
     }
+
+
+def test_the_alert_record_module_reads_no_clock_and_knows_no_kafka() -> None:
+    path = Path(__file__).resolve().parents[1] / "stream" / "records" / "alerts.py"
+    tree = ast.parse(path.read_text())
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {m for m in modules if m.split(".")[0] in {"aiokafka", "torch", "time"}}
+    assert not {m for m in modules if m.startswith("stream.") and not m.startswith("stream.records")}
+    # datetime only formats given times (rfc3339): no now() or today() anywhere
+    calls = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not calls & {"now", "today", "utcnow", "time", "monotonic"}

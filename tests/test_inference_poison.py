@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
-from stream.records import ANOMALOUS, DeadLetter, Window, encode
+from stream.records import ANOMALOUS, DeadLetter, Outgoing, Window, encode
 from stream.settings import InferenceSettings, Settings
 from tests.inference_support import small_registry, stream_window
 
@@ -36,7 +36,7 @@ def record(value: bytes, offset: int) -> ConsumerRecord:
 def judged(worker: InferenceWorker, records: Sequence[ConsumerRecord]) -> tuple[dict[str, list], list[DeadLetter]]:
     """What the worker publishes for one batch of records, as ``_process_owned`` makes it: by topic."""
 
-    async def run() -> list[tuple[str, bytes, bytes]]:
+    async def run() -> list[Outgoing]:
         decoded, outgoing = worker._decode(records)
         if decoded:
             scored, letters = await worker._score(decoded)
@@ -49,8 +49,8 @@ def judged(worker: InferenceWorker, records: Sequence[ConsumerRecord]) -> tuple[
         worker._executor.shutdown()
     topics = worker.settings.topics
     by_topic: dict[str, list] = {}
-    for topic, _, value in outgoing:
-        by_topic.setdefault(topic, []).append(orjson.loads(value))
+    for out in outgoing:
+        by_topic.setdefault(out.topic, []).append(orjson.loads(out.value))
     letters = [DeadLetter.from_dict(d) for d in by_topic.pop(topics.deadletter, [])]
     return by_topic, letters
 
@@ -97,7 +97,7 @@ def test_a_window_the_model_cannot_score_is_dead_lettered_and_the_rest_of_its_ba
         worker._executor.shutdown()
     assert [verdict.window_id for _, verdict in scored] == [w.window_id for w in good]
     assert len(letters) == 1
-    letter = DeadLetter.from_dict(orjson.loads(letters[0][2]))
+    letter = DeadLetter.from_dict(orjson.loads(letters[0].value))
     assert letter.offset == 1 and letter.reason.startswith("the model cannot score this window: AttributeError")
     assert worker.counts["dead_letters"] == 1
 
@@ -109,8 +109,8 @@ def test_a_verdict_the_alert_book_refuses_is_dead_lettered_and_the_others_alerte
     verdicts = worker.host.score([unnamed, good])
     out = worker._publications([(record(encode(unnamed), 1), verdicts[0]), (record(encode(good), 2), verdicts[1])])
     published: dict[str, list] = {}
-    for topic, _, value in out:
-        published.setdefault(topic, []).append(orjson.loads(value))
+    for each in out:
+        published.setdefault(each.topic, []).append(orjson.loads(each.value))
     topics = worker.settings.topics
     letters = [DeadLetter.from_dict(d) for d in published[topics.deadletter]]
     assert [letter.offset for letter in letters] == [1]

@@ -11,17 +11,7 @@ import orjson
 import pytest
 
 from stream.errors import ConfigError
-from stream.inference.alert_record import (
-    ALERT_SCHEMA_VERSION,
-    CRITICAL,
-    INFO,
-    WARNING,
-    SeverityPolicy,
-    alert_record,
-    decode_alert_record,
-    rfc3339,
-)
-from stream.inference.alerts import Alert, AlertBook
+from stream.inference.alerts import AlertBook
 from stream.notify.alertmanager import alerts_for, latest_per_incident
 from stream.notify.http import (
     ACKED,
@@ -36,7 +26,17 @@ from stream.notify.http import (
 )
 from stream.notify.notice import Notice
 from stream.notify.webhook import webhook_body
-from stream.records import Cause, Verdict
+from stream.records import Alert, Cause, Verdict
+from stream.records.alerts import (
+    ALERT_SCHEMA_VERSION,
+    CRITICAL,
+    INFO,
+    WARNING,
+    SeverityPolicy,
+    alert_record,
+    decode_alert_record,
+    rfc3339,
+)
 from stream.settings import load_settings
 from tests.alertmanager.receiver import http_receiver
 

@@ -14,12 +14,11 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream.inference.alert_record import CRITICAL, SeverityPolicy, alert_record
-from stream.inference.alerts import Alert, AlertBook
+from stream.inference.alerts import AlertBook
 from stream.notify.http import DeliveryError
 from stream.notify.worker import NotifyWorker
 from stream.pipeline.kafka_clients import connection_options, ensure_topics, make_producer, new_topic
-from stream.records import Cause, Verdict
+from stream.records import CRITICAL, Alert, Cause, SeverityPolicy, Verdict, alert_record
 from stream.settings import Settings
 from tests.alertmanager.harness import RunningAlertmanager
 from tests.alertmanager.receiver import http_receiver

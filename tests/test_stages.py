@@ -13,9 +13,9 @@ from stream.decode import Decoder, RawRecord
 from stream.pipeline.ingest_stage import IngestPartition
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import SessionPartition
-from stream.pipeline.stage import InputRecord, Outgoing
+from stream.pipeline.stage import InputRecord
 from stream.records import TICK as TICK_ENVELOPE
-from stream.records import DeadLetter, LogLine, encode
+from stream.records import DeadLetter, LogLine, Outgoing, encode
 from stream.replay import replay_records
 from stream.settings import SystemSettings, load_settings
 from tests.streaming import DATA, block_lines, hdfs_system

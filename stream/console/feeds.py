@@ -23,9 +23,16 @@ from aiokafka.errors import KafkaError
 
 from stream.console.outbox import Outbox, PendingLabel
 from stream.console.view import ConsoleView
-from stream.inference.alert_record import SeverityPolicy, decode_alert_record
 from stream.pipeline.kafka_clients import make_consumer, make_producer
-from stream.records import ModelUpdate, RecordError, Window
+from stream.records import (
+    ModelUpdate,
+    RecordError,
+    SeverityPolicy,
+    Window,
+    decode_alert_record,
+    decode_model_update,
+    encode,
+)
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,9 @@ class Feeds:
             if record.topic == t.alerts:
                 self.view.apply_alert(decode_alert_record(record.value, self.policy))
                 return
+            if record.topic == t.model_updates:
+                self.view.apply_update(decode_model_update(record.value))
+                return
             document = orjson.loads(record.value or b"")
             if record.topic == t.windows:
                 self.view.apply_window(Window.from_dict(document))
@@ -99,8 +109,6 @@ class Feeds:
                 raise ValueError("not a JSON object")
             elif record.topic == t.feedback:
                 self.view.apply_feedback(document, document.get("system"))
-            elif record.topic == t.model_updates:
-                self.view.apply_update(document)
             elif record.topic == t.verdicts:
                 self.view.apply_verdict(document)
         except (orjson.JSONDecodeError, RecordError, ValueError, KeyError, TypeError) as exc:
@@ -137,5 +145,5 @@ class Feeds:
         """A rollback, on model-updates as the trainer's ``announce`` writes a publish (with who did it)."""
         if self.producer is None:
             raise RuntimeError("Feeds.start() first")
-        record = ModelUpdate(target, version, "rollback", now_ms(), by=by, previous=previous or None).to_dict()
-        await self.producer.send_and_wait(self.settings.topics.model_updates, orjson.dumps(record), key=target.encode())
+        record = ModelUpdate(target, version, "rollback", now_ms(), by=by, previous=previous or None)
+        await self.producer.send_and_wait(self.settings.topics.model_updates, encode(record), key=target.encode())

@@ -22,8 +22,7 @@ from stream.console.outbox import VERDICTS, Outbox, UndoError
 from stream.console.plot import f1_svg
 from stream.console.view import ConsoleView, IncidentFilter
 from stream.errors import ModelError
-from stream.inference.alert_record import SEVERITIES, rfc3339
-from stream.inference.alerts import STATUSES
+from stream.records import SEVERITIES, STATUSES, rfc3339
 from stream.settings import ConsoleSettings
 
 PAGE_SIZE = 50

@@ -19,9 +19,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.inference.alert_record import SEVERITIES, AlertRecord
-from stream.inference.alerts import STATUSES
-from stream.records import ANOMALOUS, NORMAL, SCHEDULE, Window
+from stream.records import (
+    ANOMALOUS,
+    NORMAL,
+    SEVERITIES,
+    STATUSES,
+    AlertRecord,
+    ModelUpdate,
+    ModelUpdateRecord,
+    RetrainReport,
+    RetrainSchedule,
+    Window,
+)
 
 MAX_LINES = 64  # lines of a window kept for its explanation
 MAX_INCIDENT_WINDOWS = 500
@@ -76,9 +85,9 @@ class TemplateStat:
 class SystemState:
     # every label seen on the feedback topic (the console's and anyone's), as the trainer reads it
     labels_received: dict[str, int] = field(default_factory=lambda: {ANOMALOUS: 0, NORMAL: 0})
-    updates: list[dict[str, Any]] = field(default_factory=list)  # model-updates records, oldest first
-    last_failure: dict[str, Any] | None = None
-    schedule: dict[str, Any] | None = None  # the trainer's latest RetrainSchedule record: the next retrain
+    updates: list[ModelUpdate | RetrainReport] = field(default_factory=list)  # model-updates records, oldest first
+    last_failure: RetrainReport | None = None
+    schedule: RetrainSchedule | None = None  # the trainer's latest: the next retrain
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,18 +209,15 @@ class ConsoleView:
         if system and label in (ANOMALOUS, NORMAL):
             self.system(system).labels_received[label] += 1
 
-    def apply_update(self, record: dict[str, Any]) -> None:
-        """A model-updates record: a published or rolled-back version, or a retrain outcome (``kind`` retrain)."""
-        target = record.get("target")
-        if not isinstance(target, str) or not target:
-            return
-        state = self.system(target)
-        if record.get("kind") == SCHEDULE:
+    def apply_update(self, record: ModelUpdateRecord) -> None:
+        """A model-updates record: a published or rolled-back version, a retrain outcome, or the next retrain."""
+        state = self.system(record.target)
+        if isinstance(record, RetrainSchedule):
             state.schedule = record
             return
         state.updates.append(record)
         del state.updates[:-MAX_VERSIONS]
-        if record.get("kind") == "retrain" and record.get("failed"):
+        if isinstance(record, RetrainReport) and record.failed:
             state.last_failure = record
 
     def system_of(self, window_id: str) -> str | None:

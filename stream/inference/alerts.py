@@ -3,6 +3,7 @@
 A model scores every window, so one fault that lasts ten minutes makes hundreds of anomalous verdicts. An operator
 wants one alert for it, updates while it lasts, and a notice when it is over. Pure logic (no Kafka, no I/O, no clock
 reads): the caller passes its wall clock as ``now_ms``, which keeps the book deterministic, replayable and testable.
+The :class:`~stream.records.alerts.Alert` it keeps and returns is the wire record of the ``alerts`` topic.
 
     book = AlertBook(ttl_ms=600_000)
     alert = book.observe(system, templates, window_id=..., score=..., last_event_ms=..., now_ms=wall_ms)
@@ -54,21 +55,24 @@ Choices, and why:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from stream.errors import StateError
+from stream.records.alerts import (
+    ONGOING,
+    OPEN,
+    RESOLVED,
+    Alert,
+    alert_id_for,
+    canonical_templates,
+    check_text,
+    is_int,
+    is_score,
+)
 
-OPEN = "open"
-ONGOING = "ongoing"
-RESOLVED = "resolved"
-STATUSES = (OPEN, ONGOING, RESOLVED)
-MAX_WINDOW_IDS = 20  # window ids an alert keeps: enough to look a few up, small enough for a Kafka record
 SNAPSHOT_VERSION = 1
 
 
@@ -79,162 +83,6 @@ class AlertSnapshotError(StateError, ValueError):
 def _require(condition: bool, problem: str) -> None:
     if not condition:
         raise ValueError(problem)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_score(value: object) -> bool:
-    # bool is an int subclass: a True score is a bug upstream, not a score of 1.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_text(name: str, value: object) -> None:
-    _require(isinstance(value, str) and value != "", f"{name} must be a non-empty string, got {value!r}")
-
-
-def canonical_templates(templates: Iterable[str]) -> tuple[str, ...]:
-    """The identity form of a template set: distinct, sorted. A bare string is refused (it would split into chars)."""
-    _require(
-        not isinstance(templates, str | bytes),
-        f"templates must be a collection of strings, not a single {type(templates).__name__}",
-    )
-    given = tuple(templates)
-    for template in given:
-        _check_text("each template", template)
-    return tuple(sorted(set(given)))
-
-
-def alert_id_for(system: str, templates: Iterable[str]) -> str:
-    """Stable incident id: blake2b (16 bytes, hex) of the system and the sorted distinct templates, unit-separated."""
-    _check_text("system", system)
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update("\x1f".join((system, *canonical_templates(templates))).encode())
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One incident as published on the alerts topic. Validated at construction, so from_dict refuses bad data.
-
-    ``first_seen_ms``/``last_seen_ms`` are the earliest and latest event times (of the windows' last lines) seen,
-    not arrival order: a late window does not move ``last_seen_ms`` back.
-    """
-
-    alert_id: str
-    system: str
-    templates: tuple[str, ...]  # distinct, sorted (the identity); a list in to_dict
-    status: str  # open | ongoing | resolved
-    count: int  # anomalous verdicts (windows) of this incident so far
-    first_seen_ms: int
-    last_seen_ms: int
-    window_ids: tuple[str, ...]  # the last MAX_WINDOW_IDS, oldest first
-    max_score: float
-    last_score: float
-
-    def __post_init__(self) -> None:
-        _check_text("system", self.system)
-        _require(isinstance(self.templates, tuple), "templates must be a tuple")
-        _require(
-            self.templates == canonical_templates(self.templates),
-            f"templates must be distinct and sorted, got {self.templates!r}",
-        )
-        _require(self.alert_id == alert_id_for(self.system, self.templates), "alert_id does not match the incident")
-        _require(self.status in STATUSES, f"status must be one of {STATUSES}, got {self.status!r}")
-        self._check_counts()
-        self._check_scores()
-
-    def _check_counts(self) -> None:
-        _require(_is_int(self.count) and self.count >= 1, f"count must be an integer >= 1, got {self.count!r}")
-        _require(self.status != OPEN or self.count == 1, f"an open alert has count 1, got {self.count}")
-        _require(self.status != ONGOING or self.count >= 2, f"an ongoing alert has count >= 2, got {self.count}")
-        _require(_is_int(self.first_seen_ms), f"first_seen_ms must be an integer, got {self.first_seen_ms!r}")
-        _require(_is_int(self.last_seen_ms), f"last_seen_ms must be an integer, got {self.last_seen_ms!r}")
-        _require(self.first_seen_ms <= self.last_seen_ms, "first_seen_ms must not be after last_seen_ms")
-        _require(isinstance(self.window_ids, tuple), "window_ids must be a tuple")
-        _require(
-            1 <= len(self.window_ids) <= min(self.count, MAX_WINDOW_IDS),
-            f"window_ids must hold 1 to min(count, {MAX_WINDOW_IDS}) ids, got {len(self.window_ids)}",
-        )
-        for window_id in self.window_ids:
-            _check_text("each window id", window_id)
-
-    def _check_scores(self) -> None:
-        _require(_is_score(self.max_score), f"max_score must be a finite number, got {self.max_score!r}")
-        _require(_is_score(self.last_score), f"last_score must be a finite number, got {self.last_score!r}")
-        _require(self.last_score <= self.max_score, "last_score must not exceed max_score")
-
-    @classmethod
-    def opened(cls, system: str, templates: tuple[str, ...], window_id: str, score: float, event_ms: int) -> Alert:
-        """The alert of an incident's first verdict."""
-        return cls(
-            alert_id=alert_id_for(system, templates),
-            system=system,
-            templates=canonical_templates(templates),
-            status=OPEN,
-            count=1,
-            first_seen_ms=event_ms,
-            last_seen_ms=event_ms,
-            window_ids=(window_id,),
-            max_score=float(score),
-            last_score=float(score),
-        )
-
-    def advanced(self, window_id: str, score: float, event_ms: int) -> Alert:
-        """This incident after one more verdict (status ongoing)."""
-        return dataclasses.replace(
-            self,
-            status=ONGOING,
-            count=self.count + 1,
-            first_seen_ms=min(self.first_seen_ms, event_ms),
-            last_seen_ms=max(self.last_seen_ms, event_ms),
-            window_ids=(*self.window_ids, window_id)[-MAX_WINDOW_IDS:],
-            max_score=max(self.max_score, float(score)),
-            last_score=float(score),
-        )
-
-    def resolved(self) -> Alert:
-        return dataclasses.replace(self, status=RESOLVED)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alert_id": self.alert_id,
-            "system": self.system,
-            "templates": list(self.templates),
-            "status": self.status,
-            "count": self.count,
-            "first_seen_ms": self.first_seen_ms,
-            "last_seen_ms": self.last_seen_ms,
-            "window_ids": list(self.window_ids),
-            "max_score": self.max_score,
-            "last_score": self.last_score,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Alert:
-        """Inverse of to_dict. Types are checked, not coerced: "5" is not a count. ValueError names the problem."""
-        _require(isinstance(d, dict), f"an alert must be a mapping, got {type(d).__name__}")
-        missing = [name for name in _ALERT_FIELDS if name not in d]
-        _require(not missing, f"alert is missing {missing}")
-        _require(isinstance(d["templates"], list), "alert templates must be a list")
-        _require(isinstance(d["window_ids"], list), "alert window_ids must be a list")
-        _require(_is_score(d["max_score"]) and _is_score(d["last_score"]), "alert scores must be finite numbers")
-        return cls(
-            alert_id=d["alert_id"],
-            system=d["system"],
-            templates=tuple(d["templates"]),
-            status=d["status"],
-            count=d["count"],
-            first_seen_ms=d["first_seen_ms"],
-            last_seen_ms=d["last_seen_ms"],
-            window_ids=tuple(d["window_ids"]),
-            max_score=float(d["max_score"]),
-            last_score=float(d["last_score"]),
-        )
-
-
-_ALERT_FIELDS = tuple(field.name for field in dataclasses.fields(Alert))
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -252,8 +100,8 @@ class AlertBook:
     """Open incidents, keyed by alert_id, in least-recently-seen-first order. See the module docstring."""
 
     def __init__(self, ttl_ms: int, max_open: int = 10_000) -> None:
-        _require(_is_int(ttl_ms) and ttl_ms > 0, f"ttl_ms must be an integer > 0, got {ttl_ms!r}")
-        _require(_is_int(max_open) and max_open > 0, f"max_open must be an integer > 0, got {max_open!r}")
+        _require(is_int(ttl_ms) and ttl_ms > 0, f"ttl_ms must be an integer > 0, got {ttl_ms!r}")
+        _require(is_int(max_open) and max_open > 0, f"max_open must be an integer > 0, got {max_open!r}")
         self.ttl_ms = ttl_ms
         self.max_open = max_open
         self._open: OrderedDict[str, _Incident] = OrderedDict()
@@ -289,9 +137,9 @@ class AlertBook:
         """
         canonical = canonical_templates(templates)  # once: templates may be a one-shot iterator
         alert_id = alert_id_for(system, canonical)
-        _check_text("window_id", window_id)
-        _require(_is_score(score), f"score must be a finite number, got {score!r}")
-        _require(_is_int(last_event_ms), f"last_event_ms must be an integer, got {last_event_ms!r}")
+        check_text("window_id", window_id)
+        _require(is_score(score), f"score must be a finite number, got {score!r}")
+        _require(is_int(last_event_ms), f"last_event_ms must be an integer, got {last_event_ms!r}")
         now = self._advance(now_ms)
         incident = self._open.get(alert_id)
         if incident is not None and now - incident.touched_ms >= self.ttl_ms:
@@ -314,7 +162,7 @@ class AlertBook:
         it was taken. One already open here is newer than any record of it, and a resolved one is over: neither is.
         """
         _require(isinstance(alert, Alert), f"alert must be an Alert, got {type(alert).__name__}")
-        _require(_is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
+        _require(is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
         now = self._advance(now_ms)
         if alert.status == RESOLVED or alert.alert_id in self._open:
             return False
@@ -356,7 +204,7 @@ class AlertBook:
         return out
 
     def _advance(self, now_ms: int) -> int:
-        _require(_is_int(now_ms), f"now_ms must be an integer, got {now_ms!r}")
+        _require(is_int(now_ms), f"now_ms must be an integer, got {now_ms!r}")
         self._clock_ms = now_ms if self._clock_ms is None else max(self._clock_ms, now_ms)
         return self._clock_ms
 
@@ -413,8 +261,8 @@ def _read_snapshot(snapshot: object) -> tuple[int | None, list[_Incident], list[
     version = snapshot.get("version")
     _require(version == SNAPSHOT_VERSION, f"version {version!r} is not supported (expected {SNAPSHOT_VERSION})")
     clock_ms, dropped = snapshot["clock_ms"], snapshot["dropped"]
-    _require(clock_ms is None or _is_int(clock_ms), f"clock_ms must be an integer or null, got {clock_ms!r}")
-    _require(_is_int(dropped) and dropped >= 0, f"dropped must be an integer >= 0, got {dropped!r}")
+    _require(clock_ms is None or is_int(clock_ms), f"clock_ms must be an integer or null, got {clock_ms!r}")
+    _require(is_int(dropped) and dropped >= 0, f"dropped must be an integer >= 0, got {dropped!r}")
     opened = [_read_incident(entry) for entry in snapshot["open"]]
     resolved = [Alert.from_dict(entry) for entry in snapshot["resolved"]]
     _require(all(alert.status == RESOLVED for alert in resolved), "queued alerts must be resolved")
@@ -432,6 +280,6 @@ def _read_incident(entry: object) -> _Incident:
     # published_ms came later than version 1: an older snapshot's incidents count as published when last touched
     published_ms = entry.get("published_ms", touched_ms)
     _require(alert.status in (OPEN, ONGOING), f"an open incident has status {alert.status!r}")
-    _require(_is_int(touched_ms), f"touched_ms must be an integer, got {touched_ms!r}")
-    _require(_is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
+    _require(is_int(touched_ms), f"touched_ms must be an integer, got {touched_ms!r}")
+    _require(is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
     return _Incident(alert, touched_ms, published_ms)

@@ -40,8 +40,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from stream.errors import BrokerError, ConfigError
-from stream.inference.alert_record import SeverityPolicy, alert_record
-from stream.inference.alerts import Alert, AlertBook
+from stream.inference.alerts import AlertBook
 from stream.inference.metrics import InferenceMetrics
 from stream.inference.model_host import ModelHost, is_transient
 from stream.model.registry import Registry
@@ -56,7 +55,20 @@ from stream.pipeline.kafka_clients import (
     make_producer,
     offsets_after,
 )
-from stream.records import ANOMALOUS, SCHEDULE, DeadLetter, Verdict, Window, encode
+from stream.records import (
+    ANOMALOUS,
+    Alert,
+    DeadLetter,
+    Outgoing,
+    RecordError,
+    RetrainSchedule,
+    SeverityPolicy,
+    Verdict,
+    Window,
+    alert_record,
+    decode_model_update,
+    encode,
+)
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +83,6 @@ HANDOVER_WAIT_S = 60.0
 # off by the broker and its commit refused, so the group is told to wait out the hand-over, with room to rejoin.
 REBALANCE_TIMEOUT_MS = int(HANDOVER_WAIT_S * 1000) + 30_000
 
-Outgoing = tuple[str, bytes, bytes]  # a record to publish: topic, key, value
 Decoded = tuple[ConsumerRecord, Window]
 Scored = tuple[ConsumerRecord, Verdict]  # a verdict, and the record of its window (to dead-letter it if need be)
 
@@ -335,7 +346,9 @@ class InferenceWorker:
 
     async def _send(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
         """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
-        deliveries = [await producer.send(topic, value, key=key) for topic, key, value in outgoing]
+        deliveries = [
+            await producer.send(out.topic, out.value, key=out.key, partition=out.partition) for out in outgoing
+        ]
         try:
             await asyncio.gather(*deliveries)
         except Exception as exc:  # a record refused after the producer's retries: never commit past it
@@ -398,11 +411,11 @@ class InferenceWorker:
         log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         self.metrics.dead_letters.inc()
         self.counts["dead_letters"] += 1
-        return self.settings.topics.deadletter, b"", encode(letter)
+        return Outgoing(self.settings.topics.deadletter, encode(letter), key=b"")  # b"": as dead letters always went
 
     def _publications(self, scored: Sequence[Scored]) -> list[Outgoing]:
         topics = self.settings.topics
-        out = []
+        out: list[Outgoing] = []
         now_ms = int(time.time() * 1000)
         for record, verdict in scored:
             alert = None
@@ -423,7 +436,7 @@ class InferenceWorker:
             self.metrics.verdicts.labels(verdict.system, verdict.label).inc()
             self.counts[f"verdicts_{verdict.label}"] += 1
             if self.config.publish_verdicts:
-                out.append((topics.verdicts, verdict.window_id.encode(), encode(verdict)))
+                out.append(Outgoing(topics.verdicts, encode(verdict), key=verdict.window_id.encode()))
             if alert is not None:
                 out.append(self._alert(alert, verdict))
         out += [self._alert(alert, None) for alert in self.alerts.expire(now_ms)]
@@ -435,7 +448,7 @@ class InferenceWorker:
         self.metrics.alerts.labels(alert.system, severity, alert.status).inc()
         self.counts["alerts"] += 1
         record = alert_record(alert, verdict, self.severity, int(time.time() * 1000))
-        return self.settings.topics.alerts, alert.alert_id.encode(), record
+        return Outgoing(self.settings.topics.alerts, record, key=alert.alert_id.encode())
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
         """Commit past the records; whether it was committed (True when there was nothing to commit)."""
@@ -502,12 +515,13 @@ class InferenceWorker:
 
 def changes_serving(value: bytes | None) -> bool:
     """Whether a model-updates record may mean a new serving version: any but the trainer's retrain schedules (sent
-    as label counts change, they would have every worker poll the registry for nothing)."""
+    as label counts change, they would have every worker poll the registry for nothing). A record that does not
+    decode (a newer trainer's kind, say) may mean one: a poll costs a registry read, a missed one a stale model."""
     try:
-        document = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
+        update = decode_model_update(value)
+    except RecordError:
         return True
-    return not (isinstance(document, dict) and document.get("kind") == SCHEDULE)
+    return not isinstance(update, RetrainSchedule)
 
 
 async def latest_alerts(settings: Settings, since_ms: int, timeout_s: float = 30.0) -> dict[str, tuple[Alert, int]]:

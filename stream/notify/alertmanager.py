@@ -28,10 +28,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stream.inference.alert_record import SEVERITIES, rfc3339, top_templates
-from stream.inference.alerts import RESOLVED
 from stream.notify.http import ACKED, REFUSED, Endpoint, Outcome, RetryPolicy, deliver, post_in_thread
 from stream.notify.notice import Notice
+from stream.records.alerts import RESOLVED, SEVERITIES, rfc3339, top_templates
 
 API_PATH = "/api/v2/alerts"
 

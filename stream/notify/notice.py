@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from stream.inference.alert_record import AlertRecord
+from stream.records import AlertRecord
 
 
 @dataclass(frozen=True, slots=True)

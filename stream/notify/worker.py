@@ -29,14 +29,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from stream.errors import BrokerError, ConfigError
-from stream.inference.alert_record import SeverityPolicy, decode_alert_record
 from stream.notify.alertmanager import AlertmanagerSink
 from stream.notify.http import DeliveryStopped, Outcome, RetryPolicy
 from stream.notify.notice import Notice, Sink
 from stream.notify.webhook import WebhookSink
 from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
-from stream.records import DeadLetter, encode
+from stream.records import DeadLetter, RecordError, SeverityPolicy, decode_alert_record, encode
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -157,8 +156,8 @@ class NotifyWorker:
             where = f"{record.topic}[{record.partition}]@{record.offset}"
             try:
                 decoded = decode_alert_record(record.value, self.severity)
-            except ValueError as exc:
-                letters.append(self._dead_letter(record, f"not an alert record: {exc}", None, "decode"))
+            except RecordError as exc:
+                letters.append(self._dead_letter(record, f"not an alert record: {exc.reason}", None, "decode"))
                 continue
             published_ms = decoded.published_ms if decoded.published_ms is not None else record.timestamp
             notices.append(Notice(decoded, published_ms, where))

@@ -13,14 +13,13 @@ from typing import Any
 from stream.decode import Decoder, RawRecord
 from stream.pipeline.stage import (
     InputRecord,
-    Outgoing,
     SystemStats,
     dead_letter,
     encode_routed,
     envelope_values,
     guarded,
 )
-from stream.records import DeadLetter, Routed
+from stream.records import DeadLetter, Outgoing, Routed
 from stream.settings import Settings
 
 STAGE = "ingest"

@@ -17,7 +17,6 @@ from stream.parsing.miner import SystemParser
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
     InputRecord,
-    Outgoing,
     SystemStats,
     UpstreamDedup,
     dead_letter,
@@ -28,13 +27,13 @@ from stream.pipeline.stage import (
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import DeadLetter, LogLine, Routed, WindowLine
+from stream.records import DeadLetter, LogLine, Outgoing, Routed, SessionLine, WindowLine
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
 
 STAGE = "parse"
-# A line routed to a session: (payload, session key); its upstream position is stamped per batch.
-SessionCopy = tuple[dict[str, Any], str]
+# A line routed to a session, and its session key; its upstream position is stamped per batch.
+SessionCopy = tuple[SessionLine, str]
 SESSION = "session"
 
 
@@ -118,8 +117,8 @@ class ParsePartition:
         sub = itertools.count()
         for partition, copies in to_sessions.items():
             stamped = [
-                encode_routed(Routed((record.topic, record.partition, record.offset, next(sub)), payload, key))
-                for payload, key in copies
+                encode_routed(Routed((record.topic, record.partition, record.offset, next(sub)), copy.to_dict(), key))
+                for copy, key in copies
             ]
             out += [
                 Outgoing(self._settings.topics.sessions, value, partition=partition)
@@ -156,8 +155,7 @@ class ParsePartition:
         for key in keys:
             # HDFS labels blocks, not lines: the line carries the label of the session it is routed to.
             keyed_line = {**line_dict, "label": line.key_labels.get(key, line.label)}
-            copy = ({"system": line.system, "line": keyed_line}, key)
-            to_sessions.setdefault(self._session_partition(key), []).append(copy)
+            to_sessions.setdefault(self._session_partition(key), []).append((SessionLine(line.system, keyed_line), key))
         return []
 
     def _session_partition(self, key: str) -> int:

@@ -31,8 +31,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import commit_offsets, make_consumer
-from stream.pipeline.stage import InputRecord, Outgoing, PartitionProcessor, SystemStats
-from stream.records import TICK, encode
+from stream.pipeline.stage import InputRecord, PartitionProcessor, SystemStats
+from stream.records import TICK, Outgoing, encode
 from stream.settings import Settings
 
 # A checkpoint re-encodes the whole state of each dirty partition (all open sessions: thousands while a backlog of

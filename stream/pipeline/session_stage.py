@@ -7,7 +7,6 @@ from typing import Any
 
 from stream.pipeline.stage import (
     InputRecord,
-    Outgoing,
     SystemStats,
     UpstreamDedup,
     guarded,
@@ -15,6 +14,7 @@ from stream.pipeline.stage import (
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
+from stream.records import Outgoing, SessionLine
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
 
@@ -47,7 +47,8 @@ class SessionPartition:
         for item in envelope.items:
             if not self._dedup.is_new(item.upstream):
                 continue
-            system, line = item.payload["system"], item.payload["line"]
+            routed = SessionLine.from_dict(item.payload)
+            system, line = routed.system, routed.line
             windower = self._windowers.get(system)
             if windower is None:
                 windower = self._windowers[system] = self._windower(system)

@@ -15,7 +15,7 @@ import orjson
 
 from stream.errors import StateError
 from stream.reasons import reason_category
-from stream.records import DeadLetter, Envelope, Routed, encode
+from stream.records import DeadLetter, Envelope, Outgoing, Routed, encode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,16 +36,6 @@ class InputRecord:
     @property
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
-
-
-@dataclass(slots=True)  # not frozen: see InputRecord
-class Outgoing:
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    partition: int | None = None  # None: Kafka's default partitioning of the key
-    # a dead letter's (stage, reason category): the runner counts it for the metrics (stream.reasons)
-    dead: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from stream.pipeline.stage import Outgoing, dead_letter
-from stream.records import DeadLetter, WindowLine, encode_window
+from stream.pipeline.stage import dead_letter
+from stream.records import DeadLetter, Outgoing, WindowLine, encode_window
 from stream.settings import Settings
 from stream.windowing import Emitted, Item
 

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stream.errors import ModelError
-from stream.inference.alert_record import rfc3339
 from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
 from stream.model.quality import confusion
 from stream.model.registry import Registry
 from stream.model.thresholds import DEFAULT_THRESHOLD
-from stream.records import LABELED, ZERO_LABEL
+from stream.records import LABELED, ZERO_LABEL, rfc3339
 from trainer.train import adapt_windows, zero_label
 
 log = logging.getLogger(__name__)

@@ -263,7 +263,7 @@ class FeedbackService:
         """The changed schedules on model-updates, for the operator console's "next retrain"."""
         for schedule in await asyncio.to_thread(self.changed_schedules):
             key = schedule.target.encode()
-            await producer.send_and_wait(self.settings.topics.model_updates, orjson.dumps(schedule.to_dict()), key=key)
+            await producer.send_and_wait(self.settings.topics.model_updates, encode(schedule), key=key)
             self._announced[schedule.target] = (schedule.next_retrain, schedule.labels)
 
     async def _then_announce(self, work: Awaitable[None], producer: AIOKafkaProducer) -> None:
@@ -398,14 +398,14 @@ async def report(
         f1=(entry.get("challenger") or {}).get("f1"),
         error=entry.get("error"),
         retry_at_ms=entry.get("retry_at_ms"),
-    ).to_dict()
-    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record), key=target.encode())
+    )
+    await producer.send_and_wait(settings.topics.model_updates, encode(record), key=target.encode())
 
 
 async def announce(producer: AIOKafkaProducer, settings: Settings, target: str, version: str, reason: str) -> None:
     """Tell every inference worker that ``target`` serves ``version`` now."""
     record = ModelUpdate(target, version, reason, now_ms())
-    await producer.send_and_wait(settings.topics.model_updates, orjson.dumps(record.to_dict()), key=target.encode())
+    await producer.send_and_wait(settings.topics.model_updates, encode(record), key=target.encode())
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> Counter[str]:
