@@ -14,11 +14,14 @@ the formats below describe the line without it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from functools import lru_cache
 
 from stream.errors import ConfigError, DecodeError
+from stream.loghub_layouts import CUTTERS, Cutter
 from stream.timeparse import compile_time_format
 
 EPOCH_S = "epoch_s"
@@ -31,7 +34,11 @@ class LineFormat:
     pattern: str
     time_format: str | None = None
     label_column: bool = False  # Loghub files of this format lead with a label column (replay strips it)
+    # Cuts the line without the regex, or says None to ask the regex (stream.loghub_layouts): ready formats only,
+    # since it must give exactly what ``pattern`` gives
+    cut: Cutter | None = field(default=None, repr=False, compare=False)
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    read_time: Callable[[str], int] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -48,16 +55,23 @@ class LineFormat:
                 f"format {self.name}.time_format", "a 'timestamp' group and a time_format go together (both or neither)"
             )
         object.__setattr__(self, "regex", regex)
+        # Looked up once here, not per line (the lookup was a tenth of a line's decode)
+        object.__setattr__(self, "read_time", time_reader(self.time_format) if self.time_format else None)
 
     def split(self, line: str) -> tuple[str, int | None]:
         """Return (content, event_ms or None when the format has no timestamp). Raises DecodeError."""
-        match = self.regex.match(line)
-        if match is None:
-            raise DecodeError("decode", f"line does not match format {self.name!r}")
-        content = match.group("content")
-        if self.time_format is None:
+        cut = self.cut(line) if self.cut is not None else None
+        if cut is not None:
+            content, timestamp = cut
+        else:
+            match = self.regex.match(line)
+            if match is None:
+                raise DecodeError("decode", f"line does not match format {self.name!r}")
+            content = match.group("content")
+            timestamp = match.group("timestamp") if self.read_time is not None else None
+        if self.read_time is None:
             return content, None
-        return content, parse_time(match.group("timestamp"), self.time_format)
+        return content, self.read_time(timestamp)  # type: ignore[arg-type]
 
 
 def parse_time(text: str, time_format: str) -> int:
@@ -66,16 +80,27 @@ def parse_time(text: str, time_format: str) -> int:
     Every format is range-checked like the JSON ``ts``: an epoch of 20 digits decodes to an int that orjson cannot
     encode, which used to crash the ingest stage after decode had accepted the line.
     """
-    try:
-        if time_format == EPOCH_S:
-            event_ms = _epoch_s_to_ms(text)
-        elif time_format == EPOCH_MS:
-            event_ms = int(text)
-        else:
-            event_ms = compile_time_format(time_format)(text)
-    except (ValueError, ArithmeticError) as exc:  # ArithmeticError: OverflowError and decimal's signals
-        raise DecodeError("decode", f"timestamp {text[:64]!r} does not parse as {time_format!r}") from exc
-    return _in_range(event_ms, text)
+    return time_reader(time_format)(text)
+
+
+@lru_cache(maxsize=64)
+def time_reader(time_format: str) -> Callable[[str], int]:
+    """``parse_time`` for one format, the format's parser looked up once."""
+    if time_format == EPOCH_S:
+        convert: Callable[[str], int] = _epoch_s_to_ms
+    elif time_format == EPOCH_MS:
+        convert = int
+    else:
+        convert = compile_time_format(time_format)
+
+    def read(text: str) -> int:
+        try:
+            event_ms = convert(text)
+        except (ValueError, ArithmeticError) as exc:  # ArithmeticError: OverflowError and decimal's signals
+            raise DecodeError("decode", f"timestamp {text[:64]!r} does not parse as {time_format!r}") from exc
+        return _in_range(event_ms, text)
+
+    return read
 
 
 # Epoch ms beyond +-2**53 are not times anyone logs, and would not survive JSON readers that use doubles.
@@ -85,7 +110,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
+_MAX_WHOLE_EPOCH_S = 9_007_199_254_740  # the largest whole second within MAX_EPOCH_MS
+
+
 def _epoch_s_to_ms(text: str) -> int:
+    # Whole ASCII seconds (every Thunderbird line) skip Decimal, a third of the cost; the length bound keeps int()
+    # below its digit limit, where Decimal would still read a long run of leading zeros.
+    if len(text) < 19 and text.isascii() and text.isdigit():
+        seconds_whole = int(text)
+        if seconds_whole > _MAX_WHOLE_EPOCH_S:
+            raise _out_of_range(text)
+        return seconds_whole * 1000
     # Decimal, not float: float("1.005") * 1000 is 1004.999..., which truncated to 1004 ms. Sub-millisecond digits
     # are floored, as %f's microseconds are: the millisecond an instant falls in.
     seconds = Decimal(text)
@@ -153,6 +188,7 @@ READY_FORMATS: dict[str, LineFormat] = {
             "hdfs",
             r"(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\w+) (?P<component>[^:]*): (?P<content>.*)",
             "%y%m%d %H%M%S",
+            cut=CUTTERS["hdfs"],
         ),
         # 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO ...
         LineFormat(
@@ -161,6 +197,7 @@ READY_FORMATS: dict[str, LineFormat] = {
             r"(?P<noderepeat>\S+) (?P<type>\S+) (?P<component>\S+) (?P<level>\S+) ?(?P<content>.*)",
             "%Y-%m-%d-%H.%M.%S.%f",
             label_column=True,
+            cut=CUTTERS["bgl"],
         ),
         # 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed for user root
         LineFormat(
@@ -169,6 +206,7 @@ READY_FORMATS: dict[str, LineFormat] = {
             r"(?P<location>\S+) ?(?:(?P<component>[\w\-.()/@]+)(?:\[(?P<pid>\d+)\])?: )?(?P<content>.*)",
             EPOCH_S,
             label_column=True,
+            cut=CUTTERS["thunderbird"],
         ),
     )
 }
