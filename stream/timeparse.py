@@ -45,8 +45,6 @@ def compile_time_format(time_format: str) -> Parser:
     month_at, day_at = at.get("m"), at.get("d")
     hour_at, minute_at, second_at = at.get("H"), at.get("M"), at.get("S")
 
-    # Consecutive lines often share a timestamp (HDFS has second resolution): a small cache skips the arithmetic.
-    @lru_cache(maxsize=1024)
     def parse(text: str) -> int:
         match = regex.match(text)  # match, then a length check, as strptime: not fullmatch, which backtracks further
         if match is None or match.end() != len(text):
@@ -67,7 +65,11 @@ def compile_time_format(time_format: str) -> Parser:
         days = datetime(year, month, day, hour, minute, second).toordinal() - _EPOCH_ORDINAL
         return (days * 86_400 + hour * 3600 + minute * 60 + second) * 1000 + micros // 1000
 
-    return parse
+    if fraction_at is not None:
+        # Times with fractions (BGL's microseconds) hardly ever repeat: a cache would only cost (0.3 us a line)
+        return parse
+    # Consecutive lines often share a timestamp (HDFS has second resolution): a small cache skips the arithmetic.
+    return lru_cache(maxsize=1024)(parse)
 
 
 def _fast_pattern(time_format: str) -> str | None:
