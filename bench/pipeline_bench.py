@@ -6,15 +6,22 @@ JSON envelopes the stages exchange. Baseline: drain3's ``TemplateMiner.add_log_m
 and Drain settings on the content of the same lines (cut out beforehand, outside the timing: drain3 alone does no
 decoding and no windowing, so the comparison favours it). Best of ``--repeat``, sides alternated per round.
 
-    python bench/pipeline_bench.py [--max-lines N] [--repeat 3]   -> bench/results/pipeline.json
+Times are the process's CPU time (``time.process_time``; ``--clock wall`` for wall time, as before 2026-12): on the
+shared 2-core machine other processes moved wall-time figures by 30% between two runs of one version, which hid
+changes of 10%. Run against another checkout (its ``stream``, this bench) to compare versions in the same minute::
+
+    python bench/pipeline_bench.py [--max-lines N] [--repeat 3] [--clock cpu|wall]   -> bench/results/pipeline.json
+    PYTHONPATH=/path/to/other/checkout python bench/pipeline_bench.py --out /tmp/pipeline-before.json
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +29,13 @@ import orjson
 from drain3.template_miner import TemplateMiner
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Another checkout given by PYTHONPATH comes first: its stream package is the one measured.
+if os.environ.get("PYTHONPATH"):
+    sys.path.append(str(ROOT))
+else:
+    sys.path.insert(0, str(ROOT))
 
+import stream  # noqa: E402
 from stream.decode import Decoder  # noqa: E402
 from stream.gc_policy import tune_for_throughput  # noqa: E402
 from stream.parsing.config import drain3_config  # noqa: E402
@@ -43,6 +55,8 @@ DATASETS = {
     "bgl": DATA / "bgl" / "BGL_raw_labeled_6.8k.log",
     "thunderbird": DATA / "thunderbird" / "Thunderbird_19k.log.gz",
 }
+Clock = Callable[[], float]
+CLOCKS: dict[str, Clock] = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
 def input_records(settings: Settings, system: str, max_lines: int | None) -> list[InputRecord]:
@@ -51,14 +65,16 @@ def input_records(settings: Settings, system: str, max_lines: int | None) -> lis
     return [InputRecord("logs", 0, i, system.encode(), r.value, 1_000 + i, r.headers) for i, r in enumerate(replayed)]
 
 
-def time_stages(settings: Settings, records: list[InputRecord], fetch: int = 2000) -> tuple[float, int, int]:
+def time_stages(
+    settings: Settings, records: list[InputRecord], clock: Clock, fetch: int = 2000
+) -> tuple[float, int, int]:
     """Seconds through ingest -> parse -> session, windows closed, templates. Input is handed over in chunks of
     ``fetch`` records, as the consumer's getmany does; the internal records in between are batches of lines."""
     ingest = IngestPartition(settings, Decoder(settings))
     parse, session = ParsePartition(settings), SessionPartition(settings)
     topics = settings.topics
     windows = lines_offset = sessions_offset = 0
-    started = time.perf_counter()
+    started = clock()
     for start in range(0, len(records), fetch):
         chunk = records[start : start + fetch]
         now_ms = chunk[0].timestamp_ms
@@ -78,22 +94,22 @@ def time_stages(settings: Settings, records: list[InputRecord], fetch: int = 200
     closing = parse.process_batch([InputRecord(topics.lines, 0, lines_offset, None, tick, end_ms)])
     windows += sum(o.topic == topics.windows for o in closing)
     windows += len(session.process_batch([InputRecord(topics.sessions, 0, sessions_offset, None, tick, end_ms)]))
-    seconds = time.perf_counter() - started
+    seconds = clock() - started
     templates = sum(len(s["parser"]["clusters"]) for s in parse.snapshot()["systems"].values())
     return seconds, windows, templates
 
 
-def time_drain3(settings: Settings, system: str, contents: list[str]) -> tuple[float, int]:
+def time_drain3(settings: Settings, system: str, contents: list[str], clock: Clock) -> tuple[float, int]:
     spec = settings.systems[system]
     miner = TemplateMiner(config=drain3_config(spec.drain_params(system), spec.mask_rules(system)))
     add = miner.add_log_message
-    started = time.perf_counter()
+    started = clock()
     for content in contents:
         add(content)
-    return time.perf_counter() - started, len(miner.drain.clusters)
+    return clock() - started, len(miner.drain.clusters)
 
 
-def bench(settings: Settings, system: str, max_lines: int | None, repeat: int) -> dict[str, Any]:
+def bench(settings: Settings, system: str, max_lines: int | None, repeat: int, clock: Clock) -> dict[str, Any]:
     records = input_records(settings, system, max_lines)
     fmt = settings.systems[system].line_format(system)
     contents = [fmt.split(r.value.decode())[0] for r in records if r.value is not None]
@@ -101,10 +117,10 @@ def bench(settings: Settings, system: str, max_lines: int | None, repeat: int) -
     windows = templates = drain3_templates = 0
     for _ in range(repeat):
         gc.collect()
-        seconds, drain3_templates = time_drain3(settings, system, contents)
+        seconds, drain3_templates = time_drain3(settings, system, contents, clock)
         best["drain3"] = min(best["drain3"], seconds)
         gc.collect()
-        seconds, windows, templates = time_stages(settings, records)
+        seconds, windows, templates = time_stages(settings, records, clock)
         best["adaptlog"] = min(best["adaptlog"], seconds)
     lines = len(records)
     return {
@@ -128,14 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-lines", type=int)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
     args = parser.parse_args(argv)
     settings = load_settings()
     tune_for_throughput()  # as `adaptlog run` sets it
-    results = {system: bench(settings, system, args.max_lines, args.repeat) for system in DATASETS}
+    results: dict[str, Any] = {
+        system: bench(settings, system, args.max_lines, args.repeat, CLOCKS[args.clock]) for system in DATASETS
+    }
+    results["run"] = {"clock": args.clock, "stream": str(Path(stream.__file__).parent)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    for system, result in results.items():
+    for system in DATASETS:
+        result = results[system]
         ours, theirs = result["adaptlog_decode_mask_drain_window"], result["drain3_add_log_message"]
         print(
             f"{system:<12} {result['lines']:>7} lines  adaptlog {ours['lines_per_s']:>8} lines/s "
