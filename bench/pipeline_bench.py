@@ -4,7 +4,10 @@ Ours: each raw record goes through the real stage processors exactly as ``adaptl
 decode and validate; parse: mask, mine, window or route by session key; session: session windows), including the
 JSON envelopes the stages exchange. Baseline: drain3's ``TemplateMiner.add_log_message`` with the same mask rules
 and Drain settings on the content of the same lines (cut out beforehand, outside the timing: drain3 alone does no
-decoding and no windowing, so the comparison favours it). Best of ``--repeat``, sides alternated per round.
+decoding and no windowing, so the comparison favours it). Best of ``--repeat``, sides alternated per round. Each part
+of the per-line work is also timed alone (decode, mask + mine, session keys, window pushes); what the stages take
+beyond their sum, ``stages_records_routing``, is the records between the stages (JSON envelopes, per-line dicts and
+objects), dedup and routing.
 
 Times are the process's CPU time (``time.process_time``; ``--clock wall`` for wall time, as before 2026-12): on the
 shared 2-core machine other processes moved wall-time figures by 30% between two runs of one version, which hid
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -36,16 +40,18 @@ else:
     sys.path.insert(0, str(ROOT))
 
 import stream  # noqa: E402
-from stream.decode import Decoder  # noqa: E402
+from stream.decode import Decoder, RawRecord  # noqa: E402
 from stream.gc_policy import tune_for_throughput  # noqa: E402
 from stream.parsing.config import drain3_config  # noqa: E402
+from stream.parsing.miner import SystemParser  # noqa: E402
 from stream.pipeline.ingest_stage import IngestPartition  # noqa: E402
-from stream.pipeline.parse_stage import ParsePartition  # noqa: E402
+from stream.pipeline.parse_stage import ParsePartition, session_keys  # noqa: E402
 from stream.pipeline.session_stage import SessionPartition  # noqa: E402
 from stream.pipeline.stage import InputRecord  # noqa: E402
 from stream.records import TICK, encode  # noqa: E402
 from stream.replay import replay_records  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
+from stream.windowing import Item, build  # noqa: E402
 from tests.streaming import DATA  # noqa: E402
 
 # system -> file; the built-in systems give format, Loghub masks, Drain settings and windows (HDFS: sessions by
@@ -99,6 +105,35 @@ def time_stages(
     return seconds, windows, templates
 
 
+def time_parts(settings: Settings, system: str, records: list[InputRecord], clock: Clock) -> dict[str, float]:
+    """Seconds of each part of the per-line work, alone: decode, mask + mine, session keys, windowing (pushes into
+    the system's windower). The stages' time beyond their sum is their records (JSON envelopes, per-line dicts and
+    objects), dedup and routing."""
+    spec = settings.systems[system]
+    decoder = Decoder(settings)
+    raws = [RawRecord(r.topic, r.partition, r.offset, r.value, r.headers, r.timestamp_ms) for r in records]
+    seconds: dict[str, float] = {}
+    started = clock()
+    lines = [decoder.decode_lines(raw)[0] for raw in raws]  # the bench's data holds no bad line
+    seconds["decode"] = clock() - started
+    parser = SystemParser(spec.drain_params(system), spec.mask_rules(system))
+    started = clock()
+    for line in lines:
+        parser.parse(line.content)  # type: ignore[union-attr]
+    seconds["mask_mine"] = clock() - started
+    regex = re.compile(spec.session_key_pattern) if spec.window_kind == "session" and spec.session_key_pattern else None
+    started = clock()
+    keys = [session_keys(regex, line.content) if regex else [""] for line in lines]  # type: ignore[union-attr]
+    seconds["session_keys"] = clock() - started if regex else 0.0
+    windower = build(spec.window_policy, None)
+    started = clock()
+    for line, line_keys in zip(lines, keys, strict=True):
+        for key in line_keys:
+            windower.push(Item(line.event_ms, 0, {}), key=key)  # type: ignore[union-attr]
+    seconds["window_push"] = clock() - started
+    return seconds
+
+
 def time_drain3(settings: Settings, system: str, contents: list[str], clock: Clock) -> tuple[float, int]:
     spec = settings.systems[system]
     miner = TemplateMiner(config=drain3_config(spec.drain_params(system), spec.mask_rules(system)))
@@ -122,7 +157,14 @@ def bench(settings: Settings, system: str, max_lines: int | None, repeat: int, c
         gc.collect()
         seconds, windows, templates = time_stages(settings, records, clock)
         best["adaptlog"] = min(best["adaptlog"], seconds)
+        gc.collect()
+        for part, seconds in time_parts(settings, system, records, clock).items():
+            best[part] = min(best.get(part, float("inf")), seconds)
     lines = len(records)
+    parts = {
+        part: round(best[part] / lines * 1e6, 2) for part in ("decode", "mask_mine", "session_keys", "window_push")
+    }
+    parts["stages_records_routing"] = round(best["adaptlog"] / lines * 1e6 - sum(parts.values()), 2)
     return {
         "lines": lines,
         "adaptlog_decode_mask_drain_window": {
@@ -137,6 +179,8 @@ def bench(settings: Settings, system: str, max_lines: int | None, repeat: int, c
             "templates": drain3_templates,
         },
         "ratio": round(best["drain3"] / best["adaptlog"], 2),
+        # us a line, each part alone (time_parts); the last is the stages' time less the others
+        "parts_us_per_line": parts,
     }
 
 
@@ -163,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({ours['templates']} templates, {ours['windows']} windows)  drain3 {theirs['lines_per_s']:>8} lines/s "
             f"({theirs['templates']} templates)  ratio {result['ratio']}"
         )
+        print(f"{'':<12} us a line: " + ", ".join(f"{part} {us}" for part, us in result["parts_us_per_line"].items()))
     return 0
 
 
