@@ -6,12 +6,14 @@ after it, so a processor must give the same outputs after restore as if it had n
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
 from stream.decode import Decoder, RawRecord
 from stream.pipeline.ingest_stage import IngestPartition
-from stream.pipeline.parse_stage import ParsePartition
+from stream.pipeline.parse_stage import ParsePartition, session_keys
 from stream.pipeline.session_stage import SessionPartition
 from stream.pipeline.stage import InputRecord
 from stream.records import TICK as TICK_ENVELOPE
@@ -235,6 +237,16 @@ def test_session_keys_are_the_whole_match_or_the_one_group(pattern: str, keys: l
     out = parse.process_batch([InputRecord(settings.topics.lines, 0, 0, line.key, line.value, 0)])
     assert [o.topic for o in out] == [settings.topics.sessions]
     assert [item[4] for o in out for item in orjson.loads(o.value)["i"]] == keys
+
+
+@pytest.mark.parametrize("pattern", [r"blk_-?\d+", r"blk_(-?\d+)", r"(?:blk_|dest: /)(-?\d*)", r"\d+"])
+def test_session_keys_on_real_lines_are_the_distinct_nonempty_matches_in_order(pattern: str) -> None:
+    regex = re.compile(pattern)
+    group = 1 if regex.groups else 0
+    for line in (DATA / "hdfs" / "HDFS_5k.log").read_text().splitlines():
+        content = line.partition(": ")[2].replace("dest: /10.", "dest: /")  # some lines with an empty group
+        expected = list(dict.fromkeys(m.group(group) for m in regex.finditer(content) if m.group(group)))
+        assert session_keys(regex, content) == expected, content
 
 
 def test_a_line_whose_only_key_is_empty_is_dead_lettered() -> None:

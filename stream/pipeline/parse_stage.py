@@ -202,5 +202,9 @@ def session_keys(regex: re.Pattern[str], content: str) -> list[str]:
     Empty keys are dropped (settings refuse a pattern that matches only the empty string, but a group may still be
     empty on some line): an empty key would gather unrelated lines into one session.
     """
-    group = 1 if regex.groups else 0
-    return list(dict.fromkeys(key for match in regex.finditer(content) if (key := match.group(group))))
+    # findall gives the one group's text, else the whole match, in one C call; a pattern of several groups (which
+    # settings refuse) keeps its first group, as it always did
+    keys = regex.findall(content) if regex.groups < 2 else [match.group(1) for match in regex.finditer(content)]
+    if len(keys) == 1 and keys[0]:
+        return keys  # most lines name one key: nothing to drop or fold (HDFS: 1.1 instead of 2.3 us a line)
+    return list(dict.fromkeys(key for key in keys if key))

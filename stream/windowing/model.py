@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed after construction: built once per line (and an Emitted once per push), and a
+# frozen dataclass's __init__ (object.__setattr__ per field) costs 3x a plain one: 0.5 instead of 0.17 us for an Item
+# (as for the per-line records in stream.records).
+@dataclass(slots=True)
 class Item:
     """One parsed log line as the windower sees it."""
 
@@ -34,7 +37,7 @@ class ClosedWindow:
     reason: str  # "count", "slide", "watermark", "gap", "max_lines", "max_duration", "idle", "flush"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Item
 class Emitted:
     """What one call produced. Both lists are usually empty; callers iterate without checking."""
 
