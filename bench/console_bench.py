@@ -32,9 +32,17 @@ import uvicorn  # noqa: E402
 from stream.console.app import build_app, make_pages  # noqa: E402
 from stream.console.outbox import Outbox  # noqa: E402
 from stream.console.view import ConsoleView  # noqa: E402
-from stream.records import SeverityPolicy, alert_record, decode_alert_record  # noqa: E402
 from stream.inference.alerts import Alert  # noqa: E402
-from stream.records import Cause, Verdict, Window, WindowLine, window_id_for  # noqa: E402
+from stream.records import (  # noqa: E402
+    Cause,
+    SeverityPolicy,
+    Verdict,
+    Window,
+    WindowLine,
+    alert_record,
+    decode_alert_record,
+    window_id_for,
+)
 from stream.settings import Settings  # noqa: E402
 
 SYSTEMS = ("hdfs", "bgl", "thunderbird", "payments", "edge")
