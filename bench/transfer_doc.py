@@ -237,8 +237,8 @@ def render(rows: list[dict[str, Any]], docs: Path) -> str:
         "aligned to it (moment matching / a domain discriminator; `adaptlog-train pretrain --align-to`), scored as it",
         "is at N = 0 and with a tuned adapter at N > 0. With no label the alert budget is the operator's one knob: the",
         "zero-label table shows 1, 10 and 100 alerts per 1,000 windows (BGL's windows are 8% anomalous, HDFS's 3%),",
-        "and `score-mixture`, the rule that needs no knob: where the unlabeled scores show a minority upper mode, the",
-        "threshold is where that mode begins (`stream.model.thresholds`). `self-trained`: the `aligned-moments` base's",
+        "and `score-mixture`: where the unlabeled scores show a minority upper mode, the threshold is where that mode",
+        "begins, else 10 per 1,000 (`stream.model.thresholds`). `self-trained`: the `aligned-moments` base's",
         "confident pseudo-labels on the unlabeled windows train the target's adapter (`trainer.train.self_train`).",
         "",
     ]

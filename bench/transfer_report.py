@@ -31,6 +31,7 @@ DOC = ROOT / "docs" / "transfer.md"
 UNLABELED = 2000  # unlabeled target windows scored per run (the budget rules' reference)
 ZERO_LABEL_RULES = (1.0, 10.0, 100.0)  # alerts per 1,000 unlabeled windows
 GOAL_RULE = {"few": BEST_F1, "zero": "alert-budget@10"}
+MIXTURE_FALLBACK_BUDGET = 10.0  # score-mixture's budget where the scores show no minority mode: the goal rule's
 TRANSFER_METHODS = ("adapter", "full")
 SYSTEMS = ("hdfs", "bgl", "thunderbird")
 
@@ -42,8 +43,9 @@ def rule_f1(run: dict[str, Any]) -> dict[str, float]:
     if run["n_anomalies"] == 0:
         for budget in ZERO_LABEL_RULES:
             choices[f"alert-budget@{budget:g}"] = false_alarm_budget(unlabeled["scores"], budget).value
-        # no knob at all: where the unlabeled scores show a minority upper mode, it ends where that mode does
-        choices[SCORE_MIXTURE] = score_mixture(unlabeled["scores"]).value
+        # where the unlabeled scores show a minority upper mode, the threshold is where it begins; where they do
+        # not, the goal rule's budget (10 per 1,000), so the two differ only where a mode was found
+        choices[SCORE_MIXTURE] = score_mixture(unlabeled["scores"], MIXTURE_FALLBACK_BUDGET).value
     else:
         choices[BEST_F1] = choose_threshold(BEST_F1, val["scores"], val["labels"]).value
         # reference: the labeled validation normals (1,000 at the cap); unlabeled traffic holds anomalies at their
