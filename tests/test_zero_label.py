@@ -211,3 +211,38 @@ def test_a_zero_label_adapter_from_the_windows_topic_beats_the_trivial_baseline_
     assert {(v.adapter_version, v.supervision, v.threshold_rule) for v in verdicts} == {
         ("v0001", "zero-label", "false-alarm-budget")
     }
+
+
+@pytest.mark.slow
+def test_a_zero_label_threshold_from_the_traffics_upper_mode_is_recorded_and_beats_the_trivial_baseline(
+    thunderbird_base: Path, hdfs, tmp_path: Path
+) -> None:
+    """``--threshold-rule score-mixture``: the same zero-label adapter as above, its threshold read off the unlabeled
+    windows' score distribution (a minority upper mode, else the budget); the manifest says which and why."""
+    from stream.model.artifacts import load_adapter, load_base
+    from trainer.evaluate import evaluate
+
+    dataset, split = hdfs
+    windows = dataset.select(list(split.train[:UNLABELED]))
+    unlabeled = tmp_path / "hdfs-windows.jsonl"
+    unlabeled.write_bytes(
+        b"\n".join(orjson.dumps(window_record("hdfs", i, w.templates, w.masked)) for i, w in enumerate(windows))
+    )
+    out = tmp_path / "hdfs"
+    code = main(
+        ["adapt", "--base", str(thunderbird_base), "--target", "hdfs", "--unlabeled-file", str(unlabeled),
+         "--threshold-rule", "score-mixture", "--false-alarms-per-1000", "10", "--out", str(out), *COMMON]
+    )  # fmt: skip
+    assert code == 0
+    validation = json.loads((out / "manifest.json").read_text())["metrics"]["validation"]
+    assert validation["threshold_rule"] == "score-mixture"
+    detail = validation["threshold_detail"]
+    assert detail["windows"] == UNLABELED and detail["reference"] == f"{UNLABELED} unlabeled windows"
+    assert "mixture" in detail and ("fallback" in detail) != ("flagged" in detail)  # a mode found, or why not
+
+    detector, base = load_base(thunderbird_base)
+    adapter = load_adapter(detector, base, out)
+    result = evaluate(detector, dataset, split, target="hdfs", threshold=(adapter.threshold, "the manifest"))
+    trivial = 2 * result["test_anomalous"] / (result["test_windows"] + result["test_anomalous"])
+    print(f"score-mixture thunderbird -> hdfs: F1 {result['f1']:.3f} (trivial {trivial:.3f}), {detail}")
+    assert result["f1"] > trivial + 0.1
