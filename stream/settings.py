@@ -368,6 +368,9 @@ class TrainerSettings(BaseModel):
     # zero_label) once this many of its unlabeled windows are stored; 0 = never. 1,000 resolves the default budget.
     min_unlabeled: int = Field(default=1000, ge=0)
     false_alarms_per_1000: float = Field(default=1.0, ge=0, le=1000)  # that budget: windows flagged per 1,000
+    # how the zero-label threshold is read off the unlabeled windows (stream.model.thresholds): that budget, or
+    # score-mixture (where a minority upper mode of scores shows, where it begins; else that budget)
+    zero_label_rule: Literal["false-alarm-budget", "score-mixture"] = "false-alarm-budget"
 
 
 class Settings(BaseSettings):

@@ -257,12 +257,12 @@ def test_a_registry_volume_error_while_publishing_backs_off_and_keeps_the_labels
     assert sent[0]["outcome"] == "published v0001" and sent[0]["used_labels"] == published["used_labels"]
 
 
+@pytest.mark.parametrize("rule", ["false-alarm-budget", "score-mixture"])
 def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_once(
-    settings: Settings, store: LabelStore
+    settings: Settings, store: LabelStore, rule: str
 ) -> None:
-    settings = settings.model_copy(
-        update={"trainer": settings.trainer.model_copy(update={"min_unlabeled": 20, "false_alarms_per_1000": 100.0})}
-    )
+    trainer = {"min_unlabeled": 20, "false_alarms_per_1000": 100.0, "zero_label_rule": rule}
+    settings = settings.model_copy(update={"trainer": settings.trainer.model_copy(update=trainer)})
     for i in range(19):
         store.add_window(window("quiet", i), 1_000)  # one short of the minimum
     for i in range(30):
@@ -285,7 +285,9 @@ def test_a_system_with_unlabeled_traffic_and_no_adapter_gets_a_zero_label_one_on
     pointer = service.registry.pointer("adapter", "busy")
     assert pointer is not None and service.registry.pointer("adapter", "quiet") is None
     manifest = service.registry.serving("adapter", "busy")
-    assert manifest.supervision == "zero-label" and manifest.threshold_rule == "false-alarm-budget"
+    assert manifest.supervision == "zero-label" and manifest.threshold_rule == rule
+    if rule == "score-mixture":  # 30 windows show no mode of a few percent: the budget, and the manifest says why
+        assert "too few" in manifest.metrics["validation"]["threshold_detail"]["fallback"]
     assert manifest.training["unlabeled"]["windows"] == 30
     [entry] = store.history("busy")
     assert entry["zero_label"] and entry["published"] and entry["version"] == pointer.version

@@ -29,7 +29,7 @@ from stream.model.artifacts import load_adapter
 from stream.model.detector import Detector, FitOptions, WindowText
 from stream.model.quality import confusion
 from stream.model.registry import Registry
-from stream.model.thresholds import DEFAULT_THRESHOLD
+from stream.model.thresholds import DEFAULT_THRESHOLD, FALSE_ALARM_BUDGET
 from stream.records import LABELED, ZERO_LABEL, rfc3339
 from trainer.train import adapt_windows, zero_label
 
@@ -288,10 +288,12 @@ def zero_label_adapter(
     windows: Sequence[WindowText],
     *,
     budget_per_1000: float,
+    threshold_rule: str = FALSE_ALARM_BUDGET,
     device: str = "cpu",
 ) -> Decision:
     """Publish ``target``'s first adapter from its unlabeled windows alone (``trainer.train.zero_label``): the
-    base's scores with a threshold that flags about ``budget_per_1000`` of every 1,000 of the target's windows. No
+    base's scores with a threshold that flags about ``budget_per_1000`` of every 1,000 of the target's windows (or,
+    with ``score-mixture``, where a minority upper mode of their scores begins). No
     held-out labels exist to judge it, so it is published without a champion: it only replaces the base's threshold,
     which was placed on another system's scores. The first labeled retrain then has to beat it on held-out labels."""
     started = time.monotonic()
@@ -300,7 +302,7 @@ def zero_label_adapter(
         raise ModelError(f"no serving base {base_name!r} in {registry.root}")
     detector, base = loaded
     detector.to_device(device)
-    trained = zero_label(detector, target, windows, budget_per_1000=budget_per_1000)
+    trained = zero_label(detector, target, windows, budget_per_1000=budget_per_1000, threshold_rule=threshold_rule)
     flagged = trained.validation["flagged_unlabeled"]
     reason = f"zero-label: threshold {trained.threshold:.4f} flags {flagged} of {len(windows)} unlabeled windows"
     manifest = registry.save_adapter(

@@ -315,6 +315,7 @@ class FeedbackService:
                 system,
                 windows,
                 budget_per_1000=self.settings.trainer.false_alarms_per_1000,
+                threshold_rule=self.settings.trainer.zero_label_rule,
                 device=self.settings.trainer.device,
             )
         except RETRAIN_FAILURES as exc:
