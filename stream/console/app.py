@@ -74,7 +74,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     feeds = Feeds(settings, view, outbox)
     pages = make_pages(settings, view, feeds, outbox)  # ConfigError (no way in, bad tokens file) before any I/O
     server = uvicorn.Server(uvicorn.Config(build_app(pages), host=c.host, port=c.port, log_config=None))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the CLI owns the signals
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the CLI owns the signals
     await feeds.start()
     tasks = [
         asyncio.create_task(feeds.consume(stop), name="console-consume"),

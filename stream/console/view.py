@@ -183,9 +183,11 @@ class ConsoleView:
     def apply_verdict(self, verdict: dict[str, Any], incident: Incident | None = None) -> None:
         """A verdict (from an alert record, or the verdicts topic) joins its window's incident, when known."""
         window_id = verdict.get("window_id")
+        if not isinstance(window_id, str):
+            return
         if incident is None:
             incident = self.incidents.get(self.window_incident.get(window_id, ""))
-        if incident is None or not isinstance(window_id, str):
+        if incident is None:
             return
         if len(incident.verdicts) < MAX_INCIDENT_WINDOWS:
             incident.verdicts[window_id] = verdict
@@ -204,7 +206,9 @@ class ConsoleView:
         while len(self.labels) > 5 * self.max_windows:
             self.labels.popitem(last=False)
         # triage (kind alert) and plain labels (kind label) are one label to the trainer: a true positive is anomalous
-        label = {"true_positive": ANOMALOUS, "false_positive": NORMAL}.get(record.get("verdict"), record.get("label"))
+        triage = {"true_positive": ANOMALOUS, "false_positive": NORMAL}
+        verdict = record.get("verdict")
+        label = triage.get(verdict, record.get("label")) if isinstance(verdict, str) else record.get("label")
         system = system or self.system_of(window_id)
         if system and label in (ANOMALOUS, NORMAL):
             self.system(system).labels_received[label] += 1

@@ -257,7 +257,8 @@ class AlertBook:
 
 def _read_snapshot(snapshot: object) -> tuple[int | None, list[_Incident], list[Alert], int]:
     """Parse and check a snapshot without touching any book, so a failed restore changes nothing."""
-    _require(isinstance(snapshot, dict), f"must be a mapping, got {type(snapshot).__name__}")
+    if not isinstance(snapshot, dict):
+        raise ValueError(f"must be a mapping, got {type(snapshot).__name__}")
     version = snapshot.get("version")
     _require(version == SNAPSHOT_VERSION, f"version {version!r} is not supported (expected {SNAPSHOT_VERSION})")
     clock_ms, dropped = snapshot["clock_ms"], snapshot["dropped"]
@@ -275,11 +276,13 @@ def _read_snapshot(snapshot: object) -> tuple[int | None, list[_Incident], list[
 
 
 def _read_incident(entry: object) -> _Incident:
-    _require(isinstance(entry, dict), f"an open incident must be a mapping, got {type(entry).__name__}")
+    if not isinstance(entry, dict):
+        raise ValueError(f"an open incident must be a mapping, got {type(entry).__name__}")
     alert, touched_ms = Alert.from_dict(entry["alert"]), entry["touched_ms"]
     # published_ms came later than version 1: an older snapshot's incidents count as published when last touched
     published_ms = entry.get("published_ms", touched_ms)
     _require(alert.status in (OPEN, ONGOING), f"an open incident has status {alert.status!r}")
     _require(is_int(touched_ms), f"touched_ms must be an integer, got {touched_ms!r}")
-    _require(is_int(published_ms), f"published_ms must be an integer, got {published_ms!r}")
+    if not is_int(published_ms):  # an if, not _require: it tells the type checker what published_ms is
+        raise ValueError(f"published_ms must be an integer, got {published_ms!r}")
     return _Incident(alert, touched_ms, published_ms)

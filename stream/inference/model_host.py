@@ -148,7 +148,11 @@ class ModelHost:
     def serving_versions(self) -> dict[str, str]:
         """system -> the adapter version serving it (systems on the base alone are absent). Called from the metrics
         thread: ``list()`` copies the routes in one step, so a swap on the model thread never changes them under it."""
-        return {system: route.adapter.version for system, route in list(self.routes.items()) if route.adapter}
+        return {
+            system: route.adapter.version
+            for system, route in list(self.routes.items())
+            if route.adapter and route.adapter.version
+        }
 
     def route(self, system: str) -> Route:
         return self.routes.get(system) or Route(None, None, self.base_threshold)

@@ -67,7 +67,8 @@ class Endpoint:
         parts = urllib.parse.urlsplit(self.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        connection = connection_type(parts.hostname, parts.port, timeout=self.timeout_s)
+        host = parts.hostname or ""  # never empty: __post_init__ refused a URL without one
+        connection = connection_type(host, parts.port, timeout=self.timeout_s)
         payload = orjson.dumps(body)
         sent_headers = {"Content-Type": "application/json", "User-Agent": "adaptlog-notify"} | (headers or {})
         try:

@@ -10,6 +10,7 @@ after a lost answer, a replay after a crash), always with the same key.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,7 +57,7 @@ class WebhookSink:
             body = webhook_body(notice)
             headers = {"Idempotency-Key": notice.idempotency_key, "X-Adaptlog-Alert-Id": notice.alert_id}
             outcome = await deliver(
-                lambda body=body, headers=headers: post_in_thread(self.endpoint, body, headers),
+                functools.partial(post_in_thread, self.endpoint, body, headers),
                 f"{self.name} alert {notice.alert_id} ({notice.source})",
                 self.retry,
                 self.stop,

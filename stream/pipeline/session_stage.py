@@ -41,8 +41,8 @@ class SessionPartition:
         envelope = read_envelope(record)
         out: list[Outgoing] = []
         if envelope.is_tick:
-            for system, windower in self._windowers.items():
-                out += self._output.outgoing(system, "session", windower.tick(record.timestamp_ms))
+            for system, ticked in self._windowers.items():
+                out += self._output.outgoing(system, "session", ticked.tick(record.timestamp_ms))
             return out
         for item in envelope.items:
             if not self._dedup.is_new(item.upstream):

@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -50,7 +50,7 @@ def _require(condition: bool, problem: str) -> None:
         raise ValueError(problem)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -351,10 +351,11 @@ def _decode_alert_record(value: bytes | None, policy: SeverityPolicy) -> AlertRe
     if version == LEGACY_SCHEMA_VERSION:
         severity, summary, published_ms = policy.severity(alert.max_score, alert.count), None, None
     else:  # a newer version than this reader knows still carries these fields: read what is understood
-        severity, summary = document.get("severity"), document.get("summary")
+        read_severity, summary = document.get("severity"), document.get("summary")
         published_ms = document.get("published_ms")
-        if severity not in SEVERITIES:
-            raise RecordError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+        if read_severity not in SEVERITIES:
+            raise RecordError(f"severity must be one of {SEVERITIES}, got {read_severity!r}")
+        severity = str(read_severity)
         if not isinstance(summary, str) or not summary:
             raise RecordError(f"summary must be a non-empty string, got {summary!r}")
         if not isinstance(published_ms, int) or isinstance(published_ms, bool):

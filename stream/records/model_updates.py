@@ -5,6 +5,7 @@ any of them for the inference workers and the console.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -145,7 +146,11 @@ def _check_kind(d: dict[str, Any], kind: str) -> None:
 
 
 ModelUpdateRecord = ModelUpdate | RetrainReport | RetrainSchedule
-_DECODERS = {ADAPTER: ModelUpdate.from_dict, RETRAIN: RetrainReport.from_dict, SCHEDULE: RetrainSchedule.from_dict}
+_DECODERS: dict[str, Callable[[dict[str, Any]], ModelUpdateRecord]] = {
+    ADAPTER: ModelUpdate.from_dict,
+    RETRAIN: RetrainReport.from_dict,
+    SCHEDULE: RetrainSchedule.from_dict,
+}
 
 
 def decode_model_update(value: bytes | None) -> ModelUpdateRecord:
