@@ -571,9 +571,9 @@ def system_problems(systems: dict[str, SystemSettings], default_systems: dict[st
                 )
         except ConfigError as exc:
             problems.append(ConfigError(f"systems.{name}.{exc.setting}", exc.problem))
-    for topic, system in default_systems.items():
-        if system not in systems:
-            problems.append(ConfigError(f"default_systems.{topic}", f"unknown system {system!r}"))
+    for topic, default in default_systems.items():
+        if default not in systems:
+            problems.append(ConfigError(f"default_systems.{topic}", f"unknown system {default!r}"))
     return problems
 
 

@@ -41,8 +41,8 @@ from trainer.service_cli import add_commands
 DEFAULT_MAX_UNLABELED = 2000  # trainer.unlabeled's (not imported here: --help imports no torch)
 
 if TYPE_CHECKING:
-    from stream.model.detector import Detector, FitOptions
-    from stream.model.training import UnlabeledObjective
+    from stream.model.alignment import DomainAdversarial, MomentMatching
+    from stream.model.detector import Detector, FitOptions, WindowText
     from trainer.datasets import Dataset
     from trainer.unlabeled import UnlabeledWindows
 
@@ -133,7 +133,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
             objective=objective,
         )
     alignment = None
-    if unlabeled is not None:
+    if unlabeled is not None and objective is not None:  # _alignment gives both or neither
         alignment = {"target": args.align_to, "objective": args.alignment, "weight": objective.weight}
         alignment["unlabeled"] = unlabeled.summary()
     parts = {"train": split.train, "validation": split.validation}
@@ -165,7 +165,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     unlabeled = _unlabeled(args, args.target)
     unlabeled_windows = unlabeled.windows if unlabeled else []
     if source is None:
-        anomalies, normals = 0, []
+        anomalies = 0
+        normals: list[WindowText] = []
     else:
         dataset, split = _load(source, args.seed)
         labels = few_labels(
@@ -250,7 +251,9 @@ def _unlabeled(args: argparse.Namespace, system: str) -> UnlabeledWindows | None
     return found
 
 
-def _alignment(args: argparse.Namespace) -> tuple[UnlabeledWindows | None, UnlabeledObjective | None]:
+def _alignment(
+    args: argparse.Namespace,
+) -> tuple[UnlabeledWindows | None, DomainAdversarial | MomentMatching | None]:
     """pretrain's ``--align-to``: the target's unlabeled windows and the alignment loss on them, or neither."""
     given = args.unlabeled_file is not None or args.unlabeled_topic is not None
     if args.align_to is None:

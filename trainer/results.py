@@ -189,7 +189,7 @@ class Runner:
                 self.bases[name] = trained
         return self.bases[name]
 
-    def train_part(self, name: str) -> list[int]:
+    def train_part(self, name: str) -> tuple[int, ...]:
         """The windows a base trains on: the split's train part, normals capped by the budget."""
         dataset, split = self.data(name)
         return limit(dataset, split.train, max_anomalies=None, max_normals=self.budget.max_train_normals)

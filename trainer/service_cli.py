@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the commands import these when they run: building the parse
     from stream.settings import Settings
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     srv = sub.add_parser("serve", help="keep labeled windows, retrain adapters from feedback, publish the better ones")
     srv.set_defaults(run=run_serve)
     srv.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object a line")

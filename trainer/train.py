@@ -162,7 +162,7 @@ def fit_windows_and_calibrate(
         rule=threshold_rule,
         budget_per_1000=budget_per_1000,
     )
-    quality = confusion(scores, labels, choice.value).to_dict()
+    quality: dict[str, Any] = confusion(scores, labels, choice.value).to_dict()
     quality["chosen_on"] = "validation" if val_labels else "training windows (no validation windows)"
     quality["threshold_rule"] = choice.rule
     quality["threshold_detail"] = choice.detail

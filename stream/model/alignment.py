@@ -32,12 +32,12 @@ class _ReverseGradient(torch.autograd.Function):
     """Identity forward; the gradient multiplied by ``-weight`` backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
         ctx.weight = weight
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.weight * grad, None
 
 

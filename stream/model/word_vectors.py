@@ -15,8 +15,8 @@ A word the vectors do not know is skipped; a template with no known word maps to
 from __future__ import annotations
 
 import re
-from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -153,7 +153,7 @@ class FittedGlove:
         if not vocabulary:
             return cls([], torch.zeros(0, options.dim))
         index = {w: i for i, w in enumerate(vocabulary)}
-        counts: Counter[tuple[int, int]] = Counter()
+        counts: defaultdict[tuple[int, int], float] = defaultdict(float)
         for sentence in sentences:
             ids = [index[w] for w in sentence if w in index]
             for i, a in enumerate(ids):
@@ -188,7 +188,7 @@ class FittedGlove:
 
 
 def _train_glove(
-    size: int, counts: Counter[tuple[int, int]], options: GloveFitOptions
+    size: int, counts: Mapping[tuple[int, int], float], options: GloveFitOptions
 ) -> tuple[torch.Tensor, list[float]]:
     """min sum f(X_ij) (w_i . c_j + b_i + b'_j - log X_ij)^2 with Adagrad -> (w + c as GloVe's paper, losses)."""
     generator = torch.Generator().manual_seed(options.seed)

@@ -54,7 +54,11 @@ class EventTumblingWindower:
 
     def tick(self, now_ms: int) -> Emitted:
         timeout = self.config.idle_timeout_ms
-        if timeout is None or not self._buckets or now_ms - self._last_arrival_ms < timeout:
+        if timeout is None or not self._buckets:
+            return Emitted()
+        if self._last_arrival_ms is None:  # push sets it with the first bucket; a resumed snapshot is checked
+            raise StateError("open buckets without a last arrival")
+        if now_ms - self._last_arrival_ms < timeout:
             return Emitted()
         return Emitted(closed=self._close_all("idle"))
 

@@ -9,7 +9,7 @@ Items are encoded as ``[event_ms, arrival_ms, payload]`` to keep snapshots of la
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 from stream.errors import ConfigError, StateError
 from stream.windowing.config import WindowPolicy, policy_from_dict, policy_to_dict
@@ -54,6 +54,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@overload
+def read_int(state: dict[str, Any], name: str, *, optional: Literal[False] = False) -> int: ...
+@overload
+def read_int(state: dict[str, Any], name: str, *, optional: bool) -> int | None: ...
 def read_int(state: dict[str, Any], name: str, *, optional: bool = False) -> int | None:
     value = state.get(name)
     if value is None and optional:

@@ -124,7 +124,7 @@ def load_bgl_windows(windows: Path, templates: Path, *, max_rows: int | None = N
     # Many windows repeat one id sequence (20 x the same event): share the tuples rather than hold 231k copies.
     interned: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
     parts: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
-    out = []
+    out: list[LabeledWindow] = []
     for number, row in csv_rows(windows, ("window_id", "split", "label", "event_ids")):
         if max_rows is not None and len(out) >= max_rows:
             break

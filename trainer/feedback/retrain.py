@@ -37,10 +37,16 @@ log = logging.getLogger(__name__)
 
 
 class Example(Protocol):
-    window_id: str
-    templates: tuple[str, ...]
-    masked: tuple[str, ...]
-    label: int
+    """A labeled window as retraining reads it (read only: the store's examples are frozen)."""
+
+    @property
+    def window_id(self) -> str: ...
+    @property
+    def templates(self) -> tuple[str, ...]: ...
+    @property
+    def masked(self) -> tuple[str, ...]: ...
+    @property
+    def label(self) -> int: ...
 
 
 @dataclass(frozen=True)

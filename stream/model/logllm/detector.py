@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -64,6 +64,10 @@ from stream.model.logllm.state import (
     shapes,
 )
 from stream.model.training import UnlabeledObjective, fit_loop
+
+if TYPE_CHECKING:
+    from peft.tuners.tuners_utils import BaseTuner
+    from transformers import PreTrainedModel
 
 TARGET_NAME = re.compile(r"[A-Za-z0-9_\-]+")  # peft keeps adapters in ModuleDicts: no dots, not empty
 
@@ -127,9 +131,10 @@ class LogLLMDetector(Detector):
             self.peft = get_peft_model(decoder, self.lora_config, adapter_name=BASE_ADAPTER)
         except ValueError as exc:  # e.g. target modules the decoder does not have
             raise ModelError(f"LoRA on decoder {cfg.decoder!r}: {exc}") from exc
-        self.lm = self.peft.get_base_model()  # the causal LM with LoRA layers injected (called directly)
+        # the causal LM with LoRA layers injected (called directly)
+        self.lm = cast("PreTrainedModel", self.peft.get_base_model())
         disable_cpu_repacking(self.lm)
-        hidden = self.lm.get_input_embeddings().embedding_dim
+        hidden = self.input_embeddings().embedding_dim
         self.line = LineEncoder.from_encoder(self.encoder)
         self.projector = nn.Linear(self.encoder.hidden_size, hidden)  # [H_enc] -> [D], one decoder token per line
         self.target_projectors = nn.ModuleDict()
@@ -208,7 +213,8 @@ class LogLLMDetector(Detector):
         """Make the base LoRA (and ``target``'s) active, every LoRA weight frozen; fit unfreezes what it trains."""
         self._require_target(target)
         names = [BASE_ADAPTER] if target is None else [BASE_ADAPTER, adapter_name(target)]
-        self.peft.base_model.set_adapter(names, inference_mode=True)
+        tuner = cast("BaseTuner", self.peft.base_model)  # peft types it as any nn.Module; with LoRA: its LoraModel
+        tuner.set_adapter(names, inference_mode=True)
 
     def lora_parameters(self, adapter: str) -> dict[str, nn.Parameter]:
         """One adapter's LoRA weights, named without the adapter: ``lora.<module path>.lora_A.weight``."""
@@ -230,7 +236,7 @@ class LogLLMDetector(Detector):
         """-> (inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T]), left-padded so that every
         row ends with its answer tokens (the logits to read are the last ones). ``projector``: one for every row, or
         one per row (windows of different targets in one batch)."""
-        embed = self.lm.get_input_embeddings()
+        embed = self.input_embeddings()
         device = embed.weight.device
 
         def ids(values: Sequence[int]) -> torch.Tensor:
@@ -292,16 +298,20 @@ class LogLLMDetector(Detector):
             return self.cfg.score_dtype
         if self.precision == "auto":
             return "float32"
-        device = self.lm.get_input_embeddings().weight.device
+        device = self.input_embeddings().weight.device
         return "bfloat16" if wants_bf16(device, self.precision) else "float32"
 
     def autocast(self, dtype: str) -> torch.autocast:
         """Mixed precision on the decoder's device: bf16 matmuls over float32 weights when ``dtype`` is "bfloat16"."""
-        device = self.lm.get_input_embeddings().weight.device.type
+        device = self.input_embeddings().weight.device.type
         return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
     def projector_for(self, target: str | None) -> nn.Linear:
-        return self.projector if target is None else self.target_projectors[target]
+        return self.projector if target is None else cast(nn.Linear, self.target_projectors[target])  # all Linear
+
+    def input_embeddings(self) -> nn.Embedding:
+        """The decoder's token embedding table (transformers types it as any nn.Module)."""
+        return cast(nn.Embedding, self.lm.get_input_embeddings())
 
     # ---- Detector: training and scoring --------------------------------------------------------------------------
 
@@ -409,14 +419,13 @@ class LogLLMDetector(Detector):
             self.peft.add_adapter(name, config)
         for module in self.lm.modules():
             if isinstance(module, LoraLayer) and name in module.lora_A:
-                module.lora_A[name].weight.copy_(
-                    torch.cat([module.lora_A[BASE_ADAPTER].weight, module.lora_A[own].weight], dim=0)
-                )
-                module.lora_B[name].weight.copy_(
+                a, b = module.lora_A, module.lora_B
+                _lora_weight(a, name).copy_(torch.cat([_lora_weight(a, BASE_ADAPTER), _lora_weight(a, own)], dim=0))
+                _lora_weight(b, name).copy_(
                     torch.cat(
                         [
-                            module.lora_B[BASE_ADAPTER].weight * module.scaling[BASE_ADAPTER],
-                            module.lora_B[own].weight * module.scaling[own],
+                            _lora_weight(b, BASE_ADAPTER) * module.scaling[BASE_ADAPTER],
+                            _lora_weight(b, own) * module.scaling[own],
                         ],
                         dim=1,
                     )
@@ -472,19 +481,15 @@ class LogLLMDetector(Detector):
 
     def base_state_parameters(self) -> dict[str, nn.Parameter]:
         return {
-            "line.weight": self.line.linear.weight,
-            "line.bias": self.line.linear.bias,
-            "projector.weight": self.projector.weight,
-            "projector.bias": self.projector.bias,
+            **_linear_parameters("line", self.line.linear),
+            **_linear_parameters("projector", self.projector),
             **self.lora_parameters(BASE_ADAPTER),
         }
 
     def adapter_parameters(self, target: str) -> dict[str, nn.Parameter]:
         self._require_target(target)
-        projector = self.target_projectors[target]
         return {
-            "projector.weight": projector.weight,
-            "projector.bias": projector.bias,
+            **_linear_parameters("projector", self.projector_for(target)),
             **self.lora_parameters(adapter_name(target)),
         }
 
@@ -510,3 +515,13 @@ class LogLLMDetector(Detector):
         if target not in self._targets:
             self.add_target(target)
         copy_into(self.adapter_parameters(target), tensors)
+
+
+def _linear_parameters(prefix: str, linear: nn.Linear) -> dict[str, nn.Parameter]:
+    """``<prefix>.weight`` and ``<prefix>.bias``, typed as the parameters they are (nn.Linear types them as tensors)."""
+    return {f"{prefix}.{name}": parameter for name, parameter in linear.named_parameters()}
+
+
+def _lora_weight(layers: nn.ModuleDict, adapter: str) -> torch.Tensor:
+    """One adapter's weight in a LoRA layer's ``lora_A`` or ``lora_B`` (an nn.Linear per adapter)."""
+    return cast(nn.Linear, layers[adapter]).weight

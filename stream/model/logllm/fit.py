@@ -46,10 +46,13 @@ class Trainee(Protocol):
 
     cfg: LogLLMConfig
     prompt: PromptTokens
-    lm: nn.Module
-    line: nn.Module
     projector: nn.Linear
     target_projectors: nn.ModuleDict
+
+    @property
+    def lm(self) -> nn.Module: ...  # read only here, so the detector's narrower types fit
+    @property
+    def line(self) -> nn.Module: ...
 
     def window_lines(self, windows: Sequence[WindowText]) -> list[tuple[str, ...]]: ...
     def activate(self, target: str | None) -> None: ...

@@ -32,7 +32,7 @@ class LogTransferConfig:
     def __post_init__(self) -> None:
         for f in fields(self):  # from JSON or a CLI, a wrong type should fail here, not deep inside torch
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, FIELD_TYPES[f.type]):
+            if isinstance(value, bool) or not isinstance(value, FIELD_TYPES[str(f.type)]):
                 raise ConfigError("logtransfer", f"LogTransferConfig.{f.name} must be {f.type}, got {value!r}")
         if self.vectors not in VECTORS:
             raise ConfigError(

@@ -103,8 +103,9 @@ class LogTransferDetector(Detector):
         if self.cfg.vectors != "fit":
             raise ValueError(f"vectors is {self.cfg.vectors!r}: only vectors='fit' fits word vectors")
         options = GloveFitOptions(dim=self.cfg.word_dim, seed=self.cfg.init_seed)
-        self._use_fitted(FittedGlove.fit(templates, options, self.cfg.fit_vocabulary))
-        return len(self.fitted.vocabulary)
+        fitted = FittedGlove.fit(templates, options, self.cfg.fit_vocabulary)
+        self._use_fitted(fitted)
+        return len(fitted.vocabulary)
 
     def _use_fitted(self, fitted: FittedGlove) -> None:
         self.fitted = fitted

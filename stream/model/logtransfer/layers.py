@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ class LogTransfer(nn.Module):
             return self.source
         if target not in self.keys:
             raise KeyError(f"unknown target {target!r}; known: {sorted(self.keys)}")
-        return self.targets[self.keys[target]]
+        return cast(nn.LSTM, self.targets[self.keys[target]])  # add_target stores only LSTMs
 
     def add_target(self, target: str) -> None:
         if target in self.keys:

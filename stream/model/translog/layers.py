@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -52,9 +53,12 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.targets = nn.ModuleDict()  # target -> TargetParts
 
+    def parts(self, target: str) -> TargetParts:
+        return cast(TargetParts, self.targets[target])  # TransLog.add_target stores only TargetParts
+
     def forward(self, x: torch.Tensor, pad: torch.Tensor, target: str | None) -> torch.Tensor:
         # x [B, L, d]; pad [B, L] True where padding
-        parts = self.targets[target] if target is not None else None
+        parts = self.parts(target) if target is not None else None
         a, _ = self.attn(x, x, x, key_padding_mask=pad, need_weights=False)  # [B, L, d]
         a = self.drop(a)
         x = parts.ln1(x + parts.attn(a)) if parts is not None else self.ln1(x + a)
@@ -79,18 +83,17 @@ class StackedParts:
 
     @classmethod
     def of(cls, layer: EncoderLayer, names: Sequence[str | None]) -> StackedParts:
-        parts = [None if name is None else layer.targets[name] for name in names]
+        parts = [None if name is None else layer.parts(name) for name in names]
         d, m = layer.cfg.d_model, layer.cfg.adapter_dim
         # all zeros: tanh(0) = 0 and a zero up-projection, so the base's "adapter" changes nothing
         device = layer.ln1.weight.device
         identity = tuple(torch.zeros(shape, device=device) for shape in ((m, d), (m,), (d, m), (d,)))
 
+        def weights(a: Adapter) -> tuple[torch.Tensor, ...]:
+            return a.down.weight, a.down.bias, a.up.weight, a.up.bias
+
         def adapters(pick: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-            chosen = [
-                identity if p is None else (a.down.weight, a.down.bias, a.up.weight, a.up.bias)
-                for p in parts
-                for a in [None if p is None else getattr(p, pick)]
-            ]
+            chosen = [identity if p is None else weights(getattr(p, pick)) for p in parts]
             return tuple(torch.stack([c[k] for c in chosen]) for k in range(4))  # type: ignore[return-value]
 
         def norms(pick: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,19 +139,28 @@ class TransLog(nn.Module):
         self.target_heads = nn.ModuleDict()  # target -> its copy of the head
         self.input_scale = math.sqrt(cfg.d_model)
 
+    @property
+    def encoder_layers(self) -> Sequence[EncoderLayer]:
+        """``layers`` as what it holds (nn.ModuleList's items are typed as nn.Module)."""
+        return cast("Sequence[EncoderLayer]", self.layers)
+
+    def head_of(self, target: str | None) -> nn.Linear:
+        """The target's head (None: the base's)."""
+        return self.head if target is None else cast(nn.Linear, self.target_heads[target])  # add_target: Linear
+
     def add_target(self, name: str) -> None:
         if name in self.target_heads:
             raise ValueError(f"target {name!r} already exists")
         # initialised on the CPU (the same weights whatever the device, for one seed), then moved where the base is
         device = self.head.weight.device
-        for layer in self.layers:
+        for layer in self.encoder_layers:
             layer.targets[name] = TargetParts(self.cfg, layer.ln1, layer.ln2).to(device)
         head = nn.Linear(self.cfg.d_model, 1)
         head.load_state_dict(self.head.state_dict())
         self.target_heads[name] = head.to(device)
 
     def remove_target(self, name: str) -> None:
-        for layer in self.layers:
+        for layer in self.encoder_layers:
             del layer.targets[name]
         del self.target_heads[name]
 
@@ -168,15 +180,14 @@ class TransLog(nn.Module):
         pad = ~mask
         # a window with no lines would make attention NaN: let it attend to position 0 (its output is masked below)
         pad = pad & ~(pad.all(1, keepdim=True) & (torch.arange(L, device=x.device) == 0))
-        for layer in self.layers:
+        for layer in self.encoder_layers:
             h = layer(h, pad, target)
         m = mask.unsqueeze(-1).to(h.dtype)  # [B, L, 1]
         return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, d] masked mean
 
     def logits(self, pooled: torch.Tensor, target: str | None = None) -> torch.Tensor:
         """pooled [B, d] -> logits [B] through the target's head (None: the base's)."""
-        head = self.target_heads[target] if target is not None else self.head
-        return head(pooled).squeeze(-1)  # [B]
+        return self.head_of(target)(pooled).squeeze(-1)  # [B]
 
     def forward_mixed(self, x: torch.Tensor, mask: torch.Tensor, targets: Sequence[str | None]) -> torch.Tensor:
         """``forward`` with a target per row (None = the base): x [B, L, d], mask [B, L] -> logits [B].
@@ -194,11 +205,11 @@ class TransLog(nn.Module):
         h = x * self.input_scale + self.pos[:L]
         pad = ~mask
         pad = pad & ~(pad.all(1, keepdim=True) & (torch.arange(L, device=x.device) == 0))
-        for layer in self.layers:
+        for layer in self.encoder_layers:
             h = layer.forward_mixed(h, pad, StackedParts.of(layer, names), row)
         m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, d]
-        heads = [self.head if t is None else self.target_heads[t] for t in names]
+        heads = [self.head_of(t) for t in names]
         weight = torch.stack([head.weight[0] for head in heads])[row]  # [B, d]
         bias = torch.stack([head.bias[0] for head in heads])[row]  # [B]
         return (pooled * weight).sum(-1) + bias
