@@ -38,6 +38,7 @@ install: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check stream trainer tests bench requirements
 	$(BIN)/ruff format --check stream trainer tests bench requirements
+	$(BIN)/mypy  # stream/ and trainer/, as pyproject.toml's [tool.mypy] says
 
 parsing-accuracy: $(INSTALLED)
 	$(BIN)/python -m stream.parsing.accuracy

@@ -269,4 +269,4 @@ def _key_labels(raw: str | None) -> dict[str, str]:
         labels = None
     if not isinstance(labels, dict) or not all(isinstance(v, str) and v in LABELS for v in labels.values()):
         raise DecodeError("decode", f"header key_labels must map keys to {sorted(LABELS)}")
-    return labels  # type: ignore[return-value]
+    return labels

@@ -39,7 +39,7 @@ class ReplayRecord:
 
 def open_text(path: Path) -> Iterator[str]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:
         for line in handle:
             yield line.rstrip("\r\n")
 

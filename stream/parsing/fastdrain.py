@@ -31,7 +31,7 @@ class ClusterLRU(OrderedDict[int, LogCluster]):
         super().__init__()
         self.maxsize = maxsize
 
-    def __getitem__(self, key: int) -> LogCluster | None:  # type: ignore[override]
+    def __getitem__(self, key: int) -> LogCluster | None:
         # drain3 touches a cluster with ``id_to_cluster[cid]`` and expects None (not KeyError) when evicted.
         cluster = self.get(key)
         if cluster is not None:
@@ -56,7 +56,7 @@ class FastDrain(Drain):
             max_children=params.max_children,
             max_clusters=params.max_clusters,
             extra_delimiters=params.extra_delimiters,
-            profiler=None,  # type: ignore[arg-type]
+            profiler=None,
             param_str=PARAM_STR,
             parametrize_numeric_tokens=params.parametrize_numeric_tokens,
         )
