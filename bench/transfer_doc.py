@@ -8,7 +8,7 @@ from typing import Any
 
 from transfer_report import GOAL_RULE, TRANSFER_METHODS
 
-from stream.model.thresholds import SCORE_MIXTURE
+from stream.model.thresholds import NORMALS_AND_TRAFFIC, SCORE_MIXTURE
 
 COMMAND = "nice -n 19 .venv/bin/python bench/transfer_curves.py --families logtransfer,translog --threads 1"
 PAIR_ORDER = (
@@ -138,8 +138,11 @@ def family_table(rows: list[dict[str, Any]], family: str) -> list[str]:
 
 
 def rule_table(rows: list[dict[str, Any]], family: str) -> list[str]:
-    """Today's rule against the budget rule, on the same scores (the rules share every trained model)."""
-    out = ["| pair | N | method | best-f1 | budget-and-anomalies |", "|---|---|---|---|---|"]
+    """Today's rule against the budget rules, on the same scores (the rules share every trained model)."""
+    out = [
+        "| pair | N | method | best-f1 | budget-and-anomalies | normals-and-traffic |",
+        "|---|---|---|---|---|---|",
+    ]
     pairs: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
         if row["family"] == family and row["method"] in METHOD_COLUMNS and row["n_anomalies"] > 0:
@@ -149,7 +152,8 @@ def rule_table(rows: list[dict[str, Any]], family: str) -> list[str]:
         source, target = TABLE_PAIRS[pair]
         out.append(
             f"| {source}→{target} | {few} | {method} | {_cell(rules.get('best-f1'), pr=False)} | "
-            f"{_cell(rules.get('budget-and-anomalies'), pr=False)} |"
+            f"{_cell(rules.get('budget-and-anomalies'), pr=False)} | "
+            f"{_cell(rules.get(NORMALS_AND_TRAFFIC), pr=False)} |"
         )
     return out
 

@@ -9,18 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.model.quality import best_threshold
+from stream.model.quality import best_threshold, confusion
 from stream.model.thresholds import (
     BEST_F1,
     BUDGET_AND_ANOMALIES,
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
     MIXTURE_MAX_SHARE,
+    NORMALS_AND_TRAFFIC,
     RULES,
     SCORE_MIXTURE,
     check_rule,
     choose_threshold,
     false_alarm_budget,
+    normals_and_traffic,
     score_mixture,
 )
 
@@ -166,7 +168,7 @@ def test_calibrate_defaults_to_best_f1_with_anomalies_and_to_the_budget_without(
     assert choice.rule == FALSE_ALARM_BUDGET and choice.detail["reference_windows"] == 12
     assert choice.detail["reference"] == "2 labeled normal and 10 unlabeled windows"
     assert DEFAULT_BUDGET_PER_1000 == 1.0
-    assert set(RULES) == {BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE}
+    assert set(RULES) == {BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE, NORMALS_AND_TRAFFIC}
 
 
 @given(
@@ -268,3 +270,39 @@ def test_the_mixture_answers_any_traffic_and_counts_what_it_flags(scores):
     assert math.isfinite(choice.value)
     if "fallback" not in choice.detail:
         assert choice.detail["flagged"] == flagged(scores, choice.value) > 0
+
+
+def f1_at(threshold: float, normals: list[float], anomalies: list[float]) -> float:
+    return confusion([*normals, *anomalies], [0] * len(normals) + [1] * len(anomalies), threshold).f1
+
+
+@pytest.mark.parametrize(("share", "seed"), [(0.03, 0), (0.08, 1), (0.08, 2)])
+def test_normals_and_traffic_reads_the_anomaly_share_off_the_traffic_and_beats_a_guessed_budget(share, seed):
+    normals, _ = traffic(1000, 0, gap=3.5, seed=seed)
+    bulk, anomalies = traffic(round(2000 * (1 - share)), round(2000 * share), gap=3.5, seed=seed + 10)
+    test_normals, test_anomalies = traffic(5000, round(5000 * share), gap=3.5, seed=seed + 20)
+    choice = normals_and_traffic(normals, [*bulk, *anomalies], 1.0)
+    assert "fallback" not in choice.detail
+    assert 0 < choice.detail["estimated_prevalence"] <= share + 0.01  # a lower bound, near the truth
+    budget = false_alarm_budget([*bulk, *anomalies], 1.0).value
+    ours = f1_at(choice.value, test_normals, test_anomalies)
+    assert ours > f1_at(budget, test_normals, test_anomalies) + 0.3
+
+
+def test_normals_and_traffic_falls_back_without_an_excess_or_with_too_few_windows():
+    normals, _ = traffic(1000, 0, seed=0)
+    same, _ = traffic(2000, 0, seed=1)
+    quiet = normals_and_traffic(normals, same, 1.0)
+    assert "no more than the normals" in quiet.detail["fallback"]
+    assert quiet.value == false_alarm_budget([*normals, *same], 1.0).value
+    assert "needs 100 of each" in normals_and_traffic(normals[:50], same, 1.0).detail["fallback"]
+
+
+def test_normals_and_traffic_takes_the_labeled_normals_and_the_reference_as_traffic():
+    normals, _ = traffic(1000, 0, seed=3)
+    bulk, anomalies = traffic(1900, 100, gap=3.5, seed=4)
+    direct = normals_and_traffic(normals, [*bulk, *anomalies])
+    via = choose_threshold(
+        NORMALS_AND_TRAFFIC, [*normals, 0.99], [0] * len(normals) + [1], reference_scores=[*bulk, *anomalies]
+    )  # a labeled anomaly is not read
+    assert via.value == direct.value and via.rule == NORMALS_AND_TRAFFIC

@@ -95,7 +95,7 @@ def test_a_file_of_windows_keeps_the_targets_most_recent_and_counts_what_it_skip
         (["--unlabeled-file", "W", "--max-anomalies", "5"], "5 labeled anomalies asked for, but no --data"),
         (
             ["--unlabeled-file", "W", "--threshold-rule", "best-f1"],
-            "only false-alarm-budget or score-mixture can set it",
+            "only false-alarm-budget or score-mixture or normals-and-traffic can set it",
         ),
         (["--unlabeled-file", "W", "--unlabeled-topic", "windows"], "not both"),
     ],

@@ -30,6 +30,7 @@ from stream.model.thresholds import (  # plain Python: --help still imports no t
     BUDGET_AND_ANOMALIES,
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
+    NORMALS_AND_TRAFFIC,
     RULES,
     SCORE_MIXTURE,
     ZERO_LABEL_RULES,
@@ -178,8 +179,8 @@ def run_adapt(args: argparse.Namespace) -> int:
         if args.threshold_rule not in (None, *ZERO_LABEL_RULES):
             allowed = " or ".join(ZERO_LABEL_RULES)
             raise ConfigError("--threshold-rule", f"with no labeled anomaly only {allowed} can set it")
-        if args.threshold_rule == SCORE_MIXTURE and not unlabeled_windows:
-            raise ConfigError("--threshold-rule", f"{SCORE_MIXTURE} reads unlabeled windows: give --unlabeled-*")
+        if args.threshold_rule in (SCORE_MIXTURE, NORMALS_AND_TRAFFIC) and not unlabeled_windows:
+            raise ConfigError("--threshold-rule", f"{args.threshold_rule} reads unlabeled windows: give --unlabeled-*")
         if not unlabeled_windows and not normals:
             raise ConfigError("--data", "no labeled window and no unlabeled one: nothing can place the threshold")
         _say(
@@ -524,7 +525,9 @@ def _parser() -> argparse.ArgumentParser:
             f"{BUDGET_AND_ANOMALIES} (within that budget, the best F1 estimated from the labeled anomalies' recall; "
             f"{BEST_F1} where the normals are too few to resolve it), "
             f"{SCORE_MIXTURE} (no label read: where the unlabeled windows' scores show a minority upper mode, where "
-            f"it begins; else the budget) "
+            f"it begins; else the budget), {NORMALS_AND_TRAFFIC} (no anomaly read: the anomaly share estimated from "
+            f"how much more of the unlabeled traffic than of the labeled normals each threshold flags, and the "
+            f"threshold with the best F1 so estimated) "
             f"(default: {BEST_F1} when validation holds an anomaly, else {FALSE_ALARM_BUDGET}); "
             "the manifest records it",
         )

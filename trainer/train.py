@@ -28,11 +28,13 @@ from stream.model.thresholds import (
     BEST_F1,
     DEFAULT_BUDGET_PER_1000,
     FALSE_ALARM_BUDGET,
+    NORMALS_AND_TRAFFIC,
     SCORE_MIXTURE,
     ZERO_LABEL_RULES,
     ThresholdChoice,
     check_rule,
     choose_threshold,
+    normals_and_traffic,
     score_mixture,
 )
 from stream.records import LABELED, ZERO_LABEL
@@ -182,8 +184,11 @@ def calibrate(
     if rule is None:
         rule = BEST_F1 if any(labels) else FALSE_ALARM_BUDGET
     normals = [score for score, label in zip(scores, labels, strict=True) if not label]
-    reference = [*normals, *unlabeled_scores]
-    name = f"{len(normals)} labeled normal and {len(unlabeled_scores)} unlabeled windows"
+    if rule == NORMALS_AND_TRAFFIC:  # normals and traffic are its two sides, never pooled
+        reference, name = list(unlabeled_scores), f"{len(unlabeled_scores)} unlabeled windows"
+    else:
+        reference = [*normals, *unlabeled_scores]
+        name = f"{len(normals)} labeled normal and {len(unlabeled_scores)} unlabeled windows"
     return choose_threshold(
         rule, scores, labels, reference_scores=reference, budget_per_1000=budget_per_1000, reference_name=name
     )
@@ -315,8 +320,8 @@ def zero_label(
         raise ValueError("a zero-label adapter needs unlabeled target windows or labeled normal ones")
     if threshold_rule not in ZERO_LABEL_RULES:
         raise ValueError(f"with no labeled anomaly only {' or '.join(ZERO_LABEL_RULES)} can set the threshold")
-    if threshold_rule == SCORE_MIXTURE and not unlabeled:
-        raise ValueError(f"{SCORE_MIXTURE} reads the target's unlabeled traffic, and none was given")
+    if threshold_rule in (SCORE_MIXTURE, NORMALS_AND_TRAFFIC) and not unlabeled:
+        raise ValueError(f"{threshold_rule} reads the target's unlabeled traffic, and none was given")
     check_rule(threshold_rule, budget_per_1000)
     if target in detector.targets:
         detector.remove_target(target)
@@ -326,6 +331,8 @@ def zero_label(
     if threshold_rule == SCORE_MIXTURE:  # the traffic as it comes: labeled normals would dilute its upper mode
         choice = score_mixture(scores, budget_per_1000)
         choice.detail["reference"] = f"{len(scores)} unlabeled windows"
+    elif threshold_rule == NORMALS_AND_TRAFFIC:
+        choice = normals_and_traffic(normal_scores, scores, budget_per_1000)
     else:
         choice = calibrate(
             normal_scores, [0] * len(normal_scores), scores, rule=FALSE_ALARM_BUDGET, budget_per_1000=budget_per_1000

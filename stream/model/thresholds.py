@@ -52,6 +52,18 @@ of windows that are (nearly) all normal.
     ends. Log-odds, because sigmoid scores pile up at 0 and 1 where no Gaussian fits. Where the scores do not show
     two such populations, it falls back to ``false-alarm-budget`` on the same scores, and ``detail["fallback"]``
     says why.
+``normals-and-traffic``
+    No labeled anomaly needed: labeled normal windows (plentiful) and the target's unlabeled traffic (unlimited).
+    At each candidate threshold t, F(t) is the share of labeled normals flagged and Q(t) the share of traffic
+    flagged. Traffic is a mixture, Q = p R + (1 - p) F, of the anomalies (share p, recall R) and normals, so the
+    excess Q - (1 - p) F is what the anomalies contribute. p is estimated as the largest (Q - F) / (1 - F) over the
+    thresholds that leave at least half the normals unflagged, Q - F less ``TRAFFIC_EXCESS_SE`` standard errors (the
+    mixture-proportion estimate of PU learning: a lower bound on p, tight where some threshold catches every
+    anomaly), and the threshold is the one with the best F1 so estimated:
+    TP = Q - (1 - p) F, FP = (1 - p) F, F1 = 2 TP / (TP + p + FP). Why: the budget rules need the anomaly share
+    guessed, best-f1 needs anomalies; this reads the share off the traffic, checked against known normals. Where
+    the traffic shows no excess over the normals (p estimated 0) it is the false-alarm budget; too few of either
+    (under ``TRAFFIC_MIN_WINDOWS``) also falls back, and ``detail["fallback"]`` says why.
 
 Edge cases, for every rule: no scores -> 0.5 (``DEFAULT_THRESHOLD``, what serving uses for a model without one); no
 reference and no labeled normal window -> the budget rules flag nothing seen (just above the top score); all scores
@@ -74,9 +86,10 @@ BEST_F1 = "best-f1"
 FALSE_ALARM_BUDGET = "false-alarm-budget"
 BUDGET_AND_ANOMALIES = "budget-and-anomalies"
 SCORE_MIXTURE = "score-mixture"
-RULES = (BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE)
+NORMALS_AND_TRAFFIC = "normals-and-traffic"
+RULES = (BEST_F1, FALSE_ALARM_BUDGET, BUDGET_AND_ANOMALIES, SCORE_MIXTURE, NORMALS_AND_TRAFFIC)
 # what may set a threshold with no labeled anomaly: best-f1 and budget-and-anomalies need one
-ZERO_LABEL_RULES = (FALSE_ALARM_BUDGET, SCORE_MIXTURE)
+ZERO_LABEL_RULES = (FALSE_ALARM_BUDGET, SCORE_MIXTURE, NORMALS_AND_TRAFFIC)
 
 # One alert per 1,000 windows (one per 20,000 lines with 20-line windows): at an anomaly prevalence of 1% and full
 # recall, precision stays >= 0.9 (p / (p + (1 - p) * 0.001)); it needs 999 reference windows to resolve, which a
@@ -94,6 +107,10 @@ MIXTURE_MAX_SHARE = 0.2
 # crossing to mean anything; at 2 the two densities' crossing still leaves each mode's bulk on its own side
 MIXTURE_MIN_SEPARATION = 2.0
 MIXTURE_MIN_WINDOWS = 100  # fewer cannot show a minority mode of a few percent
+TRAFFIC_MIN_WINDOWS = 100  # normals-and-traffic: fewer of either cannot tell an anomaly share of a few percent
+# normals-and-traffic: the excess of traffic over normals is discounted by this many standard errors before it
+# counts as anomalies; it is the largest over hundreds of thresholds, so chance alone often exceeds 2 of them
+TRAFFIC_EXCESS_SE = 3.0
 _LOGIT_CLAMP = 1e-6  # scores are kept to 6 decimals: 0 and 1 become +-13.8 in log-odds, not infinities
 _ABOVE = 1e-6  # "flag nothing seen": the top score plus this, as quality.best_threshold does
 
@@ -131,6 +148,11 @@ def choose_threshold(
         reference, source = [float(s) for s in reference_scores], reference_name
     else:
         reference, source = [float(s) for s, label in zip(scores, labels, strict=True) if not label], "labeled normals"
+    if rule == NORMALS_AND_TRAFFIC:  # the reference is the traffic here, and the labeled normals are the normals
+        normals = [float(s) for s, label in zip(scores, labels, strict=True) if not label]
+        choice = normals_and_traffic(normals, [float(s) for s in reference_scores], budget_per_1000)
+        choice.detail["reference"] = reference_name if reference_scores else "no traffic given"
+        return choice
     if rule == SCORE_MIXTURE:  # labels unread: the mixture is of the traffic, anomalies and all
         pool = reference if reference_scores else [float(s) for s in scores]
         choice = score_mixture(pool, budget_per_1000)
@@ -319,6 +341,62 @@ def _density(x: float, mean: float, sd: float) -> float:
 def _log_odds(score: float) -> float:
     p = min(max(float(score), _LOGIT_CLAMP), 1 - _LOGIT_CLAMP)
     return math.log(p / (1 - p))
+
+
+def normals_and_traffic(
+    normals: Sequence[float], traffic: Sequence[float], budget_per_1000: float = DEFAULT_BUDGET_PER_1000
+) -> ThresholdChoice:
+    """The ``normals-and-traffic`` rule (module docstring): labeled normal scores and unlabeled traffic scores."""
+    detail: dict[str, Any] = {"normals": len(normals), "traffic": len(traffic)}
+    if min(len(normals), len(traffic)) < TRAFFIC_MIN_WINDOWS:
+        why = f"{len(normals)} normal and {len(traffic)} traffic windows (needs {TRAFFIC_MIN_WINDOWS} of each)"
+        return _traffic_fallback(normals, traffic, budget_per_1000, detail, why)
+    ranked_normals, ranked_traffic = sorted(normals), sorted(traffic)
+
+    def flagged_share(ranked: list[float], threshold: float) -> float:
+        return (len(ranked) - bisect_left(ranked, threshold)) / len(ranked)
+
+    candidates = sorted(set(ranked_traffic), reverse=True)
+    shares = [(t, flagged_share(ranked_traffic, t), flagged_share(ranked_normals, t)) for t in candidates]
+    n, m = len(traffic), len(normals)
+    # the excess less TRAFFIC_EXCESS_SE standard errors of its sampling noise, where at least half the normals stay
+    # unflagged: further down, (1 - F) is small and divides a difference of two noisy shares into a share of anything
+    prevalence = max(
+        (
+            (q - f - TRAFFIC_EXCESS_SE * math.sqrt(q * (1 - q) / n + f * (1 - f) / m)) / (1 - f)
+            for _, q, f in shares
+            if f <= 0.5
+        ),
+        default=0.0,
+    )
+    prevalence = min(max(prevalence, 0.0), 1.0)
+    detail["estimated_prevalence"] = round(prevalence, 6)
+    if prevalence <= 0:
+        why = "the traffic flags no more than the normals"
+        return _traffic_fallback(normals, traffic, budget_per_1000, detail, why)
+    best: tuple[float, float, float, float] | None = None  # (estimated F1, threshold, traffic share, normal share)
+    for threshold, q, f in shares:  # high to low: ties keep the higher threshold (fewer alerts)
+        tp = max(q - (1 - prevalence) * f, 0.0)
+        f1 = 2 * tp / (tp + prevalence + (1 - prevalence) * f) if tp else 0.0
+        if best is None or f1 > best[0]:
+            best = (f1, threshold, q, f)
+    if best is None or best[0] == 0.0:
+        return _traffic_fallback(normals, traffic, budget_per_1000, detail, "no threshold has an estimated hit")
+    f1, value, q, f = best
+    detail |= {
+        "estimated_f1": round(f1, 6),
+        "traffic_alerts_per_1000": round(1000 * q, 6),
+        "normal_alerts_per_1000": round(1000 * f, 6),
+    }
+    return ThresholdChoice(value, NORMALS_AND_TRAFFIC, detail)
+
+
+def _traffic_fallback(
+    normals: Sequence[float], traffic: Sequence[float], budget_per_1000: float, detail: dict[str, Any], why: str
+) -> ThresholdChoice:
+    budget = false_alarm_budget([*normals, *traffic], budget_per_1000)
+    detail |= {"fallback": f"{why}: the false-alarm budget", "budget": {"threshold": budget.value, **budget.detail}}
+    return ThresholdChoice(budget.value, NORMALS_AND_TRAFFIC, detail)
 
 
 def _windows_needed(budget_per_1000: float) -> int | None:
