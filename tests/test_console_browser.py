@@ -30,7 +30,7 @@ from stream.inference.model_host import ModelHost
 from stream.inference.worker import InferenceWorker
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, trainer_topic_specs
-from stream.records import ANOMALOUS, NORMAL, Window
+from stream.records import ANOMALOUS, NORMAL, ModelUpdate, Window, encode
 from stream.settings import Settings
 from tests.broker.running import RunningBroker
 from tests.console_support import OPERATOR_TOKEN, VIEWER_TOKEN, running_console, write_tokens
@@ -258,7 +258,8 @@ def test_an_operator_rolls_back_after_a_confirmation_and_it_is_announced(stack, 
     base = registry.serving("base", "hdfs")
     for seed in (1, 2):
         publish_nudged_adapter(registry, base, "edge", seed=seed)  # v0001, then v0002 serving
-    asyncio.run(send_update(settings, {"kind": "adapter", "target": "edge", "version": "v0002", "reason": "test"}))
+    # what the trainer publishes when it serves a version (a record without its fields is skipped, and logged)
+    asyncio.run(send_update(settings, ModelUpdate("edge", "v0002", "test", at_ms=int(time.time() * 1000))))
     sign_in(chromium, url, OPERATOR_TOKEN)
     chromium.get(url + "/systems/edge")
     link = waiting(chromium, 30).until(
@@ -277,10 +278,10 @@ def test_an_operator_rolls_back_after_a_confirmation_and_it_is_announced(stack, 
     assert [(u["version"], u["from"], u["by"]) for u in rollbacks] == [("v0001", "v0002", "alice")]
 
 
-async def send_update(settings: Settings, record: dict) -> None:
+async def send_update(settings: Settings, update: ModelUpdate) -> None:
     producer = make_producer(settings)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topics.model_updates, json.dumps(record).encode())
+        await producer.send_and_wait(settings.topics.model_updates, encode(update), key=update.target.encode())
     finally:
         await producer.stop()
