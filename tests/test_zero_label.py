@@ -214,11 +214,16 @@ def test_a_zero_label_adapter_from_the_windows_topic_beats_the_trivial_baseline_
 
 
 @pytest.mark.slow
-def test_a_zero_label_threshold_from_the_traffics_upper_mode_is_recorded_and_beats_the_trivial_baseline(
-    thunderbird_base: Path, hdfs, tmp_path: Path
+@pytest.mark.parametrize(
+    ("rule", "labeled_normals"),
+    [("score-mixture", False), ("normals-and-traffic", True)],
+)
+def test_a_zero_label_threshold_read_off_the_traffic_is_recorded_and_beats_the_trivial_baseline(
+    rule: str, labeled_normals: bool, thunderbird_base: Path, hdfs, tmp_path: Path
 ) -> None:
-    """``--threshold-rule score-mixture``: the same zero-label adapter as above, its threshold read off the unlabeled
-    windows' score distribution (a minority upper mode, else the budget); the manifest says which and why."""
+    """The same zero-label adapter as above, its threshold read off the unlabeled windows' scores by ``rule``:
+    ``score-mixture`` (a minority upper mode, else the budget) or ``normals-and-traffic`` (the traffic's excess over
+    HDFS's labeled normal windows, no anomaly read); the manifest says which and how."""
     from stream.model.artifacts import load_adapter, load_base
     from trainer.evaluate import evaluate
 
@@ -229,20 +234,25 @@ def test_a_zero_label_threshold_from_the_traffics_upper_mode_is_recorded_and_bea
         b"\n".join(orjson.dumps(window_record("hdfs", i, w.templates, w.masked)) for i, w in enumerate(windows))
     )
     out = tmp_path / "hdfs"
+    normals = ["--data", str(HDFS), "--max-anomalies", "0", "--max-normals", "2000"] if labeled_normals else []
     code = main(
-        ["adapt", "--base", str(thunderbird_base), "--target", "hdfs", "--unlabeled-file", str(unlabeled),
-         "--threshold-rule", "score-mixture", "--false-alarms-per-1000", "10", "--out", str(out), *COMMON]
+        ["adapt", "--base", str(thunderbird_base), "--target", "hdfs", "--unlabeled-file", str(unlabeled), *normals,
+         "--threshold-rule", rule, "--false-alarms-per-1000", "10", "--out", str(out), *COMMON]
     )  # fmt: skip
     assert code == 0
     validation = json.loads((out / "manifest.json").read_text())["metrics"]["validation"]
-    assert validation["threshold_rule"] == "score-mixture"
+    assert validation["threshold_rule"] == rule
     detail = validation["threshold_detail"]
-    assert detail["windows"] == UNLABELED and detail["reference"] == f"{UNLABELED} unlabeled windows"
-    assert "mixture" in detail and ("fallback" in detail) != ("flagged" in detail)  # a mode found, or why not
+    if rule == "score-mixture":
+        assert detail["windows"] == UNLABELED and detail["reference"] == f"{UNLABELED} unlabeled windows"
+        assert "mixture" in detail and ("fallback" in detail) != ("flagged" in detail)  # a mode found, or why not
+    else:
+        assert (detail["normals"], detail["traffic"]) == (2000, UNLABELED)
+        assert "fallback" in detail or detail["estimated_prevalence"] > 0
 
     detector, base = load_base(thunderbird_base)
     adapter = load_adapter(detector, base, out)
     result = evaluate(detector, dataset, split, target="hdfs", threshold=(adapter.threshold, "the manifest"))
     trivial = 2 * result["test_anomalous"] / (result["test_windows"] + result["test_anomalous"])
-    print(f"score-mixture thunderbird -> hdfs: F1 {result['f1']:.3f} (trivial {trivial:.3f}), {detail}")
+    print(f"{rule} thunderbird -> hdfs: F1 {result['f1']:.3f} (trivial {trivial:.3f}), {detail}")
     assert result["f1"] > trivial + 0.1

@@ -302,7 +302,9 @@ def zero_label(
     budget_per_1000: float = DEFAULT_BUDGET_PER_1000,
     threshold_rule: str = FALSE_ALARM_BUDGET,
 ) -> Trained:
-    """A target's first adapter from its unlabeled windows alone: the base's judgement, the target's threshold.
+    """A target's first adapter from its unlabeled windows alone: the base's judgement, the target's threshold
+    (``threshold_rule``: the false-alarm budget by default, or ``score-mixture`` / ``normals-and-traffic``, which
+    read it off the unlabeled windows' scores: ``stream.model.thresholds``).
 
     A new adapter scores exactly as the base does in every family (TransLog's adapters start as the identity,
     LogTransfer's target LSTM as a copy of the source's, LogLLM's LoRA B at zero: tests/test_zero_label.py and
