@@ -45,7 +45,12 @@ from stream.model.quality import best_threshold, confusion, pr_auc  # noqa: E402
 from tests.streaming import DATA  # noqa: E402
 from trainer.datasets import default_split, limit, load_labeled_lines  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# The module's fixture trains a real LogLLM base (BERT-style encoder, SmolLM2 decoder, LoRA) on CPU. On this
+# machine on 2026-12-07 it ran past the suite's 600 s per-test limit at this commit and at a06398a alike (side by
+# side, one thread each: neither finished in 11 minutes), where the same fixture had passed within it the day
+# before: the machine, not the code, got slower. A longer limit for this module alone keeps a slow day from failing
+# the suite; the other tests keep theirs.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 torch.set_num_threads(2)
 
 # Small enough for 2 CPU cores: 10-line windows, 64 training windows, batches of 8, 19 steps in all. The paper's
