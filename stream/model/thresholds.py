@@ -235,17 +235,14 @@ def score_mixture(scores: Sequence[float], budget_per_1000: float = DEFAULT_BUDG
         detail["mixture"] = mixture.to_dict()
     why = _no_minority_mode(len(scores), mixture)
     if mixture is None or why:
-        budget = false_alarm_budget(scores, budget_per_1000)
-        detail |= {"fallback": f"{why}: the false-alarm budget", "budget": {"threshold": budget.value, **budget.detail}}
-        return ThresholdChoice(budget.value, SCORE_MIXTURE, detail)
+        return _budget_fallback(SCORE_MIXTURE, scores, budget_per_1000, detail, why)
     distinct = sorted(set(float(s) for s in scores))
     # the lowest score above the bulk's mean that the upper mode claims; below the bulk's mean a wide upper mode's
     # tail can claim scores again, which are not anomalies by any reading
     claimed = [d for d in distinct if _log_odds(d) > mixture.low_mean and mixture.upper_posterior(_log_odds(d)) >= 0.5]
     if not claimed:
-        budget = false_alarm_budget(scores, budget_per_1000)
-        detail |= {"fallback": "no score is more likely the upper mode's: the false-alarm budget"}
-        return ThresholdChoice(budget.value, SCORE_MIXTURE, detail)
+        why = "no score is more likely the upper mode's"
+        return _budget_fallback(SCORE_MIXTURE, scores, budget_per_1000, detail, why)
     lowest = claimed[0]
     position = distinct.index(lowest)
     value = _between(lowest, distinct[position - 1]) if position > 0 else lowest
@@ -354,7 +351,7 @@ def normals_and_traffic(
     detail: dict[str, Any] = {"normals": len(normals), "traffic": len(traffic)}
     if min(len(normals), len(traffic)) < TRAFFIC_MIN_WINDOWS:
         why = f"{len(normals)} normal and {len(traffic)} traffic windows (needs {TRAFFIC_MIN_WINDOWS} of each)"
-        return _traffic_fallback(normals, traffic, budget_per_1000, detail, why)
+        return _budget_fallback(NORMALS_AND_TRAFFIC, [*normals, *traffic], budget_per_1000, detail, why)
     ranked_normals, ranked_traffic = sorted(normals), sorted(traffic)
 
     def flagged_share(ranked: list[float], threshold: float) -> float:
@@ -377,7 +374,7 @@ def normals_and_traffic(
     detail["estimated_prevalence"] = round(prevalence, 6)
     if prevalence <= 0:
         why = "the traffic flags no more than the normals"
-        return _traffic_fallback(normals, traffic, budget_per_1000, detail, why)
+        return _budget_fallback(NORMALS_AND_TRAFFIC, [*normals, *traffic], budget_per_1000, detail, why)
     best: tuple[float, float, float, float] | None = None  # (estimated F1, threshold, traffic share, normal share)
     for threshold, q, f in shares:  # high to low: ties keep the higher threshold (fewer alerts)
         tp = max(q - (1 - prevalence) * f, 0.0)
@@ -385,7 +382,8 @@ def normals_and_traffic(
         if best is None or f1 > best[0]:
             best = (f1, threshold, q, f)
     if best is None or best[0] == 0.0:
-        return _traffic_fallback(normals, traffic, budget_per_1000, detail, "no threshold has an estimated hit")
+        why = "no threshold has an estimated hit"
+        return _budget_fallback(NORMALS_AND_TRAFFIC, [*normals, *traffic], budget_per_1000, detail, why)
     f1, value, q, f = best
     detail |= {
         "estimated_f1": round(f1, 6),
@@ -395,12 +393,13 @@ def normals_and_traffic(
     return ThresholdChoice(value, NORMALS_AND_TRAFFIC, detail)
 
 
-def _traffic_fallback(
-    normals: Sequence[float], traffic: Sequence[float], budget_per_1000: float, detail: dict[str, Any], why: str
+def _budget_fallback(
+    rule: str, reference: Sequence[float], budget_per_1000: float, detail: dict[str, Any], why: str
 ) -> ThresholdChoice:
-    budget = false_alarm_budget([*normals, *traffic], budget_per_1000)
+    """``rule`` falling back to the false-alarm budget on ``reference``: ``detail`` says why and keeps its choice."""
+    budget = false_alarm_budget(reference, budget_per_1000)
     detail |= {"fallback": f"{why}: the false-alarm budget", "budget": {"threshold": budget.value, **budget.detail}}
-    return ThresholdChoice(budget.value, NORMALS_AND_TRAFFIC, detail)
+    return ThresholdChoice(budget.value, rule, detail)
 
 
 def _windows_needed(budget_per_1000: float) -> int | None:
