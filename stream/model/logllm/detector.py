@@ -21,6 +21,7 @@ copied from the base, so a new target scores exactly like the base until it trai
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from stream.model.detector import (
     ParameterCounts,
     Progress,
     WindowText,
+    cpu_has_native_bf16,
     resolve_device,
     seeded,
     wants_bf16,
@@ -68,6 +70,8 @@ from stream.model.training import UnlabeledObjective, fit_loop
 if TYPE_CHECKING:
     from peft.tuners.tuners_utils import BaseTuner
     from transformers import PreTrainedModel
+
+log = logging.getLogger(__name__)
 
 TARGET_NAME = re.compile(r"[A-Za-z0-9_\-]+")  # peft keeps adapters in ModuleDicts: no dots, not empty
 
@@ -302,9 +306,11 @@ class LogLLMDetector(Detector):
         return "bfloat16" if wants_bf16(device, self.precision) else "float32"
 
     def autocast(self, dtype: str) -> torch.autocast:
-        """Mixed precision on the decoder's device: bf16 matmuls over float32 weights when ``dtype`` is "bfloat16"."""
-        device = self.input_embeddings().weight.device.type
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+        """Mixed precision on the decoder's device: bf16 matmuls over float32 weights when ``dtype`` is "bfloat16",
+        or "auto" on hardware with native bf16 (``wants_bf16``'s "auto")."""
+        device = self.input_embeddings().weight.device
+        enabled = dtype == "bfloat16" or (dtype == "auto" and wants_bf16(device, "auto"))
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def projector_for(self, target: str | None) -> nn.Linear:
         return self.projector if target is None else cast(nn.Linear, self.target_projectors[target])  # all Linear
@@ -327,6 +333,12 @@ class LogLLMDetector(Detector):
         unlabeled: Sequence[WindowText] = (),
         objective: UnlabeledObjective | None = None,
     ) -> FitReport:
+        device = self.input_embeddings().weight.device
+        if self.cfg.train_dtype == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning(
+                "train_dtype bfloat16 on a CPU without native bf16 (AVX512-BF16 or AMX): emulated, it trains tens of"
+                " times slower than float32; train_dtype auto uses bf16 only where it is native"
+            )
         return fit_loop(
             self,
             LogLLMFit(self, target, options.seed),
