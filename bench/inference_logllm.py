@@ -35,7 +35,7 @@ THUNDERBIRD = DATA / "thunderbird" / "Thunderbird_19k.log.gz"
 DECODER_CACHE = Path.home() / ".cache" / "adaptlog" / "logllm-decoder"
 
 # Serving as the paper configures it (100-line windows, 100 encoder tokens per line, LoRA r 8 on q/v); the short fit
-# in bf16 only where the CPU has it natively (emulated, it is 39x slower than float32), cut to a few steps on 10-line
+# in bf16 only where the CPU has it natively (emulated, it is 24x slower than float32), cut to a few steps on 10-line
 # windows (max_lines only truncates longer windows).
 CONFIG: dict[str, Any] = {
     "max_lines": WINDOW_LINES,

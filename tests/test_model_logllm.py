@@ -71,7 +71,7 @@ CONFIG = LogLLMConfig(
     batch_size=8,
     micro_batch_size=8,
     # bf16 autocast where the CPU has it natively, as trainer.results trains LogLLM there; float32 on a CPU that
-    # would emulate it (39x slower: the module's fixture ran past 600 s on such a machine in bf16)
+    # would emulate it (24x slower: the module's fixture ran past 600 s on such a machine in bf16)
     score_dtype="auto",
     train_dtype="auto",
 )

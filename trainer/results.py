@@ -67,7 +67,7 @@ BUDGETS = {
     "translog": Budget(),
     "logtransfer": Budget(),
     # bf16 autocast training where the CPU has it natively: 1.7x the windows/s of float32 on an AVX512-BF16 CPU;
-    # float32 where it would be emulated (39x slower than float32 on an AVX2-only one)
+    # float32 where it would be emulated (24x slower than float32 on an AVX2-only one)
     "logllm": Budget(bgl_every=50, max_train_normals=1500, config=(("max_lines", 20), ("train_dtype", "auto"))),
 }
 

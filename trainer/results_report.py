@@ -155,7 +155,7 @@ NOTES = [
     "- **LogLLM** (SmolLM2-135M with LoRA, the paper's three stages, 20-line windows) trains in bf16 autocast",
     "  where the CPU has bf16 natively (`train_dtype` auto; weights and optimizer in fp32): forward and backward",
     "  ran 1.7x faster than in fp32 on the AVX512-BF16 CPU these rows were measured on (7.9 against 4.5",
-    "  windows/s, idle machine); a CPU without it emulates bf16 39x slower than fp32, so auto trains in fp32",
+    "  windows/s, idle machine); a CPU without it emulates bf16 24x slower than fp32, so auto trains in fp32",
     "  there. Its Thunderbird row: F1 0.964 in 1,103 s; the same fit in",
     "  fp32 scored 0.971 (PR-AUC 0.998 both) in 5,719 s beside other jobs. Its BGL row reads every 50th window",
     "  (463 test windows, 38 anomalous) and trains on at most 1,500 normal windows, against every 5th for the other",

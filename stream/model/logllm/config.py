@@ -10,9 +10,9 @@ from stream.errors import ConfigError
 
 QUANTIZATIONS = ("none", "4bit")
 # "auto": bf16 autocast where the hardware has bf16 natively (CUDA compute capability 8.0+, a CPU with AVX512-BF16
-# or AMX), float32 elsewhere. A CPU without it emulates bf16: SmolLM2's forward and backward ran 39x slower than in
-# float32 on an AVX2-only EPYC (2026-12-07, 89 s against 2.3 s a step of 8 windows), so "bfloat16" named outright
-# there is a mistake the fit warns about.
+# or AMX), float32 elsewhere. A CPU without it emulates bf16: LogLLM trained 24x slower than in float32 on an
+# AVX2-only EPYC (0.19 against 4.43 windows/s, 2026-12-07: bench/model_bench.py --parts train_dtype), so
+# "bfloat16" named outright there is a mistake the fit warns about.
 SCORE_DTYPES = ("float32", "bfloat16", "auto")
 
 

@@ -14,7 +14,7 @@ Mode "adapter" runs one stage, ``adapter``: the target's own LoRA and projector;
 Each stage: AdamW, the paper's schedule (lr times ``lr_decay`` ten times over the stage), batches of ``batch_size``
 windows whose gradients accumulate over forwards of ``micro_batch_size``, loss = mean cross-entropy over the answer
 tokens of a batch; the forwards run in bf16 autocast when the config's ``train_dtype`` asks (1.7x on an AVX512-BF16
-CPU; "auto" asks only where bf16 is native, as an emulating CPU runs it 39x slower than float32).
+CPU; "auto" asks only where bf16 is native, as an emulating CPU runs it 24x slower than float32).
 ``FitOptions.epochs``/``lr``/``batch_size`` replace the config's values for the last stage (stage 3, or the adapter
 stage), which is also the stage whose epochs early stopping on validation watches; the time
 budget (``max_seconds``) ends the whole fit after the epoch that crosses it. ``FitReport.losses`` has one mean loss
