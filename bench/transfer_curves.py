@@ -3,6 +3,8 @@
     nice -n 19 .venv/bin/python bench/transfer_curves.py --families logtransfer --threads 1
     nice -n 19 .venv/bin/python bench/transfer_curves.py --families translog --pairs bgl:thunderbird --anomalies 0,10
     .venv/bin/python bench/transfer_curves.py --only-render        # the JSON and docs/transfer.md from kept runs
+    nice -n 19 .venv/bin/python bench/transfer_curves.py --families logllm --pairs bgl:hdfs,hdfs:bgl \
+        --anomalies 0,50 --methods zero-shot,adapter,scratch,full   # LogLLM's cells (CPU hours; ``SMALLER``)
 
 Protocol (issue "Transfer that earns its keep", item 1):
 - pairs: every ordered pair of HDFS, BGL and Thunderbird, and HDFS -> Hadoop (its content ceiling is in each row);
@@ -94,18 +96,31 @@ ALIGNMENTS: dict[str, Callable[[], UnlabeledObjective]] = {
 # labeled normal target windows per run: plentiful, but BGL's 30,000 would make each run 6x slower; 5,000 keep 1,000
 # in the validation share, enough for the budget rule to resolve 1 false alarm per 1,000
 MAX_NORMALS = 5000
+# LogLLM on CPU (a decoder pass per window: ~4 windows/s trained on 20-line windows with 2 threads, fewer on HDFS's
+# 64 lines) takes fewer of both, or one seed's N = 50 cell would take hours: 500 labeled normals (100 of them in the
+# validation share, so the budget rule resolves 1 per 100 there, not 1 per 1,000) and 500 unlabeled windows. Its base
+# is docs/results.md's (trainer.results' LogLLM budget: every 50th BGL window, at most 1,500 normal training windows).
+SMALLER = {"logllm": {"max_normals": 500, "unlabeled": 500}}
+
+
+def max_normals(family: str) -> int:
+    return SMALLER.get(family, {}).get("max_normals", MAX_NORMALS)
+
+
+def unlabeled_size(family: str) -> int:
+    return SMALLER.get(family, {}).get("unlabeled", UNLABELED)
 
 
 def run_path(family: str, source: str, target: str, anomalies: int, method: str, seed: int) -> Path:
     return RUNS / family / f"{source}-{target}-{anomalies}-{method}-seed{seed}.json"
 
 
-def unlabeled_pool(split: Split, seed: int) -> list[int]:
-    """Target traffic a method may read without its labels: windows of the train part drawn at random, anomalies at
-    their natural share (a labeled window may be among them: its label is not read)."""
+def unlabeled_pool(split: Split, seed: int, size: int = UNLABELED) -> list[int]:
+    """Target traffic a method may read without its labels: ``size`` windows of the train part drawn at random,
+    anomalies at their natural share (a labeled window may be among them: its label is not read)."""
     pool = list(split.train)
     random.Random(f"unlabeled/{seed}").shuffle(pool)
-    return sorted(pool[:UNLABELED])
+    return sorted(pool[:size])
 
 
 def scored_run(runner: Runner, source: str, target: str, anomalies: int, method: str, seed: int) -> dict[str, Any]:
@@ -114,11 +129,11 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
     if path.exists():
         return json.loads(path.read_text())
     dataset, split = runner.data(target)
-    labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=MAX_NORMALS, seed=seed)
+    labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=max_normals(runner.family), seed=seed)
     options = replace(runner.options(), seed=seed)
     print(f"[{runner.family}] {source}->{target} N={anomalies} {method} seed {seed} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    unlabeled = unlabeled_pool(split, seed)
+    unlabeled = unlabeled_pool(split, seed, unlabeled_size(runner.family))
     if method == "zero-shot":  # the base as it is: no label, and no adapter
         detector, target_name = runner.base(source).detector, None
         validation: tuple[int, ...] = ()
@@ -181,7 +196,7 @@ def aligned_base(runner: Runner, source: str, target: str, method: str) -> Train
     print(f"[{runner.family}] base {source} {method} to {target} ...", file=sys.stderr, flush=True)
     dataset, split = runner.data(source)
     target_data, target_split = runner.data(target)
-    unlabeled = inputs(target_data, unlabeled_pool(target_split, 0))[0]
+    unlabeled = inputs(target_data, unlabeled_pool(target_split, 0, unlabeled_size(runner.family)))[0]
     capped = Split(runner.train_part(source), split.validation, split.test, split.method, split.seed)
     objective = ALIGNMENTS[method]()
     trained = pretrain(
