@@ -59,6 +59,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.inference import train_hdfs_registry, windows_of  # noqa: E402
+from harness.streaming import DATA, count_records, free_port, metric, settings_for, worker_env, write_systems_file  # noqa: E402
 from stream.model.detector import Detector, WindowText  # noqa: E402
 from stream.ops_http import check_health  # noqa: E402
 from stream.pipeline.kafka_clients import (  # noqa: E402
@@ -70,8 +72,6 @@ from stream.records import Window, encode  # noqa: E402
 from stream.replay import replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
-from tests.inference_support import train_hdfs_registry, windows_of  # noqa: E402
-from tests.streaming import DATA, count_records, free_port, metric, settings_for, worker_env, write_systems_file  # noqa: E402
 from trainer.datasets import load_hdfs  # noqa: E402
 
 # The worker and latency figures replay HDFS_5k's 110 windows over and over: with the score cache on they would
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         if "translog" in families:
             results[args.out] = translog(args, work, described)
         if "logllm" in families:
-            from tests.broker.selection import start_test_broker
+            from harness.broker.selection import start_test_broker
 
             broker = start_test_broker().broker
             try:
@@ -571,7 +571,7 @@ def translog(args: argparse.Namespace, work: Path, described: str) -> dict[str, 
     }
     if args.skip_broker:
         return result
-    from tests.broker.selection import start_test_broker
+    from harness.broker.selection import start_test_broker
 
     broker = start_test_broker().broker
     try:
