@@ -26,6 +26,13 @@ Debian's chromium/chromium-driver are missing, unless ``ADAPTLOG_REQUIRE_CHROMIU
 ``topic_prefix`` (function) -- a unique prefix; tests create their own topics under it, so they never share
 state through the session broker.
 
+Data (module scope, as each module had its own): the real Loghub slices under ``../shared/data`` as the trainer loads
+them, defined once here where modules load them the same way. A module that slices or shapes a dataset its own way
+keeps that fixture, named for what it holds (``bgl_windows20_every50``, ``thunderbird_5line_slices``, ...).
+
+``bgl_2k`` -- BGL_2k.log as labeled windows of 20 lines (100 windows).
+``thunderbird_19k`` -- Thunderbird_19k as labeled windows (the loader's default size).
+
 The summary names the broker that ran, e.g. ``broker: apache-kafka 4.1.1 (local KRaft) at 127.0.0.1:40123``.
 """
 
@@ -36,12 +43,17 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.broker.running import BrokerUnavailable, RunningBroker
 from harness.broker.selection import start_test_broker
 from harness.required import missing
+from harness.streaming import DATA
+
+if TYPE_CHECKING:
+    from trainer.datasets import Dataset
 
 # Set at conftest import, before any test module can import a model hub client: tests never download models.
 # (Nothing imported above touches huggingface_hub.)
@@ -171,3 +183,19 @@ def smollm2_dir(logllm_decoder_cache: Path) -> Path:
     if not (exported / "config.json").is_file():
         pytest.fail(f"the SmolLM2 export is not where load_decoder's cache keeps it: {exported}", pytrace=False)
     return exported
+
+
+@pytest.fixture(scope="module")
+def bgl_2k() -> Dataset:
+    """BGL_2k.log as labeled windows of 20 lines (100 windows)."""
+    from trainer.datasets import load_labeled_lines
+
+    return load_labeled_lines(DATA / "bgl" / "BGL_2k.log", system="bgl")
+
+
+@pytest.fixture(scope="module")
+def thunderbird_19k() -> Dataset:
+    """Thunderbird_19k as labeled windows (the loader's default size)."""
+    from trainer.datasets import load_labeled_lines
+
+    return load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird")

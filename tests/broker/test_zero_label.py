@@ -126,7 +126,8 @@ def thunderbird_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hdfs() -> tuple[Dataset, object]:
+def hdfs_2pct() -> tuple[Dataset, object]:
+    """HDFS_2pct_blocks as the trainer's data source loads it, with its default split."""
     from trainer.data_source import DataSource, load
 
     dataset = load(DataSource((HDFS,), "hdfs"))
@@ -149,7 +150,7 @@ async def produce(bootstrap: str, topic: str, records: list[bytes]) -> None:
 @pytest.mark.slow
 @pytest.mark.broker
 def test_a_zero_label_adapter_from_the_windows_topic_beats_the_trivial_baseline_and_says_so(
-    kafka_broker, topic_prefix: str, thunderbird_base: Path, hdfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_broker, topic_prefix: str, thunderbird_base: Path, hdfs_2pct, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stream.inference.model_host import ModelHost
     from stream.model.artifacts import load_adapter, load_base
@@ -157,7 +158,7 @@ def test_a_zero_label_adapter_from_the_windows_topic_beats_the_trivial_baseline_
     from trainer.evaluate import evaluate
     from trainer.service_cli import status
 
-    dataset, split = hdfs
+    dataset, split = hdfs_2pct
     windows = dataset.select(list(split.train[:UNLABELED]))  # labels never leave this test: the records carry none
     records = [orjson.dumps(window_record("hdfs", i, w.templates, w.masked)) for i, w in enumerate(windows)]
     records[10:10] = [b"not a window", orjson.dumps(window_record("bgl", 0, ("x",), ("x",)))]
@@ -211,7 +212,7 @@ def test_a_zero_label_adapter_from_the_windows_topic_beats_the_trivial_baseline_
     [("score-mixture", False), ("normals-and-traffic", True)],
 )
 def test_a_zero_label_threshold_read_off_the_traffic_is_recorded_and_beats_the_trivial_baseline(
-    rule: str, labeled_normals: bool, thunderbird_base: Path, hdfs, tmp_path: Path
+    rule: str, labeled_normals: bool, thunderbird_base: Path, hdfs_2pct, tmp_path: Path
 ) -> None:
     """The same zero-label adapter as above, its threshold read off the unlabeled windows' scores by ``rule``:
     ``score-mixture`` (a minority upper mode, else the budget) or ``normals-and-traffic`` (the traffic's excess over
@@ -219,7 +220,7 @@ def test_a_zero_label_threshold_read_off_the_traffic_is_recorded_and_beats_the_t
     from stream.model.artifacts import load_adapter, load_base
     from trainer.evaluate import evaluate
 
-    dataset, split = hdfs
+    dataset, split = hdfs_2pct
     windows = dataset.select(list(split.train[:UNLABELED]))
     unlabeled = tmp_path / "hdfs-windows.jsonl"
     unlabeled.write_bytes(

@@ -11,11 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.streaming import DATA
 from stream.model.detector import FitOptions
 from stream.model.families import family_class
 from stream.model.registry import Registry
-from trainer.datasets import load_labeled_lines
+from trainer.datasets import Dataset
 from trainer.feedback.retrain import RetrainPolicy, Split, due, next_retrain, retrain, share_of, split
 
 TARGET = "thunderbird"
@@ -31,9 +30,8 @@ class Example:
 
 
 @pytest.fixture(scope="module")
-def thunderbird() -> list[Example]:
-    dataset = load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system=TARGET)
-    return [Example(f"tb-{i}", w.templates, w.masked, w.label) for i, w in enumerate(dataset.windows)]
+def thunderbird_examples(thunderbird_19k: Dataset) -> list[Example]:
+    return [Example(f"tb-{i}", w.templates, w.masked, w.label) for i, w in enumerate(thunderbird_19k.windows)]
 
 
 @pytest.fixture
@@ -44,8 +42,8 @@ def registry(hdfs_registry, tmp_path) -> Registry:
 
 
 @pytest.mark.slow
-def test_a_retrain_beats_zero_shot_and_is_published_then_flipped_labels_are_rejected(registry, thunderbird):
-    examples = thunderbird[450:850]  # its alerts begin near window 460
+def test_a_retrain_beats_zero_shot_and_is_published_then_flipped_labels_are_rejected(registry, thunderbird_examples):
+    examples = thunderbird_examples[450:850]  # its alerts begin near window 460
     options = FitOptions(seed=0, min_steps=150)
     first = retrain(registry, "hdfs", TARGET, examples, POLICY, options=options)
     assert first.published and first.version == "v0001", first.to_dict()
@@ -102,8 +100,8 @@ def _classes(parts: Split) -> list[set[int]]:
 
 
 @pytest.mark.slow
-def test_fifty_labels_with_five_anomalies_put_an_anomaly_in_every_part(thunderbird):
-    examples = thunderbird[435:485]  # the 50 windows up to the first alerts: 5 of them anomalous
+def test_fifty_labels_with_five_anomalies_put_an_anomaly_in_every_part(thunderbird_examples):
+    examples = thunderbird_examples[435:485]  # the 50 windows up to the first alerts: 5 of them anomalous
     assert len(examples) == 50 and sum(e.label for e in examples) == 5
     # a split of all windows by hash alone, as before: its validation part gets no anomaly, so no retrain
     rest = [e for e in examples if share_of(e.window_id, "holdout") >= POLICY.holdout_share]
@@ -113,10 +111,10 @@ def test_fifty_labels_with_five_anomalies_put_an_anomaly_in_every_part(thunderbi
 
 
 @pytest.mark.slow
-def test_the_split_is_stable_as_thunderbird_labels_arrive(thunderbird):
+def test_the_split_is_stable_as_thunderbird_labels_arrive(thunderbird_examples):
     before = None
     for count in (50, 100, 200, 368):  # the bench's label counts, from window 450 on
-        parts = split(thunderbird[450 : 450 + count], POLICY)
+        parts = split(thunderbird_examples[450 : 450 + count], POLICY)
         assert _classes(parts) == [{0, 1}] * 3
         if before is not None:
             assert _ids(before.held_out) <= _ids(parts.held_out)  # held out once, held out for good

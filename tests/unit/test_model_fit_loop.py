@@ -28,7 +28,8 @@ CONFIGS = {
 
 
 @pytest.fixture(scope="module")
-def thunderbird() -> dict[str, tuple[list[WindowText], list[int]]]:
+def thunderbird_size5() -> dict[str, tuple[list[WindowText], list[int]]]:
+    """Thunderbird_19k in windows of 5 lines: a few labeled training windows, and 40 validation windows unlabeled."""
     dataset = load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird", size=5)
     split = default_split(dataset, seed=0)
     labeled = dataset.select(limit(dataset, split.train, max_anomalies=12, max_normals=36, seed=0))
@@ -39,9 +40,9 @@ def thunderbird() -> dict[str, tuple[list[WindowText], list[int]]]:
     }
 
 
-def based(family: str, thunderbird: dict) -> Detector:
+def based(family: str, thunderbird_size5: dict) -> Detector:
     detector = family_class(family).create(CONFIGS[family], seed=0)
-    detector.fit(*thunderbird["labeled"], target=None, mode="base", options=FitOptions(epochs=2, min_steps=0))
+    detector.fit(*thunderbird_size5["labeled"], target=None, mode="base", options=FitOptions(epochs=2, min_steps=0))
     detector.add_target("tb")
     return detector
 
@@ -77,10 +78,10 @@ class Entropy:
 
 
 @pytest.mark.parametrize("family", ["translog", "logtransfer"])
-def test_the_forward_hook_scores_as_the_detector_does(family: str, thunderbird: dict) -> None:
+def test_the_forward_hook_scores_as_the_detector_does(family: str, thunderbird_size5: dict) -> None:
     # the seam's logit is the score's: an unlabeled objective works on what serving will score
-    detector = based(family, thunderbird)
-    windows = thunderbird["unlabeled"][0][:16]
+    detector = based(family, thunderbird_size5)
+    windows = thunderbird_size5["unlabeled"][0][:16]
     for target in (None, "tb"):
         hooks = hooks_of(detector, target)
         hooks.eval()
@@ -91,14 +92,16 @@ def test_the_forward_hook_scores_as_the_detector_does(family: str, thunderbird: 
 
 
 @pytest.mark.parametrize("family", ["translog", "logtransfer"])
-def test_an_unlabeled_objective_reaches_the_adapter_and_every_unlabeled_window(family: str, thunderbird: dict) -> None:
-    labeled, unlabeled = thunderbird["labeled"], thunderbird["unlabeled"][0]
+def test_an_unlabeled_objective_reaches_the_adapter_and_every_unlabeled_window(
+    family: str, thunderbird_size5: dict
+) -> None:
+    labeled, unlabeled = thunderbird_size5["labeled"], thunderbird_size5["unlabeled"][0]
     options = FitOptions(epochs=2, batch_size=16, min_steps=0, seed=0)
-    plain = based(family, thunderbird)
+    plain = based(family, thunderbird_size5)
     base_before = plain.base_state()
     plain.fit(*labeled, target="tb", mode="adapter", options=options)
     entropy = Entropy(weight=1.0)
-    with_term = based(family, thunderbird)
+    with_term = based(family, thunderbird_size5)
     report = with_term.fit(
         *labeled, target="tb", mode="adapter", options=options, unlabeled=unlabeled, objective=entropy
     )
@@ -113,9 +116,9 @@ def test_an_unlabeled_objective_reaches_the_adapter_and_every_unlabeled_window(f
     assert not any(p.requires_grad for p in all_parameters(with_term))
 
 
-def test_unlabeled_windows_and_their_objective_come_together(thunderbird: dict) -> None:
-    detector = based("logtransfer", thunderbird)
-    labeled, unlabeled = thunderbird["labeled"], thunderbird["unlabeled"][0]
+def test_unlabeled_windows_and_their_objective_come_together(thunderbird_size5: dict) -> None:
+    detector = based("logtransfer", thunderbird_size5)
+    labeled, unlabeled = thunderbird_size5["labeled"], thunderbird_size5["unlabeled"][0]
     with pytest.raises(ValueError, match="give both or neither"):
         detector.fit(*labeled, target="tb", mode="adapter", options=FitOptions(), unlabeled=unlabeled)
     with pytest.raises(ValueError, match="give both or neither"):
@@ -123,8 +126,8 @@ def test_unlabeled_windows_and_their_objective_come_together(thunderbird: dict) 
 
 
 @pytest.mark.parametrize("family", ["translog", "logtransfer"])
-def test_every_parameter_is_frozen_after_a_fit_even_one_that_fails(family: str, thunderbird: dict) -> None:
-    detector = based(family, thunderbird)
+def test_every_parameter_is_frozen_after_a_fit_even_one_that_fails(family: str, thunderbird_size5: dict) -> None:
+    detector = based(family, thunderbird_size5)
 
     class Broken(Entropy):
         def __call__(self, labeled, unlabeled: Forward, stage: Stage) -> torch.Tensor:
@@ -132,11 +135,11 @@ def test_every_parameter_is_frozen_after_a_fit_even_one_that_fails(family: str, 
 
     with pytest.raises(RuntimeError, match="objective failed"):
         detector.fit(
-            *thunderbird["labeled"],
+            *thunderbird_size5["labeled"],
             target="tb",
             mode="adapter",
             options=FitOptions(epochs=1, min_steps=0),
-            unlabeled=thunderbird["unlabeled"][0],
+            unlabeled=thunderbird_size5["unlabeled"][0],
             objective=Broken(1.0),
         )
     assert not any(p.requires_grad for p in all_parameters(detector))
@@ -152,13 +155,13 @@ def test_options_that_cannot_train_are_refused_not_replaced_by_a_default(values:
         FitOptions(**values)
 
 
-def test_an_explicit_lr_is_used_as_given(thunderbird: dict) -> None:
+def test_an_explicit_lr_is_used_as_given(thunderbird_size5: dict) -> None:
     # the adapter's default lr is TransLog's adapter_lr (3e-3); a tiny explicit one must barely move it
-    tiny, default = based("translog", thunderbird), based("translog", thunderbird)
+    tiny, default = based("translog", thunderbird_size5), based("translog", thunderbird_size5)
     start = tiny.adapter_state("tb")
     options = {"epochs": 1, "min_steps": 0, "seed": 0}
-    tiny.fit(*thunderbird["labeled"], target="tb", mode="adapter", options=FitOptions(lr=1e-9, **options))
-    default.fit(*thunderbird["labeled"], target="tb", mode="adapter", options=FitOptions(**options))
+    tiny.fit(*thunderbird_size5["labeled"], target="tb", mode="adapter", options=FitOptions(lr=1e-9, **options))
+    default.fit(*thunderbird_size5["labeled"], target="tb", mode="adapter", options=FitOptions(**options))
 
     def moved(detector: Detector) -> float:
         return max(float((t - start[n]).abs().max()) for n, t in detector.adapter_state("tb").items())
@@ -205,11 +208,11 @@ def bases_without_and_with(
 
 @pytest.mark.parametrize("family", ["translog", "logtransfer"])
 def test_moment_matching_pulls_the_two_systems_representations_together(
-    family: str, thunderbird: dict, bgl_unlabeled: list[WindowText]
+    family: str, thunderbird_size5: dict, bgl_unlabeled: list[WindowText]
 ) -> None:
     from stream.model.alignment import MomentMatching
 
-    labeled = thunderbird["labeled"]
+    labeled = thunderbird_size5["labeled"]
     plain, aligned = bases_without_and_with(family, labeled, bgl_unlabeled, MomentMatching(), epochs=20)
     before, after = (_representation_gap(d, labeled[0], bgl_unlabeled) for d in (plain, aligned))
     print(f"\n{family}: Thunderbird-BGL representation gap {before:.3f} without, {after:.3f} with moment matching")
@@ -219,12 +222,12 @@ def test_moment_matching_pulls_the_two_systems_representations_together(
 
 @pytest.mark.parametrize("family", ["translog", "logtransfer"])
 def test_the_adversarial_discriminator_trains_in_the_fit_and_its_reversed_gradient_reaches_the_encoder(
-    family: str, thunderbird: dict, bgl_unlabeled: list[WindowText]
+    family: str, thunderbird_size5: dict, bgl_unlabeled: list[WindowText]
 ) -> None:
     from stream.model.alignment import DomainAdversarial
 
     adversary = DomainAdversarial(weight=1.0, seed=0)
-    plain, aligned = bases_without_and_with(family, thunderbird["labeled"], bgl_unlabeled, adversary, epochs=3)
+    plain, aligned = bases_without_and_with(family, thunderbird_size5["labeled"], bgl_unlabeled, adversary, epochs=3)
     assert adversary.discriminator is not None
     fresh = DomainAdversarial(weight=1.0, seed=0)
     initial = fresh.parameters(torch.zeros(1, adversary.discriminator[0].in_features))

@@ -91,7 +91,8 @@ def pretrained(logllm_decoder_cache) -> Pretrained:
 
 
 @pytest.fixture(scope="module")
-def bgl() -> dict[str, tuple[list[WindowText], list[int]]]:
+def bgl_6k8() -> dict[str, tuple[list[WindowText], list[int]]]:
+    """BGL_raw_labeled_6.8k in windows of 10 lines; training capped at 24 anomalous and 40 normal windows."""
     dataset = load_labeled_lines(DATA / "bgl" / "BGL_raw_labeled_6.8k.log", system="bgl", size=10)
     split = default_split(dataset)
     train = limit(dataset, split.train, max_anomalies=24, max_normals=40, seed=0)
@@ -103,7 +104,7 @@ def bgl() -> dict[str, tuple[list[WindowText], list[int]]]:
 
 
 @pytest.fixture(scope="module")
-def trained(pretrained, bgl) -> tuple[LogLLMDetector, dict]:
+def trained(pretrained, bgl_6k8) -> tuple[LogLLMDetector, dict]:
     """A base trained with the three stages on BGL, and what the fit reported."""
     torch.manual_seed(0)  # the projector's and LoRA's initial weights, whatever ran before
     detector = LogLLMDetector(CONFIG, pretrained)
@@ -115,7 +116,7 @@ def trained(pretrained, bgl) -> tuple[LogLLMDetector, dict]:
         stage_steps[stage] = done
         stage_ends[stage] = time.perf_counter()
 
-    report = detector.fit(*bgl["train"], target=None, mode="base", options=FitOptions(seed=0), progress=progress)
+    report = detector.fit(*bgl_6k8["train"], target=None, mode="base", options=FitOptions(seed=0), progress=progress)
     previous, timings = started, {}
     for stage, end in stage_ends.items():
         timings[stage] = (stage_steps[stage], end - previous)
@@ -174,8 +175,8 @@ def test_config_validation():
         LogLLMConfig.from_dict({"nope": 1})
 
 
-def test_oversampling_reaches_beta(bgl):
-    _, labels = bgl["validation"]  # 55 windows, 11 anomalous (20%)
+def test_oversampling_reaches_beta(bgl_6k8):
+    _, labels = bgl_6k8["validation"]  # 55 windows, 11 anomalous (20%)
     for beta in (0.3, 0.5):
         indices = oversample(labels, beta, random.Random(0))
         anomalous = sum(labels[i] for i in indices)
@@ -187,19 +188,19 @@ def test_oversampling_reaches_beta(bgl):
     assert oversample([0, 0, 0], 0.3, random.Random(0)) == [0, 1, 2]  # one class only: nothing to repeat
 
 
-def test_three_stages_beat_trivial_baseline(trained, bgl):
+def test_three_stages_beat_trivial_baseline(trained, bgl_6k8):
     detector, fitted = trained
     report = fitted["report"]
     started = time.perf_counter()
-    validation, validation_labels = bgl["validation"]
-    test, test_labels = bgl["test"]
+    validation, validation_labels = bgl_6k8["validation"]
+    test, test_labels = bgl_6k8["test"]
     threshold, validation_f1 = best_threshold(detector.scores(validation), validation_labels)
     test_scores = detector.scores(test)
     scoring = time.perf_counter() - started
     result = confusion(test_scores, test_labels, threshold)
     baseline = confusion([1.0] * len(test_labels), test_labels, 0.5).f1
     steps = {stage: f"{n} steps {s:.1f}s ({s / n:.2f} s/step)" for stage, (n, s) in fitted["timings"].items()}
-    _, train_labels = bgl["train"]
+    _, train_labels = bgl_6k8["train"]
     print(
         f"\nLogLLM base on BGL 10-line windows: {len(train_labels)} train ({sum(train_labels)} anomalous), "
         f"{len(validation_labels)} validation, {len(test_labels)} test ({sum(test_labels)} anomalous)\n"
@@ -215,9 +216,9 @@ def test_three_stages_beat_trivial_baseline(trained, bgl):
     assert result.f1 > baseline
 
 
-def test_state_round_trip_into_fresh_detector(trained, pretrained, bgl):
+def test_state_round_trip_into_fresh_detector(trained, pretrained, bgl_6k8):
     detector, _ = trained
-    windows = bgl["test"][0][:8]
+    windows = bgl_6k8["test"][0][:8]
     # a target with non-zero LoRA B, so its scores differ from the base's (a fresh adapter would not)
     detector.add_target("roundtrip")
     generator = torch.Generator().manual_seed(0)
@@ -334,7 +335,7 @@ def test_incompatible_state_lists_every_problem(trained):
     assert "other" not in detector.targets
 
 
-def test_qlora_gradients_survive_a_no_grad_scoring_pass(pretrained, bgl):
+def test_qlora_gradients_survive_a_no_grad_scoring_pass(pretrained, bgl_6k8):
     """The AVX512-BF16 trap: a no-grad forward repacks 4-bit weights, and QLoRA steps then get grad=None."""
     config = LogLLMConfig.from_dict(
         {
@@ -351,7 +352,7 @@ def test_qlora_gradients_survive_a_no_grad_scoring_pass(pretrained, bgl):
     detector = LogLLMDetector(config, pretrained)
     layers = quantized_layers(detector.lm)
     assert len(layers) == 30 * 7 and detector.skipped_4bit == []  # every projection of SmolLM2's 30 blocks
-    windows, labels = bgl["train"]
+    windows, labels = bgl_6k8["train"]
     chosen = [i for i, y in enumerate(labels) if y][:2] + [i for i, y in enumerate(labels) if not y][:2]
     windows, labels = [windows[i] for i in chosen], [labels[i] for i in chosen]
     before = detector.scores(windows)  # the no-grad pass that would repack
@@ -392,12 +393,12 @@ def test_it_reads_the_last_max_lines_masked_lines(trained):
     assert detector.reads(WindowText(templates)) == templates[-n:]
 
 
-def test_line_saliency_reads_the_lines_the_model_reads(trained, bgl):
+def test_line_saliency_reads_the_lines_the_model_reads(trained, bgl_6k8):
     """One value per line read (the last max_lines), each row's the same in a batch as alone (left padding and the
     prompt around the lines are accounted for). In fp32: bf16's rounding differs between batch shapes by about as
     much as the tolerance, which is about alignment, not precision."""
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     windows = [test[0], WindowText(test[1].templates[:3], test[1].masked[:3]), test[2]]
     configured = detector.cfg
     detector.cfg = dataclasses.replace(configured, score_dtype="float32")
@@ -412,12 +413,12 @@ def test_line_saliency_reads_the_lines_the_model_reads(trained, bgl):
         assert all(math.isfinite(v) for v in row) and any(v != 0 for v in row)
 
 
-def test_saliency_chosen_occlusion_names_the_template_full_occlusion_names(trained, bgl):
+def test_saliency_chosen_occlusion_names_the_template_full_occlusion_names(trained, bgl_6k8):
     """LogLLM explanations occlude only the templates gradient x input ranks highest (explain_top + 2): on test
     windows with more templates than that, the heaviest template is, in nearly every window, the one occluding every
     template finds (29 of 30 when written). Scored in fp32 here: bf16's coarse scores would tie the weights."""
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     keep = 1 + CANDIDATES_EXTRA
     windows = [w for w in test if len(set(w.templates)) > keep][:30]
     assert len(windows) >= 20
@@ -439,12 +440,12 @@ def test_saliency_chosen_occlusion_names_the_template_full_occlusion_names(train
         assert one[0] in everything or one[0].weight <= 0 < everything[0].weight
 
 
-def test_windows_of_different_targets_share_a_forward_pass_and_score_as_their_own(trained, bgl):
+def test_windows_of_different_targets_share_a_forward_pass_and_score_as_their_own(trained, bgl_6k8):
     """``scores_mixed``: peft's per-row adapter names over serving adapters that hold the base LoRA and a target's
     side by side. Rows score as their target scores them alone (fp32: only padding differs), a target's new weights
     are used at once, and a removed target leaves no serving adapter behind."""
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     windows = test[:12]
     generator = torch.Generator().manual_seed(3)
 
@@ -481,11 +482,11 @@ def test_windows_of_different_targets_share_a_forward_pass_and_score_as_their_ow
     assert not [name for name in detector.peft.peft_config if name.startswith("m_")]
 
 
-def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl):
+def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl_6k8):
     """``inference.precision`` reaches LogLLM as it reaches TransLog; "default" (training, evaluation) keeps the
     config's ``score_dtype``; "auto" is float32 for LogLLM (bf16 is not batch-invariant: see ``score_dtype``)."""
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     assert detector.precision == "default" and detector.score_dtype() == CONFIG.score_dtype
     device = detector.input_embeddings().weight.device
     assert detector.autocast("auto").fast_dtype == torch.bfloat16
@@ -503,12 +504,12 @@ def test_the_serving_precision_sets_logllm_scoring_dtype(trained, bgl):
     assert scores["bfloat16"] == pytest.approx(scores["float32"], abs=0.05)
 
 
-def test_a_served_score_does_not_depend_on_the_windows_that_share_its_batch(trained, bgl):
+def test_a_served_score_does_not_depend_on_the_windows_that_share_its_batch(trained, bgl_6k8):
     """Under the serving precision, every window scores alone as it scores in a batch of windows of other lengths
     (left padding, a different number of rows). With bf16 autocast on a CPU with native bf16, torch 2.15 moved a
     score by up to 0.012 with its batch-mates: its GEMM kernel, and so its rounding, depends on the row count."""
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     windows = [  # short and long windows together: each keeps its first 2 to 9 lines
         WindowText(w.templates[: 2 + i % 8], w.masked[: 2 + i % 8]) for i, w in enumerate(test[:8])
     ]
@@ -542,9 +543,9 @@ def moved_copy(trained: LogLLMDetector, pretrained: Pretrained, device: str) -> 
     return copy
 
 
-def test_to_device_cpu_keeps_every_weight_and_score(trained, pretrained, bgl):
+def test_to_device_cpu_keeps_every_weight_and_score(trained, pretrained, bgl_6k8):
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     try:
         copy = moved_copy(detector, pretrained, "cpu")
         assert copy.device == torch.device("cpu") and pretrained.encoder.device == torch.device("cpu")
@@ -557,11 +558,11 @@ def test_to_device_cpu_keeps_every_weight_and_score(trained, pretrained, bgl):
 
 @pytest.mark.gpu
 @no_cuda
-def test_on_cuda_it_scores_explains_and_tunes_an_adapter_like_the_cpu(trained, pretrained, bgl):
+def test_on_cuda_it_scores_explains_and_tunes_an_adapter_like_the_cpu(trained, pretrained, bgl_6k8):
     """The trained base and two targets on CUDA: plain, mixed and saliency passes agree with the CPU within bf16's
     rounding, states come back in host memory, and an adapter added and tuned there learns."""
     detector, _ = trained
-    test, _ = bgl["test"]
+    test, _ = bgl_6k8["test"]
     windows = test[:8]
     try:
         on_cuda = moved_copy(detector, pretrained, "cuda")
@@ -583,7 +584,7 @@ def test_on_cuda_it_scores_explains_and_tunes_an_adapter_like_the_cpu(trained, p
 
         on_cuda.add_target("tuned")  # created on the device: LoRA by peft, the projector as a copy
         assert all(p.device == device for p in on_cuda.adapter_parameters("tuned").values())
-        train, labels = bgl["train"]
+        train, labels = bgl_6k8["train"]
         before = on_cuda.scores(windows, target="tuned")
         report = on_cuda.fit(train, labels, target="tuned", mode="adapter", options=FitOptions(seed=0))
         assert report.losses and all(math.isfinite(v) for v in report.losses)
@@ -596,7 +597,7 @@ def test_on_cuda_it_scores_explains_and_tunes_an_adapter_like_the_cpu(trained, p
 
 @pytest.mark.gpu
 @no_cuda
-def test_qlora_on_cuda_trains_its_lora(pretrained, bgl):
+def test_qlora_on_cuda_trains_its_lora(pretrained, bgl_6k8):
     """A 4-bit decoder moved to CUDA keeps its quantization and its LoRA gets gradients there."""
     config = LogLLMConfig.from_dict(
         {**CONFIG.to_dict(), "quantization": "4bit", "stage1_windows": 4, "batch_size": 2, "micro_batch_size": 2,
@@ -607,7 +608,7 @@ def test_qlora_on_cuda_trains_its_lora(pretrained, bgl):
         device = detector.to_device("cuda")
         layers = quantized_layers(detector.lm)
         assert layers and all(layer.weight.device == device for layer in layers)
-        windows, labels = bgl["train"]
+        windows, labels = bgl_6k8["train"]
         chosen = [i for i, y in enumerate(labels) if y][:2] + [i for i, y in enumerate(labels) if not y][:2]
         windows, labels = [windows[i] for i in chosen], [labels[i] for i in chosen]
         before = detector.scores(windows)

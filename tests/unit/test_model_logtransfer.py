@@ -33,11 +33,11 @@ from stream.model.word_vectors import (  # noqa: E402
     words,
 )
 from trainer.datasets import (  # noqa: E402
+    Dataset,
     chronological_split,
     default_split,
     load_bgl_windows,
     load_hdfs,
-    load_labeled_lines,
     read_templates,
 )
 
@@ -73,7 +73,7 @@ def _copy(detector: LogTransferDetector) -> LogTransferDetector:
 
 
 @pytest.fixture(scope="module")
-def bgl() -> dict[str, Part]:
+def bgl_head4000() -> dict[str, Part]:
     dataset = load_bgl_windows(
         DATA / "bgl" / "bgl_windows20.csv.gz", DATA / "bgl" / "bgl_window_templates.csv", max_rows=4000
     )
@@ -82,33 +82,32 @@ def bgl() -> dict[str, Part]:
 
 
 @pytest.fixture(scope="module")
-def thunderbird() -> dict[str, Part]:
-    dataset = load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird")
-    return _parts(dataset, default_split(dataset, seed=0))
+def thunderbird_parts(thunderbird_19k: Dataset) -> dict[str, Part]:
+    return _parts(thunderbird_19k, default_split(thunderbird_19k, seed=0))
 
 
 @pytest.fixture(scope="module")
-def pretrained(bgl) -> tuple[LogTransferDetector, object]:
+def pretrained(bgl_head4000) -> tuple[LogTransferDetector, object]:
     detector = LogTransferDetector.create({"vectors": "glove-6b-50d"})
-    report = detector.fit(*bgl["train"], target=None, mode="base", options=FitOptions(epochs=3, seed=0))
+    report = detector.fit(*bgl_head4000["train"], target=None, mode="base", options=FitOptions(epochs=3, seed=0))
     return detector, report
 
 
 @pytest.fixture(scope="module")
-def adapted(pretrained, thunderbird) -> dict[str, object]:
+def adapted(pretrained, thunderbird_parts) -> dict[str, object]:
     """The BGL base with a Thunderbird target tuned in adapter mode, and what the test needs to check it."""
     detector = _copy(pretrained[0])
     base_before = detector.base_state()
-    probe = thunderbird["train"][0][:64]
+    probe = thunderbird_parts["train"][0][:64]
     base_scores = detector.scores(probe)
     detector.add_target("thunderbird")
     new_target_scores = detector.scores(probe, target="thunderbird")
     calls: list[tuple[str, int, int]] = []
     report = detector.fit(
-        *thunderbird["train"],
+        *thunderbird_parts["train"],
         target="thunderbird",
         mode="adapter",
-        options=FitOptions(epochs=4, validation=thunderbird["validation"], patience=2, seed=0, min_steps=0),
+        options=FitOptions(epochs=4, validation=thunderbird_parts["validation"], patience=2, seed=0, min_steps=0),
         progress=lambda stage, done, total: calls.append((stage, done, total)),
     )
     return {
@@ -223,10 +222,10 @@ def test_fitted_vectors_detector_round_trip():
     )
 
 
-def test_pretrain_bgl_beats_trivial_baseline(pretrained, bgl):
+def test_pretrain_bgl_beats_trivial_baseline(pretrained, bgl_head4000):
     detector, report = pretrained
-    f1_validation, f1_test, trivial = _test_f1(detector, bgl, None)
-    counts = {name: (len(part[1]), sum(part[1])) for name, part in bgl.items()}
+    f1_validation, f1_test, trivial = _test_f1(detector, bgl_head4000, None)
+    counts = {name: (len(part[1]), sum(part[1])) for name, part in bgl_head4000.items()}
     print(
         f"\nBGL pretrain: losses {[round(v, 4) for v in report.losses]}, {report.seconds:.1f}s "
         f"({report.windows_seen / report.seconds:.0f} windows/s), parameters {report.parameters}; "
@@ -237,7 +236,7 @@ def test_pretrain_bgl_beats_trivial_baseline(pretrained, bgl):
     assert f1_test > trivial
 
 
-def test_adapter_trains_only_the_target_lstm(adapted, thunderbird):
+def test_adapter_trains_only_the_target_lstm(adapted, thunderbird_parts):
     detector: LogTransferDetector = adapted["detector"]
     report = adapted["report"]
     # a new target is a copy of the source LSTM: it scored exactly like the base before tuning
@@ -263,17 +262,17 @@ def test_adapter_trains_only_the_target_lstm(adapted, thunderbird):
     assert counts.total == detector.parameter_counts("base").total + lstm
 
     # progress per batch, early stopping bookkeeping per epoch
-    batches = -(-len(thunderbird["train"][1]) // detector.cfg.batch_size)
+    batches = -(-len(thunderbird_parts["train"][1]) // detector.cfg.batch_size)
     assert len(adapted["progress"]) == batches * len(report.losses)
     assert adapted["progress"][-1][1:] == (batches, batches) and adapted["progress"][0][0] == "epoch 1/4"
     assert len(report.validation_f1) == len(report.losses) and report.best_epoch is not None
 
 
-def test_transfer_to_thunderbird_beats_trivial_baseline(adapted, pretrained, thunderbird):
+def test_transfer_to_thunderbird_beats_trivial_baseline(adapted, pretrained, thunderbird_parts):
     report = adapted["report"]
-    _, f1_base, trivial = _test_f1(pretrained[0], thunderbird, None)
-    _, f1_test, _ = _test_f1(adapted["detector"], thunderbird, "thunderbird")
-    counts = {name: (len(part[1]), sum(part[1])) for name, part in thunderbird.items()}
+    _, f1_base, trivial = _test_f1(pretrained[0], thunderbird_parts, None)
+    _, f1_test, _ = _test_f1(adapted["detector"], thunderbird_parts, "thunderbird")
+    counts = {name: (len(part[1]), sum(part[1])) for name, part in thunderbird_parts.items()}
     print(
         f"\nThunderbird adapter (one node holds every alert: optimistic): losses "
         f"{[round(v, 4) for v in report.losses]}, validation F1 {[round(v, 3) for v in report.validation_f1]}, "
@@ -284,9 +283,9 @@ def test_transfer_to_thunderbird_beats_trivial_baseline(adapted, pretrained, thu
     assert f1_test > trivial
 
 
-def test_states_round_trip_into_a_fresh_detector(adapted, thunderbird):
+def test_states_round_trip_into_a_fresh_detector(adapted, thunderbird_parts):
     detector: LogTransferDetector = adapted["detector"]
-    windows = thunderbird["test"][0]
+    windows = thunderbird_parts["test"][0]
     fresh = LogTransferDetector.create(detector.config())
     fresh.load_base_state(detector.base_state())
     fresh.load_adapter_state("thunderbird", detector.adapter_state("thunderbird"))  # creates the target

@@ -25,7 +25,7 @@ def texts(dataset, indices) -> tuple[list[WindowText], list[int]]:
 
 
 @pytest.fixture(scope="module")
-def bgl():
+def bgl_every50():
     # every 50th window of all of BGL: 4.6k windows over all 215 days, with the file's own time-ordered split
     dataset = load_bgl_windows(
         DATA / "bgl" / "bgl_windows20.csv.gz", DATA / "bgl" / "bgl_window_templates.csv", every=50
@@ -35,9 +35,9 @@ def bgl():
 
 
 @pytest.fixture(scope="module")
-def pretrained(bgl) -> tuple[TransLogDetector, dict]:
+def pretrained(bgl_every50) -> tuple[TransLogDetector, dict]:
     detector = TransLogDetector.create({"layers": 1})
-    report = detector.fit(*bgl["train"], target=None, mode="base", options=FitOptions(epochs=4, seed=0))
+    report = detector.fit(*bgl_every50["train"], target=None, mode="base", options=FitOptions(epochs=4, seed=0))
     return detector, report
 
 
@@ -59,10 +59,10 @@ def test_embedder_caches_and_keeps_the_last_lines():
     assert embedder.identity()["name"] == "all-MiniLM-L6-v2" and len(embedder.identity()["sha256"]) == 64
 
 
-def test_pretrain_on_bgl_beats_trivial_baseline(bgl, pretrained):
+def test_pretrain_on_bgl_beats_trivial_baseline(bgl_every50, pretrained):
     detector, report = pretrained
-    threshold, f1_val = best_threshold(detector.scores(bgl["validation"][0]), bgl["validation"][1])
-    test_windows, test_labels = bgl["test"]
+    threshold, f1_val = best_threshold(detector.scores(bgl_every50["validation"][0]), bgl_every50["validation"][1])
+    test_windows, test_labels = bgl_every50["test"]
     result = confusion(detector.scores(test_windows), test_labels, threshold)
     baseline = confusion([1.0] * len(test_labels), test_labels, 0.5).f1
     print(
@@ -107,11 +107,11 @@ def test_adapter_tuning_on_thunderbird(pretrained):
     assert tuned.f1 > baseline
 
 
-def test_gradients_reach_only_the_adapter(bgl, pretrained):
+def test_gradients_reach_only_the_adapter(bgl_every50, pretrained):
     detector, _ = pretrained
     detector.add_target("grad-probe")
     try:
-        windows, labels = bgl["train"][0][:64], bgl["train"][1][:64]
+        windows, labels = bgl_every50["train"][0][:64], bgl_every50["train"][1][:64]
         # what the shared fit loop does in mode "adapter": everything frozen, then the adapter stage's parameters
         hooks = TransLogFit(detector.model, detector.cfg, detector.encode_compact, "grad-probe")
         for p in hooks.parameters():
@@ -136,11 +136,11 @@ def test_gradients_reach_only_the_adapter(bgl, pretrained):
         detector.remove_target("grad-probe")
 
 
-def test_state_round_trip_and_refusal(bgl, pretrained):
+def test_state_round_trip_and_refusal(bgl_every50, pretrained):
     detector, _ = pretrained
     if "thunderbird" not in detector.targets:
         detector.add_target("thunderbird")
-    probe = bgl["test"][0][:32]
+    probe = bgl_every50["test"][0][:32]
     fresh = TransLogDetector.create(detector.config())
     fresh.load_base_state(detector.base_state())
     fresh.load_adapter_state("tb-copy", detector.adapter_state("thunderbird"))
@@ -156,15 +156,15 @@ def test_state_round_trip_and_refusal(bgl, pretrained):
     assert len(problems) > 2
 
 
-def test_fit_early_stopping_keeps_the_best_epoch(bgl):
+def test_fit_early_stopping_keeps_the_best_epoch(bgl_every50):
     detector = TransLogDetector.create({"layers": 1})
     # min_steps=0: patience may stop it after any epoch (the 300-step floor held it for 3 before it could stop)
-    options = FitOptions(epochs=6, seed=0, validation=bgl["validation"], patience=1, min_steps=0)
-    report = detector.fit(*bgl["train"], target=None, mode="base", options=options)
+    options = FitOptions(epochs=6, seed=0, validation=bgl_every50["validation"], patience=1, min_steps=0)
+    report = detector.fit(*bgl_every50["train"], target=None, mode="base", options=options)
     assert len(report.validation_f1) == len(report.losses)
     best = max(report.validation_f1)
     assert report.validation_f1[report.best_epoch] == best
-    _, f1_now = best_threshold(detector.scores(bgl["validation"][0]), bgl["validation"][1])
+    _, f1_now = best_threshold(detector.scores(bgl_every50["validation"][0]), bgl_every50["validation"][1])
     assert f1_now == pytest.approx(best)  # the best epoch's weights were put back
 
 

@@ -8,35 +8,29 @@ from pathlib import Path
 import pytest
 
 import trainer.results as results
-from harness.streaming import DATA
-from trainer.datasets import Dataset, load_labeled_lines
+from trainer.datasets import Dataset
 from trainer.train import inputs
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def bgl() -> Dataset:
-    return load_labeled_lines(DATA / "bgl" / "BGL_2k.log", system="bgl")
-
-
 @pytest.fixture
-def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bgl: Dataset) -> Path:
+def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bgl_2k: Dataset) -> Path:
     monkeypatch.setattr(results, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(results, "BASES", tmp_path / "bases")
-    monkeypatch.setattr(results, "load_dataset", lambda name, budget: bgl)
+    monkeypatch.setattr(results, "load_dataset", lambda name, budget: bgl_2k)
     monkeypatch.setitem(results.BUDGETS, "translog", results.Budget(epochs=2, min_steps=0))
     return tmp_path
 
 
-def test_a_base_trained_once_is_reused_by_the_next_invocation(runs: Path, bgl: Dataset, capsys) -> None:
+def test_a_base_trained_once_is_reused_by_the_next_invocation(runs: Path, bgl_2k: Dataset, capsys) -> None:
     first = results.Runner("translog", fresh=False, seed=0).base("bgl")
     saved = list((runs / "bases" / "translog").iterdir())
     assert [p.name.split("-")[0] for p in saved] == ["bgl"]
 
     again = results.Runner("translog", fresh=False, seed=0).base("bgl")
     assert "base bgl: reused" in capsys.readouterr().err
-    windows, _ = inputs(bgl, range(len(bgl.windows)))
+    windows, _ = inputs(bgl_2k, range(len(bgl_2k.windows)))
     assert again.detector.scores(windows) == pytest.approx(first.detector.scores(windows), abs=1e-6)
     assert again.threshold == first.threshold and again.validation == first.validation
     restored, trained = again.report.to_dict(), first.report.to_dict()
@@ -92,7 +86,7 @@ def test_a_run_cached_before_the_ceiling_was_recorded_gets_it_from_the_data(runs
 
 
 def test_a_transfer_run_is_scored_with_its_few_labels_threshold_and_an_older_run_is_recomputed(
-    runs: Path, bgl: Dataset, capsys
+    runs: Path, bgl_2k: Dataset, capsys
 ) -> None:
     runner = results.Runner("translog", fresh=False, seed=0)
     run = runner.transfer("bgl", "thunderbird", 50, "adapter")  # both names read BGL_2k here
@@ -100,7 +94,7 @@ def test_a_transfer_run_is_scored_with_its_few_labels_threshold_and_an_older_run
     assert run["threshold_chosen_on"].startswith(results.FEW_LABELS_THRESHOLD)
     assert run["labels"]["validation_anomalous"] > 0
     split = runner.data("thunderbird")[1]
-    test_labels = inputs(bgl, split.test)[1]
+    test_labels = inputs(bgl_2k, split.test)[1]
     flagged = [s >= run["threshold"] for s in run["test_scores"]]
     assert run["tp"] == sum(f and y for f, y in zip(flagged, test_labels, strict=True))
     assert run["fp"] == sum(f and not y for f, y in zip(flagged, test_labels, strict=True))

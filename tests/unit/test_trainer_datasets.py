@@ -46,13 +46,9 @@ BGL_TEMPLATES = DATA / "bgl" / "bgl_window_templates.csv"
 
 
 @pytest.fixture(scope="module")
-def hdfs() -> Dataset:
+def hdfs_5k() -> Dataset:
+    """HDFS_5k as block sessions, labeled from its block label file."""
     return load_hdfs(HDFS_5K, HDFS_5K_LABELS)
-
-
-@pytest.fixture(scope="module")
-def bgl() -> Dataset:
-    return load_labeled_lines(BGL_2K, system="bgl")
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +81,22 @@ def served_windows(system: str, path: Path) -> list[dict]:
     return [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
 
 
-def test_hdfs_5k_gives_one_window_per_block_holding_its_lines_in_order(hdfs: Dataset) -> None:
+def test_hdfs_5k_gives_one_window_per_block_holding_its_lines_in_order(hdfs_5k: Dataset) -> None:
     truth = block_lines(HDFS_5K)
     labels = dict(csv.reader(HDFS_5K_LABELS.open()))
-    assert len(hdfs.windows) == 110 == len(truth)
-    assert sum(w.label for w in hdfs.windows) == 10
-    for window in hdfs.windows:
+    assert len(hdfs_5k.windows) == 110 == len(truth)
+    assert sum(w.label for w in hdfs_5k.windows) == 10
+    for window in hdfs_5k.windows:
         assert window.lines == tuple(truth[window.key])
         assert window.group == window.key
         assert window.label == (labels[window.key] == "Anomaly")
         assert len(window.templates) == len(window.template_ids) == len(window.masked) == len(window.lines)
 
 
-def test_hdfs_windows_are_the_windows_the_stream_serves(hdfs: Dataset) -> None:
+def test_hdfs_windows_are_the_windows_the_stream_serves(hdfs_5k: Dataset) -> None:
     served = {w["key"]: w for w in served_windows("hdfs", HDFS_5K)}
-    assert set(served) == {w.key for w in hdfs.windows}
-    for window in hdfs.windows:
+    assert set(served) == {w.key for w in hdfs_5k.windows}
+    for window in hdfs_5k.windows:
         lines = served[window.key]["lines"]
         assert tuple(line["offset"] for line in lines) == window.lines
         assert tuple(line["template_id"] for line in lines) == window.template_ids
@@ -119,23 +115,25 @@ def test_hdfs_2pct_loads_all_blocks_in_seconds() -> None:
     assert dataset.dropped_lines == 0
 
 
-def test_bgl_2k_gives_100_windows_of_20_labeled_by_the_label_column(bgl: Dataset) -> None:
+def test_bgl_2k_gives_100_windows_of_20_labeled_by_the_label_column(bgl_2k: Dataset) -> None:
     tags = [line.split(" ", 1)[0] for line in BGL_2K.read_text(encoding="utf-8").splitlines()]
-    assert len(bgl.windows) == 100
-    for index, window in enumerate(bgl.windows):
+    assert len(bgl_2k.windows) == 100
+    for index, window in enumerate(bgl_2k.windows):
         assert window.lines == tuple(range(20 * index, 20 * index + 20))
         window_tags = tags[20 * index : 20 * index + 20]
         assert window.label == any(tag != "-" for tag in window_tags)
         assert window.detail == ",".join(sorted({tag for tag in window_tags if tag != "-"}))
-    assert sum(w.label for w in bgl.windows) == 28
+    assert sum(w.label for w in bgl_2k.windows) == 28
 
 
-def test_bgl_windows_are_the_windows_the_stream_serves(bgl: Dataset) -> None:
+def test_bgl_windows_are_the_windows_the_stream_serves(bgl_2k: Dataset) -> None:
     served = served_windows("bgl", BGL_2K)
-    assert [tuple(line["offset"] for line in w["lines"]) for w in served] == [w.lines for w in bgl.windows]
-    assert [tuple(line["template_id"] for line in w["lines"]) for w in served] == [w.template_ids for w in bgl.windows]
-    assert [tuple(line["template"] for line in w["lines"]) for w in served] == [w.templates for w in bgl.windows]
-    assert [w["start_ms"] for w in served] == [w.start_ms for w in bgl.windows]
+    assert [tuple(line["offset"] for line in w["lines"]) for w in served] == [w.lines for w in bgl_2k.windows]
+    assert [tuple(line["template_id"] for line in w["lines"]) for w in served] == [
+        w.template_ids for w in bgl_2k.windows
+    ]
+    assert [tuple(line["template"] for line in w["lines"]) for w in served] == [w.templates for w in bgl_2k.windows]
+    assert [w["start_ms"] for w in served] == [w.start_ms for w in bgl_2k.windows]
 
 
 def test_sliding_windows_and_the_time_split_never_share_a_line_across_parts() -> None:
@@ -158,13 +156,17 @@ def test_thunderbird_19k_loads_in_windows_of_20() -> None:
     assert 0 < sum(w.label for w in dataset.windows) < len(dataset.windows)
 
 
-def test_chronological_split_puts_every_train_window_before_every_test_window(bgl: Dataset) -> None:
-    parts = chronological_split(bgl)
+def test_chronological_split_puts_every_train_window_before_every_test_window(bgl_2k: Dataset) -> None:
+    parts = chronological_split(bgl_2k)
     assert (len(parts.train), len(parts.validation), len(parts.test)) == (72, 8, 20)
     train_then_validation = parts.train + parts.validation
     assert max(train_then_validation) < min(parts.test)
-    assert max(bgl.windows[i].end_ms for i in train_then_validation) <= min(bgl.windows[i].start_ms for i in parts.test)
-    assert max(bgl.windows[i].lines[-1] for i in parts.train) < min(bgl.windows[i].lines[0] for i in parts.validation)
+    assert max(bgl_2k.windows[i].end_ms for i in train_then_validation) <= min(
+        bgl_2k.windows[i].start_ms for i in parts.test
+    )
+    assert max(bgl_2k.windows[i].lines[-1] for i in parts.train) < min(
+        bgl_2k.windows[i].lines[0] for i in parts.validation
+    )
 
 
 def test_hadoop_sequences_split_by_application_with_labels_from_app_labels(hadoop: Dataset) -> None:
@@ -194,12 +196,12 @@ def test_sequence_labels_can_come_from_file_names() -> None:
     assert all(w.label == (app_labels[w.group] != "Normal") for w in dataset.windows)
 
 
-def test_seeded_group_splits_are_reproducible(hdfs: Dataset) -> None:
-    assert group_split(hdfs, seed=7) == group_split(hdfs, seed=7)
-    assert group_split(hdfs, seed=7).test != group_split(hdfs, seed=8).test
-    parts = group_split(hdfs, seed=7)
+def test_seeded_group_splits_are_reproducible(hdfs_5k: Dataset) -> None:
+    assert group_split(hdfs_5k, seed=7) == group_split(hdfs_5k, seed=7)
+    assert group_split(hdfs_5k, seed=7).test != group_split(hdfs_5k, seed=8).test
+    parts = group_split(hdfs_5k, seed=7)
     assert (len(parts.train), len(parts.validation), len(parts.test)) == (79, 9, 22)
-    assert sum(hdfs.windows[i].label for i in parts.test) == 2  # stratified: 20% of the 10 anomalous blocks
+    assert sum(hdfs_5k.windows[i].label for i in parts.test) == 2  # stratified: 20% of the 10 anomalous blocks
 
 
 def test_bgl_windows20_keeps_its_split_column() -> None:
