@@ -1,11 +1,9 @@
-"""The `adaptlog` command line: replay (gzip, labels into headers), tail, settings errors at start, and exit codes
-(2 usage or a wrong setting, 1 failure, 130 interrupted)."""
+"""The `adaptlog` command line: replay's refusals, settings errors at start, and exit codes (2 usage or a wrong
+setting, 1 failure, 130 interrupted). Replay then tail on a broker: tests/broker/test_cli_broker.py."""
 
 from __future__ import annotations
 
-import gzip
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -15,20 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness.broker.running import RunningBroker
-from harness.streaming import DATA, settings_for, worker_env, write_systems_file
+from harness.streaming import DATA, adaptlog, clean_env
 from stream.logs import JsonFormatter
-
-
-def adaptlog(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stream", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTLOG_")}
-    return env | extra
 
 
 @pytest.mark.parametrize(
@@ -44,32 +30,6 @@ def test_run_with_a_wrong_setting_exits_2_naming_it(extra: dict[str, str], named
     result = adaptlog("run", env=clean_env(**extra), timeout=60)
     assert result.returncode == 2
     assert "configuration error" in result.stderr and named in result.stderr
-
-
-@pytest.mark.broker
-def test_replay_gzip_then_tail_shows_records_with_label_headers(
-    kafka_broker: RunningBroker, topic_prefix: str, tmp_path: Path
-) -> None:
-    settings = settings_for(kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence)
-    env = worker_env(settings, write_systems_file(tmp_path / "systems.yaml", dict(settings.systems)), clean_env())
-    lines = (DATA / "bgl" / "BGL_2k.log").read_text().splitlines()[:50]
-    sample = tmp_path / "bgl.log.gz"
-    sample.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-
-    replayed = adaptlog("replay", str(sample), "--system", "bgl", "--rate", "2000", env=env)
-    assert replayed.returncode == 0, replayed.stderr
-    assert "replayed 50 lines" in replayed.stderr
-
-    tailed = adaptlog("tail", settings.topics.logs, "--max", "50", "--timeout", "10", env=env)
-    assert tailed.returncode == 0, tailed.stderr
-    records = [orjson.loads(line) for line in tailed.stdout.splitlines()]
-    assert len(records) == 50
-    for record, original in zip(records, lines, strict=True):
-        tag, _, rest = original.partition(" ")
-        assert record["value"] == rest  # the label column is gone from the content...
-        assert record["headers"]["system"] == "bgl"
-        assert record["headers"]["label"] == ("normal" if tag == "-" else "anomalous")  # ...and is in a header
-        assert record["key"] == "bgl"
 
 
 def test_replay_refuses_an_unknown_system_and_a_missing_file(tmp_path: Path) -> None:

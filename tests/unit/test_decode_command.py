@@ -11,9 +11,8 @@ import orjson
 import pytest
 
 from harness.shippers import PRESET_FILES, SAMPLES
-from harness.streaming import DATA
+from harness.streaming import DATA, clean_env
 from stream.settings import load_settings
-from tests.unit.test_cli import clean_env
 
 HDFS = load_settings().systems["hdfs"].line_format("hdfs")
 SIX = (DATA / "hdfs" / "HDFS_5k.log").read_text(encoding="utf-8").splitlines()[:6]
