@@ -31,6 +31,11 @@ def imported_modules(package: str) -> dict[str, set[str]]:
         ("stream.parsing", {"aiokafka", "torch", "stream.pipeline", "stream.windowing"}),
         # the model is shared by training and serving: no stream runtime in it
         ("stream.model", {"aiokafka", "drain3", "stream.pipeline", "stream.parsing", "stream.windowing"}),
+        # what tests and benchmarks share is in harness/; the shipped packages import none of it
+        ("stream", {"harness", "tests", "bench"}),
+        ("trainer", {"harness", "tests", "bench"}),
+        ("harness", {"tests", "bench"}),
+        ("bench", {"tests"}),
     ],
 )
 def test_package_does_not_import(package: str, forbidden: set[str]) -> None:

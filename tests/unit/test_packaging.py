@@ -76,6 +76,17 @@ def test_built_metadata_carries_the_license_without_a_deprecation_warning(tmp_pa
     assert (dist_info / "licenses" / "LICENSE").read_bytes() == (ROOT / "LICENSE").read_bytes()
 
 
+def test_the_wheel_holds_stream_and_trainer_only() -> None:
+    """pyproject's package discovery, run as setuptools runs it: harness/ (shared by tests and benchmarks), tests/ and
+    bench/ stay out of the wheel (and out of the image: .dockerignore)."""
+    from setuptools import find_packages
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {name.split(".")[0] for name in find_packages(where=str(ROOT), include=include)} == {"stream", "trainer"}
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"harness", "tests", "bench"} <= set(ignored)
+
+
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
 def test_version_prints_the_installed_package_version(program: str) -> None:
     try:
