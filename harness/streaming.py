@@ -1,15 +1,12 @@
-"""Test support for the stream pipeline: per-test settings on the session broker, reading topics back, the `adaptlog`
-command and its environment, and the operations endpoint over HTTP."""
+"""Test support for the stream pipeline: per-test settings on the session broker, reading topics back, a worker's
+environment, and the operations endpoint over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -166,16 +163,3 @@ def ops_get(port: int, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any ``ADAPTLOG_`` setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTLOG_")}
-    return env | extra
-
-
-def adaptlog(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``adaptlog *args`` as a subprocess (this interpreter, ``-m stream``), its output captured as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "stream", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from harness.broker.running import RunningBroker
-from harness.streaming import DATA, adaptlog, clean_env, settings_for, worker_env, write_systems_file
+from harness.commands import adaptlog, clean_env
+from harness.streaming import DATA, settings_for, worker_env, write_systems_file
 
 
 @pytest.mark.broker

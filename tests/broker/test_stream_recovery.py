@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.broker.running import RunningBroker
+from harness.commands import start_adaptlog, stop_process
 from harness.streaming import DATA, block_lines, hdfs_system, read_topic, settings_for, worker_env, write_systems_file
 from stream.pipeline.kafka_clients import ensure_topics, topic_specs
 from stream.replay import replay, replay_records
@@ -25,18 +25,11 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 @contextmanager
 def worker_process(settings: Settings, systems_file: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = worker_env(settings, systems_file, dict(os.environ))
-    with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "stream", "run"], env=env, stdout=out, stderr=out)
+    process = start_adaptlog("run", worker_env(settings, systems_file, dict(os.environ)), log)
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_process(process)
 
 
 def check_sessions(windows: list[dict], truth: dict[str, list[int]]) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness.streaming import DATA, adaptlog, clean_env
+from harness.commands import adaptlog, clean_env
+from harness.streaming import DATA
 from stream.logs import JsonFormatter
 
 

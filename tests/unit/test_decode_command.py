@@ -10,8 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harness.commands import clean_env
 from harness.shippers import PRESET_FILES, SAMPLES
-from harness.streaming import DATA, clean_env
+from harness.streaming import DATA
 from stream.settings import load_settings
 
 HDFS = load_settings().systems["hdfs"].line_format("hdfs")
