@@ -36,8 +36,8 @@ lock: $(INSTALLED)
 install: $(INSTALLED)
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check stream trainer tests bench requirements
-	$(BIN)/ruff format --check stream trainer tests bench requirements
+	$(BIN)/ruff check stream trainer harness tests bench requirements
+	$(BIN)/ruff format --check stream trainer harness tests bench requirements
 	$(BIN)/mypy  # stream/ and trainer/, as pyproject.toml's [tool.mypy] says
 
 parsing-accuracy: $(INSTALLED)

@@ -2,7 +2,7 @@
 
 Every case feeds the same HDFS lines (HDFS_2pct, each with its own time) through the real ingest stage
 (``IngestPartition.process_batch``, fetches of 2000 records), as ``adaptlog run`` does: raw text lines (the
-baseline, measured in the same run), adaptlog's json records, and each shipper preset's records as tests/shippers.py
+baseline, measured in the same run), adaptlog's json records, and each shipper preset's records as harness/shippers.py
 builds them (otel: 50 log records a Kafka record). Best of ``--repeat``, cases alternated per round; CPU time of
 the process (``time.process_time``), which other processes on a shared machine disturb far less than wall time.
 
@@ -54,8 +54,8 @@ def timed_lines(max_lines: int) -> list[tuple[str, int]]:
 
 def cases(lines: list[tuple[str, int]], wanted: set[str] | None) -> dict[str, tuple[dict[str, Any], list[bytes], Any]]:
     """name -> (settings overrides, record values, headers) for the wanted cases."""
-    sys.path.insert(0, str(ROOT))  # this checkout's tests.shippers, whichever stream package is measured
-    from tests import shippers
+    sys.path.insert(0, str(ROOT))  # this checkout's harness.shippers, whichever stream package is measured
+    from harness import shippers
 
     builders: dict[str, Callable[[], list[bytes]]] = {
         "raw": lambda: [text.encode() for text, _ in lines],

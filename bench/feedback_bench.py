@@ -36,6 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.inference import stream_window, train_hdfs_registry  # noqa: E402
+from harness.streaming import DATA, running_worker, settings_for  # noqa: E402
 from stream.inference.model_host import ModelHost  # noqa: E402
 from stream.inference.worker import InferenceWorker  # noqa: E402
 from stream.model.detector import FitOptions  # noqa: E402
@@ -44,8 +46,6 @@ from stream.model.registry import Registry  # noqa: E402
 from stream.pipeline.kafka_clients import ensure_topics, inference_topic_specs, make_producer, topic_specs  # noqa: E402
 from stream.replay import replay, replay_records  # noqa: E402
 from stream.tail import read_records  # noqa: E402
-from tests.inference_support import stream_window, train_hdfs_registry  # noqa: E402
-from tests.streaming import DATA, running_worker, settings_for  # noqa: E402
 from trainer.datasets import load_labeled_lines  # noqa: E402
 from trainer.feedback.retrain import RetrainPolicy, retrain  # noqa: E402
 from trainer.feedback.service import FeedbackService  # noqa: E402
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_broker:
             result |= _earlier_broker_result(args.out)
         else:
-            from tests.broker.selection import start_test_broker
+            from harness.broker.selection import start_test_broker
 
             broker = start_test_broker().broker
             try:

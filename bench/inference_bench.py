@@ -43,7 +43,6 @@ import asyncio
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.commands import start_adaptlog, stop_process  # noqa: E402
+from harness.inference import train_hdfs_registry, windows_of  # noqa: E402
+from harness.streaming import DATA, count_records, free_port, metric, settings_for, worker_env, write_systems_file  # noqa: E402
 from stream.model.detector import Detector, WindowText  # noqa: E402
 from stream.ops_http import check_health  # noqa: E402
 from stream.pipeline.kafka_clients import (  # noqa: E402
@@ -70,8 +72,6 @@ from stream.records import Window, encode  # noqa: E402
 from stream.replay import replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
-from tests.inference_support import train_hdfs_registry, windows_of  # noqa: E402
-from tests.streaming import DATA, count_records, free_port, metric, settings_for, worker_env, write_systems_file  # noqa: E402
 from trainer.datasets import load_hdfs  # noqa: E402
 
 # The worker and latency figures replay HDFS_5k's 110 windows over and over: with the score cache on they would
@@ -138,20 +138,6 @@ def model_level(detector: Detector, repeat: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------- processes
-
-
-def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stream", command], env=env, stdout=out, stderr=out)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 async def broker_times(settings: Settings, topic: str) -> list[tuple[int, dict[str, Any]]]:
@@ -252,14 +238,14 @@ def end_to_end(
         "ADAPTLOG_INFERENCE__SCORE_CACHE_SIZE": "100000" if cache else "0",
     }
     broker_before = cpu_seconds(broker_pid)
-    infer = start("infer", env, work / "infer.log")
+    infer = start_adaptlog("infer", env, work / "infer.log")
     # Throughput of running workers, not of their start-up: the stream's is outside the clock (it starts at the
     # first line it emits), and the inference worker's (imports, model load: ~5 s of CPU) is over before the
     # stream starts, instead of taking a core from it.
     wait_ready(port, infer, 300)
     started_cpu = {"inference": cpu_seconds(infer.pid)}
     stream_port = free_port()
-    run = start("run", env | {"ADAPTLOG_METRICS_PORT": str(stream_port)}, work / "run.log")
+    run = start_adaptlog("run", env | {"ADAPTLOG_METRICS_PORT": str(stream_port)}, work / "run.log")
     try:
         wait_ready(stream_port, run, 300)
         started_cpu["stream"] = cpu_seconds(run.pid)
@@ -275,8 +261,8 @@ def end_to_end(
         if broker_before is not None and broker_after is not None:
             cpu["broker"] = broker_after - broker_before
     finally:
-        stop(run)
-        stop(infer)
+        stop_process(run)
+        stop_process(infer)
     lines = asyncio.run(broker_times(settings, settings.topics.lines))
     windows = asyncio.run(broker_times(settings, settings.topics.windows))
     verdicts = asyncio.run(broker_times(settings, settings.topics.verdicts))
@@ -347,19 +333,19 @@ def logllm_end_to_end(bootstrap: str, idempotent: bool, work: Path, lines: int, 
         "ADAPTLOG_INFERENCE__EXPLAIN_SALIENCY": str(saliency).lower(),
     }
     infer_log = work / "logllm-infer.log"
-    infer = start("infer", env, infer_log)
+    infer = start_adaptlog("infer", env, infer_log)
     run = None
     try:
         load_started = time.monotonic()
         wait_for_log(infer_log, "windows partitions", 300, infer)  # model loaded, group joined, partitions held
         worker_ready_s = time.monotonic() - load_started
-        run = start("run", env, work / "logllm-run.log")
+        run = start_adaptlog("run", env, work / "logllm-run.log")
         asyncio.run(wait_count(settings, settings.topics.verdicts, windows_expected, 1200, (infer, run)))
         model_s = model_seconds(port)
     finally:
         if run is not None:
-            stop(run)
-        stop(infer)
+            stop_process(run)
+        stop_process(infer)
     line_times = asyncio.run(broker_times(settings, settings.topics.lines))
     windows = asyncio.run(broker_times(settings, settings.topics.windows))
     verdicts = asyncio.run(broker_times(settings, settings.topics.verdicts))
@@ -424,11 +410,11 @@ def worker_rate(
             await producer.send(settings.topics.windows, encode(window), key=window.system.encode())
         await producer.flush()
         await producer.stop()
-        infer = start("infer", env, work / f"rate-{max_batch}.log")
+        infer = start_adaptlog("infer", env, work / f"rate-{max_batch}.log")
         try:
             await wait_count(settings, settings.topics.verdicts, count, 1800, (infer,))
         finally:
-            stop(infer)
+            stop_process(infer)
 
     asyncio.run(scenario())
     times = sorted(t for t, _ in asyncio.run(broker_times(settings, settings.topics.verdicts)))
@@ -462,7 +448,7 @@ def latency(
         from stream.pipeline.kafka_clients import inference_topic_specs
 
         await ensure_topics(settings, inference_topic_specs(settings))
-        infer = start("infer", env, work / "latency.log")
+        infer = start_adaptlog("infer", env, work / "latency.log")
         try:
             await asyncio.sleep(25)  # the worker loads its models and joins the group
             producer = make_producer(settings)
@@ -475,7 +461,7 @@ def latency(
             await producer.stop()
             await wait_count(settings, settings.topics.verdicts, count, 600, (infer,))
         finally:
-            stop(infer)
+            stop_process(infer)
 
     asyncio.run(scenario())
     produced = {v["window_id"]: t for t, v in asyncio.run(broker_times(settings, settings.topics.windows))}
@@ -530,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         if "translog" in families:
             results[args.out] = translog(args, work, described)
         if "logllm" in families:
-            from tests.broker.selection import start_test_broker
+            from harness.broker.selection import start_test_broker
 
             broker = start_test_broker().broker
             try:
@@ -571,7 +557,7 @@ def translog(args: argparse.Namespace, work: Path, described: str) -> dict[str, 
     }
     if args.skip_broker:
         return result
-    from tests.broker.selection import start_test_broker
+    from harness.broker.selection import start_test_broker
 
     broker = start_test_broker().broker
     try:

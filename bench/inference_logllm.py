@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
+from harness.streaming import DATA, metric
 from stream.model.detector import FitOptions, WindowText
 from stream.model.logllm import LogLLMConfig, LogLLMDetector, Pretrained
 from stream.model.registry import Registry
 from stream.settings import Settings, SystemSettings
-from tests.streaming import DATA, metric
 from trainer.datasets import default_split, limit, load_labeled_lines
 
 BASE = "bgl"

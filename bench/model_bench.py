@@ -33,10 +33,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.streaming import DATA  # noqa: E402
 from stream.model.detector import Detector, FitOptions, WindowText, cpu_has_native_bf16  # noqa: E402
 from stream.model.families import family_class  # noqa: E402
 from stream.model.logllm import LogLLMDetector  # noqa: E402
-from tests.streaming import DATA  # noqa: E402
 from trainer.datasets import load_bgl_windows  # noqa: E402
 
 BATCH_SIZES = (1, 16, 64)

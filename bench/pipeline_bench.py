@@ -40,6 +40,7 @@ else:
     sys.path.insert(0, str(ROOT))
 
 import stream  # noqa: E402
+from harness.streaming import DATA  # noqa: E402
 from stream.decode import Decoder, RawRecord  # noqa: E402
 from stream.gc_policy import tune_for_throughput  # noqa: E402
 from stream.parsing.config import drain3_config  # noqa: E402
@@ -52,7 +53,6 @@ from stream.records import TICK, encode  # noqa: E402
 from stream.replay import replay_records  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
 from stream.windowing import Item, build  # noqa: E402
-from tests.streaming import DATA  # noqa: E402
 
 # system -> file; the built-in systems give format, Loghub masks, Drain settings and windows (HDFS: sessions by
 # block id; BGL and Thunderbird: tumbling windows of 20 lines).

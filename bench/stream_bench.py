@@ -34,6 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.streaming import DATA, count_records, hdfs_system, settings_for, worker_env, write_systems_file  # noqa: E402
 from stream.pipeline.kafka_clients import (  # noqa: E402
     assign_from_beginning,
     ensure_topics,
@@ -43,7 +44,6 @@ from stream.pipeline.kafka_clients import (  # noqa: E402
 from stream.replay import ReplayRecord, replay, replay_records  # noqa: E402
 from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
-from tests.streaming import DATA, count_records, hdfs_system, settings_for, worker_env, write_systems_file  # noqa: E402
 
 # Longer than the whole run, so that only the end of the stream closes sessions (one window per block), and
 # subtracted from the measured time: the figure is the processing, not the wait for the idle close.
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-lines", type=int, default=40_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream.json")
     args = parser.parse_args(argv)
-    from tests.broker.selection import start_test_broker
+    from harness.broker.selection import start_test_broker
 
     broker = start_test_broker().broker
     try:

@@ -1,7 +1,7 @@
 """Check that an environment holds exactly the versions a lock pins: ``python requirements/check_installed.py LOCK...``.
 
 Exit 0 when every pinned package is installed at its pinned version, 1 listing every difference. ``.ci/run`` runs
-it after ``make install`` and tests/test_lock.py runs it on the test environment, so a suite never passes on
+it after ``make install`` and tests/unit/test_lock.py runs it on the test environment, so a suite never passes on
 versions the lock does not name. (Extra packages are allowed: a developer's venv may hold a debugger.)
 """
 

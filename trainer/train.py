@@ -307,7 +307,7 @@ def zero_label(
     read it off the unlabeled windows' scores: ``stream.model.thresholds``).
 
     A new adapter scores exactly as the base does in every family (TransLog's adapters start as the identity,
-    LogTransfer's target LSTM as a copy of the source's, LogLLM's LoRA B at zero: tests/test_zero_label.py and
+    LogTransfer's target LSTM as a copy of the source's, LogLLM's LoRA B at zero: tests/broker/test_zero_label.py and
     test_model_logllm.py), so
     nothing is trained: no label says what to learn. What the base cannot know is where the target's scores lie;
     the ``false-alarm-budget`` rule reads that off the unlabeled windows (and any labeled ``normals``: a

@@ -6,7 +6,7 @@ Why a subclass and not drain3 as is:
   lines (Thunderbird's 40-token sensor messages) that loop is most of the parse time. Here the token comparison
   is ``sum(map(eq, ...))`` (a C loop), and candidates that cannot beat the best so far are skipped from their
   wildcard count alone. Ties are broken exactly as drain3 does (first best in leaf order, then more wildcards),
-  so the chosen cluster is the same; ``tests/test_parsing_miner.py`` checks that against drain3 itself.
+  so the chosen cluster is the same; ``tests/unit/test_parsing_miner.py`` checks that against drain3 itself.
 * drain3's LRU (a cachetools ``LRUCache``) keeps its recency order in a private attribute; a snapshot needs that
   order so that eviction after restore picks the same victims. ``ClusterLRU`` keeps it in a public
   ``OrderedDict`` and mirrors cachetools' rules (insert evicts the least recent when full, indexing touches,

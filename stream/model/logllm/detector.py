@@ -296,7 +296,7 @@ class LogLLMDetector(Detector):
         windows share its batch, and bf16 matmuls are not batch-invariant (torch picks its bf16 GEMM kernel by the
         number of rows, batch x tokens, and kernels round differently). A decoder amplifies those last-bit
         differences layer after layer: on SmolLM2 one window's score moved by up to 0.012 with its batch-mates in
-        bf16, and by under 1e-6 in float32, which costs 1.5x the CPU time (tests/test_model_logllm.py checks it).
+        bf16, and by under 1e-6 in float32, which costs 1.5x the CPU time (tests/unit/test_model_logllm.py checks it).
         "bfloat16" is still there for whoever wants the speed and accepts the drift."""
         if self.precision == "default":
             return self.cfg.score_dtype

@@ -1,5 +1,5 @@
 """Writes the registry in this folder with the code of commit 47594e5 (before the shared fit loop and the family
-packages), so that tests/test_model_artifacts.py can check that what that code saved still loads and scores the
+packages), so that tests/unit/test_model_artifacts.py can check that what that code saved still loads and scores the
 same. A LogTransfer with fitted word vectors (no pretrained part: nothing outside the weights file), kept tiny.
 
     git worktree add /tmp/old 47594e5 && cd /tmp/old && PYTHONPATH=$PWD python <this file> <this folder>
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
+from harness.streaming import DATA
 from stream.model.artifacts import save_adapter, save_base
 from stream.model.detector import FitOptions, WindowText
 from stream.model.families import family_class
 from stream.model.registry import Registry
-from tests.streaming import DATA
 from trainer.datasets import default_split, limit, load_labeled_lines
 
 torch.set_num_threads(1)
