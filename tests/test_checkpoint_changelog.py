@@ -8,6 +8,8 @@ broker tests write and read the same records through ``CheckpointStore`` on a re
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -20,6 +22,7 @@ from stream.pipeline.changelog import (
     PartitionChangelog,
     Record,
     StateChanges,
+    changelog_name,
     encode_value,
     encode_whole_state,
     entry_key,
@@ -28,14 +31,16 @@ from stream.pipeline.changelog import (
 from stream.pipeline.checkpoint import CheckpointStore
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, records_to_end, topic_specs
 from stream.pipeline.parse_stage import ParsePartition
-from stream.pipeline.session_stage import SessionPartition, entry_id
+from stream.pipeline.session_stage import STAGE, SessionPartition, entry_id
 from stream.pipeline.stage import InputRecord, state_changes
 from stream.records import Outgoing
+from stream.replay import replay, replay_records
 from stream.settings import Settings, load_settings
 from stream.windowing import Item, Session, SessionWindower
 from tests.broker.running import RunningBroker
-from tests.streaming import DATA, block_lines, settings_for
+from tests.streaming import DATA, block_lines, hdfs_system, read_topic, running_worker, settings_for
 from tests.test_stages import SETTINGS, lines_topic_records, to_sessions_topic
+from tests.test_stream_recovery import check_sessions
 
 NAME = "session/adaptlog-sessions/0"
 
@@ -386,3 +391,69 @@ async def _changelog(settings: Settings, name: str, state_partition: int) -> Par
     """A changelog as a worker restoring it learns it from the state topic."""
     records = [(r.key, r.value) async for r in records_to_end(settings, settings.topics.state, {state_partition})]
     return read_changelogs([name], records)[name].result()[1]
+
+
+async def _open_session_lines(settings: Settings, partitions: int) -> int:
+    """Lines in the sessions the session stage has checkpointed, over all its partitions."""
+    producer = make_producer(settings)  # never started: load reads with its own consumer
+    found = await CheckpointStore(settings, producer).load(STAGE, settings.topics.sessions, list(range(partitions)))
+    return sum(
+        len(session[1])
+        for checkpoint in found.values()
+        for windower in SessionPartition(settings, checkpoint).snapshot()["windowers"].values()
+        for session in windower["state"]["sessions"]
+    )
+
+
+async def _rewrite_as_format1(settings: Settings, partitions: int) -> int:
+    """Each session partition's checkpoint as builds before the changelog wrote it; returns how many there were."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        store = CheckpointStore(settings, producer)
+        found = await store.load(STAGE, settings.topics.sessions, list(range(partitions)))
+        for partition, checkpoint in found.items():
+            whole = SessionPartition(settings, checkpoint).snapshot()
+            key = changelog_name(STAGE, settings.topics.sessions, partition).encode()
+            value = encode_whole_state(checkpoint.offset, whole)
+            await producer.send_and_wait(settings.topics.state, value, key=key, partition=partition % partitions)
+        again = await CheckpointStore(settings, producer).load(STAGE, settings.topics.sessions, list(found))
+        assert all(checkpoint.entries is None for checkpoint in again.values())
+        return len(found)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_restores_format1_checkpoints_and_every_block_stays_complete(
+    kafka_broker: RunningBroker, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Half of HDFS_5k read by a worker, its session checkpoints rewritten in the old format, the rest read by a
+    new worker: every block's window holds exactly its lines."""
+    settings = settings_for(
+        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs_system(30_000)}
+    )
+    path = DATA / "hdfs" / "HDFS_5k.log"
+    truth = block_lines(path)
+    records = list(replay_records(path, "hdfs", settings.systems["hdfs"].line_format("hdfs")))
+    half = 2_000
+    first_half_lines = sum(1 for lines in truth.values() for line in lines if line < half)
+    partitions = settings.internal_partitions
+
+    async def scenario() -> list[dict]:
+        await ensure_topics(settings, topic_specs(settings))
+        await replay(settings, iter(records[:half]), "hdfs")
+        async with running_worker(settings):  # idle timeout 30 s: nothing closes before it stops
+            deadline = time.monotonic() + 90
+            while await _open_session_lines(settings, partitions) < first_half_lines:
+                assert time.monotonic() < deadline, "the first worker never checkpointed the first half"
+                await asyncio.sleep(0.5)
+        assert await _rewrite_as_format1(settings, partitions) > 0
+        await replay(settings, iter(records[half:]), "hdfs")
+        with caplog.at_level(logging.WARNING, logger="stream.pipeline.checkpoint"):
+            async with running_worker(settings):
+                return await read_topic(settings, settings.topics.windows, until=len(truth), timeout_s=150)
+
+    windows = asyncio.run(scenario())
+    assert "restoring a format-1 (whole-state) checkpoint" in caplog.text
+    check_sessions(windows, truth)
