@@ -33,6 +33,7 @@ from stream.pipeline.kafka_clients import ensure_topics, make_producer, records_
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import STAGE, SessionPartition, entry_id
 from stream.pipeline.stage import InputRecord, state_changes
+from stream.pipeline.worker import run_worker
 from stream.records import Outgoing
 from stream.replay import replay, replay_records
 from stream.settings import Settings, load_settings
@@ -457,3 +458,28 @@ def test_a_worker_restores_format1_checkpoints_and_every_block_stays_complete(
     windows = asyncio.run(scenario())
     assert "restoring a format-1 (whole-state) checkpoint" in caplog.text
     check_sessions(windows, truth)
+
+
+def test_a_checkpoint_that_does_not_read_back_stops_the_worker_loudly(
+    kafka_broker: RunningBroker, topic_prefix: str
+) -> None:
+    """aiokafka swallows what a rebalance listener raises: the partition used to sit unprocessed without a word."""
+    settings = settings_for(
+        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs_system(30_000)}
+    )
+    partitions = settings.internal_partitions
+
+    async def scenario() -> None:
+        await ensure_topics(settings, topic_specs(settings))
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            for partition in range(partitions):
+                key = changelog_name(STAGE, settings.topics.sessions, partition).encode()
+                await producer.send_and_wait(settings.topics.state, b"not a checkpoint", key=key, partition=partition)
+        finally:
+            await producer.stop()
+        with pytest.raises(StateError, match="checkpoint record is malformed"):
+            await asyncio.wait_for(run_worker(settings, asyncio.Event(), report_every_s=60), 90)
+
+    asyncio.run(scenario())

@@ -218,6 +218,8 @@ class StageRunner:
             try:
                 await self._restore(assigned)
             except Exception as exc:
+                # e.g. a checkpoint that does not read back: crash loudly rather than run without it (deleting the
+                # partition's records from the state topic starts it afresh, losing its open windows)
                 log.exception("%s: restoring %s failed", self.stage, sorted(map(str, assigned)))
                 self._restore_error = exc
 
