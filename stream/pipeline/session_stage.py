@@ -56,7 +56,7 @@ class SessionPartition:
             state, entries = checkpoint or {}, None
         self._dedup = UpstreamDedup(state.get("upstream"))
         self._gone: set[str] = set()  # entries the changelog holds that this partition dropped: deleted next time
-        if entries is None:  # a whole snapshot (format-1 checkpoints): every session is written at the next one
+        if entries is None:  # a whole snapshot (format-1 checkpoints): the first changes() give every session
             self._windowers = restore_per_system(state.get("windowers") or {}, settings.systems, self._windower, STAGE)
         else:
             self._windowers = self._from_changelog(state.get("windowers") or {}, entries)

@@ -86,11 +86,12 @@ class SessionWindower:
         self._watermark_ms: int | None = None  # the newest event time pushed
         # (newest event, seq, key) per open session, lazily: an entry is stale once its session closed or grew newer
         self._expiry: list[tuple[int, int, str]] = []
-        # keys whose session opened, grew or closed since the last changes(): what an incremental checkpoint writes
-        self._changed: set[str] = set()
+        # keys whose session opened, grew or closed since the last changes(): what an incremental checkpoint writes.
+        # None until changes() is first called (or the windower is rebuilt from them): a windower no changelog
+        # follows (offline windowing) keeps no set of every key it saw.
+        self._changed: set[str] | None = None
         if resume_state is not None:
             self._resume(open_snapshot(config, resume_state))
-            self._changed = set(self._open)  # a whole snapshot says nothing of what a changelog holds: all changed
 
     @classmethod
     def from_changes(cls, config: Session, meta: object, sessions: dict[str, object]) -> SessionWindower:
@@ -99,6 +100,7 @@ class SessionWindower:
         StateError when they do not fit together (a policy change, an entry lost, two sessions with one number).
         """
         windower = cls(config)
+        windower._changed = set()
         state = open_snapshot(config, meta)
         next_seq = read_int(state, "next_seq")
         expected = read_int(state, "open_sessions")
@@ -126,10 +128,11 @@ class SessionWindower:
         """(meta, sessions changed since the last call: key -> [seq, items] while open, None once closed).
 
         A session that opened and closed between two calls is reported closed (None): a changelog that never held
-        it ignores that. Each call starts the next set of changes.
+        it ignores that. Each call starts the next set of changes; the first (unless the windower was rebuilt by
+        ``from_changes``) reports every open session, as nothing of it is in a changelog yet.
         """
         changed: dict[str, list[Any] | None] = {}
-        for key in self._changed:
+        for key in self._open if self._changed is None else self._changed:
             session = self._open.get(key)
             changed[key] = None if session is None else [session.seq, encode_items(session.items)]
         self._changed = set()
@@ -156,7 +159,8 @@ class SessionWindower:
             elif self._too_long(session, event):
                 closed.append(self._close(key, "max_duration"))
                 session = None
-        self._changed.add(key)
+        if self._changed is not None:
+            self._changed.add(key)
         if session is None:
             session = self._open[key] = _Open.of([item], self._next_seq)
             self._next_seq += 1
@@ -218,7 +222,8 @@ class SessionWindower:
         return limit is not None and max(session.max_event_ms, event) - min(session.min_event_ms, event) > limit
 
     def _close(self, key: str, reason: str) -> ClosedWindow:
-        self._changed.add(key)
+        if self._changed is not None:
+            self._changed.add(key)
         return window_from_items(key, self._open.pop(key).items, reason)
 
     def _resume(self, state: dict[str, Any]) -> None:
