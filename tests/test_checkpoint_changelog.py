@@ -483,3 +483,28 @@ def test_a_checkpoint_that_does_not_read_back_stops_the_worker_loudly(
             await asyncio.wait_for(run_worker(settings, asyncio.Event(), report_every_s=60), 90)
 
     asyncio.run(scenario())
+
+
+def test_after_a_checkpoint_failed_part_way_the_store_refuses_to_write_an_incomplete_one(
+    kafka_broker: RunningBroker, topic_prefix: str
+) -> None:
+    """The processor handed its changes to the failed save: a later save would commit a head without them."""
+    settings = settings_for(kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence)
+
+    async def scenario() -> None:
+        await ensure_topics(settings, topic_specs(settings))
+        producer = make_producer(settings)
+        await producer.start()
+        store = CheckpointStore(settings, producer)
+        await store.load(STAGE, settings.topics.sessions, [0])
+        await store.save(STAGE, settings.topics.sessions, 0, 1, StateChanges({}, {"a": [1]}))
+        await producer.stop()  # the broker connection is gone mid-run
+        with pytest.raises(Exception) as failed:
+            await store.save(STAGE, settings.topics.sessions, 0, 2, StateChanges({}, {"b": [2]}))
+        assert not isinstance(failed.value, StateError)
+        with pytest.raises(StateError, match="an earlier checkpoint failed part-way"):
+            await store.save(STAGE, settings.topics.sessions, 0, 3, StateChanges({}, {}))
+        reader = CheckpointStore(settings, make_producer(settings))
+        assert (await reader.load(STAGE, settings.topics.sessions, [0]))[0] == Checkpoint(1, {}, {"a": [1]})
+
+    asyncio.run(scenario())
