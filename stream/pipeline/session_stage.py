@@ -1,10 +1,19 @@
-"""Sessions: window the lines routed by session key (see parse_stage) into session windows, one windower per system."""
+"""Sessions: window the lines routed by session key (see parse_stage) into session windows, one windower per system.
+
+Checkpointed incrementally (``checkpoint.py``): each open session is an entry of the partition's changelog, under the
+id ``["system", "session key"]``; the head holds the upstream dedup positions and each windower's meta record.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
+from stream.errors import StateError
+from stream.pipeline.changelog import Checkpoint, StateChanges
 from stream.pipeline.stage import (
     InputRecord,
     SystemStats,
@@ -16,23 +25,73 @@ from stream.pipeline.stage import (
 from stream.pipeline.window_output import WindowOutput
 from stream.records import Outgoing, SessionLine
 from stream.settings import Settings
-from stream.windowing import Item, Windower, build
+from stream.windowing import Item, Session, SessionWindower
 
 STAGE = "session"
+log = logging.getLogger(__name__)
+
+
+def entry_id(system: str, key: str) -> str:
+    return orjson.dumps([system, key]).decode()
+
+
+def _system_and_key(entry: str) -> tuple[str, str]:
+    try:
+        system, key = orjson.loads(entry)
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise StateError(f"checkpoint entry id {entry!r} is not [system, key]") from exc
+    if not isinstance(system, str) or not isinstance(key, str):
+        raise StateError(f"checkpoint entry id {entry!r} is not [system, key]")
+    return system, key
 
 
 class SessionPartition:
-    def __init__(self, settings: Settings, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, checkpoint: Checkpoint | dict[str, Any] | None = None) -> None:
+        """A partition's processor, from its checkpoint: a changelog's, or a whole ``snapshot()``."""
         self._settings = settings
         self._output = WindowOutput(settings)
-        state = state or {}
+        if isinstance(checkpoint, Checkpoint):
+            state, entries = checkpoint.state, checkpoint.entries
+        else:
+            state, entries = checkpoint or {}, None
         self._dedup = UpstreamDedup(state.get("upstream"))
-        self._windowers: dict[str, Windower] = restore_per_system(
-            state.get("windowers") or {}, settings.systems, self._windower, STAGE
-        )
+        self._gone: set[str] = set()  # entries the changelog holds that this partition dropped: deleted next time
+        if entries is None:  # a whole snapshot (format-1 checkpoints): the first changes() give every session
+            self._windowers = restore_per_system(state.get("windowers") or {}, settings.systems, self._windower, STAGE)
+        else:
+            self._windowers = self._from_changelog(state.get("windowers") or {}, entries)
 
-    def _windower(self, system: str, saved: dict[str, Any] | None = None) -> Windower:
-        return build(self._settings.systems[system].window_policy, saved)
+    def _from_changelog(self, metas: dict[str, Any], entries: dict[str, Any]) -> dict[str, SessionWindower]:
+        sessions: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            try:
+                system, key = _system_and_key(entry)
+            except StateError as exc:
+                log.error("%s: dropping a checkpoint entry: %s", STAGE, exc)
+                self._gone.add(entry)
+                continue
+            sessions.setdefault(system, {})[key] = entries[entry]
+
+        def restore(system: str, meta: Any) -> SessionWindower:
+            return SessionWindower.from_changes(self._policy(system), meta, sessions.get(system, {}))
+
+        windowers = restore_per_system(metas, self._settings.systems, restore, STAGE)
+        for system, keyed in sessions.items():
+            if system not in windowers:  # dropped above (settings changed) or without a meta record
+                if system not in metas:
+                    log.error("%s: dropping %d checkpointed sessions of %r: no window meta", STAGE, len(keyed), system)
+                self._gone.update(entry_id(system, key) for key in keyed)
+        return windowers
+
+    def _policy(self, system: str) -> Session:
+        policy = self._settings.systems[system].window_policy
+        if not isinstance(policy, Session):
+            # settings changed between the parse stage routing the line and this stage reading it
+            raise StateError(f"system {system!r} is windowed by {type(policy).__name__}, not by sessions")
+        return policy
+
+    def _windower(self, system: str, saved: dict[str, Any] | None = None) -> SessionWindower:
+        return SessionWindower(self._policy(system), saved)
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
         return guarded(records, self._process, STAGE, self._settings.topics.deadletter)
@@ -62,7 +121,18 @@ class SessionPartition:
     def system_stats(self) -> list[SystemStats]:
         return [SystemStats(name, open_windows=w.open_count()) for name, w in list(self._windowers.items())]
 
+    def state_changes(self) -> StateChanges:
+        metas: dict[str, Any] = {}
+        entries: dict[str, Any] = dict.fromkeys(self._gone)
+        self._gone = set()
+        for system, windower in self._windowers.items():
+            metas[system], changed = windower.changes()
+            for key, session in changed.items():
+                entries[entry_id(system, key)] = session
+        return StateChanges(head={"upstream": self._dedup.snapshot(), "windowers": metas}, entries=entries)
+
     def snapshot(self) -> dict[str, Any]:
+        """The whole state (tests, the benchmark's baseline); checkpoints write ``state_changes()``."""
         return {
             "upstream": self._dedup.snapshot(),
             "windowers": {name: w.snapshot() for name, w in self._windowers.items()},

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
 
 from stream.errors import StateError
+from stream.pipeline.changelog import StateChanges
 from stream.reasons import reason_category
 from stream.records import DeadLetter, Envelope, Outgoing, Routed, encode
 
@@ -64,6 +65,24 @@ class PartitionProcessor(Protocol):
     def system_stats(self) -> list[SystemStats]:
         """Per-system gauges; called from the metrics thread, so it only reads."""
         ...
+
+
+@runtime_checkable
+class IncrementalProcessor(Protocol):
+    """A processor whose state is a small head and many entries (open sessions), checkpointed incrementally."""
+
+    def state_changes(self) -> StateChanges:
+        """The head whole and the entries changed since the last call (each call starts the next set)."""
+        ...
+
+
+def state_changes(processor: PartitionProcessor) -> StateChanges | None:
+    """What a checkpoint of ``processor`` writes: its changes, or a whole-state processor's snapshot as the head
+    (None for a stateless one)."""
+    if isinstance(processor, IncrementalProcessor):
+        return processor.state_changes()
+    state = processor.snapshot()
+    return None if state is None else StateChanges(head=state)
 
 
 def dead_letter(deadletter_topic: str, letter: DeadLetter) -> Outgoing:

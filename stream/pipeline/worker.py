@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from stream.decode import Decoder
+from stream.errors import StateError
 from stream.ops_http import BuildInfoCollector, OpsServer
 from stream.pipeline import ingest_stage, parse_stage, session_stage
-from stream.pipeline.checkpoint import CheckpointStore
+from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import ensure_topics, make_producer, topic_specs
 from stream.pipeline.metrics import StageCountsCollector
 from stream.pipeline.runner import ProcessorFactory, StageRunner
@@ -26,6 +28,15 @@ log = logging.getLogger(__name__)
 STAGES = (ingest_stage.STAGE, parse_stage.STAGE, session_stage.STAGE)
 
 
+def whole_state(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    """The state of a stage that checkpoints it whole (its head; a changelog of entries would be a bug)."""
+    if checkpoint is None:
+        return None
+    if checkpoint.entries:
+        raise StateError(f"a whole-state stage's checkpoint holds {len(checkpoint.entries)} changelog entries")
+    return checkpoint.state
+
+
 def build_runners(
     settings: Settings, producer: AIOKafkaProducer, checkpoints: CheckpointStore, session_partitions: int
 ) -> list[StageRunner]:
@@ -33,17 +44,17 @@ def build_runners(
     topics = settings.topics
     # (stage, input topics, processor per assigned partition, whether it keeps checkpointed state)
     stages: list[tuple[str, tuple[str, ...], ProcessorFactory, bool]] = [
-        (ingest_stage.STAGE, settings.inputs, lambda tp, state: ingest_stage.IngestPartition(settings, decoder), False),
+        (ingest_stage.STAGE, settings.inputs, lambda tp, _: ingest_stage.IngestPartition(settings, decoder), False),
         (
             parse_stage.STAGE,
             (topics.lines,),
-            lambda tp, state: parse_stage.ParsePartition(settings, state, session_partitions),
+            lambda tp, checkpoint: parse_stage.ParsePartition(settings, whole_state(checkpoint), session_partitions),
             True,
         ),
         (
             session_stage.STAGE,
             (topics.sessions,),
-            lambda tp, state: session_stage.SessionPartition(settings, state),
+            lambda tp, checkpoint: session_stage.SessionPartition(settings, checkpoint),
             True,
         ),
     ]

@@ -23,6 +23,12 @@ Boundaries (all in event time unless said otherwise):
 
 Sessions of one key never overlap: a new one opens only after the previous one closed, within the same call.
 
+Changelog. Besides the whole ``snapshot()``, a windower reports what changed: ``changes()`` gives the sessions
+opened, grown or closed since its last call (``None`` for a closed one) and a small ``meta`` record (policy, watermark,
+next opening number), and ``SessionWindower.from_changes(config, meta, sessions)`` rebuilds it from the latest of
+each. Every session carries its opening number (``seq``), so a windower rebuilt from entries written at different
+times still holds them in opening order, which ticks, flushes and watermark ties go by.
+
 Memory: one open session per key holding its lines. It is bounded by (keys seen within idle_timeout_ms) x
 max_lines, so production policies should set both; without idle_timeout_ms a key that never sees another line
 stays open until flush. ``open_count()`` exposes the number of open sessions for a metric/alarm. A tick scans all
@@ -39,6 +45,10 @@ from stream.errors import StateError
 from stream.windowing.config import Session
 from stream.windowing.model import ClosedWindow, Emitted, Item, window_from_items
 from stream.windowing.state import decode_items, encode_items, make_snapshot, open_snapshot, read_int
+
+
+def _is_seq(value: object, next_seq: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < next_seq
 
 
 @dataclass(slots=True)
@@ -76,8 +86,58 @@ class SessionWindower:
         self._watermark_ms: int | None = None  # the newest event time pushed
         # (newest event, seq, key) per open session, lazily: an entry is stale once its session closed or grew newer
         self._expiry: list[tuple[int, int, str]] = []
+        # keys whose session opened, grew or closed since the last changes(): what an incremental checkpoint writes.
+        # None until changes() is first called (or the windower is rebuilt from them): a windower no changelog
+        # follows (offline windowing) keeps no set of every key it saw.
+        self._changed: set[str] | None = None
         if resume_state is not None:
             self._resume(open_snapshot(config, resume_state))
+
+    @classmethod
+    def from_changes(cls, config: Session, meta: object, sessions: dict[str, object]) -> SessionWindower:
+        """The windower whose latest ``changes()`` were ``meta`` and, per open key, its latest entry.
+
+        StateError when they do not fit together (a policy change, an entry lost, two sessions with one number).
+        """
+        windower = cls(config)
+        windower._changed = set()
+        state = open_snapshot(config, meta)
+        next_seq = read_int(state, "next_seq")
+        expected = read_int(state, "open_sessions")
+        if len(sessions) != expected:
+            raise StateError(f"window changelog holds {len(sessions)} open sessions, its meta record says {expected}")
+        opened: list[tuple[int, str, list[Item]]] = []
+        for key, entry in sessions.items():
+            if not isinstance(entry, list) or len(entry) != 2 or not _is_seq(entry[0], next_seq):
+                raise StateError(f"window changelog holds a malformed session for key {key!r}")
+            opened.append((entry[0], key, decode_items(entry[1], "sessions")))
+        opened.sort(key=lambda seq_key_items: seq_key_items[0])
+        max_lines = config.max_lines
+        for (seq, key, items), following in zip(opened, [*opened[1:], None], strict=True):
+            if not items or (following is not None and following[0] == seq):
+                raise StateError(f"window changelog is inconsistent: session {key!r} is empty or shares number {seq}")
+            if max_lines is not None and len(items) >= max_lines:
+                raise StateError(f"window changelog is inconsistent: session {key!r} is full")
+            windower._open[key] = session = _Open.of(items, seq)
+            windower._track(key, session)
+        windower._next_seq = next_seq
+        windower._watermark_ms = read_int(state, "watermark_ms", optional=True)
+        return windower
+
+    def changes(self) -> tuple[dict[str, Any], dict[str, list[Any] | None]]:
+        """(meta, sessions changed since the last call: key -> [seq, items] while open, None once closed).
+
+        A session that opened and closed between two calls is reported closed (None): a changelog that never held
+        it ignores that. Each call starts the next set of changes; the first (unless the windower was rebuilt by
+        ``from_changes``) reports every open session, as nothing of it is in a changelog yet.
+        """
+        changed: dict[str, list[Any] | None] = {}
+        for key in self._open if self._changed is None else self._changed:
+            session = self._open.get(key)
+            changed[key] = None if session is None else [session.seq, encode_items(session.items)]
+        self._changed = set()
+        state = {"watermark_ms": self._watermark_ms, "next_seq": self._next_seq, "open_sessions": len(self._open)}
+        return make_snapshot(self.config, state), changed
 
     def push(self, item: Item, key: str = "") -> Emitted:
         closed = self._push(item, key)
@@ -99,6 +159,8 @@ class SessionWindower:
             elif self._too_long(session, event):
                 closed.append(self._close(key, "max_duration"))
                 session = None
+        if self._changed is not None:
+            self._changed.add(key)
         if session is None:
             session = self._open[key] = _Open.of([item], self._next_seq)
             self._next_seq += 1
@@ -160,6 +222,8 @@ class SessionWindower:
         return limit is not None and max(session.max_event_ms, event) - min(session.min_event_ms, event) > limit
 
     def _close(self, key: str, reason: str) -> ClosedWindow:
+        if self._changed is not None:
+            self._changed.add(key)
         return window_from_items(key, self._open.pop(key).items, reason)
 
     def _resume(self, state: dict[str, Any]) -> None:
