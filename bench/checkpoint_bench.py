@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pipeline_bench import input_records  # noqa: E402
+from harness.streaming import settings_for  # noqa: E402
 from stream.decode import Decoder  # noqa: E402
 from stream.gc_policy import tune_for_throughput  # noqa: E402
 from stream.pipeline.changelog import encode_whole_state  # noqa: E402
@@ -48,7 +49,6 @@ from stream.pipeline.parse_stage import ParsePartition  # noqa: E402
 from stream.pipeline.session_stage import STAGE, SessionPartition  # noqa: E402
 from stream.pipeline.stage import InputRecord  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from tests.streaming import settings_for  # noqa: E402
 
 INTERVALS = {
     400: "about 5 s of the whole HDFS cluster, live (80 lines/s)",
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "checkpoint.json")
     args = parser.parse_args(argv)
     tune_for_throughput()  # as `adaptlog run` does
-    from tests.broker.selection import start_test_broker
+    from harness.broker.selection import start_test_broker
 
     broker = start_test_broker().broker
     try:

@@ -163,3 +163,15 @@ def ops_get(port: int, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def check_sessions(windows: list[dict], truth: dict[str, list[int]]) -> None:
+    """Every block in a window with exactly its lines; repeats only as identical records with the same id."""
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for window in windows:
+        by_key[window["key"]].append(window)
+    assert set(by_key) == set(truth)
+    for block, copies in by_key.items():
+        first = copies[0]
+        assert all(copy == first for copy in copies), f"{block}: differing windows {[c['window_id'] for c in copies]}"
+        assert [line["offset"] for line in first["lines"]] == truth[block], block

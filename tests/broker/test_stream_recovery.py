@@ -15,7 +15,16 @@ import pytest
 
 from harness.broker.running import RunningBroker
 from harness.commands import start_adaptlog, stop_process
-from harness.streaming import DATA, block_lines, hdfs_system, read_topic, settings_for, worker_env, write_systems_file
+from harness.streaming import (
+    DATA,
+    block_lines,
+    check_sessions,
+    hdfs_system,
+    read_topic,
+    settings_for,
+    worker_env,
+    write_systems_file,
+)
 from stream.pipeline.kafka_clients import ensure_topics, topic_specs
 from stream.replay import replay, replay_records
 from stream.settings import Settings, SystemSettings
@@ -30,18 +39,6 @@ def worker_process(settings: Settings, systems_file: Path, log: Path) -> Iterato
         yield process
     finally:
         stop_process(process)
-
-
-def check_sessions(windows: list[dict], truth: dict[str, list[int]]) -> None:
-    """Every block in a window with exactly its lines; repeats only as identical records with the same id."""
-    by_key: dict[str, list[dict]] = defaultdict(list)
-    for window in windows:
-        by_key[window["key"]].append(window)
-    assert set(by_key) == set(truth)
-    for block, copies in by_key.items():
-        first = copies[0]
-        assert all(copy == first for copy in copies), f"{block}: differing windows {[c['window_id'] for c in copies]}"
-        assert [line["offset"] for line in first["lines"]] == truth[block], block
 
 
 def test_sigkill_mid_replay_loses_and_corrupts_no_window(

@@ -15,6 +15,17 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from harness.broker.running import RunningBroker
+from harness.stages import SETTINGS, lines_topic_records, to_sessions_topic
+from harness.streaming import (
+    DATA,
+    block_lines,
+    check_sessions,
+    hdfs_system,
+    read_topic,
+    running_worker,
+    settings_for,
+)
 from stream.errors import StateError
 from stream.pipeline.changelog import (
     CLOSED,
@@ -38,10 +49,6 @@ from stream.records import Outgoing
 from stream.replay import replay, replay_records
 from stream.settings import Settings, load_settings
 from stream.windowing import Item, Session, SessionWindower
-from tests.broker.running import RunningBroker
-from tests.streaming import DATA, block_lines, hdfs_system, read_topic, running_worker, settings_for
-from tests.test_stages import SETTINGS, lines_topic_records, to_sessions_topic
-from tests.test_stream_recovery import check_sessions
 
 NAME = "session/adaptlog-sessions/0"
 
