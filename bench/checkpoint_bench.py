@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import time
 import uuid
@@ -38,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pipeline_bench import input_records  # noqa: E402
+from harness.bench_results import machine, write_result  # noqa: E402
 from harness.streaming import settings_for  # noqa: E402
 from stream.decode import Decoder  # noqa: E402
 from stream.gc_policy import tune_for_throughput  # noqa: E402
@@ -188,14 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             "data": "HDFS_2pct_blocks.log.gz",
             "lines": len(records),
             "broker": broker.describe(),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine(),
             "intervals": runs,
         }
     finally:
         broker.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    write_result(args.out, result)
     return 0
 
 

@@ -36,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.bench_results import write_result  # noqa: E402
 from harness.inference import stream_window, train_hdfs_registry  # noqa: E402
 from harness.streaming import DATA, running_worker, settings_for  # noqa: E402
 from stream.inference.model_host import ModelHost  # noqa: E402
@@ -247,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             finally:
                 broker.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    write_result(args.out, result)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import re
 import signal
@@ -29,11 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.bench_results import machine, write_result  # noqa: E402
 from harness.streaming import DATA, count_records, hdfs_system, settings_for, worker_env, write_systems_file  # noqa: E402
 from stream.pipeline.kafka_clients import (  # noqa: E402
     assign_from_beginning,
@@ -185,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             result = {
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "machine": machine(),
                 "broker": broker.describe(),
                 "throughput": throughput(broker.bootstrap, broker.supports_idempotence, args.max_lines, work),
                 "memory": memory(
@@ -194,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         broker.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    write_result(args.out, result)
     return 0
 
 
