@@ -38,6 +38,7 @@ The summary names the broker that ran, e.g. ``broker: apache-kafka 4.1.1 (local 
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 import warnings
@@ -60,6 +61,17 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _BROKER_LINES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level_restored() -> Iterator[None]:
+    """A test that runs a CLI in-process (``stream.logs.configure``) sets the root logger's level; put it back, so
+    a later test's caplog sees what it would see alone (an INFO root let a registry test capture "published"
+    records when the broker tests ran first). Handlers need no care: pytest attaches its own at every phase."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
 
 
 class BrokerFallbackWarning(UserWarning):

@@ -184,6 +184,7 @@ def test_listing_skips_broken_versions_with_a_warning(
     shutil.copytree(folder / "v0001", folder / "v0006")  # a copy by hand: its manifest says v0001
     (folder / "v0007").write_text("a file, not a directory")
     (folder / ".v0008.partial-1234").mkdir()  # what a crashed writer leaves: hidden, never listed
+    caplog.clear()  # only what listing logs: not the publishes above
     with caplog.at_level(logging.WARNING, logger="stream.model.registry"):
         listed = registry.versions("base", "bgl")
     assert [m.version for m in listed] == ["v0001", "v0002"]
