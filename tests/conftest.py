@@ -44,7 +44,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _BROKER_LINES = pytest.StashKey[list[str]]()
+BROKER_DIRS = ("tests/broker/", "tests/browser/")  # where the tests that use the broker live
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +154,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # So `-m "not broker"` reliably skips everything that would start a broker, marked by hand or not.
     for item in items:
         if "kafka_broker" in getattr(item, "fixturenames", ()):
+            if not item.nodeid.startswith(BROKER_DIRS):  # the xdist scheduler below keeps those on one worker
+                raise pytest.UsageError(f"{item.nodeid} uses the broker: put it under one of {BROKER_DIRS}")
             item.add_marker(pytest.mark.broker)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist loadscope`` (``make test``): each module's tests on one worker, so a module fixture (a trained
+    model) is built once, not once per worker; and all of tests/broker and tests/browser as one scope, so one worker
+    runs every broker test on one broker, as the session fixture promises. (``--dist loadgroup`` with marks would
+    say the same, but pytest-xdist 3.8 cannot group on pytest 9.2: pytest-xdist issue #1386.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndOneBroker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "broker" if module.startswith(BROKER_DIRS) else module
+
+    return ModulesAndOneBroker(config, log)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -169,7 +189,14 @@ def hdfs_registry(tmp_path_factory: pytest.TempPathFactory):
     """A registry holding a TransLog base trained on HDFS (see harness/inference.py); trained once a session."""
     from harness.inference import train_hdfs_registry
 
-    return train_hdfs_registry(tmp_path_factory.mktemp("registry"))
+    return train_hdfs_registry(shared_by_workers(tmp_path_factory) / "hdfs-registry")
+
+
+def shared_by_workers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's temporary directory that all its pytest-xdist workers share (each has its own ``popen-gwN`` under
+    it), so a session fixture that saves what it built there builds it once per run, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")

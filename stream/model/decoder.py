@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,12 @@ def load_decoder(
             model, tokenizer = _load(source, path, dtype)
             staging = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
             export_decoder(model, tokenizer, staging)
-            staging.replace(cached)  # atomic: a reader never sees half an export
+            try:
+                staging.replace(cached)  # atomic: a reader never sees half an export
+            except OSError:
+                if not (cached / "config.json").is_file():
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)  # another process exported the same weights first
             return model, tokenizer
         source = cached
     return _load(source, path, dtype)
