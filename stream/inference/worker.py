@@ -67,6 +67,7 @@ from stream.records import (
     decode_model_update,
     encode,
 )
+from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.policy import SCORING, WINDOW_INTAKE, Action
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
@@ -166,7 +167,7 @@ class InferenceWorker:
         self._served: frozenset[int] = frozenset()  # windows partitions whose systems' incidents the book holds
         self._partitioner = CachedPartitioner()
         # b"": the key dead letters have always been sent with from here
-        self.runtime = Runtime(STAGE, settings.topics.deadletter, dead_letter_key=b"", on_letter=self._count_letter)
+        self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter, key=b"", on_letter=self._count_letter))
 
     @property
     def partitions(self) -> frozenset[int] | None:

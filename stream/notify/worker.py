@@ -35,6 +35,7 @@ from stream.notify.webhook import WebhookSink
 from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
 from stream.records import DeadLetter, RecordError, SeverityPolicy, decode_alert_record
+from stream.runtime.dead_letters import DeadLetters, letter
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
@@ -77,7 +78,7 @@ class NotifyWorker:
         self.stop = asyncio.Event()
         self.sinks = self._sinks()
         self.started = False  # consumer and producer up (readiness)
-        self.runtime = Runtime(STAGE, settings.topics.deadletter)
+        self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter))
 
     def _sinks(self) -> list[Sink]:
         c = self.config
@@ -176,12 +177,12 @@ class NotifyWorker:
                 why = f"{sink.name} refused it: {reason}"
                 letters.append(self._dead_letter(origins[index], why, system, sink.name))
         # a dead letter not acknowledged: never commit past its record
-        await self.runtime.publish(self.runtime.dead_letters.outgoing(letter) for letter in letters)
+        await self.runtime.publish(self.runtime.dead_letters.outgoing(dead) for dead in letters)
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None, cause: str) -> DeadLetter:
         self.metrics.dead_letters.labels(cause).inc()
         self.counts["dead_letters"] += 1
-        return self.runtime.dead_letters.letter(reason, record, system=system)
+        return letter(STAGE, reason, record, system=system)
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
         if not await self.runtime.commit_past(consumer, records):

@@ -32,6 +32,7 @@ from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import make_consumer
 from stream.pipeline.stage import InputRecord, PartitionProcessor, SystemStats, state_changes
 from stream.records import TICK, Outgoing, encode
+from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
@@ -63,7 +64,7 @@ class StageRunner:
         self._settings = settings
         self._topics = topics
         self._factory = factory
-        self._runtime = Runtime(stage, settings.topics.deadletter, producer)
+        self._runtime = Runtime(DeadLetters(stage, settings.topics.deadletter), producer)
         self._checkpoints = checkpoints
         self._stateful = stateful
         self._processors: dict[TopicPartition, PartitionProcessor] = {}

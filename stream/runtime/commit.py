@@ -16,6 +16,7 @@ from typing import Protocol
 
 from aiokafka import TopicPartition
 
+from stream.runtime.dead_letters import Position
 from stream.runtime.policy import COMMIT, Action
 
 log = logging.getLogger(__name__)
@@ -23,22 +24,11 @@ log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_S = 10.0
 
 
-class Consumed(Protocol):
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-
 class Committer(Protocol):
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
 
 
-def offsets_after(records: Iterable[Consumed]) -> dict[TopicPartition, int]:
+def offsets_after(records: Iterable[Position]) -> dict[TopicPartition, int]:
     """The offsets that commit past ``records``: each partition's highest offset + 1."""
     offsets: dict[TopicPartition, int] = {}
     for record in records:

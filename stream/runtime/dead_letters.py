@@ -1,8 +1,8 @@
 """The one builder of dead letters: a record adaptlog cannot use, with its original bytes and why, on ``deadletter``.
 
 Every loop (the stream stages, the decoder, the inference worker, the feedback service, the notifier) builds its dead
-letters here: :meth:`DeadLetters.letter` for the record, :meth:`DeadLetters.outgoing` for the record to send, which
-logs it with ``topic[partition]@offset`` and counts it.
+letters here: :func:`letter` for the record, :meth:`DeadLetters.outgoing` for the record to send, which
+logs it with ``topic[partition]@offset`` and counts it; :meth:`DeadLetters.of` does both.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 from stream.reasons import reason_category
 from stream.records import DeadLetter, Outgoing, encode
@@ -41,19 +41,19 @@ class Unread:
     offset: int = -1
 
 
-def letter(
-    stage: str,
-    reason: str,
-    at: Position,
-    original: bytes | None = None,
-    *,
-    system: str | None = None,
-    index: int | None = None,
-) -> DeadLetter:
+class Where(TypedDict, total=False):
+    """What a dead letter may say beyond the record's position: the line's system, and its index in the record."""
+
+    system: str | None
+    index: int | None
+
+
+def letter(stage: str, reason: str, at: Position, original: bytes | None = None, **where: Unpack[Where]) -> DeadLetter:
     """The dead letter of the record read at ``at``: ``original`` as given, else the record's value as it came
     (``at.value``; none for a tombstone or a position without a value)."""
     if original is None:
         original = getattr(at, "value", None) or b""
+    system, index = where.get("system"), where.get("index")
     return DeadLetter(stage, reason, at.topic, at.partition, at.offset, original, system, index)
 
 
@@ -76,17 +76,6 @@ class DeadLetters:
         self._key = key
         self._on_letter = on_letter
 
-    def letter(
-        self,
-        reason: str,
-        at: Position,
-        original: bytes | None = None,
-        *,
-        system: str | None = None,
-        index: int | None = None,
-    ) -> DeadLetter:
-        return letter(self.stage, reason, at, original, system=system, index=index)
-
     def outgoing(self, letter: DeadLetter) -> Outgoing:
         """``letter`` on its way to ``deadletter``, logged and counted; ``dead`` carries its stage and reason
         category for the stage runner's metrics."""
@@ -103,17 +92,9 @@ class DeadLetters:
         dead = (letter.stage, reason_category(letter.reason))
         return Outgoing(self.topic, encode(letter), key=self._key, dead=dead)
 
-    def of(
-        self,
-        reason: str,
-        at: Position,
-        original: bytes | None = None,
-        *,
-        system: str | None = None,
-        index: int | None = None,
-    ) -> Outgoing:
+    def of(self, reason: str, at: Position, original: bytes | None = None, **where: Unpack[Where]) -> Outgoing:
         """The dead letter of the record at ``at``, on its way out (``letter`` then ``outgoing``)."""
-        return self.outgoing(self.letter(reason, at, original, system=system, index=index))
+        return self.outgoing(letter(self.stage, reason, at, original, **where))
 
     def of_error(self, exc: BaseException, at: Position, *, system: str | None = None) -> Outgoing:
         """The dead letter of a record whose processing raised ``exc``: the reason is the error's class and text."""

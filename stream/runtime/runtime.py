@@ -9,33 +9,30 @@ error policy of each place it handles errors (``policy``), its deliveries (``Del
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from stream.records import DeadLetter, Outgoing
-from stream.runtime.commit import COMMIT_TIMEOUT_S, Committer, Consumed, commit_offsets, offsets_after
-from stream.runtime.dead_letters import DeadLetters
+from stream.records import Outgoing
+from stream.runtime.commit import COMMIT_TIMEOUT_S, Committer, commit_offsets, offsets_after
+from stream.runtime.dead_letters import DeadLetters, Position
 from stream.runtime.delivery import Deliveries
 
 
 class Runtime:
-    """``stage``'s dead letters, deliveries and commits. The producer may come later (``attach``): a loop builds its
-    dead letters before it connects (and its processing is tested without a broker)."""
+    """A stage's dead letters (which name it), deliveries and commits. The producer may come later (``attach``): a
+    loop builds its dead letters before it connects (and its processing is tested without a broker)."""
 
     def __init__(
         self,
-        stage: str,
-        deadletter_topic: str,
+        dead_letters: DeadLetters,
         producer: AIOKafkaProducer | None = None,
         *,
-        dead_letter_key: bytes | None = None,
-        on_letter: Callable[[DeadLetter], None] | None = None,
         commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
-        self.stage = stage
-        self.dead_letters = DeadLetters(stage, deadletter_topic, key=dead_letter_key, on_letter=on_letter)
-        self._deliveries = Deliveries(producer, stage) if producer is not None else None
+        self.stage = dead_letters.stage
+        self.dead_letters = dead_letters
+        self._deliveries = Deliveries(producer, self.stage) if producer is not None else None
         self.commit_timeout_s = commit_timeout_s
         self.commits_skipped = 0
 
@@ -64,6 +61,6 @@ class Runtime:
         self.commits_skipped += not committed
         return committed
 
-    async def commit_past(self, consumer: Committer, records: Iterable[Consumed]) -> bool:
+    async def commit_past(self, consumer: Committer, records: Iterable[Position]) -> bool:
         """Commit past ``records`` (each partition's highest offset + 1)."""
         return await self.commit(consumer, offsets_after(records))

@@ -15,6 +15,7 @@ from stream.errors import BrokerError
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
 from stream.records import Outgoing
 from stream.runtime.commit import commit_offsets
+from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.runtime import Runtime
 
 pytestmark = pytest.mark.broker
@@ -30,7 +31,7 @@ def test_commits_land_and_refused_or_late_ones_are_skipped(kafka_broker, topic_p
         await producer.start()
         consumer = make_consumer(settings, topic, group_id=f"{topic_prefix}-group")
         await consumer.start()
-        runtime = Runtime("test", settings.topics.deadletter, producer)
+        runtime = Runtime(DeadLetters("test", settings.topics.deadletter), producer)
         try:
             await runtime.publish([Outgoing(topic, b"%d" % i, partition=0) for i in range(3)])
             fetched: list = []
@@ -43,7 +44,7 @@ def test_commits_land_and_refused_or_late_ones_are_skipped(kafka_broker, topic_p
             elsewhere = TopicPartition(settings.topics.alerts, 0)
             assert not await runtime.commit(consumer, {elsewhere: 1})
             # a commit that outlasts its timeout (racing a rebalance): skipped, nothing held
-            late = Runtime("test", settings.topics.deadletter, producer, commit_timeout_s=0.0)
+            late = Runtime(DeadLetters("test", settings.topics.deadletter), producer, commit_timeout_s=0.0)
             assert not await late.commit_past(consumer, fetched)
             assert (runtime.commits_skipped, late.commits_skipped) == (1, 1)
             assert await consumer.committed(TopicPartition(topic, 0)) == 3
@@ -72,16 +73,16 @@ def test_a_record_the_broker_refuses_stops_the_loop_before_it_commits(kafka_brok
         producer = make_producer(settings)
         await producer.start()
         try:
-            runtime = Runtime("test", settings.topics.deadletter, producer)
+            runtime = Runtime(DeadLetters("test", settings.topics.deadletter), producer)
             with pytest.raises(BrokerError, match="not delivered, offsets stay uncommitted"):
                 await runtime.publish([Outgoing(small, b"x" * 10), Outgoing(small, b"x" * 4096)])
             # sent without waiting (the stream stages): the refusal is raised at the confirm before a checkpoint
-            stages = Runtime("stage", settings.topics.deadletter, producer)
+            stages = Runtime(DeadLetters("stage", settings.topics.deadletter), producer)
             await stages.send(Outgoing(small, b"x" * 4096))
             assert stages.deliveries.unflushed
             with pytest.raises(BrokerError, match="stage: a record was not delivered"):
                 await stages.confirm()
-            fine = Runtime("fine", settings.topics.deadletter, producer)
+            fine = Runtime(DeadLetters("fine", settings.topics.deadletter), producer)
             await fine.send(Outgoing(small, b"x" * 10))
             await fine.confirm()
             assert not fine.deliveries.unflushed

@@ -55,7 +55,7 @@ from stream.records import (
     encode,
     parse_feedback,
 )
-from stream.runtime.dead_letters import Unread
+from stream.runtime.dead_letters import DeadLetters, Unread
 from stream.runtime.policy import FEEDBACK_INTAKE, RETRAIN, Action
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
@@ -132,7 +132,7 @@ class FeedbackService:
         self._training: asyncio.Task[None] | None = None
         self._announced: dict[str, tuple[str, dict[str, int]]] = {}  # target -> the schedule last sent for it
         self.started = False  # consuming and producing (readiness)
-        self.runtime = Runtime(STAGE, settings.topics.deadletter, on_letter=self._count_letter)
+        self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter, on_letter=self._count_letter))
 
     @property
     def input_topics(self) -> list[str]:
@@ -292,6 +292,17 @@ class FeedbackService:
                 return system, count
         return None
 
+    def _failed(self, system: str, why: str, exc: Exception) -> dict[str, Any]:
+        """Record a failed retrain in the target's history (it backs off, ``policy.RETRAIN``) and count it; raise
+        ``exc`` again when the policy says it is a bug."""
+        if RETRAIN.decide(exc) is not Action.RETRY:
+            raise exc
+        failed = failure_entry(system, why, exc, self.store.last_retrain(system), now_ms())
+        self.store.record_retrain(system, failed)
+        self.metrics.retrains.labels("failed").inc()
+        self.counts["failed"] += 1
+        return failed
+
     async def _zero_label(self, system: str, count: int, producer: AIOKafkaProducer) -> None:
         windows = [WindowText(t, m) for t, m in self.store.unlabeled(system, DEFAULT_MAX_UNLABELED)]
         why = f"at least {count} unlabeled windows and no adapter"
@@ -308,13 +319,8 @@ class FeedbackService:
                 device=self.settings.trainer.device,
             )
         except Exception as exc:
-            if RETRAIN.decide(exc) is not Action.RETRY:
-                raise
-            failed = failure_entry(system, why, exc, self.store.last_retrain(system), now_ms())
-            self.store.record_retrain(system, failed)
+            failed = self._failed(system, why, exc)
             log.error("zero-label adapter for %s failed (%s)", system, failed["error"])
-            self.metrics.retrains.labels("failed").inc()
-            self.counts["failed"] += 1
             return
         self.store.record_retrain(system, {"at_ms": now_ms(), "why": why, "zero_label": True, **decision.to_dict()})
         self.metrics.retrains.labels("zero_label").inc()
@@ -337,15 +343,10 @@ class FeedbackService:
                 device=self.settings.trainer.device,
             )
         except Exception as exc:
-            if RETRAIN.decide(exc) is not Action.RETRY:
-                raise
             # its labels stay unused: nothing judged them, and they should train once the cause is fixed
-            failed = failure_entry(system, reason, exc, self.store.last_retrain(system), now_ms())
-            self.store.record_retrain(system, failed)
+            failed = self._failed(system, reason, exc)
             wait_s = (failed["retry_at_ms"] - failed["at_ms"]) / 1000
             log.error("retrain %s failed (%s): retried in %.0fs at the earliest", system, failed["error"], wait_s)
-            self.metrics.retrains.labels("failed").inc()
-            self.counts["failed"] += 1
             await report(producer, self.settings, system, failed, len(examples))
             return
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
