@@ -24,6 +24,7 @@ from stream.errors import DecodeError
 from stream.formats import LineFormat, parse_iso_or_epoch_ms
 from stream.inputs import JSON, FieldMap, Path, field_map, first_present, path_name
 from stream.records import ANOMALOUS, NORMAL, DeadLetter, LogLine, SourceRef, json_type
+from stream.runtime.dead_letters import letter
 from stream.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
@@ -154,12 +155,7 @@ class Decoder:
             try:
                 out.append(self._otlp_line(record, line, headers, fmt))
             except DecodeError as exc:  # one bad log record is one dead letter; its batch goes on
-                original = orjson.dumps(line.log_record)
-                out.append(
-                    DeadLetter(
-                        exc.stage, exc.reason, record.topic, record.partition, record.offset, original, None, line.index
-                    )
-                )
+                out.append(letter(exc.stage, exc.reason, record, orjson.dumps(line.log_record), index=line.index))
         return out
 
     def _otlp_line(self, record: RawRecord, line: otlp.OtlpLine, headers: dict[str, str], fmt: FieldMap) -> LogLine:
@@ -205,7 +201,7 @@ class Decoder:
 
     @staticmethod
     def _dead(record: RawRecord, stage: str, reason: str) -> DeadLetter:
-        return DeadLetter.of(stage, reason, record)
+        return letter(stage, reason, record)
 
 
 def _header_map(headers: Headers) -> dict[str, str]:

@@ -6,7 +6,7 @@ button for ``undo_s`` seconds; undone, nothing was ever sent; when the window pa
 task, which produces its records. Stopping the console sends whatever is still pending (``drain``): a label the
 operator saw accepted is not lost to a restart. Pure: the caller passes the clock.
 
-Each window label is one record of kind ``alert`` (triage of an alerted window, see trainer.feedback.records):
+Each window label is one record of kind ``alert`` (triage of an alerted window, see stream.records.feedback):
 
     {"kind": "alert", "window_id": ..., "verdict": "true_positive" | "false_positive", "by": "alice",
      "at_ms": 1765000000000, "alert_id": ..., "via": "console"}
@@ -17,6 +17,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from stream.records import AlertTriage
 
 REAL_PROBLEM = "true_positive"
 FALSE_ALARM = "false_positive"
@@ -37,15 +39,7 @@ class PendingLabel:
 
     def records(self) -> list[dict[str, Any]]:
         return [
-            {
-                "kind": "alert",
-                "window_id": window_id,
-                "verdict": self.verdict,
-                "by": self.by,
-                "at_ms": self.created_ms,
-                "alert_id": self.alert_id,
-                "via": "console",
-            }
+            AlertTriage(window_id, self.verdict, self.by, self.created_ms, self.alert_id).to_dict()
             for window_id in self.window_ids
         ]
 

@@ -22,8 +22,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from stream.errors import IncompatibleArtifactError, ModelError
 from stream.inference.explain import explain
 from stream.inference.score_cache import Cached, ScoreCache, reading_key, window_key
@@ -83,12 +81,6 @@ def unreadable(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a scoring failure says nothing about the windows: the device ran out of memory (other work on the
-    GPU, a batch of unusually long windows). Such a batch is not committed; the restarted worker scores it again."""
-    return isinstance(exc, torch.OutOfMemoryError)
 
 
 def window_text(window: Window) -> WindowText:

@@ -42,18 +42,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from stream.errors import BrokerError, ConfigError
 from stream.inference.alerts import AlertBook
 from stream.inference.metrics import InferenceMetrics
-from stream.inference.model_host import ModelHost, is_transient
+from stream.inference.model_host import ModelHost
 from stream.model.registry import Registry
 from stream.ops_http import OpsServer, ops_port
 from stream.pipeline.kafka_clients import (
     CachedPartitioner,
     assign_from_beginning,
-    commit_offsets,
     ensure_topics,
     inference_topic_specs,
     make_consumer,
     make_producer,
-    offsets_after,
 )
 from stream.records import (
     ANOMALOUS,
@@ -69,6 +67,9 @@ from stream.records import (
     decode_model_update,
     encode,
 )
+from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.policy import SCORING, WINDOW_INTAKE, Action
+from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ class InferenceWorker:
         self._committed = True  # whether the last batch's offsets were committed (what a hand-over needs)
         self._served: frozenset[int] = frozenset()  # windows partitions whose systems' incidents the book holds
         self._partitioner = CachedPartitioner()
+        # b"": the key dead letters have always been sent with from here
+        self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter, key=b"", on_letter=self._count_letter))
 
     @property
     def partitions(self) -> frozenset[int] | None:
@@ -175,6 +178,7 @@ class InferenceWorker:
         await ensure_topics(self.settings, inference_topic_specs(self.settings))
         await self._in_thread(self._refresh)
         producer = make_producer(self.settings)
+        self.runtime.attach(producer)
         consumer = make_consumer(
             self.settings,
             group_id=f"{self.settings.group_prefix}-{STAGE}",
@@ -346,20 +350,16 @@ class InferenceWorker:
 
     async def _send(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
         """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
-        deliveries = [
-            await producer.send(out.topic, out.value, key=out.key, partition=out.partition) for out in outgoing
-        ]
-        try:
-            await asyncio.gather(*deliveries)
-        except Exception as exc:  # a record refused after the producer's retries: never commit past it
-            raise BrokerError(f"{STAGE}: a record was not delivered, offsets stay uncommitted: {exc}") from exc
+        await self.runtime.publish(outgoing)
 
     def _decode(self, records: Sequence[ConsumerRecord]) -> tuple[list[Decoded], list[Outgoing]]:
         windows, letters = [], []
         for record in records:
             try:
                 window = Window.from_dict(orjson.loads(record.value))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            except Exception as exc:
+                if WINDOW_INTAKE.decide(exc) is not Action.DEAD_LETTER:
+                    raise
                 letters.append(self._dead_letter(record, f"not a window record: {type(exc).__name__}: {exc}"))
                 continue
             if not window.lines:  # no stage closes an empty window: there is nothing for a model to judge
@@ -372,18 +372,18 @@ class InferenceWorker:
         """Verdicts for the decoded windows, and dead letters for the windows no model can score.
 
         One window the model cannot score (a window built wrongly upstream) must not fail its whole batch on every
-        restart. So when a batch fails for any reason but a transient one (``is_transient``: raised, the batch is
-        not committed, and the restarted worker scores it again), its windows are scored one at a time and those
-        that fail are dead-lettered with the error. When none of them scores, the model may be broken rather than
-        the windows: ``ModelHost.probe`` scores a plain window with each of their models and raises if the model
-        fails it too, so a broken model crashes the worker instead of dead-lettering the whole stream.
+        restart. So when a batch fails for any reason but a transient one (``policy.SCORING`` retries it: raised,
+        the batch is not committed, and the restarted worker scores it again), its windows are scored one at a time
+        and those that fail are dead-lettered with the error. When none of them scores, the model may be broken
+        rather than the windows: ``ModelHost.probe`` scores a plain window with each of their models and raises if
+        the model fails it too, so a broken model crashes the worker instead of dead-lettering the whole stream.
         """
         try:
             verdicts = await self._in_thread(self.host.score, [window for _, window in decoded])
             return list(zip((record for record, _ in decoded), verdicts, strict=True)), []
         except Exception as exc:
-            if is_transient(exc):
-                raise
+            if SCORING.decide(exc) is not Action.DEAD_LETTER:
+                raise  # out of device memory: not committed, the restarted worker scores the batch again
             log.error(
                 "%s: a batch of %d windows failed in the model (%r); scoring them one at a time",
                 STAGE,
@@ -396,7 +396,7 @@ class InferenceWorker:
             try:
                 scored.append((record, (await self._in_thread(self.host.score, [window]))[0]))
             except Exception as exc:
-                if is_transient(exc):
+                if SCORING.decide(exc) is not Action.DEAD_LETTER:
                     raise
                 failed.append((record, window.system, exc))
         if not scored:
@@ -407,11 +407,11 @@ class InferenceWorker:
         ]
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None = None) -> Outgoing:
-        letter = DeadLetter.of(STAGE, reason, record, system=system)
-        log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        return self.runtime.dead_letters.of(reason, record, system=system)
+
+    def _count_letter(self, letter: DeadLetter) -> None:
         self.metrics.dead_letters.inc()
         self.counts["dead_letters"] += 1
-        return Outgoing(self.settings.topics.deadletter, encode(letter), key=b"")  # b"": as dead letters always went
 
     def _publications(self, scored: Sequence[Scored]) -> list[Outgoing]:
         topics = self.settings.topics
@@ -452,7 +452,7 @@ class InferenceWorker:
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
         """Commit past the records; whether it was committed (True when there was nothing to commit)."""
-        return await commit_offsets(consumer, offsets_after(records), STAGE)
+        return await self.runtime.commit_past(consumer, records)
 
     # ------------------------------------------------------------------------------------------ alert ownership
 

@@ -23,19 +23,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from stream.errors import BrokerError, ConfigError
+from stream.errors import ConfigError
 from stream.notify.alertmanager import AlertmanagerSink
 from stream.notify.http import DeliveryStopped, Outcome, RetryPolicy
 from stream.notify.notice import Notice, Sink
 from stream.notify.webhook import WebhookSink
 from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
-from stream.records import DeadLetter, RecordError, SeverityPolicy, decode_alert_record, encode
+from stream.records import DeadLetter, RecordError, SeverityPolicy, decode_alert_record
+from stream.runtime.dead_letters import DeadLetters, letter
+from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class NotifyWorker:
         self.stop = asyncio.Event()
         self.sinks = self._sinks()
         self.started = False  # consumer and producer up (readiness)
+        self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter))
 
     def _sinks(self) -> list[Sink]:
         c = self.config
@@ -121,6 +123,7 @@ class NotifyWorker:
         group = f"{self.settings.group_prefix}-{STAGE}"
         consumer = make_consumer(self.settings, topics.alerts, group_id=group, max_poll_records=self.config.max_batch)
         producer = make_producer(self.settings)
+        self.runtime.attach(producer)
         await producer.start()
         await consumer.start()
         relay = asyncio.create_task(self._relay_stop(stop))
@@ -173,29 +176,17 @@ class NotifyWorker:
                 system = notices[index].record.alert.system
                 why = f"{sink.name} refused it: {reason}"
                 letters.append(self._dead_letter(origins[index], why, system, sink.name))
-        if letters:
-            deliveries = [await producer.send(self.settings.topics.deadletter, encode(letter)) for letter in letters]
-            try:
-                await asyncio.gather(*deliveries)
-            except Exception as exc:  # a dead letter not acknowledged: never commit past its record
-                raise BrokerError(f"{STAGE}: a dead letter was not delivered, offsets stay uncommitted: {exc}") from exc
+        # a dead letter not acknowledged: never commit past its record
+        await self.runtime.publish(self.runtime.dead_letters.outgoing(dead) for dead in letters)
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None, cause: str) -> DeadLetter:
-        log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         self.metrics.dead_letters.labels(cause).inc()
         self.counts["dead_letters"] += 1
-        return DeadLetter.of(STAGE, reason, record, system=system)
+        return letter(STAGE, reason, record, system=system)
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        try:
-            await asyncio.wait_for(consumer.commit(offsets), timeout=10)
-        except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
+        if not await self.runtime.commit_past(consumer, records):
             # The group rebalanced meanwhile: the partition's owner delivers these again (at least once, same ids).
-            log.warning("%s: offset commit skipped (%s)", STAGE, exc)
             self.counts["commits_skipped"] += 1
             return
         self.counts["committed"] += len(records)

@@ -11,15 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream.decode import Decoder, RawRecord
-from stream.pipeline.stage import (
-    InputRecord,
-    SystemStats,
-    dead_letter,
-    encode_routed,
-    envelope_values,
-    guarded,
-)
+from stream.pipeline.stage import InputRecord, SystemStats, encode_routed, envelope_values
 from stream.records import DeadLetter, Outgoing, Routed
+from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.processing import each_record
 from stream.settings import Settings
 
 STAGE = "ingest"
@@ -30,13 +25,13 @@ class IngestPartition:
     def __init__(self, settings: Settings, decoder: Decoder) -> None:
         self._decoder = decoder
         self._lines_topic = settings.topics.lines
-        self._deadletter_topic = settings.topics.deadletter
+        self._dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
         by_system: dict[str, list[bytes]] = {}
         # Decode never raises, and a line it accepts that fails to encode is dead-lettered alone (in _process);
-        # guarded is the last resort that keeps one record from crashing the stage into a restart loop.
-        out = guarded(records, lambda record: self._process(record, by_system), STAGE, self._deadletter_topic)
+        # each_record is the last resort that keeps one record from crashing the stage into a restart loop.
+        out = each_record(records, lambda record: self._process(record, by_system), self._dead_letters)
         for system, lines in by_system.items():
             key = system.encode()
             out += [Outgoing(self._lines_topic, value, key=key) for value in envelope_values(lines)]
@@ -50,7 +45,7 @@ class IngestPartition:
         # Never raises: bad input comes back as dead letters. A record may hold several lines (an OTLP batch).
         for decoded in self._decoder.decode_lines(raw):
             if isinstance(decoded, DeadLetter):
-                out.append(dead_letter(self._deadletter_topic, decoded))
+                out.append(self._dead_letters.outgoing(decoded))
                 continue
             # The line's index is the sub-index: the parse stage's dedup keeps every line of a multi-line record.
             upstream = (record.topic, record.partition, record.offset, decoded.source.index)
@@ -59,9 +54,7 @@ class IngestPartition:
             except Exception as exc:  # a line decode let through but orjson refuses: that line alone is dead-lettered
                 log.exception("%s: %s failed on %s", STAGE, type(exc).__name__, record.where)
                 reason = f"{type(exc).__name__}: {exc}"
-                index = decoded.source.index
-                letter = DeadLetter(STAGE, reason, *upstream[:3], record.value or b"", decoded.system, index)
-                out.append(dead_letter(self._deadletter_topic, letter))
+                out.append(self._dead_letters.of(reason, record, system=decoded.system, index=decoded.source.index))
                 continue
             by_system.setdefault(decoded.system, []).append(encoded)
         return out

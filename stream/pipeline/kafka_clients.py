@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.errors import BrokerError, ConfigError
@@ -107,35 +107,6 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **extr
         "max_partition_fetch_bytes": RECORD_MAX_BYTES,
     }
     return AIOKafkaConsumer(*topics, **(options | settings.consumer_options | extra))
-
-
-COMMIT_TIMEOUT_S = 10.0  # a commit racing a rebalance must not hold the lock the rebalance listener waits for
-
-
-def offsets_after(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int]:
-    """The offsets that commit past ``records``: each partition's highest offset + 1."""
-    offsets: dict[TopicPartition, int] = {}
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-    return offsets
-
-
-async def commit_offsets(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], stage: str) -> bool:
-    """Commit ``offsets`` within ``COMMIT_TIMEOUT_S``; whether they were committed (True when there were none).
-
-    A commit the group refuses because it rebalanced meanwhile (or that times out) is logged and skipped, not
-    raised: every loop here has stored or produced its records before committing, so the partition's next owner
-    replays from the last commit (at least once) and nothing is lost. One policy for the stream stages, the
-    inference worker and the trainer's feedback service."""
-    if not offsets:
-        return True
-    try:
-        await asyncio.wait_for(consumer.commit(offsets), timeout=COMMIT_TIMEOUT_S)
-    except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
-        log.warning("%s: offset commit skipped (%s)", stage, exc)
-        return False
-    return True
 
 
 async def assign_from_beginning(

@@ -19,15 +19,15 @@ from stream.pipeline.stage import (
     InputRecord,
     SystemStats,
     UpstreamDedup,
-    dead_letter,
     encode_routed,
     envelope_values,
-    guarded,
     read_envelope,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import DeadLetter, LogLine, Outgoing, Routed, SessionLine, WindowLine
+from stream.records import LogLine, Outgoing, Routed, SessionLine, WindowLine
+from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.processing import each_record
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
 
@@ -55,6 +55,7 @@ class ParsePartition:
         self._all_session_partitions = list(range(session_partitions or settings.internal_partitions))
         self._partitioner = CachedPartitioner()
         self._output = WindowOutput(settings)
+        self._dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
         state = state or {}
         self._dedup = UpstreamDedup(state.get("upstream"))
         self._systems: dict[str, SystemState] = restore_per_system(
@@ -78,7 +79,7 @@ class ParsePartition:
         )
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
-        return guarded(records, self._process, STAGE, self._settings.topics.deadletter)
+        return each_record(records, self._process, self._dead_letters)
 
     def _process(self, record: InputRecord) -> list[Outgoing]:
         envelope = read_envelope(record)
@@ -140,17 +141,10 @@ class ParsePartition:
         elif len(keys) > system.max_keys:
             problem = f"the line names {len(keys)} session keys, more than max_session_keys ({system.max_keys})"
         if problem is not None:
-            letter = DeadLetter(
-                "window",
-                problem,
-                line.source.topic,
-                line.source.partition,
-                line.source.offset,
-                line.content.encode(),
-                line.system,
-                line.source.index,
-            )
-            return [dead_letter(self._settings.topics.deadletter, letter)]
+            letters = self._output.dead_letters  # a windowing problem: stage "window"
+            return [
+                letters.of(problem, line.source, line.content.encode(), system=line.system, index=line.source.index)
+            ]
         line_dict = window_line.to_dict()
         for key in keys:
             # HDFS labels blocks, not lines: the line carries the label of the session it is routed to.

@@ -28,11 +28,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from stream.errors import BrokerError
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
-from stream.pipeline.kafka_clients import commit_offsets, make_consumer
+from stream.pipeline.kafka_clients import make_consumer
 from stream.pipeline.stage import InputRecord, PartitionProcessor, SystemStats, state_changes
 from stream.records import TICK, Outgoing, encode
+from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
 # A checkpoint encodes the sessions that changed (during a backlog of HDFS blocks, thousands) and the rest of a
@@ -63,14 +64,12 @@ class StageRunner:
         self._settings = settings
         self._topics = topics
         self._factory = factory
-        self._producer = producer
+        self._runtime = Runtime(DeadLetters(stage, settings.topics.deadletter), producer)
         self._checkpoints = checkpoints
         self._stateful = stateful
         self._processors: dict[TopicPartition, PartitionProcessor] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._dirty: set[TopicPartition] = set()
-        self._unflushed = False  # records sent since the last checkpoint
-        self._delivery_error: BaseException | None = None  # the first record the broker refused after retries
         # aiokafka logs and swallows what the rebalance listener raises: a failed restore would leave the partition
         # unprocessed without a word, so it is kept here and raised by the loop
         self._restore_error: BaseException | None = None
@@ -134,13 +133,7 @@ class StageRunner:
         self.counts[f"out:{out.topic}"] += 1
         if out.dead is not None:
             self.dead_letters[out.dead] += 1
-        delivery = await self._producer.send(out.topic, out.value, key=out.key, partition=out.partition)
-        delivery.add_done_callback(self._on_delivery)  # keeps no reference: memory stays flat between checkpoints
-        self._unflushed = True
-
-    def _on_delivery(self, delivery: asyncio.Future[Any]) -> None:
-        if self._delivery_error is None and not delivery.cancelled() and delivery.exception() is not None:
-            self._delivery_error = delivery.exception()
+        await self._runtime.send(out)
 
     async def _write_ticks(self) -> None:
         tick = encode(TICK)
@@ -155,15 +148,12 @@ class StageRunner:
         return highwater is not None and self._positions.get(tp, 0) >= highwater
 
     async def _checkpoint(self, tps: set[TopicPartition]) -> None:
-        if not tps and not self._unflushed:
+        if not tps and not self._runtime.deliveries.unflushed:
             return
         started = time.monotonic()
-        await self._producer.flush()
-        self._unflushed = False
-        if self._delivery_error is not None:
-            # A record the broker refused after the producer's retries: checkpointing now would skip it. Fail
-            # loudly; the restart replays from the last checkpoint, so nothing is lost.
-            raise BrokerError(f"{self.stage}: a record was not delivered: {self._delivery_error}")
+        # A record the broker refused after the producer's retries raises here: checkpointing now would skip it.
+        # The restart replays from the last checkpoint, so nothing is lost.
+        await self._runtime.confirm()
         offsets = {tp: self._positions[tp] for tp in tps if tp in self._positions}
         if self._stateful:
             written = 0
@@ -176,7 +166,7 @@ class StageRunner:
                 self.last_checkpoint_bytes = written
         if self._consumer is not None:
             # a commit the group refuses after a rebalance is skipped: the checkpoint already holds the position
-            await commit_offsets(self._consumer, offsets, self.stage)
+            await self._runtime.commit(self._consumer, offsets)
         self._dirty -= tps
         self.counts["checkpoints"] += 1
         self.checkpoint_seconds += time.monotonic() - started

@@ -18,12 +18,13 @@ from stream.pipeline.stage import (
     InputRecord,
     SystemStats,
     UpstreamDedup,
-    guarded,
     read_envelope,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
 from stream.records import Outgoing, SessionLine
+from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.processing import each_record
 from stream.settings import Settings
 from stream.windowing import Item, Session, SessionWindower
 
@@ -50,6 +51,7 @@ class SessionPartition:
         """A partition's processor, from its checkpoint: a changelog's, or a whole ``snapshot()``."""
         self._settings = settings
         self._output = WindowOutput(settings)
+        self._dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
         if isinstance(checkpoint, Checkpoint):
             state, entries = checkpoint.state, checkpoint.entries
         else:
@@ -94,7 +96,7 @@ class SessionPartition:
         return SessionWindower(self._policy(system), saved)
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
-        return guarded(records, self._process, STAGE, self._settings.topics.deadletter)
+        return each_record(records, self._process, self._dead_letters)
 
     def _process(self, record: InputRecord) -> list[Outgoing]:
         envelope = read_envelope(record)

@@ -15,8 +15,7 @@ import orjson
 
 from stream.errors import StateError
 from stream.pipeline.changelog import StateChanges
-from stream.reasons import reason_category
-from stream.records import DeadLetter, Envelope, Outgoing, Routed, encode
+from stream.records import Envelope, Outgoing, Routed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +50,8 @@ class SystemStats:
 
 class PartitionProcessor(Protocol):
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
-        """The outputs of consecutive records of one partition. Never raises for one bad record (see guarded)."""
+        """The outputs of consecutive records of one partition. Never raises for one bad record (see
+        ``stream.runtime.processing.each_record``)."""
         ...
 
     def wants_ticks(self) -> bool:
@@ -83,13 +83,6 @@ def state_changes(processor: PartitionProcessor) -> StateChanges | None:
         return processor.state_changes()
     state = processor.snapshot()
     return None if state is None else StateChanges(head=state)
-
-
-def dead_letter(deadletter_topic: str, letter: DeadLetter) -> Outgoing:
-    log.warning(
-        "dead letter %s[%d]@%d stage=%s: %s", letter.topic, letter.partition, letter.offset, letter.stage, letter.reason
-    )
-    return Outgoing(deadletter_topic, encode(letter), dead=(letter.stage, reason_category(letter.reason)))
 
 
 class UpstreamDedup:
@@ -156,7 +149,7 @@ def encode_routed(item: Routed) -> bytes:
     """One line of an envelope as JSON, exactly as ``encode(Envelope(...))`` writes it there.
 
     Raises what orjson raises (an integer past 64 bits, a lone surrogate): callers encode each line inside
-    ``guarded``, so such a line is dead-lettered alone instead of failing the batch it would have joined.
+    ``each_record``, so such a line is dead-lettered alone instead of failing the batch it would have joined.
     """
     return orjson.dumps([*item.upstream, item.key, item.payload])
 
@@ -175,28 +168,6 @@ def envelope_values(encoded: Iterable[bytes]) -> Iterator[bytes]:
         size += len(item) + 1
     if batch:
         yield _ENVELOPE_OPEN + _ENVELOPE_SEPARATOR.join(batch) + _ENVELOPE_CLOSE
-
-
-def guarded(
-    records: Sequence[InputRecord], process: Callable[[InputRecord], list[Outgoing]], stage: str, deadletter_topic: str
-) -> list[Outgoing]:
-    """``process`` each record; one that raises is dead-lettered with the error and the stage goes on."""
-    out: list[Outgoing] = []
-    for record in records:
-        try:
-            out += process(record)
-        except Exception as exc:  # one bad record never stops the stage; it is dead-lettered with the error
-            log.exception("%s: %s failed on %s", stage, type(exc).__name__, record.where)
-            letter = DeadLetter(
-                stage,
-                f"{type(exc).__name__}: {exc}",
-                record.topic,
-                record.partition,
-                record.offset,
-                record.value or b"",
-            )
-            out.append(dead_letter(deadletter_topic, letter))
-    return out
 
 
 def read_envelope(record: InputRecord) -> Envelope:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import orjson
 
-from stream.pipeline.stage import dead_letter
-from stream.records import DeadLetter, Outgoing, WindowLine, encode_window
+from stream.records import Outgoing, WindowLine, encode_window
+from stream.runtime.dead_letters import DeadLetters
 from stream.settings import Settings
 from stream.windowing import Emitted, Item
+
+STAGE = "window"  # the stage a windowing dead letter names, whichever stage windowed the line
 
 
 class WindowOutput:
     def __init__(self, settings: Settings) -> None:
         self._windows_topic = settings.topics.windows
-        self._deadletter_topic = settings.topics.deadletter
+        self.dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
 
     def outgoing(self, system: str, policy: str, emitted: Emitted) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -35,14 +37,4 @@ class WindowOutput:
 
     def _dead(self, system: str, item: Item, reason: str) -> Outgoing:
         line = WindowLine.from_dict(item.payload)
-        letter = DeadLetter(
-            stage="window",
-            reason=reason,
-            topic=line.topic,
-            partition=line.partition,
-            offset=line.offset,
-            original=orjson.dumps(item.payload),
-            system=system,
-            index=line.index,
-        )
-        return dead_letter(self._deadletter_topic, letter)
+        return self.dead_letters.of(reason, line, orjson.dumps(item.payload), system=system, index=line.index)

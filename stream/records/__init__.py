@@ -11,6 +11,8 @@ by topic:
     windows         Window, WindowLine (``windows``)
     verdicts        Verdict, Cause (``verdicts``, and inside alerts)
     alerts          Alert, AlertRecord (``alerts``), SeverityPolicy
+    feedback        WindowLabel, LabeledSequence (``feedback``, as parse_feedback reads it), AlertTriage (the
+                    console's label of a triaged alert)
     model_updates   ModelUpdate, RetrainReport, RetrainSchedule (``model-updates``)
     dead_letters    DeadLetter (``deadletter``)
     outgoing        Outgoing (a record on its way out), encode
@@ -34,6 +36,15 @@ from stream.records.alerts import (
     rfc3339,
 )
 from stream.records.dead_letters import DeadLetter
+from stream.records.feedback import (
+    AlertTriage,
+    Feedback,
+    FeedbackError,
+    LabeledSequence,
+    WindowLabel,
+    parse_feedback,
+    sequence_id,
+)
 from stream.records.fields import ANOMALOUS, INT64_MAX, INT64_MIN, NORMAL, RecordError, json_type
 from stream.records.lines import TICK, Envelope, LogLine, Routed, SessionLine, SourceRef
 from stream.records.model_updates import (
@@ -78,9 +89,13 @@ __all__ = [
     "ZERO_SHOT",
     "Alert",
     "AlertRecord",
+    "AlertTriage",
     "Cause",
     "DeadLetter",
     "Envelope",
+    "Feedback",
+    "FeedbackError",
+    "LabeledSequence",
     "LogLine",
     "ModelUpdate",
     "ModelUpdateRecord",
@@ -94,6 +109,7 @@ __all__ = [
     "SourceRef",
     "Verdict",
     "Window",
+    "WindowLabel",
     "WindowLine",
     "alert_record",
     "decode_alert_record",
@@ -101,7 +117,9 @@ __all__ = [
     "encode",
     "encode_window",
     "json_type",
+    "parse_feedback",
     "rfc3339",
+    "sequence_id",
     "window_id_for",
     "window_label",
     "window_record",

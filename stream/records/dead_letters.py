@@ -9,7 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record adaptlog could not use, with the original bytes and why. Published on ``deadletter``."""
+    """A record adaptlog could not use, with the original bytes and why. Published on ``deadletter``; built by
+    ``stream.runtime.dead_letters`` (``letter``, ``DeadLetters``), and read back with ``from_dict``."""
 
     stage: str  # decode | parse | window
     reason: str
@@ -21,12 +22,6 @@ class DeadLetter:
     # the line's index in its record (SourceRef.index); None when the whole record is refused before its lines are
     # told apart. For a line of a multi-line record, ``original`` holds that line's part of the record.
     index: int | None = None
-
-    @classmethod
-    def of(cls, stage: str, reason: str, record: Any, *, system: str | None = None) -> DeadLetter:
-        """The dead letter of a whole consumed ``record`` (anything with topic, partition, offset and value: an
-        aiokafka ConsumerRecord, a RawRecord): its original bytes as they came (none for a tombstone)."""
-        return cls(stage, reason, record.topic, record.partition, record.offset, record.value or b"", system)
 
     def to_dict(self) -> dict[str, Any]:
         return {

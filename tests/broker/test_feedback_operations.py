@@ -20,8 +20,7 @@ from harness.inference import SYSTEM, publish_adapter
 from harness.streaming import read_topic, settings_for, worker_env, write_systems_file
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import ensure_topics
-from stream.records import Window, WindowLine, window_id_for
-from trainer.feedback.records import WindowLabel
+from stream.records import Window, WindowLabel, WindowLine, window_id_for
 from trainer.feedback.store import LabelStore
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

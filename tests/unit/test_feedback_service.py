@@ -16,10 +16,9 @@ from aiokafka.structs import ConsumerRecord
 
 from stream.model.families import family_class
 from stream.model.registry import Registry
-from stream.records import Window, WindowLine, window_id_for
+from stream.records import LabeledSequence, Window, WindowLabel, WindowLine, window_id_for
+from stream.runtime.policy import RETRAIN
 from stream.settings import Settings
-from trainer.feedback.records import LabeledSequence, WindowLabel
-from trainer.feedback.retrain import RETRY_FIRST_S
 from trainer.feedback.service import FeedbackService
 from trainer.feedback.store import LabelStore
 from trainer.service_cli import status
@@ -90,7 +89,7 @@ def test_a_sequence_naming_a_system_the_registry_cannot_name_is_dead_lettered(
     ]
     letters = service._store_records(records)
     assert len(letters) == 2
-    reasons = [orjson.loads(value)["reason"] for _, value in letters]
+    reasons = [orjson.loads(letter.value)["reason"] for letter in letters]
     assert all("cannot have an adapter" in reason for reason in reasons), reasons
     assert "'my system'" in reasons[0] and "'../etc'" in reasons[1]
     assert store.systems() == ["bgl"]  # the good one is kept
@@ -118,7 +117,7 @@ def test_a_failing_retrain_is_recorded_and_backed_off_and_the_other_targets_stil
     [failed] = store.history("my system")
     assert failed["failed"] and not failed["published"] and failed["failures"] == 1
     assert "ModelError" in failed["error"] and "'my system'" in failed["error"]
-    assert failed["retry_at_ms"] == failed["at_ms"] + int(RETRY_FIRST_S * 1000)
+    assert failed["retry_at_ms"] == failed["at_ms"] + int(RETRAIN.backoff.first_s * 1000)
     assert store.counts("my system")["unused"] == 12  # nothing judged its labels
     [judged] = store.history("zz-ok")  # the other target got its turn
     assert "failed" not in judged and store.counts("zz-ok")["unused"] == 0
@@ -130,7 +129,7 @@ def test_a_failing_retrain_is_recorded_and_backed_off_and_the_other_targets_stil
     asyncio.run(service._retrain("my system", "12 new labels", producer))  # type: ignore[arg-type]
     again = store.last_retrain("my system")
     assert again["failures"] == 2  # the wait doubles per failure in a row
-    assert again["retry_at_ms"] == again["at_ms"] + int(2 * RETRY_FIRST_S * 1000)
+    assert again["retry_at_ms"] == again["at_ms"] + int(2 * RETRAIN.backoff.first_s * 1000)
 
     shown = status(settings)["targets"]["my system"]
     assert shown["last_retrain"]["failed"] and shown["serving"] is None
@@ -160,7 +159,7 @@ def test_malformed_window_records_are_dead_lettered_and_the_good_ones_kept(
     records = [consumer_record(settings.topics.windows, offset, value) for offset, value in enumerate(values)]
     letters = service._store_records(records)
     assert len(letters) == len(values) - 1
-    reasons = [orjson.loads(value)["reason"] for _, value in letters]
+    reasons = [orjson.loads(letter.value)["reason"] for letter in letters]
     assert all(reason.startswith("not a window record: ") for reason in reasons), reasons
     assert "field 'system' must be a string, not null" in reasons[0]
     assert "lines[0]: field 'template' must be a string, not a number" in reasons[5]

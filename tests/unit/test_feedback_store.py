@@ -9,9 +9,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.records import Window, WindowLine, window_id_for
+from stream.records import (
+    FeedbackError,
+    LabeledSequence,
+    Window,
+    WindowLabel,
+    WindowLine,
+    parse_feedback,
+    sequence_id,
+    window_id_for,
+)
 from trainer.feedback import store as store_module
-from trainer.feedback.records import FeedbackError, LabeledSequence, WindowLabel, parse_feedback, sequence_id
 from trainer.feedback.store import LabelStore, StoredExample
 
 HDFS = (

@@ -31,6 +31,7 @@ from stream.model.quality import confusion
 from stream.model.registry import Registry
 from stream.model.thresholds import DEFAULT_THRESHOLD, FALSE_ALARM_BUDGET
 from stream.records import LABELED, ZERO_LABEL, rfc3339
+from stream.runtime.policy import RETRAIN
 from trainer.train import adapt_windows, zero_label
 
 log = logging.getLogger(__name__)
@@ -79,16 +80,12 @@ def due(policy: RetrainPolicy, counts: dict[str, int], oldest_unused_ms: int | N
     return None
 
 
-RETRY_FIRST_S = 60.0  # a target whose retrain failed waits this long, doubled per failure in a row ...
-RETRY_MAX_S = 6 * 3600.0  # ... up to this
-
-
 def failure_entry(
     target: str, why: str, exc: BaseException, last: dict[str, Any] | None, now_ms: int
 ) -> dict[str, Any]:
     """The history entry of a retrain that raised: the error, how many failed in a row, and when to try again."""
     failures = int(last.get("failures", 0)) + 1 if last and last.get("failed") else 1
-    delay_s = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
+    delay_s = RETRAIN.backoff.delay_s(failures) if RETRAIN.backoff is not None else 0.0
     return {
         "at_ms": now_ms,
         "why": why,

@@ -16,11 +16,11 @@ not, so a restart never retrains on labels already judged. Malformed feedback (a
 registry cannot name included), a window record that does not decode, and a label whose window never arrived within
 ``retention_s`` go to ``deadletter`` with the reason.
 
-A retrain that fails because of its data or artifacts, or for a while (``RETRAIN_FAILURES``: a broken serving
-adapter, a target name the registry refuses, labels the model cannot use, an error of the registry's volume, out of
-GPU memory) is recorded in the target's history as a failed entry with the
-reason, its labels stay unused, and the target is backed off (``retry_at_ms``, doubling per failure in a row) while
-the service goes on with the other targets. Any other exception is a bug and stops the service.
+A retrain that fails because of its data or artifacts, or for a while (``stream.runtime.policy.RETRAIN``: a broken
+serving adapter, a target name the registry refuses, labels the model cannot use, an error of the registry's volume,
+out of GPU memory) is recorded in the target's history as a failed entry with the reason, its labels stay unused,
+and the target is backed off (``retry_at_ms``, doubling per failure in a row) while the service goes on with the
+other targets. Any other exception is a bug and stops the service.
 """
 
 from __future__ import annotations
@@ -34,26 +34,31 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import torch
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 
-from stream.errors import AdaptlogError, ConfigError, DecodeError
+from stream.errors import ConfigError, DecodeError
 from stream.model.detector import FitOptions, WindowText
 from stream.model.registry import Registry, name_problem
 from stream.ops_http import BuildInfoCollector, OpsServer, ops_port
-from stream.pipeline.kafka_clients import (
-    commit_offsets,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-    offsets_after,
-    trainer_topic_specs,
+from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, trainer_topic_specs
+from stream.records import (
+    DeadLetter,
+    FeedbackError,
+    LabeledSequence,
+    ModelUpdate,
+    Outgoing,
+    RetrainReport,
+    RetrainSchedule,
+    Window,
+    encode,
+    parse_feedback,
 )
-from stream.records import DeadLetter, ModelUpdate, RetrainReport, RetrainSchedule, Window, encode
+from stream.runtime.dead_letters import DeadLetters, Unread
+from stream.runtime.policy import FEEDBACK_INTAKE, RETRAIN, Action
+from stream.runtime.runtime import Runtime
 from stream.settings import Settings
-from trainer.feedback.records import FeedbackError, LabeledSequence, parse_feedback
 from trainer.feedback.retrain import (
     Decision,
     RetrainPolicy,
@@ -69,12 +74,6 @@ from trainer.unlabeled import DEFAULT_MAX_UNLABELED
 
 log = logging.getLogger(__name__)
 STAGE = "trainer"
-# What a retrain raises because of the data or artifacts it was given (ModelError and the rest of ours: the model
-# packages raise ours, never builtins, about configs and artifacts), or because the model store or the device failed
-# for a while (OSError from the registry's volume, out of GPU memory): that target backs off and retries later, and
-# the others go on. Anything else (a ValueError, a RuntimeError from torch, a TypeError) is a bug and stops the
-# service loudly.
-RETRAIN_FAILURES: tuple[type[Exception], ...] = (AdaptlogError, OSError, torch.OutOfMemoryError)
 
 
 def policy_of(settings: Settings) -> RetrainPolicy:
@@ -133,6 +132,7 @@ class FeedbackService:
         self._training: asyncio.Task[None] | None = None
         self._announced: dict[str, tuple[str, dict[str, int]]] = {}  # target -> the schedule last sent for it
         self.started = False  # consuming and producing (readiness)
+        self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter, on_letter=self._count_letter))
 
     @property
     def input_topics(self) -> list[str]:
@@ -148,6 +148,7 @@ class FeedbackService:
             max_poll_records=self.settings.trainer.max_batch,
         )
         producer = make_producer(self.settings)
+        self.runtime.attach(producer)
         await consumer.start()
         await producer.start()
         self.started = True
@@ -158,11 +159,11 @@ class FeedbackService:
                 records = [r for rs in batch.values() for r in rs]
                 if records:
                     letters = await asyncio.to_thread(self._store_records, records)
-                    await self._send_all(producer, letters)
-                    await commit_offsets(consumer, offsets_after(records), STAGE)  # only after the store holds them
+                    await self.runtime.publish(letters)
+                    await self.runtime.commit_past(consumer, records)  # only after the store holds them
                 if time.monotonic() - last_check >= self.settings.trainer.check_interval_s:
                     last_check = time.monotonic()
-                    await self._send_all(producer, await asyncio.to_thread(self._expire))
+                    await self.runtime.publish(await asyncio.to_thread(self._expire))
                     self._maybe_start_retrain(producer)
                     await self._announce_schedules(producer)
             if self._training is not None:
@@ -174,7 +175,7 @@ class FeedbackService:
 
     # ------------------------------------------------------------------------------------------------ intake
 
-    def _store_records(self, records: list[ConsumerRecord]) -> list[tuple[str, bytes]]:
+    def _store_records(self, records: list[ConsumerRecord]) -> list[Outgoing]:
         letters = []
         now = now_ms()
         for record in records:
@@ -192,22 +193,17 @@ class FeedbackService:
                     outcome = self.store.add_label(feedback, now)
                 self.metrics.labels.labels(outcome).inc()
                 self.counts[f"labels_{outcome}"] += 1
-            except FeedbackError as exc:
-                letters.append(self._letter(record, exc.reason))
-            except DecodeError as exc:  # Window.from_dict checks every field
-                letters.append(self._letter(record, f"not a window record: {exc.reason}"))
-            except (orjson.JSONDecodeError, TypeError) as exc:  # not JSON; no value at all (a tombstone)
-                letters.append(self._letter(record, f"not a window record: {type(exc).__name__}: {exc}"))
+            except Exception as exc:
+                if FEEDBACK_INTAKE.decide(exc) is not Action.DEAD_LETTER:
+                    raise
+                self.metrics.labels.labels("dead_letter").inc()
+                letters.append(self.runtime.dead_letters.of(intake_reason(exc), record))
         return letters
 
-    def _letter(self, record: ConsumerRecord, reason: str) -> tuple[str, bytes]:
-        self.metrics.labels.labels("dead_letter").inc()
+    def _count_letter(self, letter: DeadLetter) -> None:
         self.counts["dead_letters"] += 1
-        log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        letter = DeadLetter.of(STAGE, reason, record)
-        return self.settings.topics.deadletter, encode(letter)
 
-    def _expire(self) -> list[tuple[str, bytes]]:
+    def _expire(self) -> list[Outgoing]:
         horizon = int(self.settings.trainer.retention_s * 1000)
         now = now_ms()
         self.store.expire_windows(now, horizon)
@@ -215,15 +211,8 @@ class FeedbackService:
         for label in self.store.expire_pending(now, horizon):
             reason = f"unknown window_id {label.window_id} after the retention horizon ({horizon} ms)"
             original = orjson.dumps({"kind": label.source, "window_id": label.window_id, "label": label.label})
-            letter = DeadLetter(STAGE, reason, self.settings.topics.feedback, -1, -1, original)
-            letters.append((self.settings.topics.deadletter, encode(letter)))
-            self.counts["dead_letters"] += 1
+            letters.append(self.runtime.dead_letters.of(reason, Unread(self.settings.topics.feedback), original))
         return letters
-
-    @staticmethod
-    async def _send_all(producer: AIOKafkaProducer, records: list[tuple[str, bytes]]) -> None:
-        for topic, value in records:
-            await producer.send_and_wait(topic, value)
 
     # ----------------------------------------------------------------------------------------------- retrain
 
@@ -303,6 +292,17 @@ class FeedbackService:
                 return system, count
         return None
 
+    def _failed(self, system: str, why: str, exc: Exception) -> dict[str, Any]:
+        """Record a failed retrain in the target's history (it backs off, ``policy.RETRAIN``) and count it; raise
+        ``exc`` again when the policy says it is a bug."""
+        if RETRAIN.decide(exc) is not Action.RETRY:
+            raise exc
+        failed = failure_entry(system, why, exc, self.store.last_retrain(system), now_ms())
+        self.store.record_retrain(system, failed)
+        self.metrics.retrains.labels("failed").inc()
+        self.counts["failed"] += 1
+        return failed
+
     async def _zero_label(self, system: str, count: int, producer: AIOKafkaProducer) -> None:
         windows = [WindowText(t, m) for t, m in self.store.unlabeled(system, DEFAULT_MAX_UNLABELED)]
         why = f"at least {count} unlabeled windows and no adapter"
@@ -318,12 +318,9 @@ class FeedbackService:
                 threshold_rule=self.settings.trainer.zero_label_rule,
                 device=self.settings.trainer.device,
             )
-        except RETRAIN_FAILURES as exc:
-            failed = failure_entry(system, why, exc, self.store.last_retrain(system), now_ms())
-            self.store.record_retrain(system, failed)
+        except Exception as exc:
+            failed = self._failed(system, why, exc)
             log.error("zero-label adapter for %s failed (%s)", system, failed["error"])
-            self.metrics.retrains.labels("failed").inc()
-            self.counts["failed"] += 1
             return
         self.store.record_retrain(system, {"at_ms": now_ms(), "why": why, "zero_label": True, **decision.to_dict()})
         self.metrics.retrains.labels("zero_label").inc()
@@ -345,14 +342,11 @@ class FeedbackService:
                 options=FitOptions(seed=0),
                 device=self.settings.trainer.device,
             )
-        except RETRAIN_FAILURES as exc:
+        except Exception as exc:
             # its labels stay unused: nothing judged them, and they should train once the cause is fixed
-            failed = failure_entry(system, reason, exc, self.store.last_retrain(system), now_ms())
-            self.store.record_retrain(system, failed)
+            failed = self._failed(system, reason, exc)
             wait_s = (failed["retry_at_ms"] - failed["at_ms"]) / 1000
             log.error("retrain %s failed (%s): retried in %.0fs at the earliest", system, failed["error"], wait_s)
-            self.metrics.retrains.labels("failed").inc()
-            self.counts["failed"] += 1
             await report(producer, self.settings, system, failed, len(examples))
             return
         entry: dict[str, Any] = {"at_ms": now_ms(), "why": reason, **decision.to_dict()}
@@ -368,6 +362,15 @@ class FeedbackService:
         await report(producer, self.settings, system, entry, len(examples))
         if decision.published:
             await announce(producer, self.settings, system, decision.version or "", decision.reason)
+
+
+def intake_reason(exc: BaseException) -> str:
+    """The dead letter's reason for a record the intake refused (``policy.FEEDBACK_INTAKE``)."""
+    if isinstance(exc, FeedbackError):
+        return exc.reason
+    if isinstance(exc, DecodeError):  # Window.from_dict checks every field
+        return f"not a window record: {exc.reason}"
+    return f"not a window record: {type(exc).__name__}: {exc}"  # not JSON; no value at all (a tombstone)
 
 
 def check_target(system: str) -> None:

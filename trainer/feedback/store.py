@@ -39,8 +39,7 @@ from typing import Any
 
 import orjson
 
-from stream.records import Window
-from trainer.feedback.records import LabeledSequence, WindowLabel
+from stream.records import LabeledSequence, Window, WindowLabel
 
 SCHEMA_VERSION = 1
 # NOT NULL on the ids: SQLite lets a TEXT PRIMARY KEY be NULL. Files created before it was added lack it and are

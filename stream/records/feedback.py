@@ -1,4 +1,4 @@
-"""Feedback records: what operators (and bulk imports) send on the ``feedback`` topic to label windows.
+"""Feedback records (``feedback``): what operators (and bulk imports) send on the ``feedback`` topic to label windows.
 
 A record is one JSON object; ``kind`` says which:
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from stream.records import ANOMALOUS, NORMAL, json_type
+from stream.records.fields import ANOMALOUS, NORMAL, RecordError, json_type
 
 # The trainer's integer labels (as trainer.datasets.model: ANOMALOUS 1, NORMAL 0), by their wire names.
 LABELS = {NORMAL: 0, ANOMALOUS: 1}
@@ -32,12 +32,9 @@ VERDICTS = {"true_positive": 1, "false_positive": 0}
 SEQUENCE_PREFIX = "seq-"  # window ids of imported sequences, so they never collide with the stream's hex ids
 
 
-class FeedbackError(ValueError):
-    """A feedback record the trainer cannot use; ``reason`` is what goes into the dead letter."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class FeedbackError(RecordError):
+    """A feedback record the trainer cannot use; ``reason`` is what goes into the dead letter. A RecordError (so a
+    DecodeError and a ValueError) like every wire record the decoders refuse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +65,31 @@ class LabeledSequence:
 
 
 Feedback = WindowLabel | LabeledSequence
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTriage:
+    """What the operator console sends for each window of a triaged alert (``kind: alert``); the trainer reads it as
+    a :class:`WindowLabel` and passes over ``at_ms``, ``alert_id`` and ``via``, which are for the people reading the
+    topic."""
+
+    window_id: str
+    verdict: str  # true_positive | false_positive
+    by: str
+    at_ms: int
+    alert_id: str | None
+    via: str = "console"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "alert",
+            "window_id": self.window_id,
+            "verdict": self.verdict,
+            "by": self.by,
+            "at_ms": self.at_ms,
+            "alert_id": self.alert_id,
+            "via": self.via,
+        }
 
 
 def parse_feedback(raw: bytes) -> Feedback:
