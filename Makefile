@@ -23,12 +23,17 @@ $(INSTALLED): pyproject.toml $(LOCKS)
 demo: $(INSTALLED)
 	$(BIN)/adaptlog demo
 
+# Two pytest-xdist workers by default (TEST_WORKERS=0 runs in one process): under --dist loadscope,
+# tests/conftest.py keeps each module on one worker and every broker and browser test on one worker, one broker.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+
 test: $(INSTALLED) lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The inner loop: no broker, nothing marked slow (under 3 minutes on 2 cores).
 test-fast: $(INSTALLED)
-	$(BIN)/python -m pytest -m "not broker and not slow and not gpu"
+	$(PYTEST) -m "not broker and not slow and not gpu"
 
 lock: $(INSTALLED)
 	bash requirements/lock.sh
