@@ -150,13 +150,33 @@ def topic_prefix() -> str:
     return f"t-{uuid.uuid4().hex}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # So `-m "not broker"` reliably skips everything that would start a broker, marked by hand or not.
     for item in items:
         if "kafka_broker" in getattr(item, "fixturenames", ()):
             if not item.nodeid.startswith(BROKER_DIRS):  # the xdist scheduler below keeps those on one worker
                 raise pytest.UsageError(f"{item.nodeid} uses the broker: put it under one of {BROKER_DIRS}")
             item.add_marker(pytest.mark.broker)
+    if getattr(config.option, "dist", "no") == "loadscope":
+        items[:] = _longest_first(items)
+
+
+def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The broker scope (minutes), then the modules with a test marked slow, then the rest, each module's tests in
+    their own order: the scheduler below hands scopes out in this order, so the last ones to run are short and
+    neither worker waits long for the other (with pytest-xdist's default, by test count, the one-test demo module
+    ran last, for two minutes on one worker)."""
+    slow_modules = {_module(item) for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        module = _module(item)
+        return 0 if module.startswith(BROKER_DIRS) else 1 if module in slow_modules else 2
+
+    return sorted(items, key=rank)  # stable: the order within each rank is collection order
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -167,6 +187,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # scopes in the order _longest_first put them, not by test count
 
     class ModulesAndOneBroker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
