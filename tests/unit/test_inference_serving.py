@@ -62,13 +62,23 @@ def test_an_explanation_served_always_refers_to_the_window_served(tmp_path, one_
 
     reference = ModelHost(registry, device="cpu", score_cache_size=0).score([second])[0]
     assert served.score == pytest.approx(reference.score, abs=1e-6)
-    assert served.explanation and served.explanation == reference.explanation
+    assert served.explanation and same_causes(served.explanation, reference.explanation)
     for cause in served.explanation:
         assert {second.lines[offset].template for offset in cause.offsets} == {cause.template}
         assert len(cause.offsets) == sum(line.template == cause.template for line in second.lines)
 
     again = cached.score([second])[0]  # the same window again: its own explanation, from the cache
-    assert again.explanation == reference.explanation
+    assert same_causes(again.explanation, reference.explanation)
+
+
+def same_causes(served, reference) -> bool:
+    """The same templates at the same offsets, in the same order, with the same weights as far as a score is the
+    same (1e-6, as above): a weight is a difference of two scores, and scores computed in batches of other shapes
+    are not bit-identical on CPU (MKL's kernels vary with shape and memory alignment: one ran at 3e-8 apart in a
+    process where earlier tests had run)."""
+    return [(c.template, c.offsets) for c in served] == [(c.template, c.offsets) for c in reference] and [
+        c.weight for c in served
+    ] == pytest.approx([c.weight for c in reference], abs=1e-6)
 
 
 def publish_with_threshold(registry, base, system: str, threshold: float):
