@@ -198,6 +198,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ModulesAndOneBroker(config, log)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # On a pytest-xdist worker: hand the service lines to the controller, which prints the summary
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["service_lines"] = session.config.stash.get(_BROKER_LINES, [])
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller hears a worker finish
+def pytest_testnodedown(node: Any, error: object) -> None:
+    lines = getattr(node, "workeroutput", {}).get("service_lines", [])
+    node.config.stash.setdefault(_BROKER_LINES, []).extend(lines)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     lines = config.stash.get(_BROKER_LINES, [])
     if lines:
