@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
@@ -135,7 +135,7 @@ class NotifyWorker:
                 if not records:
                     continue
                 try:
-                    await self._handle(records, producer)
+                    await self._handle(records)
                 except DeliveryStopped:
                     log.info("%s: stopped while retrying; %d records left uncommitted", STAGE, len(records))
                     break
@@ -151,7 +151,7 @@ class NotifyWorker:
         await stop.wait()
         self.stop.set()
 
-    async def _handle(self, records: Sequence[ConsumerRecord], producer: AIOKafkaProducer) -> None:
+    async def _handle(self, records: Sequence[ConsumerRecord]) -> None:
         notices: list[Notice] = []
         origins: list[ConsumerRecord] = []
         letters: list[DeadLetter] = []
