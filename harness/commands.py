@@ -24,6 +24,15 @@ def adaptlog(*args: str, env: dict[str, str], timeout: float = 120) -> subproces
     )
 
 
+def ctrl_c_as_from_a_shell() -> None:
+    """A ``preexec_fn``: the child takes SIGINT as a command started from an interactive shell does, whatever this
+    test process does with it. Children inherit an ignored or blocked SIGINT across exec; in one CI run a trainer
+    started by a pytest-xdist worker (after that worker's broker tests) trained to the end through a Ctrl-C, and the
+    interrupt test proves only what the command does with a SIGINT it is given."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_adaptlog(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """``adaptlog <command>`` in the background (this interpreter, ``-m stream``), its output appended to ``log``."""
     with log.open("ab") as out:

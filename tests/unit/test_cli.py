@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness.commands import adaptlog, clean_env
+from harness.commands import adaptlog, clean_env, ctrl_c_as_from_a_shell
 from harness.streaming import DATA
 from stream.logs import JsonFormatter
 
@@ -88,6 +88,7 @@ def test_an_interrupt_exits_130_with_a_short_message() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=ctrl_c_as_from_a_shell,
         )
         try:
             connection, _ = silent.accept()  # the process is inside the command now; held open, never answered

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.commands import ctrl_c_as_from_a_shell
 from harness.streaming import DATA
 from stream.model.artifacts import read_manifest
 from trainer.cli import main
@@ -198,7 +199,7 @@ def test_an_interrupt_exits_130_with_a_short_message(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "trainer.cli", "pretrain", "--family", "translog", *BGL, "--epochs", "1000",
          "--device", "cpu", "--out", str(tmp_path / "x")],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_from_a_shell,
     )  # fmt: skip
     try:
         first = process.stderr.readline()
