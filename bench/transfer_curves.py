@@ -61,6 +61,7 @@ import torch
 from stream.model.alignment import DomainAdversarial, MomentMatching
 from stream.model.detector import Detector, FitOptions, FitReport, WindowText
 from stream.model.families import family_class
+from stream.model.rarity import TemplateRarity
 from stream.model.thresholds import DEFAULT_BUDGET_PER_1000, score_mixture
 from stream.model.training import UnlabeledObjective
 from trainer.datasets import Dataset, Split, limit
@@ -86,7 +87,11 @@ MULTI_PAIRS = tuple((f"{MULTI_SOURCE}{t}", t) for t in (*SYSTEMS, "hadoop"))
 BUDGETS = (0, 10, 50, 200)
 METHODS = ("adapter", "scratch", "full")
 SELF_TRAINED = "self-trained"
-ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED)
+# the target's traffic alone (stream.model.rarity; no source, no label), and a base's score plus it: what transfer
+# has to beat at N = 0, and whether the base adds anything to it
+RARITY = "template-rarity"
+ZERO_SHOT_AND_RARITY = "zero-shot+rarity"
+ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED, RARITY, ZERO_SHOT_AND_RARITY)
 # item 3, alignment to the unlabeled target: the source base trained again with a loss on the target's unlabeled
 # windows (stream.model.alignment); at N = 0 it scores as it is, at N > 0 an adapter is tuned on it
 ALIGNMENTS: dict[str, Callable[[], UnlabeledObjective]] = {
@@ -128,6 +133,8 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
     path = run_path(runner.family, source, target, anomalies, method, seed)
     if path.exists():
         return json.loads(path.read_text())
+    if method in (RARITY, ZERO_SHOT_AND_RARITY):
+        return rarity_run(runner, source, target, method, seed)
     dataset, split = runner.data(target)
     labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=max_normals(runner.family), seed=seed)
     options = replace(runner.options(), seed=seed)
@@ -182,6 +189,43 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
     run["wall_s"] = round(time.perf_counter() - started, 1)
     if target_name is not None:
         detector.remove_target(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run) + "\n")
+    return run
+
+
+def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int) -> dict[str, Any]:
+    """``template-rarity``: each window's rarest template in the seed's unlabeled pool (the pool's own windows left
+    out of their own reference); ``zero-shot+rarity``: the source base's zero-shot score plus that, equal weights
+    fixed beforehand (both lie in [0, 1]). Nothing is trained; the zero-shot run is reused where it is kept."""
+    started = time.perf_counter()
+    dataset, split = runner.data(target)
+    pool = unlabeled_pool(split, seed, unlabeled_size(runner.family))
+    unlabeled, unlabeled_labels = inputs(dataset, pool)
+    test, test_labels = inputs(dataset, split.test)
+    rarity = TemplateRarity.of(unlabeled)
+    scores = {"test": rarity.scores(test), "unlabeled": rarity.scores(unlabeled, members=True)}
+    if method == ZERO_SHOT_AND_RARITY:
+        base = scored_run(runner, source, target, 0, "zero-shot", seed)
+        if len(base["unlabeled"]["scores"]) != len(pool):
+            raise SystemExit(f"the kept zero-shot run of {source}->{target} scored another unlabeled pool")
+        scores = {part: [b + r for b, r in zip(base[part]["scores"], scores[part], strict=True)] for part in scores}
+    run = {
+        "family": runner.family,
+        "source": source,
+        "target": target,
+        "n_anomalies": 0,
+        "method": method,
+        "seed": seed,
+        "train_windows": 0,
+        "train_anomalous": 0,
+        "validation": {"scores": [], "labels": []},
+        "test": {"scores": [round(s, 6) for s in scores["test"]], "labels": test_labels},
+        "unlabeled": {"scores": [round(s, 6) for s in scores["unlabeled"]], "labels": unlabeled_labels},
+        "template_rarity": {"reference_windows": rarity.windows, "templates": len(rarity.holders)},
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    path = run_path(runner.family, source, target, 0, method, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run) + "\n")
     return run

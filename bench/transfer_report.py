@@ -59,6 +59,16 @@ def rule_f1(run: dict[str, Any]) -> dict[str, float]:
     return {rule: confusion(test["scores"], test["labels"], cut).f1 for rule, cut in choices.items()}
 
 
+def budget_ceiling(rule: str, labels: list[int]) -> float | None:
+    """The highest test F1 an ``alert-budget@B`` rule allows whatever the ranking: flagging a share b = B / 1,000
+    of windows where a share a is anomalous, a perfect ranking reaches F1 = 2 min(a, b) / (a + b). None for other
+    rules."""
+    if not rule.startswith("alert-budget@"):
+        return None
+    flagged, anomalous = float(rule.split("@")[1]) / 1000, sum(labels) / len(labels)
+    return round(2 * min(flagged, anomalous) / (flagged + anomalous), 4)
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return round(statistics.fmean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
 
@@ -142,6 +152,7 @@ def curve_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "pr_auc_sd": _mean_sd(prs)[1],
                     "threshold_rule": rule,
                     "trivial_f1": round(trivial, 4),
+                    "rule_ceiling_f1": budget_ceiling(rule, test_labels),
                     "train_anomalous": [r["train_anomalous"] for r in group],
                     "validation_anomalous": [sum(r["validation"]["labels"]) for r in group],
                     "wall_s_mean": round(statistics.fmean(r["wall_s"] for r in group), 1),
