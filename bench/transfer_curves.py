@@ -19,8 +19,9 @@ Protocol (issue "Transfer that earns its keep", item 1):
   target's adapter learns 2,000 unlabeled target windows as normal, beside 2,000 labeled source windows replayed so
   that it keeps what an anomaly looks like) and ``self-trained`` (``trainer.train.self_train``: the
   ``aligned-moments`` base's confident pseudo-labels on the unlabeled target windows train the target's adapter;
-  ``self_train`` below, an experiment that is not a product path)
-  -- the methods that need no label;
+  ``self_train`` below, an experiment that is not a product path), ``template-rarity`` (no source either: each
+  window's rarest template in the unlabeled pool, ``stream.model.rarity``, the baseline transfer has to beat) and
+  ``zero-shot+rarity`` (the base's zero-shot score plus that rarity) -- the methods that need no label;
 - ``aligned-moments`` and ``aligned-adversarial`` (item 3, learning from the unlabeled target): the source's base
   trained again, as its plain base is, plus a loss on 2,000 unlabeled target windows (seed 0's draw) that aligns the
   two systems' representations (``stream.model.alignment``: matching their means and covariances, or a domain
@@ -222,7 +223,15 @@ def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int)
         "validation": {"scores": [], "labels": []},
         "test": {"scores": [round(s, 6) for s in scores["test"]], "labels": test_labels},
         "unlabeled": {"scores": [round(s, 6) for s in scores["unlabeled"]], "labels": unlabeled_labels},
-        "template_rarity": {"reference_windows": rarity.windows, "templates": len(rarity.holders)},
+        "template_rarity": {
+            "reference_windows": rarity.windows,
+            "templates": len(rarity.holders),
+            # test windows holding a template the pool never held: they score 1.0 whatever they are
+            "test_windows_with_an_unseen_template": sum(
+                1 for w in test if not set(w.templates) <= rarity.holders.keys()
+            ),
+            "test_windows": len(test),
+        },
         "wall_s": round(time.perf_counter() - started, 1),
     }
     path = run_path(runner.family, source, target, 0, method, seed)
