@@ -159,8 +159,20 @@ def rule_table(rows: list[dict[str, Any]], family: str) -> list[str]:
 
 
 def _ceilings(*rows: dict[str, Any] | None) -> str:
-    """The F1 a perfect ranking reaches under each alert budget (``transfer_report.budget_ceiling``)."""
-    return " / ".join("—" if not r or r.get("rule_ceiling_f1") is None else f"{r['rule_ceiling_f1']:.3f}" for r in rows)
+    """The F1 a perfect ranking reaches under each alert budget (``transfer_report.budget_ceiling``); rows kept from
+    before that field existed get it from their trivial F1 (2a / (1 + a), a the test part's anomalous share)."""
+    cells = []
+    for row in rows:
+        if not row:
+            cells.append("—")
+            continue
+        ceiling = row.get("rule_ceiling_f1")
+        if ceiling is None:
+            anomalous = row["trivial_f1"] / (2 - row["trivial_f1"])
+            flagged = float(row["threshold_rule"].split("@")[1]) / 1000
+            ceiling = 2 * min(flagged, anomalous) / (flagged + anomalous)
+        cells.append(f"{ceiling:.3f}")
+    return " / ".join(cells)
 
 
 def zero_table(rows: list[dict[str, Any]], family: str) -> list[str]:
