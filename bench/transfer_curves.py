@@ -91,8 +91,9 @@ SELF_TRAINED = "self-trained"
 # the target's traffic alone (stream.model.rarity; no source, no label), and a base's score plus it: what transfer
 # has to beat at N = 0, and whether the base adds anything to it
 RARITY = "template-rarity"
-ZERO_SHOT_AND_RARITY = "zero-shot+rarity"
-ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED, RARITY, ZERO_SHOT_AND_RARITY)
+# a no-label method's score plus the rarity: the method whose kept run gives the first term
+PLUS_RARITY = {"zero-shot+rarity": "zero-shot", "aligned-moments+rarity": "aligned-moments"}
+ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED, RARITY, *PLUS_RARITY)
 # item 3, alignment to the unlabeled target: the source base trained again with a loss on the target's unlabeled
 # windows (stream.model.alignment); at N = 0 it scores as it is, at N > 0 an adapter is tuned on it
 ALIGNMENTS: dict[str, Callable[[], UnlabeledObjective]] = {
@@ -134,7 +135,7 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
     path = run_path(runner.family, source, target, anomalies, method, seed)
     if path.exists():
         return json.loads(path.read_text())
-    if method in (RARITY, ZERO_SHOT_AND_RARITY):
+    if method == RARITY or method in PLUS_RARITY:
         return rarity_run(runner, source, target, method, seed)
     dataset, split = runner.data(target)
     labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=max_normals(runner.family), seed=seed)
@@ -197,8 +198,9 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
 
 def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int) -> dict[str, Any]:
     """``template-rarity``: each window's rarest template in the seed's unlabeled pool (the pool's own windows left
-    out of their own reference); ``zero-shot+rarity``: the source base's zero-shot score plus that, equal weights
-    fixed beforehand (both lie in [0, 1]). Nothing is trained; the zero-shot run is reused where it is kept."""
+    out of their own reference); ``zero-shot+rarity`` / ``aligned-moments+rarity``: that method's score plus the
+    rarity, equal weights fixed beforehand (both lie in [0, 1]). Nothing is trained here; the method's run is
+    reused where it is kept."""
     started = time.perf_counter()
     dataset, split = runner.data(target)
     pool = unlabeled_pool(split, seed, unlabeled_size(runner.family))
@@ -206,10 +208,10 @@ def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int)
     test, test_labels = inputs(dataset, split.test)
     rarity = TemplateRarity.of(unlabeled)
     scores = {"test": rarity.scores(test), "unlabeled": rarity.scores(unlabeled, members=True)}
-    if method == ZERO_SHOT_AND_RARITY:
-        base = scored_run(runner, source, target, 0, "zero-shot", seed)
+    if method in PLUS_RARITY:
+        base = scored_run(runner, source, target, 0, PLUS_RARITY[method], seed)
         if len(base["unlabeled"]["scores"]) != len(pool):
-            raise SystemExit(f"the kept zero-shot run of {source}->{target} scored another unlabeled pool")
+            raise SystemExit(f"the kept {PLUS_RARITY[method]} run of {source}->{target} scored another unlabeled pool")
         scores = {part: [b + r for b, r in zip(base[part]["scores"], scores[part], strict=True)] for part in scores}
     run = {
         "family": runner.family,

@@ -29,7 +29,7 @@ FEW = (10, 50, 200)
 ALIGNED = ("aligned-moments", "aligned-adversarial")
 METHOD_COLUMNS = ("adapter", "full", "scratch", *ALIGNED)
 # methods added after the first curves were run: a pair without their runs lists no goal line for them
-NEW_ZERO_LABEL = (*ALIGNED, "self-trained", "template-rarity", "zero-shot+rarity")
+NEW_ZERO_LABEL = (*ALIGNED, "self-trained", "template-rarity", "zero-shot+rarity", "aligned-moments+rarity")
 ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", *NEW_ZERO_LABEL)
 
 Key = tuple[str, str, str, Any, str, str]  # family, source, target, N, method, rule
