@@ -26,6 +26,7 @@ import orjson
 from drain3.template_miner import TemplateMiner
 
 from stream.parsing.config import DEFAULT_MASKS, LOGHUB_SETTINGS, DrainParams, MaskRule, drain3_config
+from stream.parsing.fastdrain import FastDrain
 from stream.parsing.miner import SystemParser
 
 DATASETS = ("HDFS", "BGL", "Thunderbird", "Hadoop")
@@ -88,8 +89,15 @@ def _score(truth: list[str], ids: list[int], final_templates: dict[int, str], se
     return Score(grouping_accuracy(truth, ids), parsing_accuracy(truth, templates), len(set(ids)))
 
 
-def score_ours(contents: list[str], truth: list[str], params: DrainParams, masks: Sequence[MaskRule]) -> Score:
-    parser = SystemParser(params, masks)
+def score_ours(
+    contents: list[str],
+    truth: list[str],
+    params: DrainParams,
+    masks: Sequence[MaskRule],
+    *,
+    drain: type[FastDrain] = FastDrain,
+) -> Score:
+    parser = SystemParser(params, masks, drain=drain)
     parsed = [parser.parse(content) for content in contents]
     ids = [p.template_id for p in parsed]
     return _score(truth, ids, parser.templates(), [p.template for p in parsed])

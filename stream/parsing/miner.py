@@ -46,11 +46,11 @@ class ParsedTemplate:
 class SystemParser:
     """Masks and mines the lines of one source system. Not thread-safe: one parser per system, one consumer."""
 
-    def __init__(self, params: DrainParams, masks: Sequence[MaskRule]) -> None:
+    def __init__(self, params: DrainParams, masks: Sequence[MaskRule], *, drain: type[FastDrain] = FastDrain) -> None:
         self.params = params
         self.masks: tuple[MaskRule, ...] = tuple(masks)
         self._mask = Masker(self.masks).mask
-        self._drain = FastDrain(params)
+        self._drain = drain(params)  # stream.parsing.sharding.KeyedDrain: a first token level that shards exactly
         clusters = self._drain.id_to_cluster
         # Touching a cluster in the LRU is a move to the end; calling it directly skips a Python-level __getitem__.
         self._touch = clusters.move_to_end if isinstance(clusters, ClusterLRU) else None
