@@ -34,7 +34,7 @@ from stream.parsing.accuracy import LOGHUB_SETTINGS, load_structured, score_ours
 from stream.parsing.config import PARAM_STR, DrainParams, MaskRule  # noqa: E402
 from stream.parsing.fastdrain import FastDrain  # noqa: E402
 from stream.parsing.miner import SystemParser  # noqa: E402
-from stream.parsing.sharding import KeyedDrain, drain_key, drain_tokens, shard_of  # noqa: E402
+from stream.parsing.sharding import KeyedDrain, KeyedParser, drain_key, drain_tokens, shard_of  # noqa: E402
 from stream.replay import replay_records  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 
@@ -111,7 +111,38 @@ def measure(system: str, lines: list[str], shard_counts: list[int]) -> dict[str,
         "templates": keyed.cluster_count,
         "shards": {str(n): sharded(params, masks, KeyedDrain, lines, keys, keyed_answers, n) for n in shard_counts},
     }
+    result["keyed_parser"] = keyed_parser(params, masks, lines, shard_counts)
     return result
+
+
+def keyed_parser(
+    params: DrainParams, masks: Sequence[MaskRule], lines: list[str], shard_counts: list[int]
+) -> dict[str, Any]:
+    """``KeyedParser``: one per worker, each owning the keys ``shard_of`` gives it; (id, template) per line compared
+    with one KeyedParser's. CPU seconds of one SystemParser and one KeyedParser over the same lines, same run."""
+    started = time.process_time()
+    plain = SystemParser(params, masks)
+    for content in lines:
+        plain.parse(content)
+    plain_s = time.process_time() - started
+    started = time.process_time()
+    one = KeyedParser(params, masks)
+    answers = [(p.template_id, p.template) for p in map(one.parse, lines)]
+    keyed_s = time.process_time() - started
+    out: dict[str, Any] = {
+        "system_parser_us_per_line": round(plain_s / len(lines) * 1e6, 2),
+        "keyed_parser_us_per_line": round(keyed_s / len(lines) * 1e6, 2),
+        "shards": {},
+    }
+    for count in shard_counts:
+        workers = [KeyedParser(params, masks) for _ in range(count)]
+        mismatches = 0
+        for content, answer in zip(lines, answers, strict=True):
+            key, masked = one.key_of(content)
+            parsed = workers[shard_of(key, count)].parse_keyed(key, masked)
+            mismatches += (parsed.template_id, parsed.template) != answer
+        out["shards"][str(count)] = {"id_or_template_mismatches": mismatches}
+    return out
 
 
 def sharded(
@@ -187,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             f"evictions {r['evictions']} | {shards}"
         )
         keyed = ", ".join(f"{n} shards: {s['template_mismatches']}" for n, s in r["keyed"]["shards"].items())
+        kp = r["keyed_parser"]
+        kp_shards = ", ".join(f"{n} shards: {s['id_or_template_mismatches']}" for n, s in kp["shards"].items())
+        print(
+            f"{'':12} KeyedParser: (id, template) mismatches {kp_shards} | us a line: SystemParser "
+            f"{kp['system_parser_us_per_line']}, KeyedParser {kp['keyed_parser_us_per_line']}"
+        )
         print(
             f"{'':12} keyed first level: {r['keyed']['differs_from_drain3_lines']} lines differ from drain3's | {keyed}"
         )

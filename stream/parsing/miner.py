@@ -60,7 +60,11 @@ class SystemParser:
         self._cache_size = params.match_cache_size
 
     def parse(self, content: str) -> ParsedTemplate:
-        masked = self._mask(content)
+        return self.parse_masked(self._mask(content))
+
+    def parse_masked(self, masked: str) -> ParsedTemplate:
+        """``parse`` of a line already masked with this parser's masks (a caller that needed the masked line first:
+        ``stream.parsing.sharding.KeyedParser`` keys on it)."""
         cache = self._cache
         entry = cache.get(masked)
         if entry is not None:

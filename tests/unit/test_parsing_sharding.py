@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
 import pytest
 
 from harness.streaming import DATA
-from stream.errors import ConfigError
+from stream.errors import ConfigError, StateError
 from stream.parsing.config import DEFAULT_MASKS, DrainParams
 from stream.parsing.fastdrain import FastDrain
 from stream.parsing.miner import SystemParser
-from stream.parsing.sharding import KeyedDrain, drain_key, shard_of
+from stream.parsing.sharding import KEYED_FORMAT, KeyedDrain, KeyedParser, drain_key, shard_of
 from stream.replay import replay_records
 from stream.settings import load_settings
 
@@ -74,3 +75,54 @@ def test_keyed_mining_gives_every_line_one_template_however_the_system_is_sharde
     # and the keyed level answers as drain3 does on all but a handful of lines (bench/shard_bench.py: 10 of 19,350)
     differing = sum(a != b for a, b in zip(one, drain3_one, strict=True))
     assert 0 < differing <= 0.001 * len(lines)
+
+
+def thunderbird_settings(**bounds: int) -> tuple[DrainParams, list]:
+    spec = load_settings().systems["thunderbird"]
+    return dataclasses.replace(spec.drain_params("thunderbird"), **bounds), spec.mask_rules("thunderbird")
+
+
+def keyed_answers(lines: list[str], shards: int, **bounds: int) -> list[tuple[int, str]]:
+    """(id, template) of each line, the system's keys partitioned over ``shards`` KeyedParsers (one per worker)."""
+    params, masks = thunderbird_settings(**bounds)
+    workers = [KeyedParser(params, masks) for _ in range(shards)]
+    router = KeyedParser(params, masks)  # a router only masks and keys
+    out = []
+    for line in lines:
+        key, masked = router.key_of(line)
+        parsed = workers[shard_of(key, shards)].parse_keyed(key, masked)
+        out.append((parsed.template_id, parsed.template))
+    return out
+
+
+@pytest.mark.parametrize("bounds", [{}, {"max_clusters": 3, "match_cache_size": 2}], ids=["default", "tight"])
+def test_keyed_parsers_give_every_line_one_id_and_template_whichever_worker_owns_its_key(bounds: dict) -> None:
+    lines = thunderbird_lines()
+    one = keyed_answers(lines, 1, **bounds)
+    for shards in (2, 3, 4):
+        assert keyed_answers(lines, shards, **bounds) == one, shards
+    assert len({template_id for template_id, _ in one}) > 300
+    assert all(0 < template_id < 2**63 for template_id, _ in one)
+    if not bounds:  # with nothing evicted, per-key parsers answer as one keyed Drain does
+        assert [template for _, template in one] == mined(KeyedDrain, lines, 1)
+
+
+def test_a_keyed_parser_restored_mid_stream_continues_as_one_that_never_stopped() -> None:
+    lines = thunderbird_lines()
+    params, masks = thunderbird_settings(max_clusters=50, match_cache_size=20)
+    running = KeyedParser(params, masks)
+    first = [running.parse(line) for line in lines[:9000]]
+    restored = KeyedParser.restore(params, masks, orjson.loads(orjson.dumps(running.snapshot())))
+    assert restored.keys == running.keys and restored.templates() == running.templates()
+    assert [restored.parse(line) for line in lines[9000:]] == [running.parse(line) for line in lines[9000:]]
+    assert first[0].template_id == KeyedParser(params, masks).parse(lines[0]).template_id  # ids name the key
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [None, {"format": "adaptlog.drain"}, {"format": KEYED_FORMAT, "version": 2, "keys": {}},
+     {"format": KEYED_FORMAT, "version": 1, "keys": []}, {"format": KEYED_FORMAT, "version": 1, "keys": {"3 a": {}}}],
+)  # fmt: skip
+def test_a_malformed_keyed_snapshot_is_a_state_error(snapshot: object) -> None:
+    with pytest.raises(StateError):
+        KeyedParser.restore(PARAMS, DEFAULT_MASKS, snapshot)
