@@ -21,7 +21,8 @@ Protocol (issue "Transfer that earns its keep", item 1):
   ``aligned-moments`` base's confident pseudo-labels on the unlabeled target windows train the target's adapter;
   ``self_train`` below, an experiment that is not a product path), ``template-rarity`` (no source either: each
   window's rarest template in the unlabeled pool, ``stream.model.rarity``, the baseline transfer has to beat) and
-  ``zero-shot+rarity`` (the base's zero-shot score plus that rarity) -- the methods that need no label;
+  ``zero-shot+rarity`` / ``aligned-moments+rarity`` (that method's score plus the rarity) -- the methods that need
+  no label;
 - ``aligned-moments`` and ``aligned-adversarial`` (item 3, learning from the unlabeled target): the source's base
   trained again, as its plain base is, plus a loss on 2,000 unlabeled target windows (seed 0's draw) that aligns the
   two systems' representations (``stream.model.alignment``: matching their means and covariances, or a domain
@@ -88,10 +89,10 @@ MULTI_PAIRS = tuple((f"{MULTI_SOURCE}{t}", t) for t in (*SYSTEMS, "hadoop"))
 BUDGETS = (0, 10, 50, 200)
 METHODS = ("adapter", "scratch", "full")
 SELF_TRAINED = "self-trained"
-# the target's traffic alone (stream.model.rarity; no source, no label), and a base's score plus it: what transfer
-# has to beat at N = 0, and whether the base adds anything to it
+# the target's traffic alone (stream.model.rarity; no source, no label): what transfer has to beat at N = 0
 RARITY = "template-rarity"
-# a no-label method's score plus the rarity: the method whose kept run gives the first term
+# a no-label method's score plus the rarity, by the method whose kept run gives the first term: whether the source's
+# knowledge adds anything to what the traffic tells
 PLUS_RARITY = {"zero-shot+rarity": "zero-shot", "aligned-moments+rarity": "aligned-moments"}
 ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED, RARITY, *PLUS_RARITY)
 # item 3, alignment to the unlabeled target: the source base trained again with a loss on the target's unlabeled
