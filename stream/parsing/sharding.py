@@ -1,10 +1,10 @@
 """Which subtree of Drain's prefix tree a masked line belongs to: the key for mining one system on several workers.
 
-Drain (drain3's, which ``FastDrain`` keeps) files a line under its token count, then under its first token (the
-first ``depth - 2`` tokens), and compares it only with the clusters of the leaf it reaches. A token holding a digit
-goes to the wildcard child ``<*>`` (``parametrize_numeric_tokens``). So two lines with different keys here are
-never compared, and a partition of a system's lines by this key gives each shard's miner the clusters a single
-miner would have for those lines, in the same order, with three exceptions the bench measures
+Drain (drain3's, which ``FastDrain`` keeps) files a line under its token count, then under its first token
+(and its next ones where ``depth`` > 4), and compares it only with the clusters of the leaf it reaches. A token
+holding a digit goes to the wildcard child ``<*>`` (``parametrize_numeric_tokens``). So two lines with different
+keys here are never compared, and a partition of a system's lines by this key gives each shard's miner the
+clusters a single miner would have for those lines, in the same order, with three exceptions the bench measures
 (bench/shard_bench.py, issue "Scale one system across workers"):
 
 * **overflow**: a token-count node with ``max_children`` children sends every further new first token to its
@@ -20,6 +20,7 @@ Only the first token level is keyed: deeper levels (``depth`` > 4) lie inside on
 so a line is only ever compared with its own key's clusters, and any partition by key gives each line the template
 one keyed miner gives it (bounded state apart, which evicts nothing on the samples). Where it answers differently
 from drain3 is exactly the fall-through lines: the bench counts them and the grouping accuracy of both.
+``KeyedParser`` removes the third too, at a price: one ``SystemParser`` per key, so the bounds hold per key.
 """
 
 from __future__ import annotations
