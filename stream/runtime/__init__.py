@@ -5,6 +5,7 @@
     dead_letters   DeadLetters: the one builder of dead letters (logged with topic[partition]@offset, counted)
     processing     each_record: process records one at a time, dead-lettering what the policy says
     delivery       Deliveries: send and confirm, or publish and wait; never commit past an unacknowledged record
+    retry          retrying: try an operation again in process while its policy says RETRY, with its backoff
     commit         offsets_after, commit_offsets: within a timeout, refused commits skipped (rebalance safety)
     runtime        Runtime: the above for one loop
 
