@@ -23,6 +23,14 @@
   restarted worker continues an incident (same alert_id, growing count) instead of opening it again. An incident
   whose latest record is older than two TTLs (its worker was down longer) is published ``resolved`` instead, as far
   back as ``alert_recovery_s``.
+* **Not on the runtime's loop driver** (``stream.runtime.loop.ConsumeLoop``, which the stream stages, the feedback
+  service and the notifier run on): the driver polls, processes and commits one batch at a time under one lock that
+  its rebalance listener takes too. Here the fetch task keeps polling while the model task scores (the bounded queue
+  between them is the backpressure), and a revocation settles the batch in flight by waiting for it, bounded by
+  ``HANDOVER_WAIT_S``, rather than by a lock, and drops batches fetched under an earlier assignment (generations).
+  On the driver, fetching would stop while the model scores, or the rebalance lock would be held across a model
+  call: other behaviour. The worker uses the runtime's parts instead: ``Runtime.publish``, ``Runtime.commit_past``
+  (timeout, refused commits skipped) and ``retry.retrying`` (SCORING's in-process retry of out of device memory).
 """
 
 from __future__ import annotations
