@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +24,7 @@ from stream.model.detector import FitOptions
 from stream.model.families import family_class
 from stream.model.registry import Registry
 from stream.pipeline.kafka_clients import make_producer
-from stream.records import ANOMALOUS, NORMAL, Window, WindowLine, encode, window_id_for
+from stream.records import ANOMALOUS, NORMAL, Verdict, Window, WindowLine, encode, window_id_for
 from stream.settings import Settings, SystemSettings
 from trainer.datasets import Dataset, Split, default_split, limit, load_hdfs
 from trainer.train import pretrain
@@ -184,6 +184,35 @@ def inference_settings(broker: RunningBroker, prefix: str, registry: Path, **inf
         systems={"hdfs": hdfs},
         inference={"registry": str(registry), "publish_verdicts": True, "max_wait_ms": 50, **inference},
     )
+
+
+class OutOfMemoryHost(ModelHost):
+    """A real ModelHost whose first ``failures`` calls to ``score`` run out of device memory (raised where the
+    model would raise it, before any work), as a GPU does while another process holds its memory; later calls score
+    for real. ``before_failure(windows)`` runs on the model thread before each failure (a test's look at the broker
+    then). ``calls`` counts every call, failed or not."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        failures: int,
+        *,
+        before_failure: Callable[[Sequence[Window]], None] | None = None,
+        **options,
+    ) -> None:
+        super().__init__(registry, **options)
+        self.failures_left = failures
+        self.before_failure = before_failure
+        self.calls = 0
+
+    def score(self, windows: Sequence[Window]) -> list[Verdict]:
+        self.calls += 1
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            if self.before_failure is not None:
+                self.before_failure(windows)
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return super().score(windows)
 
 
 @asynccontextmanager

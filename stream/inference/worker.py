@@ -23,6 +23,14 @@
   restarted worker continues an incident (same alert_id, growing count) instead of opening it again. An incident
   whose latest record is older than two TTLs (its worker was down longer) is published ``resolved`` instead, as far
   back as ``alert_recovery_s``.
+* **Not on the runtime's loop driver** (``stream.runtime.loop.ConsumeLoop``, which the stream stages, the feedback
+  service and the notifier run on): the driver polls, processes and commits one batch at a time under one lock that
+  its rebalance listener takes too. Here the fetch task keeps polling while the model task scores (the bounded queue
+  between them is the backpressure), and a revocation settles the batch in flight by waiting for it, bounded by
+  ``HANDOVER_WAIT_S``, rather than by a lock, and drops batches fetched under an earlier assignment (generations).
+  On the driver, fetching would stop while the model scores, or the rebalance lock would be held across a model
+  call: other behaviour. The worker uses the runtime's parts instead: ``Runtime.publish``, ``Runtime.commit_past``
+  (timeout, refused commits skipped) and ``retry.retrying`` (SCORING's in-process retry of out of device memory).
 """
 
 from __future__ import annotations
@@ -68,7 +76,8 @@ from stream.records import (
     encode,
 )
 from stream.runtime.dead_letters import DeadLetters
-from stream.runtime.policy import SCORING, WINDOW_INTAKE, Action
+from stream.runtime.policy import SCORING, WINDOW_INTAKE, Action, ErrorPolicy
+from stream.runtime.retry import retrying
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
@@ -148,8 +157,16 @@ def open_host(settings: Settings) -> ModelHost:
 
 
 class InferenceWorker:
-    def __init__(self, settings: Settings, host: ModelHost, metrics: InferenceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        host: ModelHost,
+        metrics: InferenceMetrics | None = None,
+        *,
+        scoring: ErrorPolicy = SCORING,
+    ) -> None:
         self.settings = settings
+        self.scoring = scoring  # what a scoring error gets (``policy.SCORING``; a test shortens its backoff)
         self.config = settings.inference
         self.host = host
         self.metrics = metrics or InferenceMetrics()
@@ -371,19 +388,22 @@ class InferenceWorker:
     async def _score(self, decoded: Sequence[Decoded]) -> tuple[list[Scored], list[Outgoing]]:
         """Verdicts for the decoded windows, and dead letters for the windows no model can score.
 
+        A transient failure (``policy.SCORING``: out of device memory) is retried in process, the same windows
+        after the policy's backoff; when its attempts are used up it is raised: the batch is not committed, and the
+        restarted worker scores it again. Nothing is committed while it is retried (the commit follows this).
+
         One window the model cannot score (a window built wrongly upstream) must not fail its whole batch on every
-        restart. So when a batch fails for any reason but a transient one (``policy.SCORING`` retries it: raised,
-        the batch is not committed, and the restarted worker scores it again), its windows are scored one at a time
+        restart. So when a batch fails for any other reason, its windows are scored one at a time
         and those that fail are dead-lettered with the error. When none of them scores, the model may be broken
         rather than the windows: ``ModelHost.probe`` scores a plain window with each of their models and raises if
         the model fails it too, so a broken model crashes the worker instead of dead-lettering the whole stream.
         """
         try:
-            verdicts = await self._in_thread(self.host.score, [window for _, window in decoded])
+            verdicts = await self._scored([window for _, window in decoded])
             return list(zip((record for record, _ in decoded), verdicts, strict=True)), []
         except Exception as exc:
-            if SCORING.decide(exc) is not Action.DEAD_LETTER:
-                raise  # out of device memory: not committed, the restarted worker scores the batch again
+            if self.scoring.decide(exc) is not Action.DEAD_LETTER:
+                raise  # retried and still out of device memory: not committed, the restart scores it again
             log.error(
                 "%s: a batch of %d windows failed in the model (%r); scoring them one at a time",
                 STAGE,
@@ -394,9 +414,9 @@ class InferenceWorker:
         failed: list[tuple[ConsumerRecord, str, Exception]] = []
         for record, window in decoded:
             try:
-                scored.append((record, (await self._in_thread(self.host.score, [window]))[0]))
+                scored.append((record, (await self._scored([window]))[0]))
             except Exception as exc:
-                if SCORING.decide(exc) is not Action.DEAD_LETTER:
+                if self.scoring.decide(exc) is not Action.DEAD_LETTER:
                     raise
                 failed.append((record, window.system, exc))
         if not scored:
@@ -405,6 +425,18 @@ class InferenceWorker:
             self._dead_letter(record, f"the model cannot score this window: {type(exc).__name__}: {exc}", system)
             for record, system, exc in failed
         ]
+
+    async def _scored(self, windows: list[Window]) -> list[Verdict]:
+        """The model's verdicts for ``windows`` (on the model thread), retried as ``self.scoring`` says."""
+        return await retrying(
+            lambda: self._in_thread(self.host.score, windows),
+            self.scoring,
+            f"{STAGE}: scoring {len(windows)} windows",
+            on_retry=self._count_retry,
+        )
+
+    def _count_retry(self, exc: BaseException, failures: int) -> None:
+        self.counts["scoring_retries"] += 1
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None = None) -> Outgoing:
         return self.runtime.dead_letters.of(reason, record, system=system)

@@ -13,6 +13,9 @@
   after ``notify.max_attempts`` tries (0: never) the worker stops with DeliveryError, uncommitted. Any other 4xx is
   the record's fault: dead-lettered with the receiver's answer, and the stream goes on. A record that is not an
   alert is dead-lettered too (stage ``notify``).
+* **The loop** is the runtime's driver (``stream.runtime.loop.ConsumeLoop``, ``Commit.EACH_BATCH``): it polls,
+  has ``process`` deliver a batch to the sinks, publishes the batch's dead letters and awaits their acks, then
+  commits past the batch. A stop during a retry ends it with the batch uncommitted (``StopLoop``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
@@ -36,6 +39,7 @@ from stream.ops_http import BuildInfoCollector
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
 from stream.records import DeadLetter, RecordError, SeverityPolicy, decode_alert_record
 from stream.runtime.dead_letters import DeadLetters, letter
+from stream.runtime.loop import Commit, ConsumeLoop, Fetched, LoopHooks, Step, StopLoop
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
@@ -68,7 +72,7 @@ def hold_ms(settings: Settings) -> int:
     return int(hold_s * 1000)
 
 
-class NotifyWorker:
+class NotifyWorker(LoopHooks):
     def __init__(self, settings: Settings, metrics: NotifyMetrics | None = None) -> None:
         self.settings = settings
         self.config = settings.notify
@@ -79,6 +83,7 @@ class NotifyWorker:
         self.sinks = self._sinks()
         self.started = False  # consumer and producer up (readiness)
         self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter))
+        self._batch_records = 0  # records of the batch the driver commits next
 
     def _sinks(self) -> list[Sink]:
         c = self.config
@@ -128,18 +133,11 @@ class NotifyWorker:
         await consumer.start()
         relay = asyncio.create_task(self._relay_stop(stop))
         self.started = True
+        loop = ConsumeLoop(
+            consumer, self.runtime, self, commit=Commit.EACH_BATCH, poll_ms=POLL_MS, max_records=self.config.max_batch
+        )
         try:
-            while not self.stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.config.max_batch)
-                records = [record for batch in fetched.values() for record in batch]
-                if not records:
-                    continue
-                try:
-                    await self._handle(records)
-                except DeliveryStopped:
-                    log.info("%s: stopped while retrying; %d records left uncommitted", STAGE, len(records))
-                    break
-                await self._commit(consumer, records)
+            await loop.run(self.stop)
         finally:
             relay.cancel()
             await consumer.stop()
@@ -151,7 +149,26 @@ class NotifyWorker:
         await stop.wait()
         self.stop.set()
 
-    async def _handle(self, records: Sequence[ConsumerRecord]) -> None:
+    async def process(self, fetched: Fetched) -> Step:
+        """Deliver a batch to every sink; its dead letters, which the driver publishes (a dead letter not
+        acknowledged: never commit past its record) before it commits past the batch."""
+        records = [record for batch in fetched.values() for record in batch]
+        try:
+            letters = await self._handle(records)
+        except DeliveryStopped:
+            log.info("%s: stopped while retrying; %d records left uncommitted", STAGE, len(records))
+            raise StopLoop from None
+        self._batch_records = len(records)
+        return Step.past(records, (self.runtime.dead_letters.outgoing(dead) for dead in letters))
+
+    async def after_commit(self, offsets: dict[TopicPartition, int], committed: bool, seconds: float) -> None:
+        if not committed:
+            # The group rebalanced meanwhile: the partition's owner delivers these again (at least once, same ids).
+            self.counts["commits_skipped"] += 1
+            return
+        self.counts["committed"] += self._batch_records
+
+    async def _handle(self, records: Sequence[ConsumerRecord]) -> list[DeadLetter]:
         notices: list[Notice] = []
         origins: list[ConsumerRecord] = []
         letters: list[DeadLetter] = []
@@ -176,20 +193,12 @@ class NotifyWorker:
                 system = notices[index].record.alert.system
                 why = f"{sink.name} refused it: {reason}"
                 letters.append(self._dead_letter(origins[index], why, system, sink.name))
-        # a dead letter not acknowledged: never commit past its record
-        await self.runtime.publish(self.runtime.dead_letters.outgoing(dead) for dead in letters)
+        return letters
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None, cause: str) -> DeadLetter:
         self.metrics.dead_letters.labels(cause).inc()
         self.counts["dead_letters"] += 1
         return letter(STAGE, reason, record, system=system)
-
-    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
-        if not await self.runtime.commit_past(consumer, records):
-            # The group rebalanced meanwhile: the partition's owner delivers these again (at least once, same ids).
-            self.counts["commits_skipped"] += 1
-            return
-        self.counts["committed"] += len(records)
 
 
 async def run_notify(settings: Settings, stop: asyncio.Event) -> Counter[str]:

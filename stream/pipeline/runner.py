@@ -12,6 +12,10 @@ Delivery is at-least-once with deterministic replay:
 A crash between 1 and 2 replays the records since the last checkpoint from restored state, re-producing identical
 records (same window ids), which downstream stages drop by upstream position (``UpstreamDedup``).
 
+The loop itself is the runtime's driver (``stream.runtime.loop.ConsumeLoop``, ``Commit.AT_CHECKPOINT``): it polls,
+sends, and on each checkpoint confirms the deliveries, calls ``before_commit`` (the state saved with its offsets) and
+commits within the runtime's timeout, all under the lock its rebalance listener takes too.
+
 Wall-clock progress enters as *tick records* the runner writes into its own input partitions while a processor has
 open state with an idle timeout. The tick's broker timestamp is its time, so a replay sees exactly the ticks the first
 run saw, at the same positions, and closes the same windows.
@@ -24,15 +28,15 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.pipeline.checkpoint import Checkpoint, CheckpointStore
 from stream.pipeline.kafka_clients import make_consumer
 from stream.pipeline.stage import InputRecord, PartitionProcessor, SystemStats, state_changes
 from stream.records import TICK, Outgoing, encode
 from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.loop import Commit, ConsumeLoop, Fetched, LoopHooks, Step
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
@@ -48,7 +52,11 @@ log = logging.getLogger(__name__)
 ProcessorFactory = Callable[[TopicPartition, Checkpoint | None], PartitionProcessor]
 
 
-class StageRunner:
+class StageRunner(LoopHooks):
+    """One stage on the runtime's loop driver (``stream.runtime.loop``, ``Commit.AT_CHECKPOINT``): the driver polls,
+    sends what the partitions' processors return, and commits; this class restores and checkpoints state, writes
+    ticks and says when to checkpoint."""
+
     def __init__(
         self,
         stage: str,
@@ -69,12 +77,13 @@ class StageRunner:
         self._stateful = stateful
         self._processors: dict[TopicPartition, PartitionProcessor] = {}
         self._positions: dict[TopicPartition, int] = {}
-        self._dirty: set[TopicPartition] = set()
         # aiokafka logs and swallows what the rebalance listener raises: a failed restore would leave the partition
         # unprocessed without a word, so it is kept here and raised by the loop
         self._restore_error: BaseException | None = None
-        self._lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
         self._consumer: AIOKafkaConsumer | None = None
+        self._loop: ConsumeLoop | None = None
+        self._last_tick = self._last_checkpoint = 0.0
+        self._interval_s = self._pause_s = settings.checkpoint_interval_ms / 1000
         self.counts: Counter[str] = Counter()
         self.dead_letters: Counter[tuple[str, str]] = Counter()  # (stage, reason category) -> dead letters sent
         self.checkpoint_bytes = 0  # encoded state written, all checkpoints together
@@ -89,51 +98,96 @@ class StageRunner:
             max_poll_records=self._settings.batch_max_records,
         )
         self._consumer = consumer
+        loop = self._loop = ConsumeLoop(
+            consumer,
+            self._runtime,
+            self,
+            commit=Commit.AT_CHECKPOINT,
+            poll_ms=200,
+            max_records=self._settings.batch_max_records,
+        )
         await consumer.start()
-        consumer.subscribe(list(self._topics), listener=_Listener(self))
-        last_tick = last_checkpoint = time.monotonic()
-        interval_s = self._settings.checkpoint_interval_ms / 1000
-        pause_s = interval_s
+        consumer.subscribe(list(self._topics), listener=loop.listener())
+        self._last_tick = self._last_checkpoint = time.monotonic()
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=self._settings.batch_max_records)
-                async with self._lock:
-                    if self._restore_error is not None:
-                        raise self._restore_error
-                    for tp, records in batch.items():
-                        await self._process(tp, records)
-                    now = time.monotonic()
-                    if (now - last_tick) * 1000 >= self._settings.tick_interval_ms:
-                        await self._write_ticks()
-                        last_tick = now
-                    if now - last_checkpoint >= pause_s:
-                        await self._checkpoint(set(self._dirty))
-                        last_checkpoint = time.monotonic()
-                        pause_s = max(interval_s, CHECKPOINT_PAUSE_FACTOR * (last_checkpoint - now))
+            await loop.run(stop)  # its last act: the final checkpoint
         finally:
-            async with self._lock:
-                await self._checkpoint(set(self._dirty))
             await consumer.stop()
 
-    async def _process(self, tp: TopicPartition, records: list[Any]) -> None:
-        processor = self._processors.get(tp)
-        if processor is None or not records:
-            return  # revoked while the batch was in flight: the new owner replays it from the checkpoint
-        batch = [
-            InputRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
-            for r in records
-        ]
-        self.counts["records_in"] += len(batch)
-        for out in processor.process_batch(batch):
-            await self._send(out)
-        self._positions[tp] = records[-1].offset + 1
-        self._dirty.add(tp)
+    # ------------------------------------------------------------------------------------- the driver's hooks
 
-    async def _send(self, out: Outgoing) -> None:
+    async def before_batch(self) -> None:
+        if self._restore_error is not None:
+            raise self._restore_error
+
+    async def process(self, fetched: Fetched) -> Step:
+        step = Step()
+        for tp, records in fetched.items():
+            processor = self._processors.get(tp)
+            if processor is None or not records:
+                continue  # revoked while the batch was in flight: the new owner replays it from the checkpoint
+            batch = [
+                InputRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
+                for r in records
+            ]
+            self.counts["records_in"] += len(batch)
+            for out in processor.process_batch(batch):
+                step.outgoing.append(self._counted(out))
+            self._positions[tp] = step.offsets[tp] = records[-1].offset + 1
+        return step
+
+    async def tick(self) -> None:
+        now = time.monotonic()
+        if (now - self._last_tick) * 1000 >= self._settings.tick_interval_ms:
+            await self._write_ticks()
+            self._last_tick = now
+        if now - self._last_checkpoint >= self._pause_s and self._loop is not None:
+            await self._loop.commit()
+            self._last_checkpoint = time.monotonic()
+            self._pause_s = max(self._interval_s, CHECKPOINT_PAUSE_FACTOR * (self._last_checkpoint - now))
+
+    async def before_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Save each changed partition's state with the offset it reached (the offset a restart seeks to)."""
+        if not self._stateful:
+            return
+        written = 0
+        for tp, offset in offsets.items():
+            changes = state_changes(self._processors[tp]) if tp in self._processors else None
+            if changes is not None:
+                written += await self._checkpoints.save(self.stage, tp.topic, tp.partition, offset, changes)
+        if written:
+            self.checkpoint_bytes += written
+            self.last_checkpoint_bytes = written
+
+    async def after_commit(self, offsets: dict[TopicPartition, int], committed: bool, seconds: float) -> None:
+        # a commit the group refused after a rebalance was skipped: the checkpoint already holds the position
+        self.counts["checkpoints"] += 1
+        self.checkpoint_seconds += seconds
+
+    async def on_revoke(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            if tp in self._processors:
+                self._processors.pop(tp, None)
+                self._positions.pop(tp, None)
+                self._checkpoints.forget(self.stage, tp.topic, tp.partition)
+
+    async def on_assign(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = True
+        try:
+            await self._restore(assigned)
+        except Exception as exc:
+            # e.g. a checkpoint that does not read back: crash loudly rather than run without it (deleting the
+            # partition's records from the state topic starts it afresh, losing its open windows)
+            log.exception("%s: restoring %s failed", self.stage, sorted(map(str, assigned)))
+            self._restore_error = exc
+
+    # ------------------------------------------------------------------------------------------------- the rest
+
+    def _counted(self, out: Outgoing) -> Outgoing:
         self.counts[f"out:{out.topic}"] += 1
         if out.dead is not None:
             self.dead_letters[out.dead] += 1
-        await self._runtime.send(out)
+        return out
 
     async def _write_ticks(self) -> None:
         tick = encode(TICK)
@@ -141,35 +195,11 @@ class StageRunner:
             # Only a caught-up partition ticks: while a backlog is replayed (after an outage) its lines would
             # otherwise look idle and their sessions would close early.
             if processor.wants_ticks() and self._caught_up(tp):
-                await self._send(Outgoing(tp.topic, tick, partition=tp.partition))
+                await self._runtime.send(self._counted(Outgoing(tp.topic, tick, partition=tp.partition)))
 
     def _caught_up(self, tp: TopicPartition) -> bool:
         highwater = self._consumer.highwater(tp) if self._consumer is not None else None
         return highwater is not None and self._positions.get(tp, 0) >= highwater
-
-    async def _checkpoint(self, tps: set[TopicPartition]) -> None:
-        if not tps and not self._runtime.deliveries.unflushed:
-            return
-        started = time.monotonic()
-        # A record the broker refused after the producer's retries raises here: checkpointing now would skip it.
-        # The restart replays from the last checkpoint, so nothing is lost.
-        await self._runtime.confirm()
-        offsets = {tp: self._positions[tp] for tp in tps if tp in self._positions}
-        if self._stateful:
-            written = 0
-            for tp, offset in offsets.items():
-                changes = state_changes(self._processors[tp]) if tp in self._processors else None
-                if changes is not None:
-                    written += await self._checkpoints.save(self.stage, tp.topic, tp.partition, offset, changes)
-            if written:
-                self.checkpoint_bytes += written
-                self.last_checkpoint_bytes = written
-        if self._consumer is not None:
-            # a commit the group refuses after a rebalance is skipped: the checkpoint already holds the position
-            await self._runtime.commit(self._consumer, offsets)
-        self._dirty -= tps
-        self.counts["checkpoints"] += 1
-        self.checkpoint_seconds += time.monotonic() - started
 
     # Read by the metrics collector on the HTTP thread at scrape time: each copies what it iterates first (list()
     # of a dict runs in C under the GIL), so a rebalance on the loop thread never changes a dict under it.
@@ -193,26 +223,6 @@ class StageRunner:
         """What each partition's processor holds per system (open windows, templates, latest event time)."""
         return [stats for processor in list(self._processors.values()) for stats in processor.system_stats()]
 
-    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:
-            mine = {tp for tp in revoked if tp in self._processors}
-            await self._checkpoint(mine & self._dirty)
-            for tp in mine:
-                self._processors.pop(tp, None)
-                self._positions.pop(tp, None)
-                self._checkpoints.forget(self.stage, tp.topic, tp.partition)
-
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.assigned = True
-        async with self._lock:
-            try:
-                await self._restore(assigned)
-            except Exception as exc:
-                # e.g. a checkpoint that does not read back: crash loudly rather than run without it (deleting the
-                # partition's records from the state topic starts it afresh, losing its open windows)
-                log.exception("%s: restoring %s failed", self.stage, sorted(map(str, assigned)))
-                self._restore_error = exc
-
     async def _restore(self, assigned: set[TopicPartition]) -> None:
         restored: dict[TopicPartition, Checkpoint] = {}
         if self._stateful:
@@ -232,14 +242,3 @@ class StageRunner:
             sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
             len(restored),
         )
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, runner: StageRunner) -> None:
-        self._runner = runner
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._runner.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._runner.on_assigned(set(assigned))

@@ -15,8 +15,10 @@ ValueError in the parse stage is dead-lettered and one in a retrain stops the tr
                         TypeError, ValueError                           decode: the inference worker, the trainer)
     FEEDBACK_INTAKE     DecodeError (FeedbackError and RecordError      DEAD_LETTER
                         among them), JSONDecodeError, TypeError
-    SCORING             torch.OutOfMemoryError                          RETRY (raised: the batch stays uncommitted
-                                                                        and the restarted worker scores it again)
+    SCORING             torch.OutOfMemoryError                          RETRY (the same batch, in process: 0.5 s
+                                                                        doubling, 4 tries in all; then raised, the
+                                                                        batch uncommitted, and the restarted worker
+                                                                        scores it again)
                         Exception                                       DEAD_LETTER (scored alone; the model probed
                                                                         when none of a batch scores)
     RETRAIN             AdaptlogError, OSError, torch.OutOfMemoryError  RETRY (the target backs off: 60 s doubling
@@ -56,15 +58,23 @@ class Action(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff: ``first_s`` after the first failure, doubled (``factor``) per failure in a row, at most
-    ``max_s``."""
+    ``max_s``. ``attempts``: how many tries in all (the first included) before the error is raised after all; None
+    where the caller keeps its own schedule (a retrain's target backs off for as long as it fails)."""
 
     first_s: float
     max_s: float
     factor: float = 2.0
+    attempts: int | None = None
 
     def __post_init__(self) -> None:
         if self.first_s < 0 or self.max_s < self.first_s or self.factor < 1:
             raise ValueError(f"backoff needs 0 <= first_s <= max_s and factor >= 1, not {self}")
+        if self.attempts is not None and self.attempts < 1:
+            raise ValueError(f"backoff needs at least one attempt, not {self}")
+
+    def gives_up(self, failures: int) -> bool:
+        """Whether ``failures`` failures in a row use up the attempts (never, without a bound)."""
+        return self.attempts is not None and failures >= self.attempts
 
     def delay_s(self, failures: int) -> float:
         """The wait after ``failures`` failures in a row (1 for the first)."""
@@ -128,7 +138,10 @@ FEEDBACK_INTAKE = ErrorPolicy(
 SCORING = ErrorPolicy(
     "scoring",
     {OUT_OF_DEVICE_MEMORY: Action.RETRY, Exception: Action.DEAD_LETTER},
-    backoff=Backoff(first_s=0.0, max_s=0.0),  # the restart is the retry (a supervisor's backoff)
+    # Memory a batch could not get is often free a moment later (another batch's tensors released, the allocator's
+    # cache reused). 0.5 + 1 + 2 s of waiting in all: well within the hand-over a rebalance waits for
+    # (inference.worker.HANDOVER_WAIT_S); past that the restart is the retry (a supervisor's backoff).
+    backoff=Backoff(first_s=0.5, max_s=4.0, attempts=4),
 )
 RETRAIN = ErrorPolicy(
     "retrain",

@@ -1,8 +1,10 @@
 """One loop's consume -> process -> produce -> commit, the parts every loop shares.
 
-Each loop keeps its own shape (the stream stages checkpoint state every interval and confirm deliveries then; the
-inference worker scores micro-batches on a model thread; the feedback service stores records and retrains beside
-them), and does its I/O and error handling through a :class:`Runtime`: its dead letters (``DeadLetters``), the
+The stream stages, the feedback service and the notifier run their consume loop on the driver in ``loop.py``
+(``ConsumeLoop``), each with its own hooks (the stages checkpoint state every interval and confirm deliveries then;
+the feedback service stores records and retrains beside them); the inference worker keeps its own two-task loop
+(micro-batches scored on a model thread: see ``loop.py`` for why). All do their I/O and error handling through a
+:class:`Runtime`: its dead letters (``DeadLetters``), the
 error policy of each place it handles errors (``policy``), its deliveries (``Deliveries``) and its commits
 (``commit_offsets``), so that they behave the same everywhere.
 """

@@ -9,6 +9,8 @@ A system that serves no adapter gets a zero-label one as soon as ``trainer.min_u
 are stored (``retrain.zero_label_adapter``: the base's scores, the system's own false-alarm budget), before any
 label arrives; labeled retrains then compete with it like with any champion.
 
+The consume loop is the runtime's driver (``stream.runtime.loop.ConsumeLoop``, ``Commit.EACH_BATCH``): each batch is
+stored, its dead letters acknowledged, then its offsets committed; the retrain checks are its ``tick``.
 Offsets are committed after the records they carried are in the store, so a restart loses no label and replays at
 most a few records, which the store takes idempotently. Training runs beside consumption (labels keep arriving
 while a target trains). A target's labels that a retrain has read are marked used, whether the challenger won or
@@ -56,6 +58,7 @@ from stream.records import (
     parse_feedback,
 )
 from stream.runtime.dead_letters import DeadLetters, Unread
+from stream.runtime.loop import Commit, ConsumeLoop, Fetched, LoopHooks, Step
 from stream.runtime.policy import FEEDBACK_INTAKE, RETRAIN, Action
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
@@ -120,7 +123,7 @@ class TrainerMetrics:
         r.register(BuildInfoCollector("trainer"))
 
 
-class FeedbackService:
+class FeedbackService(LoopHooks):
     def __init__(self, settings: Settings, store: LabelStore, metrics: TrainerMetrics | None = None) -> None:
         self.settings = settings
         self.store = store
@@ -132,6 +135,8 @@ class FeedbackService:
         self._training: asyncio.Task[None] | None = None
         self._announced: dict[str, tuple[str, dict[str, int]]] = {}  # target -> the schedule last sent for it
         self.started = False  # consuming and producing (readiness)
+        self._producer: AIOKafkaProducer | None = None  # set by run()
+        self._last_check = 0.0  # monotonic time of the last retrain check
         self.runtime = Runtime(DeadLetters(STAGE, settings.topics.deadletter, on_letter=self._count_letter))
 
     @property
@@ -151,27 +156,37 @@ class FeedbackService:
         self.runtime.attach(producer)
         await consumer.start()
         await producer.start()
+        self._producer = producer
         self.started = True
-        last_check = 0.0
+        self._last_check = 0.0
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500)
-                records = [r for rs in batch.values() for r in rs]
-                if records:
-                    letters = await asyncio.to_thread(self._store_records, records)
-                    await self.runtime.publish(letters)
-                    await self.runtime.commit_past(consumer, records)  # only after the store holds them
-                if time.monotonic() - last_check >= self.settings.trainer.check_interval_s:
-                    last_check = time.monotonic()
-                    await self.runtime.publish(await asyncio.to_thread(self._expire))
-                    self._maybe_start_retrain(producer)
-                    await self._announce_schedules(producer)
+            await ConsumeLoop(consumer, self.runtime, self, commit=Commit.EACH_BATCH, poll_ms=500).run(stop)
             if self._training is not None:
                 await self._training
         finally:
             await consumer.stop()
             await producer.stop()
         return self.counts
+
+    # ------------------------------------------------------------------------------------- the driver's hooks
+
+    async def process(self, fetched: Fetched) -> Step:
+        """Store a batch; its dead letters. The driver commits past it once they are acknowledged: only after the
+        store holds its records."""
+        records = [r for rs in fetched.values() for r in rs]
+        return Step.past(records, await asyncio.to_thread(self._store_records, records))
+
+    async def tick(self) -> None:
+        """Every ``check_interval_s``, with traffic or without: expire, start a due retrain, announce schedules."""
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError(f"{STAGE}: the service ticked before run() started its producer")
+        if time.monotonic() - self._last_check < self.settings.trainer.check_interval_s:
+            return
+        self._last_check = time.monotonic()
+        await self.runtime.publish(await asyncio.to_thread(self._expire))
+        self._maybe_start_retrain(producer)
+        await self._announce_schedules(producer)
 
     # ------------------------------------------------------------------------------------------------ intake
 
