@@ -39,6 +39,7 @@ import asyncio
 import enum
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,31 +80,37 @@ class Step:
         return cls(list(outgoing), offsets_after(records))
 
 
-class LoopHooks:
-    """What a loop does at each point of the driver's cycle; each default does nothing. Every hook but the
-    listener's runs under the driver's lock."""
+class LoopHooks(ABC):
+    """What a loop does at each point of the driver's cycle; every hook but ``process`` (which each loop must give)
+    does nothing by default. Every hook but the listener's runs under the driver's lock."""
 
     async def before_batch(self) -> None:
         """After each poll, before its records (a loop that must stop on what a rebalance found raises here)."""
+        return None
 
+    @abstractmethod
     async def process(self, fetched: Fetched) -> Step:
         """The records to produce for a batch (called only when the poll fetched records)."""
-        raise NotImplementedError
 
     async def tick(self) -> None:
         """After each poll's batch is produced (and, each batch, committed), with records or without: timers."""
+        return None
 
     async def before_commit(self, offsets: dict[TopicPartition, int]) -> None:
         """After the deliveries are confirmed, before ``offsets`` are committed (the stages' state checkpoint)."""
+        return None
 
     async def after_commit(self, offsets: dict[TopicPartition, int], committed: bool, seconds: float) -> None:
         """After a commit: whether the group took it, and how long it took, confirmation included."""
+        return None
 
     async def on_revoke(self, revoked: set[TopicPartition]) -> None:
         """Partitions taken away, after their pending offsets were committed."""
+        return None
 
     async def on_assign(self, assigned: set[TopicPartition]) -> None:
         """Partitions given (restore state, seek)."""
+        return None
 
 
 class ConsumeLoop:

@@ -104,6 +104,22 @@ def settings(kafka_broker, topic_prefix: str) -> Settings:
     )
 
 
+async def run_loop(settings: Settings, source: str, group: str, out: str, expect: int, mode: Commit) -> Echo:
+    """Echo's hooks driven until they have seen ``expect`` records (or a StopLoop), within 60 s; the producer and
+    the consumer are stopped whatever the loop raised."""
+    producer = make_producer(settings)
+    await producer.start()
+    stop = asyncio.Event()
+    consumer, hooks, loop = loop_of(settings, source, group, producer, out, stop, expect, mode)
+    await consumer.start()
+    try:
+        await asyncio.wait_for(loop.run(stop), 60)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return hooks
+
+
 def loop_of(
     settings: Settings, topic: str, group: str, producer, out: str, stop: asyncio.Event, expect: int, commit: Commit
 ) -> tuple:
@@ -125,16 +141,7 @@ def test_the_loop_produces_every_record_and_commits_past_them(settings: Settings
     async def scenario() -> tuple[Echo, list, list, dict]:
         await ensure_topics(settings, [new_topic(settings, t) for t in (source, out, settings.topics.deadletter)])
         await produce(settings, source, values)
-        producer = make_producer(settings)
-        await producer.start()
-        stop = asyncio.Event()
-        consumer, hooks, loop = loop_of(settings, source, group, producer, out, stop, len(values), mode)
-        await consumer.start()
-        try:
-            await asyncio.wait_for(loop.run(stop), 60)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+        hooks = await run_loop(settings, source, group, out, len(values), mode)
         outs = await read_all(settings, out, len(values) - 1)
         letters = await read_all(settings, settings.topics.deadletter, 1)
         return hooks, outs, letters, await committed(settings, group, source)
@@ -162,18 +169,10 @@ def test_a_refused_record_stops_the_loop_and_stop_loop_leaves_the_batch_uncommit
 
     async def run_once(values: list[bytes], mode: Commit) -> BaseException | None:
         await produce(settings, source, values, partition=0)
-        producer = make_producer(settings)
-        await producer.start()
-        stop = asyncio.Event()
-        consumer, _, loop = loop_of(settings, source, group, producer, small, stop, len(values), mode)
-        await consumer.start()
         try:
-            await asyncio.wait_for(loop.run(stop), 60)
+            await run_loop(settings, source, group, small, len(values), mode)
         except BrokerError as exc:
             return exc
-        finally:
-            await consumer.stop()
-            await producer.stop()
         return None
 
     async def scenario() -> list:
