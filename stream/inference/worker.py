@@ -17,20 +17,16 @@
   only writer of the alert book, so ticks and batches never interleave.
 * **Rebalances**: when the group takes partitions away, the batch in flight is finished first (published and
   committed) and the rest fetched under the old assignment is left to be fetched again by the partitions' owners,
-  so the next owner's alert book sees every alert this worker published (``Assignment``).
+  so the next owner's alert book sees every alert this worker published (``stream.runtime.pipeline.Assignment``).
 * **Alerts across restarts**: the alerts topic is the alert book's state. When the group hands this worker windows
   partitions, it resumes the open incidents of their systems from the latest alert records (``_sync_alerts``), so a
   restarted worker continues an incident (same alert_id, growing count) instead of opening it again. An incident
   whose latest record is older than two TTLs (its worker was down longer) is published ``resolved`` instead, as far
   back as ``alert_recovery_s``.
-* **Not on the runtime's loop driver** (``stream.runtime.loop.ConsumeLoop``, which the stream stages, the feedback
-  service and the notifier run on): the driver polls, processes and commits one batch at a time under one lock that
-  its rebalance listener takes too. Here the fetch task keeps polling while the model task scores (the bounded queue
-  between them is the backpressure), and a revocation settles the batch in flight by waiting for it, bounded by
-  ``HANDOVER_WAIT_S``, rather than by a lock, and drops batches fetched under an earlier assignment (generations).
-  On the driver, fetching would stop while the model scores, or the rebalance lock would be held across a model
-  call: other behaviour. The worker uses the runtime's parts instead: ``Runtime.publish``, ``Runtime.commit_past``
-  (timeout, refused commits skipped) and ``retry.retrying`` (SCORING's in-process retry of out of device memory).
+* **On the runtime's loop driver**, pipelined (``stream.runtime.loop.ConsumeLoop`` with a
+  ``stream.runtime.pipeline.Pipeline``): the driver owns fetching, micro-batching, the queue, the hand-over at
+  revocations, publishing and committing; this worker gives it hooks (``process`` scores a batch, ``tick`` resolves
+  incidents, ``before_batch`` refreshes the models), as the stream stages and the feedback service do.
 """
 
 from __future__ import annotations
@@ -39,13 +35,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from stream.errors import BrokerError, ConfigError
 from stream.inference.alerts import AlertBook
@@ -76,6 +71,8 @@ from stream.records import (
     encode,
 )
 from stream.runtime.dead_letters import DeadLetters
+from stream.runtime.loop import Commit, ConsumeLoop, Fetched, LoopHooks, Step
+from stream.runtime.pipeline import Pipeline
 from stream.runtime.policy import SCORING, WINDOW_INTAKE, Action, ErrorPolicy
 from stream.runtime.retry import retrying
 from stream.runtime.runtime import Runtime
@@ -97,49 +94,6 @@ Decoded = tuple[ConsumerRecord, Window]
 Scored = tuple[ConsumerRecord, Verdict]  # a verdict, and the record of its window (to dead-letter it if need be)
 
 
-class Assignment(ConsumerRebalanceListener):
-    """The windows partitions of the group's latest completed assignment (None before the first), its generation
-    (counted here), and the hand-over of revoked partitions.
-
-    On revocation, before the group moves any partition, the worker finishes the batch in flight (``settle``): its
-    verdicts and alerts are acknowledged and its offsets committed (the generation is still valid then). So the
-    next owner, which reads the alerts topic when it takes the partitions, sees that batch's alerts and continues
-    their incidents instead of opening them again.
-
-    Any other batch fetched under an earlier assignment is left unscored and uncommitted (``current`` says no). A
-    new assignment resets every partition's position to its committed offset (aiokafka builds fresh partition
-    states), so such records are fetched again by whichever worker now owns them: nothing is skipped, and no later
-    batch commits past records that were left.
-    """
-
-    def __init__(self, settle: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.partitions: frozenset[int] | None = None
-        self.generation = 0
-        self.revoking = False
-        self._settle = settle
-
-    def current(self, generation: int) -> bool:
-        """Whether a batch fetched under ``generation`` may be scored and committed now."""
-        return not self.revoking and generation == self.generation
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.revoking = True  # first: no other batch starts while the one in flight settles
-        if self._settle is not None and revoked:
-            await self._settle()
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.partitions = frozenset(tp.partition for tp in assigned)
-        self.generation += 1
-        self.revoking = False
-
-
-@dataclass
-class Batch:
-    records: list[ConsumerRecord] = field(default_factory=list)
-    started: float = 0.0  # monotonic time of its first record
-    generation: int = 0  # the assignment its records were fetched under (``Assignment.generation``)
-
-
 def open_host(settings: Settings) -> ModelHost:
     if settings.inference.registry is None:
         raise ConfigError("inference.registry", "not set (ADAPTLOG_INFERENCE__REGISTRY=/path/to/registry)")
@@ -156,7 +110,7 @@ def open_host(settings: Settings) -> ModelHost:
     )
 
 
-class InferenceWorker:
+class InferenceWorker(LoopHooks):
     def __init__(
         self,
         settings: Settings,
@@ -175,12 +129,10 @@ class InferenceWorker:
         self.severity = SeverityPolicy(**self.config.severity.model_dump())
         self.counts: Counter[str] = Counter()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlog-model")
-        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.config.max_pending_batches)
         self._refresh_wanted = asyncio.Event()
-        self._assignment = Assignment(settle=self._settle)
-        self._idle = asyncio.Event()  # set while no batch is between its ownership check and its commit
-        self._idle.set()
-        self._committed = True  # whether the last batch's offsets were committed (what a hand-over needs)
+        self._last_refresh = time.monotonic()
+        self.loop: ConsumeLoop | None = None  # the windows consumer's loop (``run`` builds it with the consumer)
+        self._consumer: AIOKafkaConsumer | None = None
         self._served: frozenset[int] = frozenset()  # windows partitions whose systems' incidents the book holds
         self._partitioner = CachedPartitioner()
         # b"": the key dead letters have always been sent with from here
@@ -189,7 +141,17 @@ class InferenceWorker:
     @property
     def partitions(self) -> frozenset[int] | None:
         """The windows partitions the group gave this worker last (None before its first assignment)."""
-        return self._assignment.partitions
+        return self.loop.assignment.partitions if self.loop is not None else None
+
+    def pipeline(self) -> Pipeline:
+        config = self.config
+        return Pipeline(
+            max_records=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            depth=config.max_pending_batches,
+            tick_s=min(ALERT_TICK_S, config.alert_ttl_s / 4),
+            handover_wait_s=HANDOVER_WAIT_S,
+        )
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         await ensure_topics(self.settings, inference_topic_specs(self.settings))
@@ -202,30 +164,32 @@ class InferenceWorker:
             max_poll_records=self.config.max_batch,
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
-        consumer.subscribe([self.settings.topics.windows], listener=self._assignment)
+        loop = self.loop = ConsumeLoop(
+            consumer,
+            self.runtime,
+            self,
+            commit=Commit.EACH_BATCH,
+            poll_ms=self.config.max_wait_ms,
+            pipeline=self.pipeline(),
+            counts=self.counts,
+        )
+        self.metrics.queue_depth.set_function(loop.queue.qsize)
+        consumer.subscribe([self.settings.topics.windows], listener=loop.listener())
+        self._consumer = consumer
         updates = make_consumer(
             self.settings, self.settings.topics.model_updates, group_id=None, auto_offset_reset="latest"
         )
         await producer.start()
         await consumer.start()
         await updates.start()
-        tasks = [
-            asyncio.create_task(self._fetch(consumer, stop), name="fetch"),
-            asyncio.create_task(self._infer(consumer, producer), name="infer"),
-            asyncio.create_task(self._watch_updates(updates, stop), name="model-updates"),
-        ]
+        watch = asyncio.create_task(self._watch_updates(updates, stop), name="model-updates")
+        self._last_refresh = time.monotonic()
         try:
-            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    stop.set()
-                    raise task.exception()  # type: ignore[misc]
-            await asyncio.gather(*tasks[:2])
+            await loop.run(stop)
         finally:
             stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await updates.stop()
             await consumer.stop()
             await producer.stop()
@@ -235,104 +199,27 @@ class InferenceWorker:
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    # ----------------------------------------------------------------------------------------------------- fetch
+    # ------------------------------------------------------------------------------------------ the loop's hooks
 
-    async def _fetch(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        """Gather micro-batches until ``stop``; then hand the model loop the last one and the end marker (None).
+    async def before_batch(self) -> None:
+        """The registry's serving pointers read again when due or announced, between two batches (see ``run``)."""
+        due = time.monotonic() - self._last_refresh >= self.config.refresh_interval_s
+        if due or self._refresh_wanted.is_set():
+            self._refresh_wanted.clear()
+            self._last_refresh = time.monotonic()
+            await self._in_thread(self._refresh)
 
-        Only a clean stop hands anything over. A cancellation (the model loop failed, or run() is shutting down)
-        leaves at once: waiting there to put on a full queue that no one reads any more would hang run() forever,
-        and the batches not scored were not committed, so they are fetched again after the restart.
-        """
-        batch = Batch()
-        while not stop.is_set():
-            wait_ms = self.config.max_wait_ms
-            if batch.records:
-                wait_ms = max(1, int(wait_ms - (time.monotonic() - batch.started) * 1000))
-            room = self.config.max_batch - len(batch.records)
-            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
-            if batch.records and batch.generation != self._assignment.generation:
-                self._leave(batch.records)  # fetched under an earlier assignment: fetched again from the commit
-                batch = Batch()
-            for records in fetched.values():
-                if records and not batch.records:
-                    batch.started = time.monotonic()
-                    batch.generation = self._assignment.generation
-                batch.records.extend(records)
-            full = len(batch.records) >= self.config.max_batch
-            waited = batch.records and (time.monotonic() - batch.started) * 1000 >= self.config.max_wait_ms
-            if full or waited:
-                await self._queue.put(batch)  # blocks while the model is behind: backpressure
-                self.metrics.queue_depth.set(self._queue.qsize())
-                batch = Batch()
-        if batch.records:
-            await self._queue.put(batch)
-        await self._queue.put(None)
+    async def tick(self) -> None:
+        """No traffic for a tick: incidents still resolve on time, and assignments are still followed (never during
+        a revocation: the book is about to be handed over, and the next owner resolves what is due)."""
+        await self._sync_alerts()
+        expired = self.alerts.expire(int(time.time() * 1000))
+        await self.runtime.publish([self._alert(alert, None) for alert in expired])
 
-    # ----------------------------------------------------------------------------------------------------- infer
-
-    async def _infer(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        last_refresh = time.monotonic()
-        tick_s = min(ALERT_TICK_S, self.config.alert_ttl_s / 4)
-        while True:
-            try:
-                batch = await asyncio.wait_for(self._queue.get(), timeout=tick_s)
-            except TimeoutError:  # no traffic: incidents still resolve on time, and assignments are still followed
-                if self._assignment.revoking:
-                    continue  # the book is about to be handed over: the next owner resolves what is due
-                await self._sync_alerts(consumer)
-                expired = self.alerts.expire(int(time.time() * 1000))
-                await self._send(producer, [self._alert(alert, None) for alert in expired])
-                continue
-            self.metrics.queue_depth.set(self._queue.qsize())
-            if batch is None:
-                return
-            due = time.monotonic() - last_refresh >= self.config.refresh_interval_s
-            if due or self._refresh_wanted.is_set():
-                self._refresh_wanted.clear()
-                last_refresh = time.monotonic()
-                await self._in_thread(self._refresh)
-            await self._process(batch, consumer, producer)
-
-    def _refresh(self) -> None:
-        before = self.host.counts["artifacts_refused"]
-        changes = self.host.refresh()
-        self.metrics.swaps.inc(len(changes))
-        self.metrics.refused.inc(self.host.counts["artifacts_refused"] - before)
-        self.counts["adapter_swaps"] += len(changes)
-
-    async def _process(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        self._idle.clear()
-        self._committed = False  # until its commit succeeds: a batch that fails half way did not settle
-        try:
-            self._committed = await self._process_owned(batch, consumer, producer)
-        finally:
-            self._idle.set()
-
-    async def _settle(self) -> None:
-        """Wait for the batch in flight to be published and committed (see ``Assignment``), at most
-        ``HANDOVER_WAIT_S``: a batch slower than that is replayed by the next owner, as at-least-once allows."""
-        if self._idle.is_set():
-            return
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=HANDOVER_WAIT_S)
-        except TimeoutError:
-            log.warning(
-                "%s: partitions revoked while a batch ran over %.0f s; its owner replays it", STAGE, HANDOVER_WAIT_S
-            )
-            return
-        if not self._committed:  # its commit was refused (the group moved on) or it failed: the owner replays it
-            self.counts["batches_unsettled_on_revoke"] += 1
-            log.warning("%s: the batch in flight finished but was not committed; its owner replays it", STAGE)
-            return
-        self.counts["batches_settled_on_revoke"] += 1
-        log.info("%s: the batch in flight settled in %.2f s before partitions moved", STAGE, time.monotonic() - started)
-
-    async def _process_owned(self, batch: Batch, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> bool:
-        """Score, publish and commit one batch; whether its offsets were committed (or it had none to commit)."""
-        await self._sync_alerts(consumer)
-        records = self._owned(batch)
+    async def process(self, fetched: Fetched) -> Step:
+        """A batch's verdicts, alerts and dead letters; the driver publishes them and then commits past the batch."""
+        await self._sync_alerts()
+        records = [record for records in fetched.values() for record in records]
         decoded, outgoing = self._decode(records)
         self.metrics.windows_in.inc(len(records))
         self.counts["windows_in"] += len(records)
@@ -346,28 +233,25 @@ class InferenceWorker:
             self.metrics.reused.inc(self.host.counts["windows_reused"] - reused)
             outgoing += letters
             outgoing += self._publications(verdicts)
-        await self._send(producer, outgoing)
+        return Step.past(records, outgoing)
+
+    async def after_publish(self, fetched: Fetched) -> None:
         now_ms = time.time() * 1000
-        for record in records:
-            self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
-        return await self._commit(consumer, records)
+        for records in fetched.values():
+            for record in records:
+                self.metrics.latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
 
-    def _owned(self, batch: Batch) -> list[ConsumerRecord]:
-        """The batch's records when it was fetched under the current assignment; none otherwise (see
-        ``Assignment``): the partitions' owners fetch them again from the committed offsets, and score them."""
-        if self._assignment.current(batch.generation):
-            return batch.records
-        self._leave(batch.records)
-        return []
+    async def on_handed_over(self, records: Sequence[ConsumerRecord]) -> None:
+        self.counts["windows_handed_over"] += len(records)
 
-    def _leave(self, records: list[ConsumerRecord]) -> None:
-        if records:
-            log.info("%s: %d windows fetched before a rebalance left to their partitions' owners", STAGE, len(records))
-            self.counts["windows_handed_over"] += len(records)
+    # ----------------------------------------------------------------------------------------------------- model
 
-    async def _send(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
-        """Publish and wait for every acknowledgement: nothing is committed, or forgotten, before that."""
-        await self.runtime.publish(outgoing)
+    def _refresh(self) -> None:
+        before = self.host.counts["artifacts_refused"]
+        changes = self.host.refresh()
+        self.metrics.swaps.inc(len(changes))
+        self.metrics.refused.inc(self.host.counts["artifacts_refused"] - before)
+        self.counts["adapter_swaps"] += len(changes)
 
     def _decode(self, records: Sequence[ConsumerRecord]) -> tuple[list[Decoded], list[Outgoing]]:
         windows, letters = [], []
@@ -482,13 +366,9 @@ class InferenceWorker:
         record = alert_record(alert, verdict, self.severity, int(time.time() * 1000))
         return Outgoing(self.settings.topics.alerts, record, key=alert.alert_id.encode())
 
-    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> bool:
-        """Commit past the records; whether it was committed (True when there was nothing to commit)."""
-        return await self.runtime.commit_past(consumer, records)
-
     # ------------------------------------------------------------------------------------------ alert ownership
 
-    async def _sync_alerts(self, consumer: AIOKafkaConsumer) -> None:
+    async def _sync_alerts(self) -> None:
         """Keep the alert book to the systems whose windows this worker now reads.
 
         Windows are keyed by system, so all of a system's windows, and so all of its incidents, go through one
@@ -498,10 +378,11 @@ class InferenceWorker:
         forgotten without a resolution (the new owner resumes them); those of partitions it keeps stay as they are,
         silent updates included, so a rebalance that gives a worker its partitions back changes nothing.
         """
-        assigned = self._assignment.partitions
-        if assigned is None or self._assignment.revoking or assigned == self._served:
+        assert self.loop is not None and self._consumer is not None  # a hook: ``run`` built both
+        assigned = self.loop.assignment.partitions
+        if assigned is None or self.loop.assignment.revoking or assigned == self._served:
             return
-        partitions = sorted(consumer.partitions_for_topic(self.settings.topics.windows) or ())
+        partitions = sorted(self._consumer.partitions_for_topic(self.settings.topics.windows) or ())
         if not partitions:
             return  # no metadata yet: the next batch or tick tries again
 

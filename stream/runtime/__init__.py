@@ -8,8 +8,10 @@
     retry          retrying: try an operation again in process while its policy says RETRY, with its backoff
     commit         offsets_after, commit_offsets: within a timeout, refused commits skipped (rebalance safety)
     runtime        Runtime: the above for one loop
-    loop           ConsumeLoop: the one poll -> process -> produce -> commit driver, with a loop's hooks (the stream
-                   stages, the feedback service and the notifier run on it; why the inference worker does not: there)
+    pipeline       Pipeline, Assignment: the driver's pipelined mode (micro-batches gathered while the previous
+                   one is processed; the batch in flight settled at a revocation)
+    loop           ConsumeLoop: the one poll -> process -> produce -> commit driver, with a loop's hooks (every
+                   loop above runs on it; the inference worker's pipelined)
 
 The runtime belongs to ``stream``; the trainer imports it, never the other way round. Import from the modules.
 """

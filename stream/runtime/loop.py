@@ -23,14 +23,13 @@ offsets, and then calls ``on_revoke`` / ``on_assign``. A loop whose consumer sub
 feedback service, the notifier) commits after every batch and keeps aiokafka's default rebalance: the driver adds
 none, so a notifier retrying a receiver never holds a rebalance up.
 
-Not on this driver: the inference worker (``stream.inference.worker``). Its consume loop is two tasks joined by a
-bounded queue: the fetch task polls and gathers micro-batches while the model task scores the previous ones on the
-model thread (backpressure: the fetch task waits on the full queue), and a revocation settles the batch in flight
-without a lock (``Assignment``: it waits for the model task's batch, at most ``HANDOVER_WAIT_S``, and leaves
-batches fetched under an earlier assignment to their new owners). This driver's loop polls, processes and commits
-one batch at a time under one lock; moving the worker onto it would either stop fetching while the model scores
-(no overlap, a different throughput) or hold the rebalance lock across a model call. It shares the runtime's parts
-instead (``Runtime.publish``, ``Runtime.commit_past``, ``retry.retrying`` for SCORING).
+Pipelined (``pipeline=Pipeline(...)``, ``Commit.EACH_BATCH`` only; the inference worker): a fetch task gathers
+micro-batches onto a bounded queue while the loop processes, publishes and commits the previous ones, so the model
+scores one batch while the next is fetched. No lock is held across ``process`` (it may take seconds on a model):
+the listener (``listener()``, a ``pipeline.Assignment``) instead waits for the one batch in flight to settle, at
+most ``Pipeline.handover_wait_s``, and batches fetched under an earlier assignment are left uncommitted to the
+partitions' new owners (``on_handed_over``). ``tick`` runs when no batch has come for ``Pipeline.tick_s``, never
+while partitions are being revoked. See ``pipeline``.
 """
 
 from __future__ import annotations
@@ -40,15 +39,18 @@ import enum
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from stream.errors import ConfigError
 from stream.records import Outgoing
 from stream.runtime.commit import offsets_after
 from stream.runtime.dead_letters import Position
+from stream.runtime.pipeline import Assignment, Batch, Pipeline
 from stream.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,12 @@ class LoopHooks(ABC):
         """The records to produce for a batch (called only when the poll fetched records)."""
 
     async def tick(self) -> None:
-        """After each poll's batch is produced (and, each batch, committed), with records or without: timers."""
+        """After each poll's batch is produced (and, each batch, committed), with records or without: timers. When
+        pipelined: when no batch has come for ``Pipeline.tick_s``."""
+        return None
+
+    async def after_publish(self, fetched: Fetched) -> None:
+        """``Commit.EACH_BATCH``: after a batch's records are acknowledged, before its offsets are committed."""
         return None
 
     async def before_commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -112,6 +119,11 @@ class LoopHooks(ABC):
         """Partitions given (restore state, seek)."""
         return None
 
+    async def on_handed_over(self, records: Sequence[ConsumerRecord]) -> None:
+        """Pipelined: records fetched under an earlier assignment, left unprocessed and uncommitted (their
+        partitions' owners fetch them again from the committed offsets)."""
+        return None
+
 
 class ConsumeLoop:
     def __init__(
@@ -123,22 +135,38 @@ class ConsumeLoop:
         commit: Commit,
         poll_ms: int,
         max_records: int | None = None,
+        pipeline: Pipeline | None = None,
+        counts: Counter[str] | None = None,
     ) -> None:
+        if pipeline is not None and commit is not Commit.EACH_BATCH:
+            raise ConfigError("pipeline", "a pipelined loop commits each batch (Commit.EACH_BATCH)")
         self.consumer = consumer
         self.runtime = runtime
         self.hooks = hooks
         self.mode = commit
         self.poll_ms = poll_ms
         self.max_records = max_records
+        self.pipeline = pipeline
+        self.counts: Counter[str] = counts if counts is not None else Counter()  # hand-overs at revocations
         self.lock = asyncio.Lock()  # the rebalance listener runs in another task: never interleave with a batch
         self.pending: dict[TopicPartition, int] = {}  # processed and produced for, not yet committed
+        # pipelined: the batches gathered ahead, the assignment they were fetched under, and the batch in flight
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=pipeline.depth if pipeline else 0)
+        self.assignment = Assignment(self._settle, on_revoke=hooks.on_revoke, on_assign=hooks.on_assign)
+        self._idle = asyncio.Event()  # set while no batch is between its ownership check and its commit
+        self._idle.set()
+        self._settled = True  # whether the last batch's offsets were committed (what a hand-over needs)
 
     def listener(self) -> ConsumerRebalanceListener:
-        """The rebalance listener to subscribe with: revoked partitions' offsets committed first, under the lock."""
-        return _Listener(self)
+        """The rebalance listener to subscribe with: revoked partitions' offsets committed first, under the lock
+        (pipelined: the batch in flight settled first, see ``pipeline.Assignment``)."""
+        return self.assignment if self.pipeline is not None else _Listener(self)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` (or ``StopLoop``); at the end, commit what is pending (``AT_CHECKPOINT``)."""
+        if self.pipeline is not None:
+            await self._run_pipelined(self.pipeline, stop)
+            return
         try:
             while not stop.is_set():
                 fetched = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_records)
@@ -149,22 +177,24 @@ class ConsumeLoop:
                             step = await self.hooks.process(fetched)
                         except StopLoop:
                             return
-                        await self._produce(step)
+                        await self._produce(step, fetched)
                     await self.hooks.tick()
         finally:
             if self.mode is Commit.AT_CHECKPOINT:
                 async with self.lock:
                     await self.commit()
 
-    async def _produce(self, step: Step) -> None:
+    async def _produce(self, step: Step, fetched: Fetched) -> bool:
+        """Produce a step's records; in ``EACH_BATCH`` mode, commit past it: whether that commit was taken."""
         if self.mode is Commit.EACH_BATCH:
             await self.runtime.publish(step.outgoing)  # BrokerError if one is refused: nothing committed
+            await self.hooks.after_publish(fetched)
             self._record(step.offsets)
-            await self.commit()
-            return
+            return await self.commit()
         for out in step.outgoing:
             await self.runtime.send(out)
         self._record(step.offsets)
+        return False
 
     def _record(self, offsets: dict[TopicPartition, int]) -> None:
         for tp, offset in offsets.items():
@@ -197,6 +227,104 @@ class ConsumeLoop:
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
             await self.hooks.on_assign(assigned)
+
+    # ------------------------------------------------------------------------------------------------ pipelined
+
+    async def _run_pipelined(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        """The fetch task and the process task until ``stop``; when either fails, or ``process`` raises
+        ``StopLoop``, the other is cancelled at once (what was not committed is fetched again after a restart)."""
+        fetch = asyncio.create_task(self._gather(pipeline, stop), name=f"{self.runtime.stage}-fetch")
+        work = asyncio.create_task(self._drain(pipeline), name=f"{self.runtime.stage}-process")
+        try:
+            done, _ = await asyncio.wait([fetch, work], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if work not in done:
+                await work  # the fetch task stopped cleanly and handed over its last batch: process it
+        finally:
+            for task in (fetch, work):
+                task.cancel()
+            await asyncio.gather(fetch, work, return_exceptions=True)
+
+    async def _gather(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        """Gather micro-batches until ``stop``; then hand over the last one and the end marker (None).
+
+        Only a clean stop hands anything over. A cancellation (the process task failed, or the loop is shutting
+        down) leaves at once: waiting to put on a full queue that no one reads any more would hang the loop, and
+        the batches not processed were not committed, so they are fetched again after the restart.
+        """
+        batch = Batch()
+        while not stop.is_set():
+            wait_ms = pipeline.max_wait_ms
+            if batch.size:
+                wait_ms = max(1, int(wait_ms - batch.waited_ms()))
+            room = pipeline.max_records - batch.size
+            fetched = await self.consumer.getmany(timeout_ms=wait_ms, max_records=room)
+            if batch.size and batch.generation != self.assignment.generation:
+                await self._leave(batch)  # fetched under an earlier assignment: fetched again from the commit
+                batch = Batch()
+            batch.add(fetched, self.assignment.generation)
+            if batch.size >= pipeline.max_records or (batch.size and batch.waited_ms() >= pipeline.max_wait_ms):
+                await self.queue.put(batch)  # blocks while processing is behind: backpressure
+                batch = Batch()
+        if batch.size:
+            await self.queue.put(batch)
+        await self.queue.put(None)
+
+    async def _drain(self, pipeline: Pipeline) -> None:
+        """Process the gathered batches in order until the end marker; ``tick`` when none comes for a while."""
+        while True:
+            try:
+                batch = await asyncio.wait_for(self.queue.get(), timeout=pipeline.tick_s)
+            except TimeoutError:
+                if not self.assignment.revoking:  # the partitions' next owner does what is due
+                    await self.hooks.tick()
+                continue
+            if batch is None:
+                return
+            await self.hooks.before_batch()
+            self._idle.clear()
+            self._settled = False  # until its commit is taken: a batch that fails half way did not settle
+            try:
+                self._settled = await self._process_owned(batch)
+            except StopLoop:
+                return
+            finally:
+                self._idle.set()
+
+    async def _process_owned(self, batch: Batch) -> bool:
+        """Process, publish and commit one batch if it was fetched under the current assignment (else leave it);
+        whether its offsets were committed (True when there was nothing to commit)."""
+        if not self.assignment.current(batch.generation):
+            await self._leave(batch)
+            return True
+        return await self._produce(await self.hooks.process(batch.fetched), batch.fetched)
+
+    async def _leave(self, batch: Batch) -> None:
+        log.info("%s: %d records fetched before a rebalance left to their owners", self.runtime.stage, batch.size)
+        await self.hooks.on_handed_over(batch.records())
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight to be published and committed (see ``pipeline.Assignment``), at most
+        ``handover_wait_s``: a batch slower than that is replayed by the next owner, as at-least-once allows."""
+        if self._idle.is_set():
+            return
+        assert self.pipeline is not None  # only a pipelined loop's Assignment settles
+        started = time.monotonic()
+        stage = self.runtime.stage
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=self.pipeline.handover_wait_s)
+        except TimeoutError:
+            wait_s = self.pipeline.handover_wait_s
+            log.warning("%s: partitions revoked while a batch ran over %.0f s; its owner replays it", stage, wait_s)
+            return
+        if not self._settled:  # its commit was refused (the group moved on) or it failed: the owner replays it
+            self.counts["batches_unsettled_on_revoke"] += 1
+            log.warning("%s: the batch in flight finished but was not committed; its owner replays it", stage)
+            return
+        self.counts["batches_settled_on_revoke"] += 1
+        log.info("%s: the batch in flight settled in %.2f s before partitions moved", stage, time.monotonic() - started)
 
 
 class _Listener(ConsumerRebalanceListener):

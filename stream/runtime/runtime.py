@@ -1,9 +1,9 @@
 """One loop's consume -> process -> produce -> commit, the parts every loop shares.
 
-The stream stages, the feedback service and the notifier run their consume loop on the driver in ``loop.py``
-(``ConsumeLoop``), each with its own hooks (the stages checkpoint state every interval and confirm deliveries then;
-the feedback service stores records and retrains beside them); the inference worker keeps its own two-task loop
-(micro-batches scored on a model thread: see ``loop.py`` for why). All do their I/O and error handling through a
+The stream stages, the inference worker, the feedback service and the notifier run their consume loop on the
+driver in ``loop.py`` (``ConsumeLoop``), each with its own hooks (the stages checkpoint state every interval and
+confirm deliveries then; the inference worker's loop is pipelined, micro-batches scored while the next are fetched;
+the feedback service stores records and retrains beside them). All do their I/O and error handling through a
 :class:`Runtime`: its dead letters (``DeadLetters``), the
 error policy of each place it handles errors (``policy``), its deliveries (``Deliveries``) and its commits
 (``commit_offsets``), so that they behave the same everywhere.
@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stream.records import Outgoing
-from stream.runtime.commit import COMMIT_TIMEOUT_S, Committer, commit_offsets, offsets_after
-from stream.runtime.dead_letters import DeadLetters, Position
+from stream.runtime.commit import COMMIT_TIMEOUT_S, Committer, commit_offsets
+from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.delivery import Deliveries
 
 
@@ -62,7 +62,3 @@ class Runtime:
         committed = await commit_offsets(consumer, offsets, self.stage, self.commit_timeout_s)
         self.commits_skipped += not committed
         return committed
-
-    async def commit_past(self, consumer: Committer, records: Iterable[Position]) -> bool:
-        """Commit past ``records`` (each partition's highest offset + 1)."""
-        return await self.commit(consumer, offsets_after(records))

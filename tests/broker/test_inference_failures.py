@@ -33,7 +33,7 @@ class OutOfMemoryInBacklog:
 
     def __call__(self, windows: Sequence[Window]) -> list[Verdict]:
         deadline = time.monotonic() + 60
-        while not self.worker._queue.full():
+        while not self.worker.loop.queue.full():
             assert time.monotonic() < deadline, "no backlog formed"
             time.sleep(0.02)
         raise torch.OutOfMemoryError("CUDA out of memory (raised by the test)")
@@ -65,8 +65,8 @@ def test_a_failure_in_the_model_loop_during_a_backlog_stops_run_promptly(kafka_b
         done, _ = await asyncio.wait([task], timeout=60)
         finished = bool(done)
         while not task.done():  # it hung: unblock it (drain the queue) so that the test fails instead of hanging
-            while not worker._queue.empty():
-                worker._queue.get_nowait()
+            while not worker.loop.queue.empty():
+                worker.loop.queue.get_nowait()
             await asyncio.sleep(0.05)
         return finished, task.exception(), await committed_offsets(settings)
 

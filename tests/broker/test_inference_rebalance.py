@@ -84,9 +84,9 @@ def test_a_rebalance_mid_batch_settles_the_batch_and_hands_the_rest_over(
             await asyncio.to_thread(gate.entered.wait, 60)  # the second batch is in the model now
             async with running_inference(settings) as second:
                 # the group asks the first worker to give partitions up; it waits for its batch in flight
-                await until(lambda: first._assignment.revoking, "the first worker is revoking")
+                await until(lambda: first.loop.assignment.revoking, "the first worker is revoking")
                 await asyncio.sleep(hold_s)  # the revocation is really waiting on the batch, not done already
-                assert first._assignment.revoking
+                assert first.loop.assignment.revoking
                 gate.release.set()
                 await until(lambda: first.partitions and second.partitions, "both workers hold partitions")
                 verdicts = await read_topic(settings, settings.topics.verdicts, until=len(windows), timeout_s=120)

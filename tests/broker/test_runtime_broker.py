@@ -14,7 +14,7 @@ from harness.streaming import settings_for
 from stream.errors import BrokerError
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
 from stream.records import Outgoing
-from stream.runtime.commit import commit_offsets
+from stream.runtime.commit import commit_offsets, offsets_after
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.runtime import Runtime
 
@@ -37,7 +37,7 @@ def test_commits_land_and_refused_or_late_ones_are_skipped(kafka_broker, topic_p
             fetched: list = []
             while len(fetched) < 3:
                 fetched += [r for rs in (await consumer.getmany(timeout_ms=1000)).values() for r in rs]
-            assert await runtime.commit_past(consumer, fetched)
+            assert await runtime.commit(consumer, offsets_after(fetched))
             assert await consumer.committed(TopicPartition(topic, 0)) == 3
 
             # a partition this member was not given (the group moved it): skipped, the next owner replays it
@@ -45,7 +45,7 @@ def test_commits_land_and_refused_or_late_ones_are_skipped(kafka_broker, topic_p
             assert not await runtime.commit(consumer, {elsewhere: 1})
             # a commit that outlasts its timeout (racing a rebalance): skipped, nothing held
             late = Runtime(DeadLetters("test", settings.topics.deadletter), producer, commit_timeout_s=0.0)
-            assert not await late.commit_past(consumer, fetched)
+            assert not await late.commit(consumer, offsets_after(fetched))
             assert (runtime.commits_skipped, late.commits_skipped) == (1, 1)
             assert await consumer.committed(TopicPartition(topic, 0)) == 3
             assert await runtime.commit(consumer, {})  # nothing to commit

@@ -1,7 +1,9 @@
 """The runtime's loop driver (stream.runtime.loop.ConsumeLoop) on a real broker: each batch published then committed;
 sent records confirmed before ``before_commit`` and the commit; a refused record stops the loop uncommitted;
 ``StopLoop`` leaves its batch uncommitted; a revocation commits the revoked partitions' pending offsets before the
-partitions move, so their next owner does not replay what was processed."""
+partitions move, so their next owner does not replay what was processed. Pipelined (``stream.runtime.pipeline``):
+micro-batches of at most ``max_records``, each committed once its records are acknowledged, ``tick`` when idle.
+(The pipelined hand-over at a revocation is tested through the inference worker, test_inference_rebalance.py.)"""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from harness.streaming import settings_for
-from stream.errors import BrokerError
+from stream.errors import BrokerError, ConfigError
 from stream.pipeline.kafka_clients import ensure_topics, make_consumer, make_producer, new_topic
 from stream.records import DeadLetter, Outgoing
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.loop import Commit, ConsumeLoop, Fetched, LoopHooks, Step, StopLoop
+from stream.runtime.pipeline import Pipeline
 from stream.runtime.runtime import Runtime
 from stream.settings import Settings
 
@@ -33,6 +36,7 @@ class Echo(LoopHooks):
         self.stop = stop
         self.expect = expect
         self.seen: list[tuple[int, int]] = []  # (partition, offset) of every record processed
+        self.batches: list[int] = []  # each batch's size
         self.journal: list[tuple] = []
 
     async def process(self, fetched: Fetched) -> Step:
@@ -40,6 +44,7 @@ class Echo(LoopHooks):
         if any(r.value == b"stop" for r in records):
             raise StopLoop
         out = []
+        self.batches.append(len(records))
         for r in records:
             self.seen.append((r.partition, r.offset))
             if r.value == b"bad":
@@ -55,6 +60,9 @@ class Echo(LoopHooks):
 
     async def after_commit(self, offsets: dict[TopicPartition, int], committed: bool, seconds: float) -> None:
         self.journal.append(("after_commit", dict(offsets), committed))
+
+    async def after_publish(self, fetched: Fetched) -> None:
+        self.journal.append(("after_publish", sum(map(len, fetched.values())), self.runtime.deliveries.unflushed))
 
     async def on_revoke(self, revoked: set[TopicPartition]) -> None:
         self.journal.append(("revoke", frozenset(tp.partition for tp in revoked)))
@@ -104,13 +112,36 @@ def settings(kafka_broker, topic_prefix: str) -> Settings:
     )
 
 
-async def run_loop(settings: Settings, source: str, group: str, out: str, expect: int, mode: Commit) -> Echo:
+class StopWhenIdle(Echo):
+    """Echo that never stops on a batch: its ``tick`` (which a pipelined loop runs when idle) stops the loop once
+    every record was seen."""
+
+    async def process(self, fetched: Fetched) -> Step:
+        step = await super().process(fetched)
+        self.stop.clear()
+        return step
+
+    async def tick(self) -> None:
+        self.journal.append(("tick", len(self.seen)))
+        if len(self.seen) >= self.expect:
+            self.stop.set()
+
+
+async def run_loop(
+    settings: Settings,
+    source: str,
+    group: str,
+    out: str,
+    expect: int,
+    mode: Commit,
+    pipeline: Pipeline | None = None,
+) -> Echo:
     """Echo's hooks driven until they have seen ``expect`` records (or a StopLoop), within 60 s; the producer and
     the consumer are stopped whatever the loop raised."""
     producer = make_producer(settings)
     await producer.start()
     stop = asyncio.Event()
-    consumer, hooks, loop = loop_of(settings, source, group, producer, out, stop, expect, mode)
+    consumer, hooks, loop = loop_of(settings, source, group, producer, out, stop, expect, mode, pipeline)
     await consumer.start()
     try:
         await asyncio.wait_for(loop.run(stop), 60)
@@ -121,13 +152,22 @@ async def run_loop(settings: Settings, source: str, group: str, out: str, expect
 
 
 def loop_of(
-    settings: Settings, topic: str, group: str, producer, out: str, stop: asyncio.Event, expect: int, commit: Commit
+    settings: Settings,
+    topic: str,
+    group: str,
+    producer,
+    out: str,
+    stop: asyncio.Event,
+    expect: int,
+    commit: Commit,
+    pipeline: Pipeline | None = None,
 ) -> tuple:
-    """A consumer in ``group`` subscribed to ``topic`` with the driver's listener, Echo's hooks, and the loop."""
+    """A consumer in ``group`` subscribed to ``topic`` with the driver's listener, Echo's hooks (pipelined:
+    StopWhenIdle's), and the loop."""
     consumer = make_consumer(settings, group_id=group)
     runtime = Runtime(DeadLetters("looptest", settings.topics.deadletter), producer)
-    hooks = Echo(runtime, out, stop, expect)
-    loop = ConsumeLoop(consumer, runtime, hooks, commit=commit, poll_ms=100, max_records=5)
+    hooks = (Echo if pipeline is None else StopWhenIdle)(runtime, out, stop, expect)
+    loop = ConsumeLoop(consumer, runtime, hooks, commit=commit, poll_ms=100, max_records=5, pipeline=pipeline)
     consumer.subscribe([topic], listener=loop.listener())
     return consumer, hooks, loop
 
@@ -241,3 +281,62 @@ def test_a_revocation_commits_the_revoked_partitions_before_they_move(settings: 
     assert len(everything) == len(set(everything)) == len(first) + len(second)  # none twice, none lost
     b_partitions = {p for p, _ in b.seen}
     assert b_partitions and all(offset >= 5 for _, offset in b.seen)  # B began where A's commit left off
+
+
+PIPELINE = Pipeline(max_records=4, max_wait_ms=300, depth=2, tick_s=0.5, handover_wait_s=5.0)
+
+
+def test_a_pipelined_loop_commits_each_micro_batch_after_its_records_and_ticks_when_idle(
+    settings: Settings, topic_prefix: str
+) -> None:
+    source, out, group = f"{topic_prefix}-in", f"{topic_prefix}-out", f"{topic_prefix}-g"
+    values = [b"%d" % n for n in range(23)]
+    values[9] = b"bad"
+
+    async def scenario() -> tuple[Echo, list, list, dict]:
+        await ensure_topics(settings, [new_topic(settings, t) for t in (source, out, settings.topics.deadletter)])
+        await produce(settings, source, values)
+        hooks = await run_loop(settings, source, group, out, len(values), Commit.EACH_BATCH, PIPELINE)
+        outs = await read_all(settings, out, len(values) - 1)
+        letters = await read_all(settings, settings.topics.deadletter, 1)
+        return hooks, outs, letters, await committed(settings, group, source)
+
+    hooks, outs, letters, offsets = asyncio.run(scenario())
+    assert sorted(r.value for r in outs) == sorted(v for v in values if v != b"bad")
+    assert len(letters) == 1
+    assert offsets == {0: 12, 1: 11}  # past every record, and no further
+    assert sum(hooks.batches) == len(values) and max(hooks.batches) <= PIPELINE.max_records
+    assert sorted(hooks.seen) == sorted(set(hooks.seen))  # no record processed twice
+    for partition in (0, 1):  # each partition's records processed in order
+        offsets_seen = [o for p, o in hooks.seen if p == partition]
+        assert offsets_seen == sorted(offsets_seen)
+    events = [e[0] for e in hooks.journal if e[0] in ("after_publish", "before_commit", "after_commit")]
+    # each batch: its records acknowledged, then its commit confirmed (before_commit / after_commit)
+    assert events == ["after_publish", "before_commit", "after_commit"] * len(hooks.batches)
+    assert not any(e[2] for e in hooks.journal if e[0] == "after_publish")  # nothing unacknowledged there
+    assert ("tick", len(values)) in hooks.journal  # idle once every record was seen: the tick stopped the loop
+
+
+def test_a_pipelined_loop_ends_quietly_on_stop_loop_with_its_batch_uncommitted(
+    settings: Settings, topic_prefix: str
+) -> None:
+    source, out, group = f"{topic_prefix}-in", f"{topic_prefix}-out", f"{topic_prefix}-g"
+
+    async def scenario() -> dict:
+        await ensure_topics(settings, [new_topic(settings, t) for t in (source, out, settings.topics.deadletter)])
+        await produce(settings, source, [b"stop"], partition=0)
+        await run_loop(settings, source, group, out, 1, Commit.EACH_BATCH, PIPELINE)
+        return await committed(settings, group, source)
+
+    assert asyncio.run(scenario()) == {0: None, 1: None}
+
+
+def test_a_pipelined_loop_commits_each_batch(settings: Settings) -> None:
+    async def build() -> None:
+        consumer = make_consumer(settings, group_id="unused")  # not started: the loop refuses before it would poll
+        runtime = Runtime(DeadLetters("looptest", settings.topics.deadletter))
+        hooks = Echo(runtime, "out", asyncio.Event(), 1)
+        ConsumeLoop(consumer, runtime, hooks, commit=Commit.AT_CHECKPOINT, poll_ms=100, pipeline=PIPELINE)
+
+    with pytest.raises(ConfigError, match="pipeline"):
+        asyncio.run(build())

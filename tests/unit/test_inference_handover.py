@@ -1,6 +1,6 @@
-"""The inference worker's side of a rebalance (``stream.inference.worker.Assignment``): the batch in flight settles
-before partitions move, nothing else fetched under the old assignment is scored, and the next assignment is
-current again. The group protocol itself is exercised on a real broker in
+"""A pipelined loop's side of a rebalance (``stream.runtime.pipeline.Assignment``, the inference worker's): the
+batch in flight settles before partitions move, nothing else fetched under the old assignment is scored, and the
+next assignment is current again. The group protocol itself is exercised on a real broker in
 tests/broker/test_inference_alert_restart.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import asyncio
 
 from aiokafka import TopicPartition
 
-from stream.inference.worker import Assignment
+from stream.runtime.pipeline import Assignment
 
 WINDOWS = "windows"
 
