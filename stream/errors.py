@@ -8,8 +8,15 @@ One root, so callers can catch everything of ours in one place::
      │                        carries the stage and reason that go into the dead-letter record
      ├── StateError           persisted state (miner or window snapshot) cannot be restored
      ├── BrokerError          the Kafka broker cannot be reached or refused a request (transient: retried)
-     └── ModelError           a model or artifact cannot be built, loaded or served
-          └── IncompatibleArtifactError   an artifact does not fit the base it is loaded onto; lists every reason
+     ├── ModelError           a model or artifact cannot be built, loaded or served
+     │    └── IncompatibleArtifactError   an artifact does not fit the base it is loaded onto; lists every reason
+     ├── RequestError         a person's request to the console cannot be done (bad input, not allowed, too late
+     │                        to undo); the message is shown to them
+     └── Stopped              not a failure: a loop was asked to stop in the middle of an operation, which is left
+                              uncommitted (``stream.runtime.loop.StopLoop``, the notifier's ``DeliveryStopped``)
+
+Exceptions defined elsewhere derive from one of these, so a policy (``stream.runtime.policy``) that names a class
+here never has to name a builtin to catch ours.
 """
 
 from __future__ import annotations
@@ -58,3 +65,12 @@ class IncompatibleArtifactError(ModelError):
         super().__init__(f"artifact {artifact} is incompatible:\n{listed}")
         self.artifact = artifact
         self.problems = list(problems)
+
+
+class RequestError(AdaptlogError):
+    """A person's request cannot be done; the message says why and is shown to them (the console answers 4xx)."""
+
+
+class Stopped(AdaptlogError):
+    """A loop was asked to stop while an operation was under way; what the operation had not committed is done
+    again after the restart. Not a failure: the retrain policy stops on it rather than retry."""

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from stream.errors import ConfigError
+from stream.errors import ConfigError, RequestError
 from stream.settings import ConsoleSettings
 
 OPERATOR, VIEWER = "operator", "viewer"
@@ -41,7 +41,7 @@ class Principal:
         return self.role == OPERATOR
 
 
-class Forbidden(Exception):
+class Forbidden(RequestError):
     """A request the asker may not make (role, CSRF, origin); the message is shown to them."""
 
 

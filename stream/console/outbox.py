@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from stream.errors import RequestError
 from stream.records import AlertTriage
 
 REAL_PROBLEM = "true_positive"
@@ -44,7 +45,7 @@ class PendingLabel:
         ]
 
 
-class UndoError(ValueError):
+class UndoError(RequestError):
     """The label is not pending (sent already, undone already, unknown) or not the asker's."""
 
 

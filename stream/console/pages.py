@@ -21,7 +21,7 @@ from stream.console.models import Models
 from stream.console.outbox import VERDICTS, Outbox, UndoError
 from stream.console.plot import f1_svg
 from stream.console.view import ConsoleView, IncidentFilter
-from stream.errors import ModelError
+from stream.errors import ModelError, RequestError
 from stream.records import SEVERITIES, STATUSES, rfc3339
 from stream.settings import ConsoleSettings
 
@@ -29,7 +29,7 @@ PAGE_SIZE = 50
 MAX_FORM_BYTES = 64 * 1024
 
 
-class BadInput(ValueError):
+class BadInput(RequestError):
     """A request parameter the console cannot use; the message is shown."""
 
 

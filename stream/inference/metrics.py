@@ -29,6 +29,11 @@ class InferenceMetrics:
         self.refused = Counter("adaptlog_infer_artifacts_refused", "adapter versions refused on load", registry=r)
         self.swaps = Counter("adaptlog_infer_adapter_swaps", "adapter versions swapped in", registry=r)
         self.scored = Counter("adaptlog_infer_windows_scored", "windows the model read", registry=r)
+        self.scoring_retries = Counter(
+            "adaptlog_infer_scoring_retries",
+            "batches scored again in process after a transient failure (out of device memory: policy.SCORING)",
+            registry=r,
+        )
         self.reused = Counter(
             "adaptlog_infer_windows_reused",
             "windows given the verdict of an identical reading (score cache or the same batch), not read again",

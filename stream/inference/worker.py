@@ -320,6 +320,7 @@ class InferenceWorker(LoopHooks):
         )
 
     def _count_retry(self, exc: BaseException, failures: int) -> None:
+        self.metrics.scoring_retries.inc()
         self.counts["scoring_retries"] += 1
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, system: str | None = None) -> Outgoing:

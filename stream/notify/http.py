@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from stream.errors import AdaptlogError
+from stream.errors import AdaptlogError, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class DeliveryError(AdaptlogError):
     so a restarted notifier delivers it again."""
 
 
-class DeliveryStopped(Exception):
+class DeliveryStopped(Stopped):
     """The worker was asked to stop while a delivery waited to retry: the batch is left uncommitted."""
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
-from stream.errors import ConfigError
+from stream.errors import ConfigError, Stopped
 from stream.records import Outgoing
 from stream.runtime.commit import offsets_after
 from stream.runtime.dead_letters import Position
@@ -63,7 +63,7 @@ class Commit(enum.Enum):
     AT_CHECKPOINT = "at-checkpoint"  # send without waiting; confirm and commit when the loop says (and on revoke/stop)
 
 
-class StopLoop(Exception):
+class StopLoop(Stopped):
     """Raised by ``process`` to end the loop at once, the batch neither produced for nor committed (the notifier
     stopped while it waited to retry a receiver: the next run delivers the batch again)."""
 

@@ -23,6 +23,7 @@ ValueError in the parse stage is dead-lettered and one in a retrain stops the tr
                                                                         when none of a batch scores)
     RETRAIN             AdaptlogError, OSError, torch.OutOfMemoryError  RETRY (the target backs off: 60 s doubling
                                                                         per failure in a row, at most 6 h)
+                        Stopped                                         STOP (asked to stop: not a failure)
                         anything else                                   STOP (a bug: the service stops loudly)
     COMMIT              CommitFailedError, IllegalStateError,           SKIP (the work is stored or produced; the
                         TimeoutError                                    partition's next owner replays from the
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from stream.errors import AdaptlogError, DecodeError
+from stream.errors import AdaptlogError, DecodeError, Stopped
 from stream.records import RecordError
 
 
@@ -145,7 +146,7 @@ SCORING = ErrorPolicy(
 )
 RETRAIN = ErrorPolicy(
     "retrain",
-    {AdaptlogError: Action.RETRY, OSError: Action.RETRY, OUT_OF_DEVICE_MEMORY: Action.RETRY},
+    {AdaptlogError: Action.RETRY, Stopped: Action.STOP, OSError: Action.RETRY, OUT_OF_DEVICE_MEMORY: Action.RETRY},
     backoff=Backoff(first_s=60.0, max_s=6 * 3600.0),
 )
 COMMIT = ErrorPolicy(

@@ -65,6 +65,7 @@ def test_a_batch_out_of_memory_twice_is_scored_whole_on_the_third_try(tmp_path, 
     assert host.calls == 3  # two failures, then the whole batch at once (never one window at a time)
     assert host.counts["windows_scored"] == 3
     assert worker.counts["scoring_retries"] == 2 and worker.counts["dead_letters"] == 0
+    assert worker.metrics.registry.get_sample_value("adaptlog_infer_scoring_retries_total") == 2  # what /metrics says
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2 and "retry 1 of 3" in retries[0] and "OutOfMemoryError" in retries[0]
 

@@ -11,9 +11,11 @@ import torch
 from aiokafka.errors import CommitFailedError, IllegalOperation, IllegalStateError, KafkaError
 
 from stream.errors import BrokerError, ConfigError, DecodeError, IncompatibleArtifactError, ModelError, StateError
+from stream.notify.http import DeliveryStopped
 from stream.pipeline.stage import InputRecord
 from stream.records import FeedbackError, Outgoing, RecordError, parse_feedback
 from stream.runtime.dead_letters import DeadLetters, Unread
+from stream.runtime.loop import StopLoop
 from stream.runtime.policy import (
     COMMIT,
     DELIVERY,
@@ -80,6 +82,8 @@ TABLE = [
     (RETRAIN, ValueError("a bug"), STOP),  # used to back off like a data failure
     (RETRAIN, RuntimeError("torch: a bug"), STOP),
     (RETRAIN, TypeError("a bug"), STOP),
+    (RETRAIN, StopLoop(), STOP),  # asked to stop: Stopped is ours, but not a failure to back off from
+    (RETRAIN, DeliveryStopped(), STOP),
     (COMMIT, CommitFailedError("rebalanced"), SKIP),
     (COMMIT, IllegalStateError("not assigned"), SKIP),
     (COMMIT, TimeoutError(), SKIP),
