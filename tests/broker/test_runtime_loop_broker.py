@@ -172,21 +172,30 @@ def loop_of(
     return consumer, hooks, loop
 
 
-@pytest.mark.parametrize("mode", [Commit.EACH_BATCH, Commit.AT_CHECKPOINT])
-def test_the_loop_produces_every_record_and_commits_past_them(settings: Settings, topic_prefix: str, mode) -> None:
+def echo_run(
+    settings: Settings, topic_prefix: str, values: list[bytes], mode: Commit, pipeline: Pipeline | None = None
+) -> tuple[Echo, list[ConsumerRecord], list[ConsumerRecord], dict[int, int | None]]:
+    """``values`` (one b"bad") through Echo's loop: its hooks, the records produced, the dead letters and the group's
+    committed offsets afterwards."""
     source, out, group = f"{topic_prefix}-in", f"{topic_prefix}-out", f"{topic_prefix}-g"
-    values = [b"%d" % n for n in range(20)]
-    values[7] = b"bad"
 
     async def scenario() -> tuple[Echo, list, list, dict]:
         await ensure_topics(settings, [new_topic(settings, t) for t in (source, out, settings.topics.deadletter)])
         await produce(settings, source, values)
-        hooks = await run_loop(settings, source, group, out, len(values), mode)
+        hooks = await run_loop(settings, source, group, out, len(values), mode, pipeline)
         outs = await read_all(settings, out, len(values) - 1)
         letters = await read_all(settings, settings.topics.deadletter, 1)
         return hooks, outs, letters, await committed(settings, group, source)
 
-    hooks, outs, letters, offsets = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", [Commit.EACH_BATCH, Commit.AT_CHECKPOINT])
+def test_the_loop_produces_every_record_and_commits_past_them(settings: Settings, topic_prefix: str, mode) -> None:
+    source = f"{topic_prefix}-in"
+    values = [b"%d" % n for n in range(20)]
+    values[7] = b"bad"
+    hooks, outs, letters, offsets = echo_run(settings, topic_prefix, values, mode)
     assert sorted(r.value for r in outs) == sorted(v for v in values if v != b"bad")
     [letter] = [DeadLetter.from_dict(orjson.loads(r.value)) for r in letters]
     assert (letter.stage, letter.reason, letter.original) == ("looptest", "bad on purpose", b"bad")
@@ -289,19 +298,9 @@ PIPELINE = Pipeline(max_records=4, max_wait_ms=300, depth=2, tick_s=0.5, handove
 def test_a_pipelined_loop_commits_each_micro_batch_after_its_records_and_ticks_when_idle(
     settings: Settings, topic_prefix: str
 ) -> None:
-    source, out, group = f"{topic_prefix}-in", f"{topic_prefix}-out", f"{topic_prefix}-g"
     values = [b"%d" % n for n in range(23)]
     values[9] = b"bad"
-
-    async def scenario() -> tuple[Echo, list, list, dict]:
-        await ensure_topics(settings, [new_topic(settings, t) for t in (source, out, settings.topics.deadletter)])
-        await produce(settings, source, values)
-        hooks = await run_loop(settings, source, group, out, len(values), Commit.EACH_BATCH, PIPELINE)
-        outs = await read_all(settings, out, len(values) - 1)
-        letters = await read_all(settings, settings.topics.deadletter, 1)
-        return hooks, outs, letters, await committed(settings, group, source)
-
-    hooks, outs, letters, offsets = asyncio.run(scenario())
+    hooks, outs, letters, offsets = echo_run(settings, topic_prefix, values, Commit.EACH_BATCH, PIPELINE)
     assert sorted(r.value for r in outs) == sorted(v for v in values if v != b"bad")
     assert len(letters) == 1
     assert offsets == {0: 12, 1: 11}  # past every record, and no further
