@@ -174,4 +174,6 @@ def check_sessions(windows: list[dict], truth: dict[str, list[int]]) -> None:
     for block, copies in by_key.items():
         first = copies[0]
         assert all(copy == first for copy in copies), f"{block}: differing windows {[c['window_id'] for c in copies]}"
-        assert [line["offset"] for line in first["lines"]] == truth[block], block
+        offsets = [line["offset"] for line in first["lines"]]
+        missing, extra = sorted(set(truth[block]) - set(offsets)), sorted(set(offsets) - set(truth[block]))
+        assert offsets == truth[block], f"{block}: lines missing {missing}, extra {extra}, or out of source order"

@@ -150,6 +150,11 @@ class SystemSettings(BaseModel):
     time_format: str | None = None  # strptime format, epoch_s or epoch_ms; with format_regex
     masks: str | list[dict[str, str]] = "default"  # a ready mask set name, or [{name, pattern}, ...]
     drain: dict[str, Any] = Field(default_factory=dict)
+    # "system": one Drain miner sees all of the system's lines (they share one ``lines`` partition). "keyed": the
+    # lines are keyed by their Drain subtree (``stream.parsing.sharding``), so the system's mining spreads over every
+    # ``lines`` partition and parse worker; template ids are then global (a hash of key and cluster). Session windows
+    # only: count and event-time windows need the system's lines back in one order, which no stage restores yet.
+    mining: Literal["system", "keyed"] = "system"
     window: dict[str, Any] = Field(default_factory=lambda: {"kind": "count_tumbling", "size": 20})
     # for session windows: a regex whose matches are the session keys (the whole match, or its one capturing group)
     session_key_pattern: str | None = None
@@ -568,6 +573,14 @@ def system_problems(systems: dict[str, SystemSettings], default_systems: dict[st
             if system.window_kind == "session" and not system.session_key_pattern:
                 problems.append(
                     ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
+                )
+            if system.mining == "keyed" and system.window_kind != "session":
+                problems.append(
+                    ConfigError(
+                        f"systems.{name}.mining",
+                        f"keyed mining needs session windows, not {system.window_kind}: count and event-time windows"
+                        " need the system's lines in one order, and keyed mining spreads them over partitions",
+                    )
                 )
         except ConfigError as exc:
             problems.append(ConfigError(f"systems.{name}.{exc.setting}", exc.problem))

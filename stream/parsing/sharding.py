@@ -103,6 +103,27 @@ def global_template_id(key: str, local_id: int) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+class DrainKeyer:
+    """A line's Drain key under a system's masks and Drain settings: what routes the line to the worker that mines
+    its key (the ingest stage), and what that worker's ``KeyedParser`` files it under."""
+
+    def __init__(self, params: DrainParams, masks: Sequence[MaskRule]) -> None:
+        self.params = params
+        self._mask = Masker(tuple(masks)).mask
+        # masked line -> key: most masked lines repeat, and a dict hit is cheaper than tokenising the line again
+        self._keys: dict[str, str] = {}
+
+    def key_of(self, content: str) -> tuple[str, str]:
+        """(the line's key, the masked line)."""
+        masked = self._mask(content)
+        key = self._keys.get(masked)
+        if key is None:
+            if len(self._keys) >= KEY_MEMO_SIZE:  # a pure function's memo: clearing it changes no answer
+                self._keys.clear()
+            key = self._keys[masked] = drain_key(masked, self.params)
+        return key, masked
+
+
 class KeyedParser:
     """One system's miner as one independent ``SystemParser`` per Drain key: what a worker that owns some of the
     system's keys runs. Within a key there is one first token, so nothing in one key's Drain (tree, cluster LRU,
@@ -116,21 +137,9 @@ class KeyedParser:
     def __init__(self, params: DrainParams, masks: Sequence[MaskRule]) -> None:
         self.params = params
         self.masks: tuple[MaskRule, ...] = tuple(masks)
-        self._mask = Masker(self.masks).mask
+        self.key_of = DrainKeyer(params, self.masks).key_of
         self._parsers: dict[str, SystemParser] = {}
         self._ids: dict[str, dict[int, int]] = {}  # key -> local id -> global id, hashed once per template
-        # masked line -> key: most masked lines repeat, and a dict hit is cheaper than tokenising the line again
-        self._keys: dict[str, str] = {}
-
-    def key_of(self, content: str) -> tuple[str, str]:
-        """(the line's key, the masked line): a router calls this, and the owner of the key ``parse_keyed``."""
-        masked = self._mask(content)
-        key = self._keys.get(masked)
-        if key is None:
-            if len(self._keys) >= KEY_MEMO_SIZE:  # a pure function's memo: clearing it changes no answer
-                self._keys.clear()
-            key = self._keys[masked] = drain_key(masked, self.params)
-        return key, masked
 
     def parse(self, content: str) -> ParsedTemplate:
         return self.parse_keyed(*self.key_of(content))

@@ -2,6 +2,13 @@
 
 Keying by system puts all lines of a system on one partition of ``lines``, so one miner sees all of them in one order:
 the same line gets the same template whichever worker received it (the scale-out unit is the system).
+
+A system with ``mining: keyed`` is keyed by system and Drain key instead (``stream.parsing.sharding``): the key is
+the subtree of Drain's prefix tree the line belongs to, and Drain never compares lines of two subtrees, so each
+subtree's lines still meet one miner, and the system's mining spreads over every ``lines`` partition. The key costs
+one masking of the line here (the parse stage masks it again). Such lines are batched per ``lines`` partition (the
+partition Kafka's default partitioner gives the key), not per key: the parse stage drops a line whose input offset is
+not past the last it saw from that input partition (its dedup), so one partition's lines must stay in input order.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream.decode import Decoder, RawRecord
+from stream.parsing.sharding import DrainKeyer
+from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import InputRecord, SystemStats, encode_routed, envelope_values
 from stream.records import DeadLetter, Outgoing, Routed
 from stream.runtime.dead_letters import DeadLetters
@@ -21,23 +30,48 @@ STAGE = "ingest"
 log = logging.getLogger(__name__)
 
 
+# Where a batch's lines go: the ``lines`` record key, and the partition when the stage chooses it (keyed systems).
+Route = tuple[bytes, int | None]
+
+
 class IngestPartition:
-    def __init__(self, settings: Settings, decoder: Decoder) -> None:
+    def __init__(self, settings: Settings, decoder: Decoder, lines_partitions: int = 0) -> None:
         self._decoder = decoder
+        self._settings = settings
         self._lines_topic = settings.topics.lines
+        # The lines topic's partition count as the broker has it (the worker asks at start).
+        self._all_lines_partitions = list(range(lines_partitions or settings.internal_partitions))
+        self._partitioner = CachedPartitioner()
         self._dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
+        self._keyers: dict[str, DrainKeyer | None] = {}  # per system: None where it is mined whole
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
-        by_system: dict[str, list[bytes]] = {}
+        by_route: dict[Route, list[bytes]] = {}
         # Decode never raises, and a line it accepts that fails to encode is dead-lettered alone (in _process);
         # each_record is the last resort that keeps one record from crashing the stage into a restart loop.
-        out = each_record(records, lambda record: self._process(record, by_system), self._dead_letters)
-        for system, lines in by_system.items():
-            key = system.encode()
-            out += [Outgoing(self._lines_topic, value, key=key) for value in envelope_values(lines)]
+        out = each_record(records, lambda record: self._process(record, by_route), self._dead_letters)
+        for (key, partition), lines in by_route.items():
+            out += [
+                Outgoing(self._lines_topic, value, key=key, partition=partition) for value in envelope_values(lines)
+            ]
         return out
 
-    def _process(self, record: InputRecord, by_system: dict[str, list[bytes]]) -> list[Outgoing]:
+    def _route(self, system: str, content: str) -> Route:
+        """The system as the key (the producer partitions by it); for a keyed system, the ``lines`` partition of the
+        line's Drain key, and the system and a separator as the key (an envelope holds several Drain keys)."""
+        if system not in self._keyers:
+            spec = self._settings.systems.get(system)
+            self._keyers[system] = None
+            if spec is not None and spec.mining == "keyed":
+                self._keyers[system] = DrainKeyer(spec.drain_params(system), spec.mask_rules(system))
+        keyer = self._keyers[system]
+        if keyer is None:
+            return system.encode(), None
+        routing = f"{system}\x1f{keyer.key_of(content)[0]}".encode()
+        partitions = self._all_lines_partitions
+        return f"{system}\x1f".encode(), self._partitioner(routing, partitions, partitions)
+
+    def _process(self, record: InputRecord, by_route: dict[Route, list[bytes]]) -> list[Outgoing]:
         raw = RawRecord(
             record.topic, record.partition, record.offset, record.value, record.headers, record.timestamp_ms
         )
@@ -56,7 +90,7 @@ class IngestPartition:
                 reason = f"{type(exc).__name__}: {exc}"
                 out.append(self._dead_letters.of(reason, record, system=decoded.system, index=decoded.source.index))
                 continue
-            by_system.setdefault(decoded.system, []).append(encoded)
+            by_route.setdefault(self._route(decoded.system, decoded.content), []).append(encoded)
         return out
 
     def wants_ticks(self) -> bool:

@@ -3,6 +3,11 @@
 Count and event-time windows are formed here, in the order of the system's partition. For session windows the line
 is routed on to the ``sessions`` topic once per session key it names (a line naming two blocks joins both sessions),
 keyed by that key, so every line of a session meets on one partition whichever worker parsed it.
+
+A system with ``mining: keyed`` reaches this stage on every ``lines`` partition, each holding some of its Drain keys
+(see ``ingest_stage``); each partition mines them with a ``KeyedParser``, whose template ids are global, so a line
+gets the same template and id whichever partition and worker mine it. A checkpoint of the other mining (or of an
+older keyed format) does not restore into it: the system starts afresh, with an error in the log.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.parsing.miner import SystemParser
+from stream.parsing.sharding import KeyedParser
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
     InputRecord,
@@ -39,7 +45,7 @@ SESSION = "session"
 
 @dataclass
 class SystemState:
-    parser: SystemParser
+    parser: SystemParser | KeyedParser
     policy: str
     windower: Windower | None  # None for session systems: they are windowed in the session stage
     key_regex: re.Pattern[str] | None
@@ -65,7 +71,8 @@ class ParsePartition:
     def _system(self, name: str, saved: dict[str, Any] | None = None) -> SystemState:
         spec = self._settings.systems[name]
         params, masks = spec.drain_params(name), spec.mask_rules(name)
-        parser = SystemParser.restore(params, masks, saved["parser"]) if saved else SystemParser(params, masks)
+        miner = KeyedParser if spec.mining == "keyed" else SystemParser
+        parser = miner.restore(params, masks, saved["parser"]) if saved else miner(params, masks)
         policy = spec.window_policy
         kind = spec.window_kind
         windower = None if kind == SESSION else build(policy, saved.get("windower") if saved else None)

@@ -26,7 +26,7 @@ from stream.records import Outgoing, SessionLine
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
-from stream.windowing import Item, Session, SessionWindower
+from stream.windowing import Emitted, Item, Session, SessionWindower
 
 STAGE = "session"
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class SessionPartition:
         out: list[Outgoing] = []
         if envelope.is_tick:
             for system, ticked in self._windowers.items():
-                out += self._output.outgoing(system, "session", ticked.tick(record.timestamp_ms))
+                out += self._emit(system, ticked.tick(record.timestamp_ms))
             return out
         for item in envelope.items:
             if not self._dedup.is_new(item.upstream):
@@ -114,8 +114,12 @@ class SessionPartition:
             if windower is None:
                 windower = self._windowers[system] = self._windower(system)
             emitted = windower.push(Item(int(line["event_ms"]), record.timestamp_ms, line), key=item.key)
-            out += self._output.outgoing(system, "session", emitted)
+            out += self._emit(system, emitted)
         return out
+
+    def _emit(self, system: str, emitted: Emitted) -> list[Outgoing]:
+        keyed = self._settings.systems[system].mining == "keyed"  # its sessions' lines came from several partitions
+        return self._output.outgoing(system, "session", emitted, source_order=keyed)
 
     def wants_ticks(self) -> bool:
         return any(w.open_count() > 0 for w in self._windowers.values())

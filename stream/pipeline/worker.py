@@ -38,13 +38,22 @@ def whole_state(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
 
 
 def build_runners(
-    settings: Settings, producer: AIOKafkaProducer, checkpoints: CheckpointStore, session_partitions: int
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    checkpoints: CheckpointStore,
+    session_partitions: int,
+    lines_partitions: int = 0,
 ) -> list[StageRunner]:
     decoder = Decoder(settings)
     topics = settings.topics
     # (stage, input topics, processor per assigned partition, whether it keeps checkpointed state)
     stages: list[tuple[str, tuple[str, ...], ProcessorFactory, bool]] = [
-        (ingest_stage.STAGE, settings.inputs, lambda tp, _: ingest_stage.IngestPartition(settings, decoder), False),
+        (
+            ingest_stage.STAGE,
+            settings.inputs,
+            lambda tp, _: ingest_stage.IngestPartition(settings, decoder, lines_partitions),
+            False,
+        ),
         (
             parse_stage.STAGE,
             (topics.lines,),
@@ -78,9 +87,12 @@ async def run_worker(
     await ensure_topics(settings, topic_specs(settings))
     producer = make_producer(settings)
     await producer.start()
-    # Lines are routed to sessions partitions by key in batches, so the parse stage needs the real partition count.
+    # Lines are routed to sessions partitions by key in batches, so the parse stage needs the real partition count;
+    # and a keyed system's lines to lines partitions by Drain key, so the ingest stage needs that one's.
     session_partitions = len(await producer.partitions_for(settings.topics.sessions))
-    runners = build_runners(settings, producer, CheckpointStore(settings, producer), session_partitions)
+    lines_partitions = len(await producer.partitions_for(settings.topics.lines))
+    checkpoints = CheckpointStore(settings, producer)
+    runners = build_runners(settings, producer, checkpoints, session_partitions, lines_partitions)
     if registry is not None:
         registry.register(StageCountsCollector(runners, settings.group_prefix))
         registry.register(BuildInfoCollector("stream"))

@@ -25,11 +25,30 @@ from harness.streaming import (
     worker_env,
     write_systems_file,
 )
-from stream.pipeline.kafka_clients import ensure_topics, topic_specs
-from stream.replay import replay, replay_records
+from stream.parsing.sharding import KeyedParser
+from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, make_consumer, topic_specs
+from stream.replay import open_text, replay, replay_records
 from stream.settings import Settings, SystemSettings
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+async def partitions_keyed(settings: Settings, topic: str, prefix: bytes) -> set[int]:
+    """The partitions of ``topic`` holding a record whose key starts with ``prefix``."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    found: set[int] = set()
+    try:
+        tps = await assign_from_beginning(consumer, topic, 30)
+        end = await consumer.end_offsets(tps)
+        remaining = set(tps)
+        while remaining:
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                found.update(tp.partition for r in records if r.key and r.key.startswith(prefix))
+    finally:
+        await consumer.stop()
+    return found
 
 
 @contextmanager
@@ -72,37 +91,52 @@ def test_sigkill_mid_replay_loses_and_corrupts_no_window(
     check_sessions(windows, truth)
 
 
-def test_two_workers_share_partitions_and_agree_on_templates(
+def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
     kafka_broker: RunningBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
+    """HDFS mined by Drain key (``mining: keyed``) on two workers, one SIGKILLed mid-replay (the other takes its
+    partitions over from its checkpoints); BGL mined whole beside it. Every HDFS line gets the template and id one
+    ``KeyedParser`` gives it, every block's window is complete and in source order, and HDFS's lines spread over
+    several ``lines`` partitions (so both workers mined HDFS)."""
+    hdfs = hdfs_system(12_000).model_copy(update={"mining": "keyed"})
     bgl = SystemSettings(format="bgl", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20})
     settings = settings_for(
-        kafka_broker.bootstrap,
-        topic_prefix,
-        kafka_broker.supports_idempotence,
-        systems={"hdfs": hdfs_system(5000), "bgl": bgl},
+        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs, "bgl": bgl}
     )
     systems_file = write_systems_file(tmp_path / "systems.yaml", dict(settings.systems))
     hdfs_path, bgl_path = DATA / "hdfs" / "HDFS_5k.log", DATA / "bgl" / "BGL_2k.log"
     truth = block_lines(hdfs_path)
+    fmt = hdfs.line_format("hdfs")
 
-    async def scenario() -> list[dict]:
+    async def scenario() -> tuple[list[dict], list[dict], bool]:
         await ensure_topics(settings, topic_specs(settings))
         with (
-            worker_process(settings, systems_file, tmp_path / "a.log"),
+            worker_process(settings, systems_file, tmp_path / "a.log") as first,
             worker_process(settings, systems_file, tmp_path / "b.log"),
         ):
             await asyncio.sleep(6)  # both join the groups before the data arrives
-            await replay(
-                settings, replay_records(hdfs_path, "hdfs", settings.systems["hdfs"].line_format("hdfs")), "hdfs"
-            )
+            feeding = asyncio.create_task(replay(settings, replay_records(hdfs_path, "hdfs", fmt), "hdfs", rate=500))
+            await asyncio.sleep(4)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            killed_mid_replay = not feeding.done()
+            await feeding
             await replay(settings, replay_records(bgl_path, "bgl", bgl.line_format("bgl")), "bgl")
-            return await read_topic(settings, settings.topics.windows, until=len(truth) + 100, timeout_s=180)
+            windows = await read_topic(settings, settings.topics.windows, until=len(truth) + 100, timeout_s=180)
+        return windows, await partitions_keyed(settings, settings.topics.lines, b"hdfs\x1f"), killed_mid_replay
 
-    windows = asyncio.run(scenario())
+    windows, hdfs_partitions, killed_mid_replay = asyncio.run(scenario())
+    assert killed_mid_replay, "the worker was killed after the replay had finished: the test proves nothing"
     for name in ("a.log", "b.log"):
         assert "assigned" in (tmp_path / name).read_text(), f"worker {name} never got partitions"
+    assert len(hdfs_partitions) >= 2, hdfs_partitions  # the one system's mining spread over partitions
     check_sessions([w for w in windows if w["system"] == "hdfs"], truth)
+    one_miner = KeyedParser(hdfs.drain_params("hdfs"), hdfs.mask_rules("hdfs"))
+    expected = [one_miner.parse(fmt.split(line)[0]) for line in open_text(hdfs_path) if line]
+    mined = {line["offset"]: line for w in windows if w["system"] == "hdfs" for line in w["lines"]}
+    assert len(mined) == len(expected)
+    for offset, line in mined.items():
+        assert (line["template_id"], line["template"]) == (expected[offset].template_id, expected[offset].template)
     bgl_windows = {w["window_id"]: w for w in windows if w["system"] == "bgl"}
     assert len(bgl_windows) == 100
     # The same masked line gets the same template id wherever it was windowed.
