@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 LOCKS := requirements/dev.txt requirements/smollm2.txt
 
-.PHONY: install demo test test-fast lint lock bench-parsing bench-pipeline bench-stream bench-checkpoint bench-sharding bench-model bench-inference bench-feedback results parsing-accuracy clean
+.PHONY: install demo test test-fast lint lock bench-parsing bench-pipeline bench-stream bench-checkpoint bench-sharding bench-scaleout bench-model bench-inference bench-feedback results parsing-accuracy clean
 
 # pip's --require-hashes refuses anything the lock does not name with its hash; --no-deps because the lock already is
 # the whole environment. The package goes in last, built by the locked setuptools (no build isolation: nothing
@@ -62,6 +62,9 @@ bench-checkpoint: $(INSTALLED)
 
 bench-sharding: $(INSTALLED)
 	$(BIN)/python bench/shard_bench.py
+
+bench-scaleout: $(INSTALLED)
+	$(BIN)/python bench/scaleout_bench.py
 
 bench-inference: $(INSTALLED)
 	$(BIN)/python bench/inference_bench.py

@@ -58,6 +58,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.bench_results import cpu_seconds  # noqa: E402
 from harness.commands import start_adaptlog, stop_process  # noqa: E402
 from harness.inference import train_hdfs_registry, windows_of  # noqa: E402
 from harness.streaming import DATA, count_records, free_port, metric, settings_for, worker_env, write_systems_file  # noqa: E402
@@ -186,17 +187,6 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float) ->
         if time.monotonic() > deadline:
             raise RuntimeError(f"the worker on port {port} was not ready after {timeout_s}s")
         time.sleep(0.2)
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time a live process has used so far (Linux /proc), None when it cannot be read."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
 
 
 def cpu_per_line(lines: int, seconds: dict[str, float | None]) -> dict[str, Any]:

@@ -5,8 +5,9 @@ the same line gets the same template whichever worker received it (the scale-out
 
 A system with ``mining: keyed`` is keyed by system and Drain key instead (``stream.parsing.sharding``): the key is
 the subtree of Drain's prefix tree the line belongs to, and Drain never compares lines of two subtrees, so each
-subtree's lines still meet one miner, and the system's mining spreads over every ``lines`` partition. The key costs
-one masking of the line here (the parse stage masks it again). Such lines are batched per ``lines`` partition (the
+subtree's lines still meet one miner, and the system's mining spreads over every ``lines`` partition. Finding the
+key masks the line here, so the line carries its key and masked text on (the parse stage mines them as they are,
+and masks nothing again). Such lines are batched per ``lines`` partition (the
 partition Kafka's default partitioner gives the key), not per key: the parse stage drops a line whose input offset is
 not past the last it saw from that input partition (its dedup), so one partition's lines must stay in input order.
 """
@@ -21,7 +22,7 @@ from stream.decode import Decoder, RawRecord
 from stream.parsing.sharding import DrainKeyer
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import InputRecord, SystemStats, encode_routed, envelope_values
-from stream.records import DeadLetter, Outgoing, Routed
+from stream.records import DeadLetter, LogLine, Outgoing, Routed
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -56,9 +57,11 @@ class IngestPartition:
             ]
         return out
 
-    def _route(self, system: str, content: str) -> Route:
+    def _route(self, line: LogLine) -> Route:
         """The system as the key (the producer partitions by it); for a keyed system, the ``lines`` partition of the
-        line's Drain key, and the system and a separator as the key (an envelope holds several Drain keys)."""
+        line's Drain key, and the system and a separator as the key (an envelope holds several Drain keys). A keyed
+        system's line is given its Drain key and masked text here."""
+        system = line.system
         if system not in self._keyers:
             spec = self._settings.systems.get(system)
             self._keyers[system] = None
@@ -67,7 +70,8 @@ class IngestPartition:
         keyer = self._keyers[system]
         if keyer is None:
             return system.encode(), None
-        routing = f"{system}\x1f{keyer.key_of(content)[0]}".encode()
+        line.drain_key, line.masked = keyer.key_of(line.content)
+        routing = f"{system}\x1f{line.drain_key}".encode()
         partitions = self._all_lines_partitions
         return f"{system}\x1f".encode(), self._partitioner(routing, partitions, partitions)
 
@@ -84,13 +88,14 @@ class IngestPartition:
             # The line's index is the sub-index: the parse stage's dedup keeps every line of a multi-line record.
             upstream = (record.topic, record.partition, record.offset, decoded.source.index)
             try:
+                route = self._route(decoded)
                 encoded = encode_routed(Routed(upstream, decoded.to_dict()))
-            except Exception as exc:  # a line decode let through but orjson refuses: that line alone is dead-lettered
+            except Exception as exc:  # a line decode let through that masking or orjson refuses: dead-lettered alone
                 log.exception("%s: %s failed on %s", STAGE, type(exc).__name__, record.where)
                 reason = f"{type(exc).__name__}: {exc}"
                 out.append(self._dead_letters.of(reason, record, system=decoded.system, index=decoded.source.index))
                 continue
-            by_route.setdefault(self._route(decoded.system, decoded.content), []).append(encoded)
+            by_route.setdefault(route, []).append(encoded)
         return out
 
     def wants_ticks(self) -> bool:

@@ -101,7 +101,10 @@ class ParsePartition:
             system = self._systems.get(line.system)
             if system is None:
                 system = self._systems[line.system] = self._system(line.system)
-            parsed = system.parser.parse(line.content)
+            if line.drain_key is not None and line.masked is not None and isinstance(system.parser, KeyedParser):
+                parsed = system.parser.parse_keyed(line.drain_key, line.masked)  # masked by the ingest stage
+            else:
+                parsed = system.parser.parse(line.content)
             if system.latest_event_ms is None or line.event_ms > system.latest_event_ms:
                 system.latest_event_ms = line.event_ms
             window_line = WindowLine(

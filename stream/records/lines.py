@@ -39,9 +39,13 @@ class LogLine:
     source: SourceRef
     label: str | None = None  # ground truth carried by replay (header ``label``), never part of the content
     key_labels: dict[str, str] = field(default_factory=dict)  # per session key ground truth (HDFS block labels)
+    # A keyed system's line (``mining: keyed``): the ingest stage masked it to find its Drain key, and passes both on
+    # so that the parse stage does not mask it again. None for a system mined whole.
+    drain_key: str | None = None
+    masked: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "system": self.system,
             "content": self.content,
             "event_ms": self.event_ms,
@@ -50,6 +54,9 @@ class LogLine:
             "label": self.label,
             "key_labels": self.key_labels,
         }
+        if self.drain_key is not None:  # only for keyed systems: the others' lines travel as they always did
+            d["drain_key"], d["masked"] = self.drain_key, self.masked
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LogLine:
@@ -61,6 +68,8 @@ class LogLine:
             source=SourceRef(topic, int(partition), int(offset), int(index[0]) if index else 0),
             label=d.get("label"),
             key_labels=dict(d.get("key_labels") or {}),
+            drain_key=d.get("drain_key"),
+            masked=d.get("masked"),
         )
 
 
