@@ -172,10 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "checkpoint.json")
     args = parser.parse_args(argv)
     tune_for_throughput()  # as `adaptlog run` does
-    from harness.broker.selection import start_test_broker
+    from harness.broker.selection import bench_broker
 
-    broker = start_test_broker().broker
-    try:
+    with bench_broker() as broker:
         base = settings_for(broker.bootstrap, "bench", broker.supports_idempotence)
         records = input_records(base, "hdfs", args.max_lines)
         runs = []
@@ -190,8 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "intervals": runs,
         }
-    finally:
-        broker.stop()
     write_result(args.out, result)
     return 0
 

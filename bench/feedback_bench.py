@@ -238,16 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_broker:
             result |= _earlier_broker_result(args.out)
         else:
-            from harness.broker.selection import start_test_broker
+            from harness.broker.selection import bench_broker
 
-            broker = start_test_broker().broker
-            try:
+            with bench_broker() as broker:
                 result["broker"] = broker.describe()
                 result["label_to_serving"] = label_to_serving(
                     broker.bootstrap, broker.supports_idempotence, trained.registry.root, work
                 )
-            finally:
-                broker.stop()
     write_result(args.out, result)
     return 0
 

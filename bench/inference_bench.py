@@ -506,10 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         if "translog" in families:
             results[args.out] = translog(args, work, described)
         if "logllm" in families:
-            from harness.broker.selection import start_test_broker
+            from harness.broker.selection import bench_broker
 
-            broker = start_test_broker().broker
-            try:
+            with bench_broker() as broker:
                 runs = {
                     key: logllm_end_to_end(
                         broker.bootstrap, broker.supports_idempotence, work / key, args.logllm_lines, saliency
@@ -527,8 +526,6 @@ def main(argv: list[str] | None = None) -> int:
                         2,
                     ),
                 }
-            finally:
-                broker.stop()
     for out, result in results.items():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
@@ -547,10 +544,9 @@ def translog(args: argparse.Namespace, work: Path, described: str) -> dict[str, 
     }
     if args.skip_broker:
         return result
-    from harness.broker.selection import start_test_broker
+    from harness.broker.selection import bench_broker
 
-    broker = start_test_broker().broker
-    try:
+    with bench_broker() as broker:
         result["broker"] = broker.describe()
         bootstrap, idempotent, registry = broker.bootstrap, broker.supports_idempotence, work / "registry"
         # Each side --broker-repeat times, the sides interleaved, the best run of each kept: on a shared machine a
@@ -582,8 +578,6 @@ def translog(args: argparse.Namespace, work: Path, described: str) -> dict[str, 
                 result[key]["all_runs"] = [
                     {n: r[n] for n in ("stream_only_lines_per_s", "logs_to_verdicts_lines_per_s")} for r in flows[cache]
                 ]
-    finally:
-        broker.stop()
     return result
 
 

@@ -206,11 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     partitions = max(counts)  # every worker can own a lines and a sessions partition
     text = [line for line in open_text(PATH) if line][: args.max_lines]
     truth = truth_blocks(text)
-    from harness.broker.selection import start_test_broker
+    from harness.broker.selection import bench_broker
 
-    broker = start_test_broker().broker
-    result: dict[str, Any] = {"machine": machine(), "broker": broker.describe(), "dataset": PATH.name}
-    try:
+    with bench_broker() as broker:
+        result: dict[str, Any] = {"machine": machine(), "broker": broker.describe(), "dataset": PATH.name}
         probe = hdfs_settings(broker.bootstrap, broker.supports_idempotence, partitions)
         fmt = probe.systems["hdfs"].line_format("hdfs")
         records = list(replay_records(PATH, "hdfs", fmt))[: args.max_lines]
@@ -244,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
             n: round(run["lines_per_s"] / whole_rate, 3) for n, run in workers.items()
         }
         result["bgl"] = "not measured: keyed mining refuses count windows (no merge stage yet)"
-    finally:
-        broker.stop()
     write_result(args.out, result)
     return 0
 

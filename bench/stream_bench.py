@@ -176,22 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-lines", type=int, default=40_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream.json")
     args = parser.parse_args(argv)
-    from harness.broker.selection import start_test_broker
+    from harness.broker.selection import bench_broker
 
-    broker = start_test_broker().broker
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            result = {
-                "machine": machine(),
-                "broker": broker.describe(),
-                "throughput": throughput(broker.bootstrap, broker.supports_idempotence, args.max_lines, work),
-                "memory": memory(
-                    broker.bootstrap, broker.supports_idempotence, args.templates, args.memory_lines, work
-                ),
-            }
-    finally:
-        broker.stop()
+    with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        result = {
+            "machine": machine(),
+            "broker": broker.describe(),
+            "throughput": throughput(broker.bootstrap, broker.supports_idempotence, args.max_lines, work),
+            "memory": memory(broker.bootstrap, broker.supports_idempotence, args.templates, args.memory_lines, work),
+        }
     write_result(args.out, result)
     return 0
 

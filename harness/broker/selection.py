@@ -12,7 +12,8 @@ forces one way and makes its failure an error instead of a fallback.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -88,3 +89,14 @@ def _external(bootstrap: str) -> RunningBroker:
     except Exception as exc:  # unreachable in any of aiokafka's ways: report, don't classify
         raise BrokerUnavailable(f"{EXTERNAL_ENV}={bootstrap} does not answer: {exc!r}") from exc
     return RunningBroker(bootstrap=bootstrap, kind="external")
+
+
+@contextmanager
+def bench_broker() -> Iterator[RunningBroker]:
+    """The broker a benchmark runs on (``start_test_broker``: a local Apache Kafka, or the one the environment
+    names), stopped when the block ends, whatever it raised."""
+    broker = start_test_broker().broker
+    try:
+        yield broker
+    finally:
+        broker.stop()
