@@ -150,9 +150,16 @@ def fit_windows_and_calibrate(
     val_windows, val_labels = list(validation[0]), list(validation[1])
     if len(set(val_labels)) == 2 and options.validation is None:
         options = replace(options, validation=(val_windows, val_labels))
-    learn_from = {"unlabeled": list(unlabeled), "objective": objective} if objective is not None else {}
     report = detector.fit(
-        train_windows, train_labels, target=target, mode=mode, options=options, progress=progress, **learn_from
+        train_windows,
+        train_labels,
+        target=target,
+        mode=mode,
+        options=options,
+        progress=progress,
+        # the unlabeled windows train only under an objective; without one they only place the threshold (below)
+        unlabeled=list(unlabeled) if objective is not None else (),
+        objective=objective,
     )
     # without validation windows the training windows pick the threshold (optimistic: the manifest says so)
     windows, labels = (val_windows, val_labels) if val_labels else (train_windows, train_labels)

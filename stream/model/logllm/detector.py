@@ -42,10 +42,8 @@ from stream.model.decoder import (
 from stream.model.detector import (
     Detector,
     FitOptions,
-    FitReport,
     Mode,
     ParameterCounts,
-    Progress,
     WindowText,
     cpu_has_native_bf16,
     resolve_device,
@@ -65,7 +63,6 @@ from stream.model.logllm.state import (
     serving_adapter_name,
     shapes,
 )
-from stream.model.training import UnlabeledObjective, fit_loop
 
 if TYPE_CHECKING:
     from peft.tuners.tuners_utils import BaseTuner
@@ -321,36 +318,14 @@ class LogLLMDetector(Detector):
 
     # ---- Detector: training and scoring --------------------------------------------------------------------------
 
-    def fit(
-        self,
-        windows: Sequence[WindowText],
-        labels: Sequence[int],
-        *,
-        target: str | None,
-        mode: Mode,
-        options: FitOptions,
-        progress: Progress | None = None,
-        unlabeled: Sequence[WindowText] = (),
-        objective: UnlabeledObjective | None = None,
-    ) -> FitReport:
+    def fit_hooks(self, target: str | None, options: FitOptions) -> LogLLMFit:
         device = self.input_embeddings().weight.device
         if self.cfg.train_dtype == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
             log.warning(
                 "train_dtype bfloat16 on a CPU without native bf16 (AVX512-BF16 or AMX): emulated, it trains tens of"
                 " times slower than float32; train_dtype auto uses bf16 only where it is native"
             )
-        return fit_loop(
-            self,
-            LogLLMFit(self, target, options.seed),
-            windows,
-            labels,
-            target=target,
-            mode=mode,
-            options=options,
-            progress=progress,
-            unlabeled=unlabeled,
-            objective=objective,
-        )
+        return LogLLMFit(self, target, options.seed)
 
     def reads(self, window: WindowText) -> tuple[str, ...]:
         return window_lines([window], self.cfg.max_lines)[0]

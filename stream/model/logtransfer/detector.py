@@ -30,10 +30,8 @@ from stream.errors import ConfigError, IncompatibleArtifactError
 from stream.model.detector import (
     Detector,
     FitOptions,
-    FitReport,
     Mode,
     ParameterCounts,
-    Progress,
     WindowText,
     check_shapes,
     resolve_device,
@@ -41,7 +39,6 @@ from stream.model.detector import (
 from stream.model.logtransfer.config import LogTransferConfig
 from stream.model.logtransfer.fit import LogTransferFit
 from stream.model.logtransfer.layers import LogTransfer
-from stream.model.training import UnlabeledObjective, fit_loop
 from stream.model.word_vectors import (
     GLOVE_NAME,
     FittedGlove,
@@ -142,31 +139,8 @@ class LogTransferDetector(Detector):
 
     # ---- training and scoring
 
-    def fit(
-        self,
-        windows: Sequence[WindowText],
-        labels: Sequence[int],
-        *,
-        target: str | None,
-        mode: Mode,
-        options: FitOptions,
-        progress: Progress | None = None,
-        unlabeled: Sequence[WindowText] = (),
-        objective: UnlabeledObjective | None = None,
-    ) -> FitReport:
-        hooks = LogTransferFit(self.model, self.cfg, self.encode, self._fit_vectors_once, target)
-        return fit_loop(
-            self,
-            hooks,
-            windows,
-            labels,
-            target=target,
-            mode=mode,
-            options=options,
-            progress=progress,
-            unlabeled=unlabeled,
-            objective=objective,
-        )
+    def fit_hooks(self, target: str | None, options: FitOptions) -> LogTransferFit:
+        return LogTransferFit(self.model, self.cfg, self.encode, self._fit_vectors_once, target)
 
     def _fit_vectors_once(self, windows: Sequence[WindowText], mode: Mode) -> None:
         """vectors="fit": the first base fit fits the word vectors on its templates (later fits keep them)."""

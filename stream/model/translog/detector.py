@@ -22,10 +22,8 @@ import torch
 from stream.model.detector import (
     Detector,
     FitOptions,
-    FitReport,
     Mode,
     ParameterCounts,
-    Progress,
     WindowText,
     check_shapes,
     resolve_device,
@@ -34,7 +32,6 @@ from stream.model.detector import (
 )
 from stream.model.embeddings import TemplateEmbedder, shared_embedder
 from stream.model.features import FEATURE_VERSION, EncodedWindows, encode_batch, encode_windows, length_batches
-from stream.model.training import UnlabeledObjective, fit_loop
 from stream.model.translog.config import TransLogConfig
 from stream.model.translog.fit import TransLogFit
 from stream.model.translog.layers import TransLog
@@ -107,31 +104,8 @@ class TransLogDetector(Detector):
                 trainable += p.numel()
         return ParameterCounts(total=total, trainable=trainable)
 
-    def fit(
-        self,
-        windows: Sequence[WindowText],
-        labels: Sequence[int],
-        *,
-        target: str | None,
-        mode: Mode,
-        options: FitOptions,
-        progress: Progress | None = None,
-        unlabeled: Sequence[WindowText] = (),
-        objective: UnlabeledObjective | None = None,
-    ) -> FitReport:
-        hooks = TransLogFit(self.model, self.cfg, self.encode_compact, target)
-        return fit_loop(
-            self,
-            hooks,
-            windows,
-            labels,
-            target=target,
-            mode=mode,
-            options=options,
-            progress=progress,
-            unlabeled=unlabeled,
-            objective=objective,
-        )
+    def fit_hooks(self, target: str | None, options: FitOptions) -> TransLogFit:
+        return TransLogFit(self.model, self.cfg, self.encode_compact, target)
 
     def reads(self, window: WindowText) -> tuple[str, ...]:
         return window.templates[-self.cfg.max_len :]  # the last max_len templates, as encode_windows keeps them
