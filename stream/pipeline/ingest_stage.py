@@ -7,9 +7,9 @@ A system with ``mining: keyed`` is keyed by system and Drain key instead (``stre
 the subtree of Drain's prefix tree the line belongs to, and Drain never compares lines of two subtrees, so each
 subtree's lines still meet one miner, and the system's mining spreads over every ``lines`` partition. Finding the
 key masks the line here, so the line carries its key and masked text on (the parse stage mines them as they are,
-and masks nothing again). Such lines are batched per ``lines`` partition (the
-partition Kafka's default partitioner gives the key), not per key: the parse stage drops a line whose input offset is
-not past the last it saw from that input partition (its dedup), so one partition's lines must stay in input order.
+and masks nothing again). Such lines are batched per ``lines`` partition (the partition Kafka's default partitioner
+gives the key), not per key: the parse stage drops a line whose input offset is not past the last it saw from that
+input partition (its dedup), so one partition's lines must stay in input order.
 """
 
 from __future__ import annotations

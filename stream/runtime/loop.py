@@ -201,7 +201,8 @@ class ConsumeLoop:
             self.pending[tp] = max(self.pending.get(tp, 0), offset)
 
     async def commit(self, only: set[TopicPartition] | None = None) -> bool:
-        """Commit the pending offsets (of ``only``'s partitions, if given); call with the lock held. In
+        """Commit the pending offsets (of ``only``'s partitions, if given); call with the lock held (pipelined: from
+        the process task, the only one that commits there). In
         ``AT_CHECKPOINT`` mode every delivery is confirmed first, and nothing at all happens when nothing is
         pending nor unconfirmed. Whether the group took the commit."""
         offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
