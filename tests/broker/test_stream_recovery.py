@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ from stream.settings import Settings, SystemSettings
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
+# The group drops a killed worker after 6 s (aiokafka's default is 10 s), so its partitions move sooner.
+FAST_TAKEOVER = '{"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}'
+
 
 async def partitions_keyed(settings: Settings, topic: str, prefix: bytes) -> set[int]:
     """The partitions of ``topic`` holding a record whose key starts with ``prefix``."""
@@ -51,9 +55,18 @@ async def partitions_keyed(settings: Settings, topic: str, prefix: bytes) -> set
     return found
 
 
+async def until_assigned(logs: list[Path], timeout_s: float = 60) -> None:
+    """Until every worker's log says one of its stages was given partitions, and a second more for the rest."""
+    deadline = time.monotonic() + timeout_s
+    while not all(log.exists() and "assigned" in log.read_text(errors="replace") for log in logs):
+        assert time.monotonic() < deadline, f"not every worker was assigned partitions within {timeout_s} s"
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(1)
+
+
 @contextmanager
-def worker_process(settings: Settings, systems_file: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_adaptlog("run", worker_env(settings, systems_file, dict(os.environ)), log)
+def worker_process(settings: Settings, systems_file: Path, log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_adaptlog("run", worker_env(settings, systems_file, {**os.environ, **env}), log)
     try:
         yield process
     finally:
@@ -63,9 +76,10 @@ def worker_process(settings: Settings, systems_file: Path, log: Path) -> Iterato
 def test_sigkill_mid_replay_loses_and_corrupts_no_window(
     kafka_broker: RunningBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
-    # Idle timeout well above a restart's pause, so only the end of the stream closes sessions.
+    # Idle timeout well above a restart's pause (the restarted worker gets the partitions once the group drops the
+    # killed member: a 6 s session timeout, told to both below), so only the end of the stream closes sessions.
     settings = settings_for(
-        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs_system(30_000)}
+        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs_system(20_000)}
     )
     systems_file = write_systems_file(tmp_path / "systems.yaml", dict(settings.systems))
     path = DATA / "hdfs" / "HDFS_2pct_blocks.log.gz"
@@ -76,12 +90,12 @@ def test_sigkill_mid_replay_loses_and_corrupts_no_window(
         await ensure_topics(settings, topic_specs(settings))
         fmt = settings.systems["hdfs"].line_format("hdfs")
         feeding = asyncio.create_task(replay(settings, replay_records(path, "hdfs", fmt), "hdfs", rate=20_000))
-        with worker_process(settings, systems_file, log) as first:
+        with worker_process(settings, systems_file, log, ADAPTLOG_CONSUMER_OPTIONS=FAST_TAKEOVER) as first:
             await asyncio.sleep(8)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         killed_mid_replay = not feeding.done()
-        with worker_process(settings, systems_file, log):
+        with worker_process(settings, systems_file, log, ADAPTLOG_CONSUMER_OPTIONS=FAST_TAKEOVER):
             await feeding
             windows = await read_topic(settings, settings.topics.windows, until=len(truth), timeout_s=240)
         return windows, killed_mid_replay
@@ -98,7 +112,11 @@ def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
     partitions over from its checkpoints); BGL mined whole beside it. Every HDFS line gets the template and id one
     ``KeyedParser`` gives it, every block's window is complete and in source order, and HDFS's lines spread over
     several ``lines`` partitions (so both workers mined HDFS)."""
-    hdfs = hdfs_system(12_000).model_copy(update={"mining": "keyed"})
+    # The survivor takes the killed worker's partitions over once the group drops it (FAST_TAKEOVER), then a
+    # rebalance. Sessions stay open 15 s idle, so none closes while
+    # its lines on the killed worker's partitions wait for the take-over.
+    hdfs = hdfs_system(15_000).model_copy(update={"mining": "keyed"})
+
     bgl = SystemSettings(format="bgl", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20})
     settings = settings_for(
         kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs, "bgl": bgl}
@@ -110,13 +128,15 @@ def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
 
     async def scenario() -> tuple[list[dict], list[dict], bool]:
         await ensure_topics(settings, topic_specs(settings))
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
         with (
-            worker_process(settings, systems_file, tmp_path / "a.log") as first,
-            worker_process(settings, systems_file, tmp_path / "b.log"),
+            worker_process(settings, systems_file, logs[0], ADAPTLOG_CONSUMER_OPTIONS=FAST_TAKEOVER) as first,
+            worker_process(settings, systems_file, logs[1], ADAPTLOG_CONSUMER_OPTIONS=FAST_TAKEOVER),
         ):
-            await asyncio.sleep(6)  # both join the groups before the data arrives
-            feeding = asyncio.create_task(replay(settings, replay_records(hdfs_path, "hdfs", fmt), "hdfs", rate=500))
-            await asyncio.sleep(4)
+            await until_assigned(logs)  # both join the groups before the data arrives
+            replaying = replay(settings, replay_records(hdfs_path, "hdfs", fmt), "hdfs", rate=1000)
+            feeding = asyncio.create_task(replaying)
+            await asyncio.sleep(2)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             killed_mid_replay = not feeding.done()
