@@ -1,4 +1,4 @@
-"""Objectives on unlabeled target windows for ``fit_loop(..., unlabeled=, objective=)`` (issue 18 item 3).
+"""Objectives on unlabeled target windows for ``Detector.fit(..., unlabeled=, objective=)`` (issue 18 item 3).
 
 Both align the two systems' representations while a base is trained: the labeled batch holds the source system's
 windows, the unlabeled draw the target's, and the supervised loss keeps the representations separating anomalies

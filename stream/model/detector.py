@@ -31,8 +31,8 @@ import torch
 
 from stream.errors import IncompatibleArtifactError, ModelError
 
-if TYPE_CHECKING:  # training imports this module
-    from stream.model.training import FitHooks, UnlabeledObjective
+if TYPE_CHECKING:
+    from stream.model.fit_parts import UnlabeledObjective
 
 # "base": train the base model (pretraining on a source, training from scratch, or full fine-tuning on a target);
 # adapters are untouched. "adapter": train only `target`'s adapter; every base weight is frozen.
@@ -262,6 +262,7 @@ class Detector(ABC):
     @abstractmethod
     def remove_target(self, target: str) -> None: ...
 
+    @abstractmethod
     def fit(
         self,
         windows: Sequence[WindowText],
@@ -275,27 +276,8 @@ class Detector(ABC):
         objective: UnlabeledObjective | None = None,
     ) -> FitReport:
         """Train (mode "base": target must be None; "adapter": target must exist). labels: 1 anomalous, 0 normal.
-        ``unlabeled`` windows, with an ``objective`` on them, add that loss (``stream.model.alignment``).
-
-        Every family trains through the one loop, ``stream.model.training.fit_loop``, with its ``fit_hooks``."""
-        from stream.model.training import fit_loop  # training imports this module: bound at the call
-
-        return fit_loop(
-            self,
-            self.fit_hooks(target, options),
-            windows,
-            labels,
-            target=target,
-            mode=mode,
-            options=options,
-            progress=progress,
-            unlabeled=unlabeled,
-            objective=objective,
-        )
-
-    @abstractmethod
-    def fit_hooks(self, target: str | None, options: FitOptions) -> FitHooks[Any]:
-        """What this family gives the shared fit loop to train ``target`` (None: the base)."""
+        ``unlabeled`` windows, with an ``objective`` on them, add that loss (``stream.model.alignment``). Every
+        family trains through the one loop: ``stream.model.training.LoopDetector`` is this method for all."""
 
     @abstractmethod
     def scores(self, windows: Sequence[WindowText], *, target: str | None = None, batch_size: int = 64) -> list[float]:

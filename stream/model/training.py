@@ -1,5 +1,5 @@
-"""The one training loop every family runs (``fit_loop``), the hooks a family gives it (``FitHooks``), and what the
-loop shares: class weighting and early stopping on validation F1.
+"""The one training loop every family runs (``LoopDetector.fit``), the hooks a family gives it (``FitHooks``, from
+its ``fit_hooks``), and what the loop shares: class weighting and early stopping on validation F1.
 
 The loop owns everything that is the same for TransLog, LogTransfer and LogLLM: the argument checks, the seed,
 stages of epochs of batches (micro-batches accumulate their gradients), AdamW and its learning rate, the optional
@@ -26,7 +26,7 @@ One semantics for every family (issue 18 item 6 listed where the loops had drift
 * epochs: ``FitOptions.plan`` raises the validating stage's epochs to ``min_steps`` optimizer steps over the rows of
   an epoch (LogLLM's oversampled ones included), and early stopping waits for them.
 
-Unlabeled target windows (issue 18 item 3) enter here, in one place for all families: ``fit_loop(...,
+Unlabeled target windows (issue 18 item 3) enter here, in one place for all families: ``fit(...,
 unlabeled=windows, objective=term)``. The loop encodes them with the family's ``encode``, cycles through them in
 its own shuffled order (so the labeled batches stay those of a fit without them), and for every labeled
 micro-batch draws as many unlabeled rows. ``term(labeled, unlabeled, stage)`` returns a scalar added to that
@@ -44,7 +44,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -60,6 +60,7 @@ from stream.model.detector import (
     check_fit_arguments,
     set_seed,
 )
+from stream.model.fit_parts import Forward, Stage, UnlabeledObjective
 from stream.model.quality import best_threshold
 
 DECAYS_PER_STAGE = 10  # LogLLM's paper steps ExponentialLR every total_steps / 11 steps of a stage
@@ -72,24 +73,6 @@ def positive_weight(labels: Sequence[int]) -> float:
     return negatives / positives if positives and negatives else 1.0
 
 
-@dataclass(frozen=True, eq=False)
-class Stage:
-    """One run of epochs with one optimizer over one set of parameters (TransLog and LogTransfer have one stage,
-    LogLLM's base three). Epochs, lr and batch size are the family's defaults; on the stage that ``validates`` the
-    loop applies ``FitOptions`` to them."""
-
-    parameters: dict[str, nn.Parameter]  # what trains, by name (early stopping snapshots and restores these)
-    epochs: int  # 0 skips the stage
-    lr: float
-    batch_size: int  # windows per optimizer step
-    micro_batch_size: int | None = None  # windows per forward; gradients accumulate over a batch (None: a batch)
-    max_windows: int | None = None  # windows per epoch (LogLLM's stage 1); None: the whole pool
-    validates: bool = True  # early stopping on FitOptions.validation watches this stage's epochs
-    lr_decay: float = 1.0  # lr *= lr_decay DECAYS_PER_STAGE times over the stage (1.0: constant)
-    name: str | None = None  # progress: None reports "epoch e/E" per batch of each epoch; a name reports steps
-    losses_per_epoch: bool = True  # FitReport.losses: one mean per epoch, or one for the stage
-
-
 @dataclass(frozen=True, slots=True)
 class LossTerm:
     """A micro-batch's loss: ``value`` is what backpropagates (normalised over the whole batch, so that the
@@ -100,19 +83,11 @@ class LossTerm:
     count: float  # what it is a sum over (windows, answer tokens)
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """What a family's model makes of a batch of rows, for a loss on unlabeled windows."""
-
-    logits: torch.Tensor  # [B] anomaly logit: sigmoid(logit) is the window's score
-    representation: torch.Tensor  # [B, d] what the family's head reads (pooled encoder output, LSTM state, ...)
-
-
 E = TypeVar("E")  # a family's encoded windows
 
 
 class FitHooks(ABC, Generic[E]):
-    """What one family supplies to ``fit_loop`` (see the module docstring)."""
+    """What one family supplies to the loop (``LoopDetector.fit``; see the module docstring)."""
 
     def prepare(self, windows: Sequence[WindowText], mode: Mode) -> None:
         """Runs before the seed is set: work that keeps its own seed (LogTransfer fits word vectors here)."""
@@ -149,17 +124,6 @@ class FitHooks(ABC, Generic[E]):
 
     def eval(self) -> None:
         """Eval mode: after every epoch and when the fit ends."""
-
-
-class UnlabeledObjective(Protocol):
-    """A loss on unlabeled target windows, added to each labeled micro-batch's loss (see the module docstring)."""
-
-    def parameters(self, representation: torch.Tensor) -> list[nn.Parameter]:
-        """The objective's own trainable parameters (a discriminator; [] for none), built for representations like
-        ``representation`` ([1, d], one unlabeled row's); each stage's optimizer trains them beside its own."""
-        ...
-
-    def __call__(self, labeled: Callable[[], Forward], unlabeled: Forward, stage: Stage) -> torch.Tensor: ...
 
 
 class EarlyStopping:
@@ -214,48 +178,6 @@ class EarlyStopping:
         if self.best_state is not None:
             self.restore(self.best_state)
         self.report.seconds = self.clock.seconds
-
-
-def fit_loop(
-    detector: Detector,
-    hooks: FitHooks[E],
-    windows: Sequence[WindowText],
-    labels: Sequence[int],
-    *,
-    target: str | None,
-    mode: Mode,
-    options: FitOptions,
-    progress: Progress | None = None,
-    unlabeled: Sequence[WindowText] = (),
-    objective: UnlabeledObjective | None = None,
-) -> FitReport:
-    """Train ``detector`` through ``hooks`` (the ``Detector.fit`` of every family; see the module docstring)."""
-    check_fit_arguments(detector, windows, labels, target, mode)
-    if bool(unlabeled) != (objective is not None):
-        raise ValueError("unlabeled windows and an objective on them go together: give both or neither")
-    clock = Stopwatch()
-    hooks.prepare(windows, mode)
-    set_seed(options.seed)  # dropout masks
-    report = FitReport(parameters=detector.parameter_counts(mode, target))
-    encoded = hooks.encode(windows, [int(label) for label in labels])
-    pool = hooks.pool([int(label) for label in labels])
-    generator = torch.Generator().manual_seed(options.seed)
-    draw = _UnlabeledDraw(hooks, unlabeled, options.seed) if objective is not None else None
-    parameters = hooks.parameters()
-    fit = _Fit(
-        detector, hooks, encoded, pool, generator, draw, objective, target, options, report, clock, progress, parameters
-    )
-    _freeze(parameters, clear_gradients=True)  # nothing left from an earlier fit
-    try:
-        for stage in hooks.stages(mode):
-            stage, min_epochs = _with_options(stage, options, len(pool), detector.min_steps)
-            if stage.epochs > 0 and _run_stage(fit, stage, min_epochs):
-                break
-    finally:
-        _freeze(parameters, clear_gradients=False)  # the last step's gradients stay, for whoever inspects them
-        hooks.eval()
-    report.seconds = clock.seconds
-    return report
 
 
 def _with_options(stage: Stage, options: FitOptions, rows: int, family_min_steps: int) -> tuple[Stage, int]:
@@ -389,3 +311,53 @@ def _freeze(parameters: list[nn.Parameter], *, clear_gradients: bool) -> None:
 def _restore(parameters: dict[str, nn.Parameter], snapshot: dict[str, torch.Tensor]) -> None:
     for name, parameter in parameters.items():
         parameter.copy_(snapshot[name])
+
+
+class LoopDetector(Detector):
+    """A ``Detector`` whose ``fit`` is the one loop: a family gives only its ``fit_hooks``, so the arguments, their
+    checks and the loop are the same for every family."""
+
+    def fit(
+        self,
+        windows: Sequence[WindowText],
+        labels: Sequence[int],
+        *,
+        target: str | None,
+        mode: Mode,
+        options: FitOptions,
+        progress: Progress | None = None,
+        unlabeled: Sequence[WindowText] = (),
+        objective: UnlabeledObjective | None = None,
+    ) -> FitReport:
+        """The loop (see the module docstring), with the family's ``fit_hooks``."""
+        hooks = self.fit_hooks(target, options)
+        check_fit_arguments(self, windows, labels, target, mode)
+        if bool(unlabeled) != (objective is not None):
+            raise ValueError("unlabeled windows and an objective on them go together: give both or neither")
+        clock = Stopwatch()
+        hooks.prepare(windows, mode)
+        set_seed(options.seed)  # dropout masks
+        report = FitReport(parameters=self.parameter_counts(mode, target))
+        encoded = hooks.encode(windows, [int(label) for label in labels])
+        pool = hooks.pool([int(label) for label in labels])
+        generator = torch.Generator().manual_seed(options.seed)
+        draw = _UnlabeledDraw(hooks, unlabeled, options.seed) if objective is not None else None
+        parameters = hooks.parameters()
+        fit = _Fit(
+            self, hooks, encoded, pool, generator, draw, objective, target, options, report, clock, progress, parameters
+        )
+        _freeze(parameters, clear_gradients=True)  # nothing left from an earlier fit
+        try:
+            for stage in hooks.stages(mode):
+                stage, min_epochs = _with_options(stage, options, len(pool), self.min_steps)
+                if stage.epochs > 0 and _run_stage(fit, stage, min_epochs):
+                    break
+        finally:
+            _freeze(parameters, clear_gradients=False)  # the last step's gradients stay, for whoever inspects them
+            hooks.eval()
+        report.seconds = clock.seconds
+        return report
+
+    @abstractmethod
+    def fit_hooks(self, target: str | None, options: FitOptions) -> FitHooks[Any]:
+        """What this family gives the loop to train ``target`` (None: the base)."""

@@ -40,7 +40,6 @@ from stream.model.decoder import (
     quantize_4bit,
 )
 from stream.model.detector import (
-    Detector,
     FitOptions,
     Mode,
     ParameterCounts,
@@ -63,6 +62,7 @@ from stream.model.logllm.state import (
     serving_adapter_name,
     shapes,
 )
+from stream.model.training import LoopDetector
 
 if TYPE_CHECKING:
     from peft.tuners.tuners_utils import BaseTuner
@@ -97,7 +97,7 @@ class Pretrained:
         return cls(model, tokenizer, FrozenEncoder(encoder, cache_size=encoder_cache_size), decoder)
 
 
-class LogLLMDetector(Detector):
+class LogLLMDetector(LoopDetector):
     family: ClassVar[str] = "logllm"
     feature_version: ClassVar[str] = "logllm/masked-lines-keep-last/cls-tanh-projector/prompt-1"
 

@@ -28,7 +28,6 @@ from torch import nn
 
 from stream.errors import ConfigError, IncompatibleArtifactError
 from stream.model.detector import (
-    Detector,
     FitOptions,
     Mode,
     ParameterCounts,
@@ -39,6 +38,7 @@ from stream.model.detector import (
 from stream.model.logtransfer.config import LogTransferConfig
 from stream.model.logtransfer.fit import LogTransferFit
 from stream.model.logtransfer.layers import LogTransfer
+from stream.model.training import LoopDetector
 from stream.model.word_vectors import (
     GLOVE_NAME,
     FittedGlove,
@@ -48,7 +48,7 @@ from stream.model.word_vectors import (
 )
 
 
-class LogTransferDetector(Detector):
+class LogTransferDetector(LoopDetector):
     family = "logtransfer"
     min_steps = 300  # a step is milliseconds: few-label fits can afford a few hundred
     # template -> mean GloVe vector of its words (placeholders dropped, camelCase split), last max_len templates

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from stream.model.detector import (
-    Detector,
     FitOptions,
     Mode,
     ParameterCounts,
@@ -32,12 +31,13 @@ from stream.model.detector import (
 )
 from stream.model.embeddings import TemplateEmbedder, shared_embedder
 from stream.model.features import FEATURE_VERSION, EncodedWindows, encode_batch, encode_windows, length_batches
+from stream.model.training import LoopDetector
 from stream.model.translog.config import TransLogConfig
 from stream.model.translog.fit import TransLogFit
 from stream.model.translog.layers import TransLog
 
 
-class TransLogDetector(Detector):
+class TransLogDetector(LoopDetector):
     family = "translog"
     min_steps = 300  # a step is milliseconds: few-label fits can afford a few hundred
     feature_version = FEATURE_VERSION
