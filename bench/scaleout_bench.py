@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -47,9 +46,11 @@ from harness.bench_results import cpu_seconds, machine, write_result  # noqa: E4
 from harness.commands import start_adaptlog, stop_process  # noqa: E402
 from harness.streaming import (  # noqa: E402
     DATA,
+    block_lines,
     count_records,
     hdfs_system,
     settings_for,
+    until_logged,
     worker_env,
     write_systems_file,
 )
@@ -68,7 +69,6 @@ from stream.tail import read_records  # noqa: E402
 
 PATH = DATA / "hdfs" / "HDFS_2pct_blocks.log.gz"
 IDLE_MS = 10_000  # closes the final sessions; subtracted from the measured time
-BLOCK = re.compile(r"blk_-?\d+")
 WORKERS = (1, 2, 4)
 
 
@@ -81,14 +81,6 @@ def hdfs_settings(bootstrap: str, idempotent: bool, partitions: int, mining: str
         internal_partitions=partitions,
         systems={"hdfs": hdfs_system(IDLE_MS).model_copy(update={"mining": mining})},
     )
-
-
-def truth_blocks(lines: list[str]) -> dict[str, list[int]]:
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for number, line in enumerate(lines):
-        for block in dict.fromkeys(BLOCK.findall(line)):
-            blocks[block].append(number)
-    return dict(blocks)
 
 
 def run_workers(
@@ -105,11 +97,7 @@ def run_workers(
     try:
         for log in logs:
             processes.append(start_adaptlog("run", env, log))
-        deadline = time.monotonic() + 120
-        while not all(log.exists() and "assigned" in log.read_text(errors="replace") for log in logs):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not every worker was assigned partitions within 120 s; see {work}")
-            time.sleep(0.5)
+        until_logged(logs, "assigned", timeout_s=120)
         time.sleep(3)  # the last joiner's rebalance settles
         cpu_before = [cpu_seconds(p.pid) or 0.0 for p in processes], cpu_seconds(broker_pid)
         started = time.monotonic()
@@ -205,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(n) for n in args.workers.split(",")]
     partitions = max(counts)  # every worker can own a lines and a sessions partition
     text = [line for line in open_text(PATH) if line][: args.max_lines]
-    truth = truth_blocks(text)
+    truth = block_lines(PATH, args.max_lines)
     from harness.broker.selection import bench_broker
 
     with bench_broker() as broker:

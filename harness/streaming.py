@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import re
 import socket
 import time
@@ -50,12 +51,13 @@ def hdfs_system(idle_timeout_ms: int) -> SystemSettings:
     )
 
 
-def block_lines(path: Path) -> dict[str, list[int]]:
-    """Ground truth: block id -> the 0-based line numbers (= offsets when replayed into a fresh topic) naming it."""
+def block_lines(path: Path, max_lines: int | None = None) -> dict[str, list[int]]:
+    """Ground truth: block id -> the 0-based line numbers (= offsets when replayed into a fresh topic) naming it,
+    among the first ``max_lines`` lines (all by default)."""
     opener = gzip.open if path.suffix == ".gz" else open
     blocks: dict[str, list[int]] = defaultdict(list)
     with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        for number, line in enumerate(handle):
+        for number, line in enumerate(itertools.islice(handle, max_lines)):
             for block in dict.fromkeys(BLOCK.findall(line)):
                 blocks[block].append(number)
     return dict(blocks)
@@ -177,3 +179,13 @@ def check_sessions(windows: list[dict], truth: dict[str, list[int]]) -> None:
         offsets = [line["offset"] for line in first["lines"]]
         missing, extra = sorted(set(truth[block]) - set(offsets)), sorted(set(offsets) - set(truth[block]))
         assert offsets == truth[block], f"{block}: lines missing {missing}, extra {extra}, or out of source order"
+
+
+def until_logged(logs: list[Path], text: str, timeout_s: float = 60.0) -> None:
+    """Block until every log in ``logs`` holds ``text`` (a worker process's "assigned", say); AssertionError naming
+    the logs still without it after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not all(log.exists() and text in log.read_text(errors="replace") for log in logs):
+        missing = [str(log) for log in logs if not (log.exists() and text in log.read_text(errors="replace"))]
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout_s} s in {missing}"
+        time.sleep(0.25)

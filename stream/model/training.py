@@ -330,10 +330,10 @@ class LoopDetector(Detector):
         objective: UnlabeledObjective | None = None,
     ) -> FitReport:
         """The loop (see the module docstring), with the family's ``fit_hooks``."""
-        hooks = self.fit_hooks(target, options)
         check_fit_arguments(self, windows, labels, target, mode)
         if bool(unlabeled) != (objective is not None):
             raise ValueError("unlabeled windows and an objective on them go together: give both or neither")
+        hooks = self.fit_hooks(target, options)
         clock = Stopwatch()
         hooks.prepare(windows, mode)
         set_seed(options.seed)  # dropout masks

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,45 +22,20 @@ from harness.streaming import (
     hdfs_system,
     read_topic,
     settings_for,
+    until_logged,
     worker_env,
     write_systems_file,
 )
 from stream.parsing.sharding import KeyedParser
-from stream.pipeline.kafka_clients import assign_from_beginning, ensure_topics, make_consumer, topic_specs
+from stream.pipeline.kafka_clients import ensure_topics, topic_specs
 from stream.replay import open_text, replay, replay_records
 from stream.settings import Settings, SystemSettings
+from stream.tail import read_records
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 # The group drops a killed worker after 6 s (aiokafka's default is 10 s), so its partitions move sooner.
 FAST_TAKEOVER = '{"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}'
-
-
-async def partitions_keyed(settings: Settings, topic: str, prefix: bytes) -> set[int]:
-    """The partitions of ``topic`` holding a record whose key starts with ``prefix``."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    found: set[int] = set()
-    try:
-        tps = await assign_from_beginning(consumer, topic, 30)
-        end = await consumer.end_offsets(tps)
-        remaining = set(tps)
-        while remaining:
-            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                found.update(tp.partition for r in records if r.key and r.key.startswith(prefix))
-    finally:
-        await consumer.stop()
-    return found
-
-
-async def until_assigned(logs: list[Path], timeout_s: float = 60) -> None:
-    """Until every worker's log says one of its stages was given partitions, and a second more for the rest."""
-    deadline = time.monotonic() + timeout_s
-    while not all(log.exists() and "assigned" in log.read_text(errors="replace") for log in logs):
-        assert time.monotonic() < deadline, f"not every worker was assigned partitions within {timeout_s} s"
-        await asyncio.sleep(0.25)
-    await asyncio.sleep(1)
 
 
 @contextmanager
@@ -133,7 +107,8 @@ def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
             worker_process(settings, systems_file, logs[0], ADAPTLOG_CONSUMER_OPTIONS=FAST_TAKEOVER) as first,
             worker_process(settings, systems_file, logs[1], ADAPTLOG_CONSUMER_OPTIONS=FAST_TAKEOVER),
         ):
-            await until_assigned(logs)  # both join the groups before the data arrives
+            await asyncio.to_thread(until_logged, logs, "assigned")  # both join the groups before the data arrives
+            await asyncio.sleep(1)  # and the rest of their stages' rebalances settle
             replaying = replay(settings, replay_records(hdfs_path, "hdfs", fmt), "hdfs", rate=1000)
             feeding = asyncio.create_task(replaying)
             await asyncio.sleep(2)
@@ -143,7 +118,8 @@ def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
             await feeding
             await replay(settings, replay_records(bgl_path, "bgl", bgl.line_format("bgl")), "bgl")
             windows = await read_topic(settings, settings.topics.windows, until=len(truth) + 100, timeout_s=180)
-        return windows, await partitions_keyed(settings, settings.topics.lines, b"hdfs\x1f"), killed_mid_replay
+        lines = await read_records(settings, settings.topics.lines)
+        return windows, {r.partition for r in lines if r.key and r.key.startswith(b"hdfs\x1f")}, killed_mid_replay
 
     windows, hdfs_partitions, killed_mid_replay = asyncio.run(scenario())
     assert killed_mid_replay, "the worker was killed after the replay had finished: the test proves nothing"
