@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from stream.decode import Decoder, RawRecord
 from stream.parsing.sharding import DrainKeyer
 from stream.pipeline.kafka_clients import CachedPartitioner
-from stream.pipeline.stage import InputRecord, SystemStats, encode_routed, envelope_values
-from stream.records import DeadLetter, LogLine, Outgoing, Routed
+from stream.pipeline.stage import BATCH_BYTES, BATCH_LINES, InputRecord, SystemStats
+from stream.records import DeadLetter, LogLine, Outgoing
+from stream.records.batches import LineBatch, batch_values, encodable
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -33,6 +37,15 @@ log = logging.getLogger(__name__)
 
 # Where a batch's lines go: the ``lines`` record key, and the partition when the stage chooses it (keyed systems).
 Route = tuple[bytes, int | None]
+
+
+@dataclass(slots=True)
+class _Bound:
+    """The rows bound for one route from one input partition, with the records they came from (a row that does not
+    encode is dead-lettered with its record)."""
+
+    batch: LineBatch
+    records: list[InputRecord]
 
 
 class IngestPartition:
@@ -47,19 +60,36 @@ class IngestPartition:
         self._keyers: dict[str, DrainKeyer | None] = {}  # per system: None where it is mined whole
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
-        by_route: dict[Route, list[bytes]] = {}
-        # Decode never raises, and a line it accepts that fails to encode is dead-lettered alone (in _process);
+        bound: dict[tuple[Route, str, int], _Bound] = {}
+        # Decode never raises, and a line it accepts that fails to route is dead-lettered alone (in _process);
         # each_record is the last resort that keeps one record from crashing the stage into a restart loop.
-        out = each_record(records, lambda record: self._process(record, by_route), self._dead_letters)
-        for (key, partition), lines in by_route.items():
-            out += [
-                Outgoing(self._lines_topic, value, key=key, partition=partition) for value in envelope_values(lines)
-            ]
+        out = each_record(records, lambda record: self._process(record, bound), self._dead_letters)
+        for ((key, partition), _topic, _partition), lines in bound.items():
+            out += self._outgoing(key, partition, lines)
+        return out
+
+    def _outgoing(self, key: bytes, partition: int | None, lines: _Bound) -> list[Outgoing]:
+        """The route's records (``LineBatch``). A row orjson refuses (a line decode let through with an integer
+        past 64 bits or a lone surrogate) is found, dead-lettered alone, and the others are sent."""
+        batch, out = lines.batch, []
+        try:
+            values = list(batch_values(batch.header(), batch.rows, BATCH_LINES, BATCH_BYTES))
+        except (TypeError, orjson.JSONEncodeError):
+            kept: list[list[Any]] = []
+            for row, record in zip(batch.rows, lines.records, strict=True):
+                reason = encodable(row)
+                if reason is None:
+                    kept.append(row)
+                    continue
+                log.error("%s: a line of %s does not encode (%s)", STAGE, record.where, reason)
+                out.append(self._dead_letters.of(reason, record, system=batch.system, index=row[1]))
+            values = list(batch_values(batch.header(), kept, BATCH_LINES, BATCH_BYTES))
+        out += [Outgoing(self._lines_topic, value, key=key, partition=partition) for value in values]
         return out
 
     def _route(self, line: LogLine) -> Route:
         """The system as the key (the producer partitions by it); for a keyed system, the ``lines`` partition of the
-        line's Drain key, and the system and a separator as the key (an envelope holds several Drain keys). A keyed
+        line's Drain key, and the system and a separator as the key (a record holds several Drain keys). A keyed
         system's line is given its Drain key and masked text here."""
         system = line.system
         if system not in self._keyers:
@@ -75,7 +105,7 @@ class IngestPartition:
         partitions = self._all_lines_partitions
         return f"{system}\x1f".encode(), self._partitioner(routing, partitions, partitions)
 
-    def _process(self, record: InputRecord, by_route: dict[Route, list[bytes]]) -> list[Outgoing]:
+    def _process(self, record: InputRecord, bound: dict[tuple[Route, str, int], _Bound]) -> list[Outgoing]:
         raw = RawRecord(
             record.topic, record.partition, record.offset, record.value, record.headers, record.timestamp_ms
         )
@@ -85,17 +115,24 @@ class IngestPartition:
             if isinstance(decoded, DeadLetter):
                 out.append(self._dead_letters.outgoing(decoded))
                 continue
-            # The line's index is the sub-index: the parse stage's dedup keeps every line of a multi-line record.
-            upstream = (record.topic, record.partition, record.offset, decoded.source.index)
             try:
                 route = self._route(decoded)
-                encoded = encode_routed(Routed(upstream, decoded.to_dict()))
-            except Exception as exc:  # a line decode let through that masking or orjson refuses: dead-lettered alone
+            except Exception as exc:  # a line decode let through that masking refuses: dead-lettered alone
                 log.exception("%s: %s failed on %s", STAGE, type(exc).__name__, record.where)
                 reason = f"{type(exc).__name__}: {exc}"
                 out.append(self._dead_letters.of(reason, record, system=decoded.system, index=decoded.source.index))
                 continue
-            by_route.setdefault(route, []).append(encoded)
+            # The line's index is the sub-index: the parse stage's dedup keeps every line of a multi-line record.
+            source = decoded.source
+            slot = (route, source.topic, source.partition)
+            lines = bound.get(slot)
+            if lines is None:
+                lines = bound[slot] = _Bound(LineBatch(decoded.system, source.topic, source.partition, []), [])
+            row = [source.offset, source.index, decoded.event_ms, decoded.content, decoded.label, decoded.key_labels]
+            if decoded.drain_key is not None:
+                row += [decoded.drain_key, decoded.masked]
+            lines.batch.rows.append(row)
+            lines.records.append(record)
         return out
 
     def wants_ticks(self) -> bool:

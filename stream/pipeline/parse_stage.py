@@ -18,28 +18,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream.parsing.miner import SystemParser
+from stream.parsing.miner import ParsedTemplate, SystemParser
 from stream.parsing.sharding import KeyedParser
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
+    BATCH_BYTES,
+    BATCH_LINES,
     InputRecord,
     SystemStats,
     UpstreamDedup,
-    encode_routed,
-    envelope_values,
-    read_envelope,
+    read_lines,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import LogLine, Outgoing, Routed, SessionLine, WindowLine
+from stream.records import Outgoing, SourceRef
+from stream.records.batches import LineBatch, SessionBatch, batch_values
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
 from stream.windowing import Item, Windower, build
 
 STAGE = "parse"
-# A line routed to a session, and its session key; its upstream position is stamped per batch.
-SessionCopy = tuple[SessionLine, str]
 SESSION = "session"
 
 
@@ -89,78 +88,97 @@ class ParsePartition:
         return each_record(records, self._process, self._dead_letters)
 
     def _process(self, record: InputRecord) -> list[Outgoing]:
-        envelope = read_envelope(record)
-        if envelope.is_tick:
+        batches = read_lines(record)
+        if batches is None:
             return self._tick(record.timestamp_ms)
         out: list[Outgoing] = []
-        to_sessions: dict[int, list[SessionCopy]] = {}
-        for item in envelope.items:
-            if not self._dedup.is_new(item.upstream):
-                continue
-            line = LogLine.from_dict(item.payload)
-            system = self._systems.get(line.system)
-            if system is None:
-                system = self._systems[line.system] = self._system(line.system)
-            if line.drain_key is not None and line.masked is not None and isinstance(system.parser, KeyedParser):
-                parsed = system.parser.parse_keyed(line.drain_key, line.masked)  # masked by the ingest stage
-            else:
-                parsed = system.parser.parse(line.content)
-            if system.latest_event_ms is None or line.event_ms > system.latest_event_ms:
-                system.latest_event_ms = line.event_ms
-            window_line = WindowLine(
-                topic=line.source.topic,
-                partition=line.source.partition,
-                offset=line.source.offset,
-                event_ms=line.event_ms,
-                template_id=parsed.template_id,
-                template=parsed.template,
-                masked=parsed.masked,
-                label=line.label,
-                index=line.source.index,
-            )
-            if system.windower is None:
-                out += self._route_to_sessions(line, window_line, system, to_sessions)
-            else:
-                emitted = system.windower.push(Item(line.event_ms, record.timestamp_ms, window_line.to_dict()))
-                out += self._output.outgoing(line.system, system.policy, emitted)
-        # The copies routed by session key, one batch per sessions partition; the sub-index numbers them in order
-        # within this record, which keeps the downstream dedup's order per upstream partition.
+        # The copies routed by session key, per sessions partition and system (a format-1 record may hold several).
+        to_sessions: dict[tuple[int, str], list[list[Any]]] = {}
+        for batch in batches:
+            out += self._lines(batch, record.timestamp_ms, to_sessions)
+        # One batch per sessions partition and system; ``sub`` numbers the copies in the order they are written,
+        # which keeps the downstream dedup's order per upstream partition.
         sub = itertools.count()
-        for partition, copies in to_sessions.items():
-            stamped = [
-                encode_routed(Routed((record.topic, record.partition, record.offset, next(sub)), copy.to_dict(), key))
-                for copy, key in copies
-            ]
+        for (partition, system), rows in to_sessions.items():
+            for row in rows:
+                row[0] = next(sub)
+            header = SessionBatch(system, record.topic, record.partition, record.offset, []).header()
             out += [
                 Outgoing(self._settings.topics.sessions, value, partition=partition)
-                for value in envelope_values(stamped)
+                for value in batch_values(header, rows, BATCH_LINES, BATCH_BYTES)
             ]
+        return out
+
+    def _lines(
+        self, batch: LineBatch, now_ms: int, to_sessions: dict[tuple[int, str], list[list[Any]]]
+    ) -> list[Outgoing]:
+        name, topic, partition = batch.system, batch.topic, batch.partition
+        rows = self._dedup.new_rows(topic, partition, batch.rows, ((row[0], row[1]) for row in batch.rows))
+        if not rows:
+            return []
+        system = self._systems.get(name)
+        if system is None:
+            system = self._systems[name] = self._system(name)
+        parser = system.parser
+        keyed = isinstance(parser, KeyedParser)
+        out: list[Outgoing] = []
+        latest = system.latest_event_ms
+        for row in rows:
+            offset, index, event_ms, content, label = row[:5]
+            # a keyed system's line comes masked and keyed by the ingest stage
+            parsed = parser.parse_keyed(row[6], row[7]) if keyed and len(row) > 6 else parser.parse(content)  # type: ignore[union-attr]
+            if latest is None or event_ms > latest:
+                latest = event_ms
+            if system.windower is None:
+                problem = self._route_to_sessions(row, parsed, system, name, topic, partition, to_sessions)
+                if problem is not None:
+                    letters = self._output.dead_letters  # a windowing problem: stage "window"
+                    source = SourceRef(topic, partition, offset, index)
+                    out.append(letters.of(problem, source, content.encode(), system=name, index=index))
+                continue
+            window_line = {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "event_ms": event_ms,
+                "template_id": parsed.template_id,
+                "template": parsed.template,
+                "masked": parsed.masked,
+                "label": label,
+            }
+            if index:
+                window_line["index"] = index
+            emitted = system.windower.push(Item(event_ms, now_ms, window_line))
+            if emitted.closed or emitted.late or emitted.future:
+                out += self._output.outgoing(name, system.policy, emitted)
+        system.latest_event_ms = latest
         return out
 
     def _route_to_sessions(
         self,
-        line: LogLine,
-        window_line: WindowLine,
+        row: list[Any],
+        parsed: ParsedTemplate,
         system: SystemState,
-        to_sessions: dict[int, list[SessionCopy]],
-    ) -> list[Outgoing]:
-        keys = session_keys(system.key_regex, line.content) if system.key_regex else []
-        problem = None
+        name: str,
+        topic: str,
+        partition: int,
+        to_sessions: dict[tuple[int, str], list[list[Any]]],
+    ) -> str | None:
+        """Adds the line's copy for each session key it names (a ``sessions`` row, its sub-index numbered when the
+        record is written); the problem when it names none or too many."""
+        offset, index, event_ms, content, label, key_labels = row[:6]
+        keys = session_keys(system.key_regex, content) if system.key_regex else []
         if not keys:
-            problem = "no session key in the line"
-        elif len(keys) > system.max_keys:
-            problem = f"the line names {len(keys)} session keys, more than max_session_keys ({system.max_keys})"
-        if problem is not None:
-            letters = self._output.dead_letters  # a windowing problem: stage "window"
-            return [
-                letters.of(problem, line.source, line.content.encode(), system=line.system, index=line.source.index)
-            ]
-        line_dict = window_line.to_dict()
+            return "no session key in the line"
+        if len(keys) > system.max_keys:
+            return f"the line names {len(keys)} session keys, more than max_session_keys ({system.max_keys})"
+        template_id, template, masked = parsed.template_id, parsed.template, parsed.masked
         for key in keys:
             # HDFS labels blocks, not lines: the line carries the label of the session it is routed to.
-            keyed_line = {**line_dict, "label": line.key_labels.get(key, line.label)}
-            to_sessions.setdefault(self._session_partition(key), []).append((SessionLine(line.system, keyed_line), key))
-        return []
+            copy = [0, key, topic, partition, offset, index, event_ms, template_id, template, masked]
+            copy.append(key_labels.get(key, label) if key_labels else label)
+            to_sessions.setdefault((self._session_partition(key), name), []).append(copy)
+        return None
 
     def _session_partition(self, key: str) -> int:
         # Kafka's default partitioning of the key, so a session's lines meet on one partition of the sessions topic.

@@ -18,11 +18,12 @@ from stream.pipeline.stage import (
     InputRecord,
     SystemStats,
     UpstreamDedup,
-    read_envelope,
+    read_sessions,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
-from stream.records import Outgoing, SessionLine
+from stream.records import Outgoing
+from stream.records.batches import session_window_line
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -99,22 +100,28 @@ class SessionPartition:
         return each_record(records, self._process, self._dead_letters)
 
     def _process(self, record: InputRecord) -> list[Outgoing]:
-        envelope = read_envelope(record)
+        batches = read_sessions(record)
         out: list[Outgoing] = []
-        if envelope.is_tick:
+        if batches is None:
             for system, ticked in self._windowers.items():
                 out += self._emit(system, ticked.tick(record.timestamp_ms))
             return out
-        for item in envelope.items:
-            if not self._dedup.is_new(item.upstream):
+        now_ms = record.timestamp_ms
+        for batch in batches:
+            offset = batch.offset
+            rows = self._dedup.new_rows(
+                batch.topic, batch.partition, batch.rows, ((offset, row[0]) for row in batch.rows)
+            )
+            if not rows:
                 continue
-            routed = SessionLine.from_dict(item.payload)
-            system, line = routed.system, routed.line
+            system = batch.system
             windower = self._windowers.get(system)
             if windower is None:
                 windower = self._windowers[system] = self._windower(system)
-            emitted = windower.push(Item(int(line["event_ms"]), record.timestamp_ms, line), key=item.key)
-            out += self._emit(system, emitted)
+            for row in rows:
+                emitted = windower.push(Item(row[6], now_ms, session_window_line(row)), key=row[1])
+                if emitted.closed or emitted.late or emitted.future:
+                    out += self._emit(system, emitted)
         return out
 
     def _emit(self, system: str, emitted: Emitted) -> list[Outgoing]:

@@ -15,7 +15,14 @@ import orjson
 
 from stream.errors import StateError
 from stream.pipeline.changelog import StateChanges
-from stream.records import Envelope, Outgoing, Routed
+from stream.records import Envelope, Outgoing, RecordError, Routed, json_type
+from stream.records.batches import (
+    LineBatch,
+    SessionBatch,
+    is_batch,
+    line_batches_of,
+    session_batches_of,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +113,23 @@ class UpstreamDedup:
         self._high[source] = [offset, sub]
         return True
 
+    def new_rows(self, topic: str, partition: int, rows: list[T], positions: Iterable[tuple[int, int]]) -> list[T]:
+        """The rows of one upstream partition (``positions``: each row's offset and sub-index) that ``is_new`` would
+        keep, in order: the same rule, with the partition looked up once a batch instead of once a line."""
+        source = f"{topic}/{partition}"
+        seen = self._high.get(source)
+        high = None if seen is None else (seen[0], seen[1])
+        kept: list[T] = []
+        for row, at in zip(rows, positions, strict=True):
+            if high is not None and at <= high:
+                self.duplicates += 1
+                continue
+            high = at
+            kept.append(row)
+        if high is not None:
+            self._high[source] = [high[0], high[1]]
+        return kept
+
     def snapshot(self) -> dict[str, list[int]]:
         return dict(self._high)
 
@@ -172,6 +196,31 @@ def envelope_values(encoded: Iterable[bytes]) -> Iterator[bytes]:
 
 def read_envelope(record: InputRecord) -> Envelope:
     """Internal topics are written only by adaptlog; a record that does not decode is a bug, so this raises."""
+    return Envelope.from_dict(_internal(record))
+
+
+def read_lines(record: InputRecord) -> list[LineBatch] | None:
+    """A ``lines`` record's batches, None for a tick; a format-1 record (written before an upgrade) as batches."""
+    d = _internal(record)
+    if is_batch(d):
+        return [LineBatch.from_dict(d)]
+    envelope = Envelope.from_dict(d)
+    return None if envelope.is_tick else line_batches_of(envelope)
+
+
+def read_sessions(record: InputRecord) -> list[SessionBatch] | None:
+    """A ``sessions`` record's batches, None for a tick; a format-1 record (written before an upgrade) as batches."""
+    d = _internal(record)
+    if is_batch(d):
+        return [SessionBatch.from_dict(d)]
+    envelope = Envelope.from_dict(d)
+    return None if envelope.is_tick else session_batches_of(envelope)
+
+
+def _internal(record: InputRecord) -> dict[str, Any]:
     if record.value is None:
         raise ValueError(f"{record.where}: empty internal record")
-    return Envelope.from_dict(orjson.loads(record.value))
+    d = orjson.loads(record.value)
+    if not isinstance(d, dict):
+        raise RecordError(f"an internal record must be a JSON object, not {json_type(d)}")
+    return d

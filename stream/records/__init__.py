@@ -6,8 +6,9 @@ with :class:`RecordError`. The topics carry UTF-8 JSON objects. Import the recor
 by topic:
 
     fields          RecordError, the JSON field checks, the label words
-    lines           LogLine (+ SourceRef); the internal topics' Envelope of Routed lines (``lines``, ``sessions``),
-                    and SessionLine, what the parse stage routes to the session stage
+    lines           LogLine (+ SourceRef); format 1 of the internal topics (``lines``, ``sessions``): an Envelope of
+                    Routed lines, SessionLine; still read (records left by an older version) and ticks are written so
+    batches         format 2 of the internal topics: LineBatch and SessionBatch, a header and a row per line
     windows         Window, WindowLine (``windows``)
     verdicts        Verdict, Cause (``verdicts``, and inside alerts)
     alerts          Alert, AlertRecord (``alerts``), SeverityPolicy

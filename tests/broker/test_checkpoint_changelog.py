@@ -314,9 +314,8 @@ def test_sessions_of_a_system_no_longer_configured_are_deleted_from_the_changelo
 
 def test_a_line_of_a_system_not_windowed_by_sessions_is_dead_lettered(sessions: list[InputRecord]) -> None:
     """Settings changed between the parse stage routing the line and this stage reading it."""
-    envelope = orjson.loads(sessions[0].value or b"")
-    upstream_and_key, payload = envelope["i"][0][:5], envelope["i"][0][5]
-    value = orjson.dumps({"i": [[*upstream_and_key, {**payload, "system": "bgl"}]]})
+    batch = orjson.loads(sessions[0].value or b"")
+    value = orjson.dumps({**batch, "system": "bgl", "rows": batch["rows"][:1]})
     (out,) = SessionPartition(SETTINGS).process_batch([InputRecord("sessions", 0, 0, b"k", value, 1)])
     assert out.topic == SETTINGS.topics.deadletter and b"not by sessions" in out.value
     assert entry_id("bgl", "k") == '["bgl","k"]'

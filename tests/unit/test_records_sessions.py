@@ -15,8 +15,9 @@ from stream.decode import Decoder
 from stream.pipeline.ingest_stage import IngestPartition
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import SessionPartition
-from stream.pipeline.stage import InputRecord, encode_routed, read_envelope
+from stream.pipeline.stage import InputRecord, encode_routed, read_envelope, read_sessions
 from stream.records import DeadLetter, RecordError, Routed, SessionLine, WindowLine
+from stream.records.batches import session_window_line
 from stream.settings import load_settings
 
 SETTINGS = load_settings(systems={"hdfs": hdfs_system(2_000)})
@@ -51,10 +52,32 @@ def test_the_parse_stage_writes_session_lines() -> None:
     value = (DATA / "hdfs" / "HDFS_5k.log").read_text().splitlines()[0].encode()
     (lines,) = ingest.process_batch([InputRecord("logs", 0, 0, None, value, 0, [("system", b"hdfs")])])
     (out,) = parse.process_batch([InputRecord(SETTINGS.topics.lines, 0, 0, lines.key, lines.value, 0)])
-    (item,) = read_envelope(InputRecord(out.topic, 0, 0, None, out.value, 0)).items
+    (batch,) = read_sessions(InputRecord(out.topic, 0, 0, None, out.value, 0)) or ()
+    (row,) = batch.rows
+    assert (batch.system, batch.topic, batch.offset, row[0], row[1]) == (
+        "hdfs",
+        SETTINGS.topics.lines,
+        0,
+        0,
+        "blk_-1608999687919862906",
+    )
+    assert WindowLine.from_dict(session_window_line(row)).template.startswith("Receiving block")
+
+
+def test_the_session_stage_windows_a_record_written_before_the_batches_as_it_windows_a_batch() -> None:
+    """A format-1 sessions record left on the topic by the previous version, and the same line as a batch."""
+    (item,) = read_envelope(InputRecord(SETTINGS.topics.sessions, 0, 0, None, WRITTEN_BEFORE, 0)).items
     hop = SessionLine.from_dict(item.payload)
-    assert hop.system == "hdfs" and hop.to_dict() == item.payload
-    assert WindowLine.from_dict(hop.line).template.startswith("Receiving block")
+    (batch,) = read_sessions(InputRecord(SETTINGS.topics.sessions, 0, 0, None, WRITTEN_BEFORE, 0)) or ()
+    assert session_window_line(batch.rows[0]) == hop.line and batch.rows[0][:2] == [0, item.key]
+    as_batch = orjson.dumps({**batch.header(), "rows": batch.rows})
+    tick = InputRecord(SETTINGS.topics.sessions, 0, 1, None, b'{"i":[]}', 10**15)  # closes every session
+    windows = [
+        SessionPartition(SETTINGS).process_batch([InputRecord(SETTINGS.topics.sessions, 0, 0, None, value, 0), tick])
+        for value in (WRITTEN_BEFORE, as_batch)
+    ]
+    assert windows[0] == windows[1] and len(windows[0]) == 1
+    assert orjson.loads(windows[0][0].value)["lines"] == [hop.line]
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from stream.settings import SystemSettings, load_settings
 
 
 def lines_in(outgoing: list[Outgoing], topic: str) -> int:
-    return sum(len(orjson.loads(o.value)["i"]) for o in outgoing if o.topic == topic)
+    return sum(len(orjson.loads(o.value).get("rows", ())) for o in outgoing if o.topic == topic)  # a tick: none
 
 
 def run(processor_type: type, records: list[InputRecord], stop_at: int | None = None) -> list[Outgoing]:
@@ -119,7 +119,7 @@ THUNDERBIRD_LINES = [
 
 def lines_sent(outgoing: list[Outgoing], topic: str) -> list[int]:
     """The source offsets of the lines an ingest stage sent to ``topic``."""
-    return [item[2] for o in outgoing if o.topic == topic for item in orjson.loads(o.value)["i"]]
+    return [row[0] for o in outgoing if o.topic == topic for row in orjson.loads(o.value)["rows"]]
 
 
 def test_ingest_dead_letters_a_line_whose_epoch_is_out_of_range_and_goes_on() -> None:
@@ -197,7 +197,7 @@ def test_session_keys_are_the_whole_match_or_the_one_group(pattern: str, keys: l
     (line,) = ingest.process_batch([InputRecord("logs", 0, 0, None, value, 0, [("system", b"hdfs")])])
     out = parse.process_batch([InputRecord(settings.topics.lines, 0, 0, line.key, line.value, 0)])
     assert [o.topic for o in out] == [settings.topics.sessions]
-    assert [item[4] for o in out for item in orjson.loads(o.value)["i"]] == keys
+    assert [row[1] for o in out for row in orjson.loads(o.value)["rows"]] == keys
 
 
 @pytest.mark.parametrize("pattern", [r"blk_-?\d+", r"blk_(-?\d+)", r"(?:blk_|dest: /)(-?\d*)", r"\d+"])
@@ -255,7 +255,7 @@ def test_envelopes_are_cut_by_their_encoded_size() -> None:
     ]
     out = IngestPartition(settings, Decoder(settings)).process_batch(batch)
     assert lines_sent(out, settings.topics.lines) == list(range(304))  # all, in order
-    sizes = [(len(o.value), len(orjson.loads(o.value)["i"])) for o in out]
+    sizes = [(len(o.value), len(orjson.loads(o.value)["rows"])) for o in out]
     assert all(size <= BATCH_BYTES or lines == 1 for size, lines in sizes), sizes
     assert all(lines <= 200 for _, lines in sizes)
 
