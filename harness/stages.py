@@ -10,16 +10,17 @@ from stream.pipeline.stage import InputRecord
 from stream.records import TICK as TICK_ENVELOPE
 from stream.records import Outgoing, encode
 from stream.replay import replay_records
-from stream.settings import SystemSettings, load_settings
+from stream.settings import Settings, SystemSettings, load_settings
 
 BGL = SystemSettings(format="bgl", window={"kind": "count_sliding", "size": 20, "step": 4, "idle_timeout_ms": 500})
 SETTINGS = load_settings(systems={"hdfs": hdfs_system(2_000), "bgl": BGL})
 TICK = encode(TICK_ENVELOPE)
 
 
-def lines_topic_records() -> list[InputRecord]:
-    """HDFS_5k then BGL_2k through the ingest stage, as the ``lines`` topic would hold them, with ticks between."""
-    ingest = IngestPartition(SETTINGS, Decoder(SETTINGS))
+def lines_topic_records(settings: Settings = SETTINGS) -> list[InputRecord]:
+    """HDFS_5k then BGL_2k through the ingest stage, as the ``lines`` topic would hold them, with ticks between.
+    ``settings``: SETTINGS, or a copy of them with other stage options (``internal_format``)."""
+    ingest = IngestPartition(settings, Decoder(settings))
     records: list[InputRecord] = []
     sources = [
         ("hdfs", DATA / "hdfs" / "HDFS_5k.log"),

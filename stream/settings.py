@@ -414,6 +414,10 @@ class Settings(BaseSettings):
     # A record that holds many lines (an OTLP batch) may be this large; each of its lines is held to max_line_bytes.
     max_record_bytes: int = Field(default=1024 * 1024, gt=0)
     internal_partitions: int = Field(default=4, gt=0)
+    # The record format the stages write on the internal topics (``lines``, ``sessions``; stream.records.batches).
+    # Every version since 2 reads both; 1 is for a rolling upgrade from a version that reads only format 1: roll the
+    # upgrade out with 1, then set 2 (as Kafka Streams' upgrade.from).
+    internal_format: Literal[1, 2] = 2
     checkpoint_interval_ms: int = Field(default=5_000, gt=0)
     tick_interval_ms: int = Field(default=1_000, gt=0)
     batch_max_records: int = Field(default=2_000, gt=0)

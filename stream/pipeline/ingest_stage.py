@@ -24,9 +24,9 @@ import orjson
 from stream.decode import Decoder, RawRecord
 from stream.parsing.sharding import DrainKeyer
 from stream.pipeline.kafka_clients import CachedPartitioner
-from stream.pipeline.stage import BATCH_BYTES, BATCH_LINES, InputRecord, SystemStats
+from stream.pipeline.stage import InputRecord, SystemStats, internal_values
 from stream.records import DeadLetter, LogLine, Outgoing
-from stream.records.batches import LineBatch, batch_values, encodable
+from stream.records.batches import LineBatch, encodable
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -53,6 +53,7 @@ class IngestPartition:
         self._decoder = decoder
         self._settings = settings
         self._lines_topic = settings.topics.lines
+        self._format = settings.internal_format
         # The lines topic's partition count as the broker has it (the worker asks at start).
         self._all_lines_partitions = list(range(lines_partitions or settings.internal_partitions))
         self._partitioner = CachedPartitioner()
@@ -73,7 +74,7 @@ class IngestPartition:
         past 64 bits or a lone surrogate) is found, dead-lettered alone, and the others are sent."""
         batch, out = lines.batch, []
         try:
-            values = list(batch_values(batch.header(), batch.rows, BATCH_LINES, BATCH_BYTES))
+            values = list(internal_values(batch, self._format))
         except (TypeError, orjson.JSONEncodeError):
             kept: list[list[Any]] = []
             for row, record in zip(batch.rows, lines.records, strict=True):
@@ -83,7 +84,7 @@ class IngestPartition:
                     continue
                 log.error("%s: a line of %s does not encode (%s)", STAGE, record.where, reason)
                 out.append(self._dead_letters.of(reason, record, system=batch.system, index=row[1]))
-            values = list(batch_values(batch.header(), kept, BATCH_LINES, BATCH_BYTES))
+            values = list(internal_values(LineBatch(batch.system, batch.topic, batch.partition, kept), self._format))
         out += [Outgoing(self._lines_topic, value, key=key, partition=partition) for value in values]
         return out
 

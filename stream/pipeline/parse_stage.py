@@ -22,17 +22,16 @@ from stream.parsing.miner import ParsedTemplate, SystemParser
 from stream.parsing.sharding import KeyedParser
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import (
-    BATCH_BYTES,
-    BATCH_LINES,
     InputRecord,
     SystemStats,
     UpstreamDedup,
+    internal_values,
     read_lines,
     restore_per_system,
 )
 from stream.pipeline.window_output import WindowOutput
 from stream.records import Outgoing, SourceRef
-from stream.records.batches import LineBatch, SessionBatch, batch_values
+from stream.records.batches import LineBatch, SessionBatch
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -102,10 +101,10 @@ class ParsePartition:
         for (partition, system), rows in to_sessions.items():
             for row in rows:
                 row[0] = next(sub)
-            header = SessionBatch(system, record.topic, record.partition, record.offset, []).header()
+            copies = SessionBatch(system, record.topic, record.partition, record.offset, rows)
             out += [
                 Outgoing(self._settings.topics.sessions, value, partition=partition)
-                for value in batch_values(header, rows, BATCH_LINES, BATCH_BYTES)
+                for value in internal_values(copies, self._settings.internal_format)
             ]
         return out
 

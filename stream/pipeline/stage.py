@@ -17,8 +17,11 @@ from stream.errors import StateError
 from stream.pipeline.changelog import StateChanges
 from stream.records import Envelope, Outgoing, RecordError, Routed, json_type
 from stream.records.batches import (
+    FORMAT,
     LineBatch,
     SessionBatch,
+    batch_values,
+    format_1_items,
     is_batch,
     line_batches_of,
     session_batches_of,
@@ -192,6 +195,15 @@ def envelope_values(encoded: Iterable[bytes]) -> Iterator[bytes]:
         size += len(item) + 1
     if batch:
         yield _ENVELOPE_OPEN + _ENVELOPE_SEPARATOR.join(batch) + _ENVELOPE_CLOSE
+
+
+def internal_values(batch: LineBatch | SessionBatch, internal_format: int) -> Iterator[bytes]:
+    """The records that carry ``batch`` in the internal format the settings name (``Settings.internal_format``).
+
+    Raises what orjson raises (see ``batch_values``)."""
+    if internal_format == FORMAT:
+        return batch_values(batch.header(), batch.rows, BATCH_LINES, BATCH_BYTES)
+    return envelope_values(encode_routed(item) for item in format_1_items(batch))
 
 
 def read_envelope(record: InputRecord) -> Envelope:
