@@ -417,7 +417,7 @@ class Settings(BaseSettings):
     # The record format the stages write on the internal topics (``lines``, ``sessions``; stream.records.batches).
     # Every version since 2 reads both; 1 is for a rolling upgrade from a version that reads only format 1: roll the
     # upgrade out with 1, then set 2 (as Kafka Streams' upgrade.from).
-    internal_format: Literal[1, 2] = 2
+    internal_format: int = Field(default=2, ge=1, le=2)
     checkpoint_interval_ms: int = Field(default=5_000, gt=0)
     tick_interval_ms: int = Field(default=1_000, gt=0)
     batch_max_records: int = Field(default=2_000, gt=0)

@@ -6,13 +6,15 @@ a rolling upgrade)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from harness.stages import SETTINGS, lines_topic_records, to_sessions_topic
+from stream.errors import ConfigError
 from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.session_stage import SessionPartition
 from stream.pipeline.stage import InputRecord, internal_values, read_sessions
 from stream.records import Envelope, LogLine, Outgoing, SessionLine
-from stream.settings import Settings
+from stream.settings import Settings, load_settings
 
 FORMAT_1 = SETTINGS.model_copy(update={"internal_format": 1})
 # A sessions record as the parse stage wrote it in format 1 (tests/unit/test_records_sessions.py keeps its history).
@@ -63,3 +65,11 @@ def test_format_1_is_written_as_a_version_that_reads_only_format_1_reads_it() ->
 def test_format_2_records_are_smaller() -> None:
     sizes = {fmt: sum(len(r.value or b"") for r in lines_topic_records(s)) for fmt, s in ((1, FORMAT_1), (2, SETTINGS))}
     assert sizes[2] < 0.8 * sizes[1], sizes
+
+
+def test_the_format_is_set_as_the_chart_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTLOG_INTERNAL_FORMAT", "1")  # --set stream.settings.internal_format=1
+    assert load_settings().internal_format == 1
+    monkeypatch.setenv("ADAPTLOG_INTERNAL_FORMAT", "3")
+    with pytest.raises(ConfigError, match="internal_format"):
+        load_settings()
