@@ -32,6 +32,7 @@ from stream.pipeline.stage import (
 from stream.pipeline.window_output import WindowOutput
 from stream.records import Outgoing, SourceRef
 from stream.records.batches import LineBatch, SessionBatch
+from stream.records.windows import window_line_dict
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -135,18 +136,9 @@ class ParsePartition:
                     source = SourceRef(topic, partition, offset, index)
                     out.append(letters.of(problem, source, content.encode(), system=name, index=index))
                 continue
-            window_line = {
-                "topic": topic,
-                "partition": partition,
-                "offset": offset,
-                "event_ms": event_ms,
-                "template_id": parsed.template_id,
-                "template": parsed.template,
-                "masked": parsed.masked,
-                "label": label,
-            }
-            if index:
-                window_line["index"] = index
+            window_line = window_line_dict(
+                topic, partition, offset, index, event_ms, parsed.template_id, parsed.template, parsed.masked, label
+            )
             emitted = system.windower.push(Item(event_ms, now_ms, window_line))
             if emitted.closed or emitted.late or emitted.future:
                 out += self._output.outgoing(name, system.policy, emitted)

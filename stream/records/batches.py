@@ -24,6 +24,7 @@ import orjson
 
 from stream.records.fields import RecordError, int64_field, json_type, text_field
 from stream.records.lines import Envelope, LogLine, Routed, SessionLine, SourceRef
+from stream.records.windows import window_line_dict
 
 FORMAT = 2
 # A ``lines`` row: the line's position in its input record's partition (offset, and its index in a record of several
@@ -107,20 +108,7 @@ class SessionBatch:
 
 def session_window_line(row: list[Any]) -> dict[str, Any]:
     """The window line a ``sessions`` row carries, as ``WindowLine.to_dict`` writes it (the form windowers hold)."""
-    _sub, _key, topic, partition, offset, index, event_ms, template_id, template, masked, label = row
-    line = {
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "event_ms": event_ms,
-        "template_id": template_id,
-        "template": template,
-        "masked": masked,
-        "label": label,
-    }
-    if index:
-        line["index"] = index
-    return line
+    return window_line_dict(*row[2:])
 
 
 def _header(d: dict[str, Any]) -> tuple[str, str, int, list[Any]]:

@@ -32,19 +32,17 @@ class WindowLine:
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies every field and was half the per-line cost of a stage.
-        d = {
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "event_ms": self.event_ms,
-            "template_id": self.template_id,
-            "template": self.template,
-            "masked": self.masked,
-            "label": self.label,
-        }
-        if self.index:
-            d["index"] = self.index
-        return d
+        return window_line_dict(
+            self.topic,
+            self.partition,
+            self.offset,
+            self.index,
+            self.event_ms,
+            self.template_id,
+            self.template,
+            self.masked,
+            self.label,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WindowLine:
@@ -52,6 +50,34 @@ class WindowLine:
 
 
 WINDOW_LINE_FIELDS = tuple(f.name for f in fields(WindowLine) if f.name != "index")  # index: only when not 0
+
+
+def window_line_dict(
+    topic: str,
+    partition: int,
+    offset: int,
+    index: int,
+    event_ms: int,
+    template_id: int,
+    template: str,
+    masked: str,
+    label: str | None,
+) -> dict[str, Any]:
+    """``WindowLine(...).to_dict()`` without the object: the stages build one per line (the form windowers hold).
+    The arguments are in the order of a ``sessions`` row's window line (``stream.records.batches.SESSION_ROW``)."""
+    line = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "event_ms": event_ms,
+        "template_id": template_id,
+        "template": template,
+        "masked": masked,
+        "label": label,
+    }
+    if index:
+        line["index"] = index
+    return line
 
 
 @dataclass(frozen=True, slots=True)
