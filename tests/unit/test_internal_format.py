@@ -5,6 +5,8 @@ a rolling upgrade)."""
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -73,3 +75,49 @@ def test_the_format_is_set_as_the_chart_sets_it(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ADAPTLOG_INTERNAL_FORMAT", "3")
     with pytest.raises(ConfigError, match="internal_format"):
         load_settings()
+
+
+def a_batch(**change: object) -> dict:
+    (batch,) = read_sessions(InputRecord(SETTINGS.topics.sessions, 0, 0, None, WRITTEN_IN_FORMAT_1, 0)) or ()
+    return {**batch.header(), "rows": batch.rows, **change}
+
+
+ROW = a_batch()["rows"][0]
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        (a_batch(rows=None), "field 'rows' must be an array, not null"),
+        (a_batch(system=""), "field 'system' is empty"),
+        (a_batch(offset="7"), "field 'offset' must be an integer"),
+        (a_batch(rows=[ROW[:-1]]), r"rows\[0\]: a sessions row is an array of 11"),
+        (a_batch(rows=[ROW, {"sub": 1}]), r"rows\[1\]: a sessions row is an array of 11"),
+        (a_batch(rows=[[*ROW[:6], "1117838570000", *ROW[7:]]]), r"rows\[0\]: event_ms must be an integer, not a str"),
+        ([], "an internal record must be a JSON object, not an array"),
+    ],
+)
+def test_the_session_stage_dead_letters_a_malformed_batch_whole_and_goes_on(document: object, reason: str) -> None:
+    """Nothing of a malformed record is windowed (every row is checked before the first is pushed)."""
+    stage = SessionPartition(SETTINGS)
+    bad = orjson.dumps(document)
+    (out,) = stage.process_batch([InputRecord(SETTINGS.topics.sessions, 0, 0, None, bad, 0)])
+    letter = orjson.loads(out.value)
+    assert out.topic == SETTINGS.topics.deadletter and letter["stage"] == "session"
+    assert re.search(reason, letter["reason"]), letter["reason"]
+    assert not stage.wants_ticks()  # no session opened
+    good = orjson.dumps(a_batch(offset=8))  # a later record, not a repeat of the bad one
+    assert stage.process_batch([InputRecord(SETTINGS.topics.sessions, 0, 1, None, good, 0)]) == []
+    assert stage.wants_ticks()
+
+
+def test_the_parse_stage_dead_letters_a_malformed_batch_whole_and_goes_on() -> None:
+    first = next(r for r in lines_topic_records() if b'"rows"' in (r.value or b""))
+    document = orjson.loads(first.value or b"")
+    stage = ParsePartition(SETTINGS)
+    bad = orjson.dumps({**document, "rows": [*document["rows"][:3], document["rows"][3][:4]]})
+    (out,) = stage.process_batch([InputRecord(SETTINGS.topics.lines, 0, 0, None, bad, 0)])
+    letter = orjson.loads(out.value)
+    assert (letter["stage"], letter["reason"]) == ("parse", "RecordError: record: rows[3]: a lines row is an array of 6 or 8")
+    assert stage.system_stats() == []  # nothing of it was mined
+    assert [o.topic for o in stage.process_batch([first])] == [SETTINGS.topics.sessions]
