@@ -118,6 +118,8 @@ def test_the_parse_stage_dead_letters_a_malformed_batch_whole_and_goes_on() -> N
     bad = orjson.dumps({**document, "rows": [*document["rows"][:3], document["rows"][3][:4]]})
     (out,) = stage.process_batch([InputRecord(SETTINGS.topics.lines, 0, 0, None, bad, 0)])
     letter = orjson.loads(out.value)
-    assert (letter["stage"], letter["reason"]) == ("parse", "RecordError: record: rows[3]: a lines row is an array of 6 or 8")
+    reason = "RecordError: record: rows[3]: a lines row is an array of 6 or 8"
+    assert (letter["stage"], letter["reason"]) == ("parse", reason)
     assert stage.system_stats() == []  # nothing of it was mined
-    assert [o.topic for o in stage.process_batch([first])] == [SETTINGS.topics.sessions]
+    routed = stage.process_batch([first])
+    assert routed and {o.topic for o in routed} == {SETTINGS.topics.sessions}
