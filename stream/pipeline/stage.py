@@ -29,6 +29,7 @@ from stream.records.batches import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+B = TypeVar("B", LineBatch, SessionBatch)
 
 
 # Not frozen, though never changed after construction: built several times per log line, and a frozen dataclass's
@@ -213,20 +214,22 @@ def read_envelope(record: InputRecord) -> Envelope:
 
 def read_lines(record: InputRecord) -> list[LineBatch] | None:
     """A ``lines`` record's batches, None for a tick; a format-1 record (written before an upgrade) as batches."""
-    d = _internal(record)
-    if is_batch(d):
-        return [LineBatch.from_dict(d)]
-    envelope = Envelope.from_dict(d)
-    return None if envelope.is_tick else line_batches_of(envelope)
+    return _read_batches(record, LineBatch.from_dict, line_batches_of)
 
 
 def read_sessions(record: InputRecord) -> list[SessionBatch] | None:
     """A ``sessions`` record's batches, None for a tick; a format-1 record (written before an upgrade) as batches."""
+    return _read_batches(record, SessionBatch.from_dict, session_batches_of)
+
+
+def _read_batches(
+    record: InputRecord, batch: Callable[[dict[str, Any]], B], format_1: Callable[[Envelope], list[B]]
+) -> list[B] | None:
     d = _internal(record)
     if is_batch(d):
-        return [SessionBatch.from_dict(d)]
+        return [batch(d)]
     envelope = Envelope.from_dict(d)
-    return None if envelope.is_tick else session_batches_of(envelope)
+    return None if envelope.is_tick else format_1(envelope)
 
 
 def _internal(record: InputRecord) -> dict[str, Any]:
