@@ -107,19 +107,9 @@ class UpstreamDedup:
         self._high: dict[str, list[int]] = dict(state or {})
         self.duplicates = 0
 
-    def is_new(self, upstream: tuple[str, int, int, int]) -> bool:
-        topic, partition, offset, sub = upstream
-        source = f"{topic}/{partition}"
-        seen = self._high.get(source)
-        if seen is not None and (offset, sub) <= (seen[0], seen[1]):
-            self.duplicates += 1
-            return False
-        self._high[source] = [offset, sub]
-        return True
-
     def new_rows(self, topic: str, partition: int, rows: list[T], positions: Iterable[tuple[int, int]]) -> list[T]:
-        """The rows of one upstream partition (``positions``: each row's offset and sub-index) that ``is_new`` would
-        keep, in order: the same rule, with the partition looked up once a batch instead of once a line."""
+        """The rows of one upstream partition that are not repeats, in order (``positions``: each row's offset and
+        sub-index). The partition is looked up once a batch, not once a line."""
         source = f"{topic}/{partition}"
         seen = self._high.get(source)
         high = None if seen is None else (seen[0], seen[1])
