@@ -153,7 +153,8 @@ class SystemSettings(BaseModel):
     # "system": one Drain miner sees all of the system's lines (they share one ``lines`` partition). "keyed": the
     # lines are keyed by their Drain subtree (``stream.parsing.sharding``), so the system's mining spreads over every
     # ``lines`` partition and parse worker; template ids are then global (a hash of key and cluster). Session windows
-    # only: count and event-time windows need the system's lines back in one order, which no stage restores yet.
+    # gather their lines by session key; count and event-time windows get the system's lines back in source order
+    # from the merge in the session stage (``stream.pipeline.merge``), one ``sessions`` partition per system.
     mining: Literal["system", "keyed"] = "system"
     window: dict[str, Any] = Field(default_factory=lambda: {"kind": "count_tumbling", "size": 20})
     # for session windows: a regex whose matches are the session keys (the whole match, or its one capturing group)
@@ -211,6 +212,12 @@ class SystemSettings(BaseModel):
     def window_kind(self) -> str:
         """count_tumbling | count_sliding | event_tumbling | session."""
         return policy_to_dict(self.window_policy)["kind"]
+
+    @property
+    def merged(self) -> bool:
+        """Mined by Drain key on several partitions and merged back into source order before windowing: count and
+        event-time windows need the system's lines in one order (``stream.pipeline.merge``); sessions do not."""
+        return self.mining == "keyed" and self.window_kind != "session"
 
     def drain_params(self, name: str) -> DrainParams:
         try:
@@ -561,7 +568,25 @@ def _with_systems_file(settings: Settings, path: Path) -> Settings:
 def validate_systems(settings: Settings) -> None:
     """Build every per-system object once, so a wrong regex, Drain parameter or window policy fails at start, and
     every such problem of every system is named in one ConfigError (an operator fixes them in one go)."""
-    raise_all(system_problems(settings.systems, settings.default_systems))
+    problems = system_problems(settings.systems, settings.default_systems)
+    if settings.internal_format < 2:
+        problems += [
+            ConfigError(
+                f"systems.{name}.mining",
+                f"keyed mining with {system.window_kind} windows needs internal_format 2 (its progress marks are"
+                " format-2 records): finish the rolling upgrade first",
+            )
+            for name, system in settings.systems.items()
+            if _merged(system)
+        ]
+    raise_all(problems)
+
+
+def _merged(system: SystemSettings) -> bool:
+    try:
+        return system.merged
+    except ConfigError:  # a bad window policy: system_problems names it already
+        return False
 
 
 def system_problems(systems: dict[str, SystemSettings], default_systems: dict[str, str]) -> list[ConfigError]:
@@ -577,14 +602,6 @@ def system_problems(systems: dict[str, SystemSettings], default_systems: dict[st
             if system.window_kind == "session" and not system.session_key_pattern:
                 problems.append(
                     ConfigError(f"systems.{name}.session_key_pattern", "session windows need a key pattern")
-                )
-            if system.mining == "keyed" and system.window_kind != "session":
-                problems.append(
-                    ConfigError(
-                        f"systems.{name}.mining",
-                        f"keyed mining needs session windows, not {system.window_kind}: count and event-time windows"
-                        " need the system's lines in one order, and keyed mining spreads them over partitions",
-                    )
                 )
         except ConfigError as exc:
             problems.append(ConfigError(f"systems.{name}.{exc.setting}", exc.problem))

@@ -9,13 +9,15 @@ subtree's lines still meet one miner, and the system's mining spreads over every
 key masks the line here, so the line carries its key and masked text on (the parse stage mines them as they are,
 and masks nothing again). Such lines are batched per ``lines`` partition (the partition Kafka's default partitioner
 gives the key), not per key: the parse stage drops a line whose input offset is not past the last it saw from that
-input partition (its dedup), so one partition's lines must stay in input order.
+input partition (its dedup), so one partition's lines must stay in input order. A keyed system with count or
+event-time windows is merged back into source order after mining (``merge``): after each batch that held its lines,
+every ``lines`` partition gets a progress mark behind them (the batch's last input offset).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from stream.parsing.sharding import DrainKeyer
 from stream.pipeline.kafka_clients import CachedPartitioner
 from stream.pipeline.stage import InputRecord, SystemStats, internal_values
 from stream.records import DeadLetter, LogLine, Outgoing
-from stream.records.batches import LineBatch, encodable
+from stream.records.batches import LineBatch, encodable, mark_value
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -59,6 +61,7 @@ class IngestPartition:
         self._partitioner = CachedPartitioner()
         self._dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
         self._keyers: dict[str, DrainKeyer | None] = {}  # per system: None where it is mined whole
+        self._merged: set[str] = set()  # keyed systems merged back into source order after mining
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
         bound: dict[tuple[Route, str, int], _Bound] = {}
@@ -67,7 +70,24 @@ class IngestPartition:
         out = each_record(records, lambda record: self._process(record, bound), self._dead_letters)
         for ((key, partition), _topic, _partition), lines in bound.items():
             out += self._outgoing(key, partition, lines)
+        if records and self._merged:
+            out += self._marks(bound.values(), records[-1].offset)
         return out
+
+    def _marks(self, bound: Iterable[_Bound], upto: int) -> list[Outgoing]:
+        """A progress mark on every ``lines`` partition for each merged system this batch held lines of, behind
+        them: the merge releases a line once every partition has passed a mark at or past its offset."""
+        sources = {(b.batch.system, b.batch.topic, b.batch.partition) for b in bound if b.batch.system in self._merged}
+        return [
+            Outgoing(
+                self._lines_topic,
+                mark_value(LineBatch(system, topic, partition, [], upto)),
+                key=f"{system}\x1f".encode(),
+                partition=lines_partition,
+            )
+            for system, topic, partition in sorted(sources)
+            for lines_partition in self._all_lines_partitions
+        ]
 
     def _outgoing(self, key: bytes, partition: int | None, lines: _Bound) -> list[Outgoing]:
         """The route's records (``LineBatch``). A row orjson refuses (a line decode let through with an integer
@@ -98,6 +118,8 @@ class IngestPartition:
             self._keyers[system] = None
             if spec is not None and spec.mining == "keyed":
                 self._keyers[system] = DrainKeyer(spec.drain_params(system), spec.mask_rules(system))
+                if spec.merged:
+                    self._merged.add(system)
         keyer = self._keyers[system]
         if keyer is None:
             return system.encode(), None

@@ -7,7 +7,9 @@ keyed by that key, so every line of a session meets on one partition whichever w
 A system with ``mining: keyed`` reaches this stage on every ``lines`` partition, each holding some of its Drain keys
 (see ``ingest_stage``); each partition mines them with a ``KeyedParser``, whose template ids are global, so a line
 gets the same template and id whichever partition and worker mine it. A checkpoint of the other mining (or of an
-older keyed format) does not restore into it: the system starts afresh, with an error in the log.
+older keyed format) does not restore into it: the system starts afresh, with an error in the log. Such a system with
+count or event-time windows is not windowed here: its mined lines go to its one ``sessions`` partition, followed by
+the ingest stage's progress marks, where ``merge`` puts them back in source order (``SystemSettings.merged``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from stream.pipeline.stage import (
 )
 from stream.pipeline.window_output import WindowOutput
 from stream.records import Outgoing, SourceRef
-from stream.records.batches import LineBatch, SessionBatch
+from stream.records.batches import LineBatch, SessionBatch, mark_value
 from stream.records.windows import window_line_dict
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
@@ -50,6 +52,7 @@ class SystemState:
     key_regex: re.Pattern[str] | None
     max_keys: int
     has_idle_timeout: bool
+    merged: bool  # windowed after the merge in the session stage (keyed mining with count or event-time windows)
     latest_event_ms: int | None = None  # the newest event time read (for the event-time lag metric; not saved)
 
 
@@ -74,7 +77,8 @@ class ParsePartition:
         parser = miner.restore(params, masks, saved["parser"]) if saved else miner(params, masks)
         policy = spec.window_policy
         kind = spec.window_kind
-        windower = None if kind == SESSION else build(policy, saved.get("windower") if saved else None)
+        merged = spec.merged
+        windower = None if kind == SESSION or merged else build(policy, saved.get("windower") if saved else None)
         return SystemState(
             parser=parser,
             policy=kind,
@@ -82,6 +86,7 @@ class ParsePartition:
             key_regex=re.compile(spec.session_key_pattern) if spec.session_key_pattern else None,
             max_keys=spec.max_session_keys,
             has_idle_timeout=getattr(policy, "idle_timeout_ms", None) is not None,
+            merged=merged,
         )
 
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
@@ -94,7 +99,11 @@ class ParsePartition:
         out: list[Outgoing] = []
         # The copies routed by session key, per sessions partition and system (a format-1 record may hold several).
         to_sessions: dict[tuple[int, str], list[list[Any]]] = {}
+        marks: list[SessionBatch] = []
         for batch in batches:
+            if batch.upto is not None:
+                marks += self._passed_on(batch, record)
+                continue
             out += self._lines(batch, record.timestamp_ms, to_sessions)
         # One batch per sessions partition and system; ``sub`` numbers the copies in the order they are written,
         # which keeps the downstream dedup's order per upstream partition.
@@ -107,7 +116,22 @@ class ParsePartition:
                 Outgoing(self._settings.topics.sessions, value, partition=partition)
                 for value in internal_values(copies, self._settings.internal_format)
             ]
+        # behind the lines: the merge releases a line once every parse partition's mark has passed it
+        out += [
+            Outgoing(self._settings.topics.sessions, mark_value(mark), partition=self._session_partition(mark.system))
+            for mark in marks
+        ]
         return out
+
+    def _passed_on(self, mark: LineBatch, record: InputRecord) -> list[SessionBatch]:
+        """The ingest stage's progress mark of a merged system, to pass on to its merge (``merge``): every line of
+        it up to the mark that this partition held has now been mined and sent. None for a system that is not
+        merged (its settings changed since the mark was written)."""
+        spec = self._settings.systems.get(mark.system)
+        if spec is None or not spec.merged:
+            return []
+        upto = [mark.topic, mark.partition, mark.upto]
+        return [SessionBatch(mark.system, record.topic, record.partition, record.offset, [], upto)]
 
     def _lines(
         self, batch: LineBatch, now_ms: int, to_sessions: dict[tuple[int, str], list[list[Any]]]
@@ -129,6 +153,11 @@ class ParsePartition:
             parsed = parser.parse_keyed(row[6], row[7]) if keyed and len(row) > 6 else parser.parse(content)  # type: ignore[union-attr]
             if latest is None or event_ms > latest:
                 latest = event_ms
+            if system.merged:
+                copy = [0, "", topic, partition, offset, index, event_ms, parsed.template_id, parsed.template]
+                copy += [parsed.masked, label]
+                to_sessions.setdefault((self._session_partition(name), name), []).append(copy)
+                continue
             if system.windower is None:
                 problem = self._route_to_sessions(row, parsed, system, name, topic, partition, to_sessions)
                 if problem is not None:

@@ -1,7 +1,12 @@
 """Sessions: window the lines routed by session key (see parse_stage) into session windows, one windower per system.
 
+A keyed system with count or event-time windows (``SystemSettings.merged``) is windowed here too: its mined lines
+come from every parse partition to one partition of ``sessions``, where ``merge.SourceOrderMerge`` puts them back in
+source order before its windower sees them.
+
 Checkpointed incrementally (``checkpoint.py``): each open session is an entry of the partition's changelog, under the
-id ``["system", "session key"]``; the head holds the upstream dedup positions and each windower's meta record.
+id ``["system", "session key"]``; the head holds the upstream dedup positions, each windower's meta record and each
+merged system's merge and windower.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import orjson
 
 from stream.errors import StateError
 from stream.pipeline.changelog import Checkpoint, StateChanges
+from stream.pipeline.merge import MergedSystem
 from stream.pipeline.stage import (
     InputRecord,
     SystemStats,
@@ -23,7 +29,7 @@ from stream.pipeline.stage import (
 )
 from stream.pipeline.window_output import WindowOutput
 from stream.records import Outgoing
-from stream.records.batches import session_window_line
+from stream.records.batches import SessionBatch, session_window_line
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.processing import each_record
 from stream.settings import Settings
@@ -48,9 +54,14 @@ def _system_and_key(entry: str) -> tuple[str, str]:
 
 
 class SessionPartition:
-    def __init__(self, settings: Settings, checkpoint: Checkpoint | dict[str, Any] | None = None) -> None:
-        """A partition's processor, from its checkpoint: a changelog's, or a whole ``snapshot()``."""
+    def __init__(
+        self, settings: Settings, checkpoint: Checkpoint | dict[str, Any] | None = None, lines_partitions: int = 0
+    ) -> None:
+        """A partition's processor, from its checkpoint: a changelog's, or a whole ``snapshot()``.
+        ``lines_partitions``: the ``lines`` topic's partition count as the broker has it (the parse partitions whose
+        marks a merge waits for; the worker asks at start)."""
         self._settings = settings
+        self._lines_partitions = lines_partitions or settings.internal_partitions
         self._output = WindowOutput(settings)
         self._dead_letters = DeadLetters(STAGE, settings.topics.deadletter)
         if isinstance(checkpoint, Checkpoint):
@@ -63,6 +74,7 @@ class SessionPartition:
             self._windowers = restore_per_system(state.get("windowers") or {}, settings.systems, self._windower, STAGE)
         else:
             self._windowers = self._from_changelog(state.get("windowers") or {}, entries)
+        self._merged = restore_per_system(state.get("merged") or {}, settings.systems, self._merged_system, STAGE)
 
     def _from_changelog(self, metas: dict[str, Any], entries: dict[str, Any]) -> dict[str, SessionWindower]:
         sessions: dict[str, dict[str, Any]] = {}
@@ -96,6 +108,12 @@ class SessionPartition:
     def _windower(self, system: str, saved: dict[str, Any] | None = None) -> SessionWindower:
         return SessionWindower(self._policy(system), saved)
 
+    def _merged_system(self, system: str, saved: dict[str, Any] | None = None) -> MergedSystem:
+        spec = self._settings.systems[system]
+        if not spec.merged:
+            raise StateError(f"system {system!r} is no longer mined by key with {spec.window_kind} windows")
+        return MergedSystem.create(spec.window_kind, spec.window_policy, self._lines_partitions, saved)
+
     def process_batch(self, records: Sequence[InputRecord]) -> list[Outgoing]:
         return each_record(records, self._process, self._dead_letters)
 
@@ -105,9 +123,14 @@ class SessionPartition:
         if batches is None:
             for system, ticked in self._windowers.items():
                 out += self._emit(system, ticked.tick(record.timestamp_ms))
+            for system, merged in self._merged.items():
+                out += self._output.outgoing(system, merged.kind, merged.windower.tick(record.timestamp_ms))
             return out
         now_ms = record.timestamp_ms
         for batch in batches:
+            if batch.system in self._merged or self._is_merged(batch.system):
+                out += self._merge(batch, now_ms)
+                continue
             offset = batch.offset
             rows = self._dedup.new_rows(
                 batch.topic, batch.partition, batch.rows, ((offset, row[0]) for row in batch.rows)
@@ -124,15 +147,45 @@ class SessionPartition:
                     out += self._emit(system, emitted)
         return out
 
+    def _is_merged(self, system: str) -> bool:
+        spec = self._settings.systems.get(system)
+        return spec is not None and spec.merged
+
+    def _merge(self, batch: SessionBatch, now_ms: int) -> list[Outgoing]:
+        """A merged system's lines wait in its merge; a mark releases those every parse partition has passed, and
+        they are windowed in source order."""
+        system = batch.system
+        merged = self._merged.get(system)
+        if merged is None:
+            merged = self._merged[system] = self._merged_system(system)
+        if batch.upto is None:
+            offset = batch.offset
+            rows = self._dedup.new_rows(
+                batch.topic, batch.partition, batch.rows, ((offset, row[0]) for row in batch.rows)
+            )
+            merged.merge.add(rows)
+            return []
+        topic, partition, upto = batch.upto
+        out: list[Outgoing] = []
+        for row in merged.merge.mark(batch.partition, topic, partition, upto):
+            emitted = merged.windower.push(Item(row[6], now_ms, session_window_line(row)))
+            if emitted.closed or emitted.late or emitted.future:
+                out += self._output.outgoing(system, merged.kind, emitted)
+        return out
+
     def _emit(self, system: str, emitted: Emitted) -> list[Outgoing]:
         keyed = self._settings.systems[system].mining == "keyed"  # its sessions' lines came from several partitions
         return self._output.outgoing(system, "session", emitted, source_order=keyed)
 
     def wants_ticks(self) -> bool:
-        return any(w.open_count() > 0 for w in self._windowers.values())
+        return any(w.open_count() > 0 for w in self._windowers.values()) or any(
+            m.has_idle_timeout and m.windower.open_count() > 0 for m in self._merged.values()
+        )
 
     def system_stats(self) -> list[SystemStats]:
-        return [SystemStats(name, open_windows=w.open_count()) for name, w in list(self._windowers.items())]
+        return [SystemStats(name, open_windows=w.open_count()) for name, w in list(self._windowers.items())] + [
+            SystemStats(name, open_windows=m.windower.open_count()) for name, m in list(self._merged.items())
+        ]
 
     def state_changes(self) -> StateChanges:
         metas: dict[str, Any] = {}
@@ -142,11 +195,17 @@ class SessionPartition:
             metas[system], changed = windower.changes()
             for key, session in changed.items():
                 entries[entry_id(system, key)] = session
-        return StateChanges(head={"upstream": self._dedup.snapshot(), "windowers": metas}, entries=entries)
+        head = {"upstream": self._dedup.snapshot(), "windowers": metas, **self._merged_head()}
+        return StateChanges(head=head, entries=entries)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state (tests, the benchmark's baseline); checkpoints write ``state_changes()``."""
         return {
             "upstream": self._dedup.snapshot(),
             "windowers": {name: w.snapshot() for name, w in self._windowers.items()},
+            **self._merged_head(),
         }
+
+    def _merged_head(self) -> dict[str, Any]:
+        # written whole each checkpoint: a merge holds only the lines between its slowest and fastest parse partition
+        return {"merged": {name: m.snapshot() for name, m in self._merged.items()}} if self._merged else {}

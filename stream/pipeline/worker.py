@@ -63,7 +63,7 @@ def build_runners(
         (
             session_stage.STAGE,
             (topics.sessions,),
-            lambda tp, checkpoint: session_stage.SessionPartition(settings, checkpoint),
+            lambda tp, checkpoint: session_stage.SessionPartition(settings, checkpoint, lines_partitions),
             True,
         ),
     ]
@@ -88,7 +88,8 @@ async def run_worker(
     producer = make_producer(settings)
     await producer.start()
     # Lines are routed to sessions partitions by key in batches, so the parse stage needs the real partition count;
-    # and a keyed system's lines to lines partitions by Drain key, so the ingest stage needs that one's.
+    # and a keyed system's lines to lines partitions by Drain key, so the ingest stage needs that one's (and the
+    # session stage too: a merge waits for a mark from each of them).
     session_partitions = len(await producer.partitions_for(settings.topics.sessions))
     lines_partitions = len(await producer.partitions_for(settings.topics.lines))
     checkpoints = CheckpointStore(settings, producer)

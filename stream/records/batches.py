@@ -52,15 +52,23 @@ SESSION_ROW = (
 
 @dataclass(slots=True)
 class LineBatch:
-    """A ``lines`` record: lines of one system read from one input partition, in input order (``LINE_ROW``)."""
+    """A ``lines`` record: lines of one system read from one input partition, in input order (``LINE_ROW``).
+
+    ``upto`` makes the record a progress mark of a system merged after mining (``SystemSettings.merged``; it then
+    has no rows): every line of the system read from the input partition at offsets up to ``upto`` that is bound for
+    this ``lines`` partition was written before it."""
 
     system: str
     topic: str  # the input topic and partition the rows' offsets are in
     partition: int
     rows: list[list[Any]]
+    upto: int | None = None
 
     def header(self) -> dict[str, Any]:
-        return {"v": FORMAT, "system": self.system, "topic": self.topic, "partition": self.partition}
+        header = {"v": FORMAT, "system": self.system, "topic": self.topic, "partition": self.partition}
+        if self.upto is not None:
+            header["upto"] = self.upto
+        return header
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LineBatch:
@@ -68,7 +76,10 @@ class LineBatch:
         for at, row in enumerate(rows):
             if not isinstance(row, list) or len(row) not in (len(LINE_ROW), len(KEYED_LINE_ROW)):
                 raise RecordError(f"rows[{at}]: a lines row is an array of {len(LINE_ROW)} or {len(KEYED_LINE_ROW)}")
-        return cls(system, topic, partition, rows)
+        upto = int64_field(d, "upto") if "upto" in d else None
+        if upto is not None and rows:
+            raise RecordError("a progress mark ('upto') carries no rows")
+        return cls(system, topic, partition, rows, upto)
 
 
 @dataclass(slots=True)
@@ -81,15 +92,21 @@ class SessionBatch:
     partition: int
     offset: int
     rows: list[list[Any]]
+    # A progress mark passed on by the parse stage (no rows): ``[input topic, input partition, offset]``, every line
+    # of the system up to it that the upstream ``lines`` partition held has been written before this record.
+    upto: list[Any] | None = None
 
     def header(self) -> dict[str, Any]:
-        return {
+        header = {
             "v": FORMAT,
             "system": self.system,
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
         }
+        if self.upto is not None:
+            header["upto"] = self.upto
+        return header
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionBatch:
@@ -103,7 +120,23 @@ class SessionBatch:
             event_ms = row[6]
             if isinstance(event_ms, bool) or not isinstance(event_ms, int):
                 raise RecordError(f"rows[{at}]: event_ms must be an integer, not {json_type(event_ms)}")
-        return cls(system, topic, partition, offset, rows)
+        return cls(system, topic, partition, offset, rows, _session_mark(d, rows))
+
+
+def _session_mark(d: dict[str, Any], rows: list[Any]) -> list[Any] | None:
+    upto = d.get("upto")
+    if upto is None:
+        return None
+    if rows:
+        raise RecordError("a progress mark ('upto') carries no rows")
+    if (
+        not isinstance(upto, list)
+        or len(upto) != 3
+        or not isinstance(upto[0], str)
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in upto[1:])
+    ):
+        raise RecordError(f"field 'upto' must be [input topic, partition, offset], not {upto!r:.80}")
+    return upto
 
 
 def session_window_line(row: list[Any]) -> dict[str, Any]:
@@ -130,6 +163,11 @@ def batch_values(header: dict[str, Any], rows: list[list[Any]], max_rows: int, m
     dead-letters it alone (``encodable``)."""
     for start in range(0, len(rows), max_rows):
         yield from _sized(header, rows[start : start + max_rows], max_bytes)
+
+
+def mark_value(batch: LineBatch | SessionBatch) -> bytes:
+    """A progress mark's record (``batch.upto`` set, no rows): ``batch_values`` writes no record for no rows."""
+    return orjson.dumps({**batch.header(), "rows": []})
 
 
 def _sized(header: dict[str, Any], rows: list[list[Any]], max_bytes: int) -> Iterator[bytes]:

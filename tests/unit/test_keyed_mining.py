@@ -11,11 +11,9 @@ from collections import defaultdict
 from itertools import zip_longest
 
 import orjson
-import pytest
 
 from harness.streaming import DATA, block_lines, hdfs_system
 from stream.decode import Decoder
-from stream.errors import ConfigError
 from stream.parsing.sharding import KeyedParser
 from stream.pipeline.ingest_stage import IngestPartition
 from stream.pipeline.parse_stage import ParsePartition
@@ -23,7 +21,7 @@ from stream.pipeline.session_stage import SessionPartition
 from stream.pipeline.stage import InputRecord, read_lines
 from stream.records import TICK, Outgoing, encode
 from stream.replay import open_text, replay_records
-from stream.settings import SystemSettings, load_settings
+from stream.settings import load_settings
 
 PARTITIONS = 4
 # an idle timeout longer than the test's arrival clock spans: only the final tick closes sessions
@@ -89,12 +87,6 @@ def test_each_partitions_miner_gives_what_one_keyed_miner_gives_and_sessions_com
         for line in window["lines"]:
             parsed = expected[line["offset"]]
             assert (line["template_id"], line["template"]) == (parsed.template_id, parsed.template)
-
-
-def test_keyed_mining_needs_session_windows() -> None:
-    bgl = SystemSettings(format="bgl", mining="keyed", window={"kind": "count_tumbling", "size": 20})
-    with pytest.raises(ConfigError, match=r"systems.bgl.mining: keyed mining needs session windows"):
-        load_settings(systems={"bgl": bgl})
 
 
 def test_a_checkpoint_of_whole_system_mining_starts_a_keyed_system_afresh(caplog) -> None:
