@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import orjson
+
 from harness.streaming import DATA, hdfs_system
 from stream.decode import Decoder
 from stream.pipeline.ingest_stage import IngestPartition
+from stream.pipeline.parse_stage import ParsePartition
 from stream.pipeline.stage import InputRecord
 from stream.records import TICK as TICK_ENVELOPE
 from stream.records import Outgoing, encode
@@ -50,4 +56,32 @@ def to_sessions_topic(outgoing: list[Outgoing]) -> list[InputRecord]:
     records = [o for o in outgoing if o.topic == SETTINGS.topics.sessions]
     return [InputRecord(o.topic, 0, i, o.key, o.value, 20_000 + i * 2) for i, o in enumerate(records)] + [
         InputRecord(SETTINGS.topics.sessions, 0, len(records), None, TICK, 20_000 + len(records) * 2 + 10_000)
+    ]
+
+
+def one_miner_windows(name: str, system: SystemSettings, path: Path) -> list[dict[str, Any]]:
+    """The count or event-time windows of one miner reading ``path`` in order (``mining: system``, windowed by the
+    parse stage), the last closed by a tick: what a keyed system's merged windows must equal."""
+    settings = load_settings(systems={name: system.model_copy(update={"mining": "system"})})
+    ingest = IngestPartition(settings, Decoder(settings))
+    replayed = replay_records(path, name, system.line_format(name))
+    records = [InputRecord("logs", 0, i, name.encode(), r.value, 1_000 + i, r.headers) for i, r in enumerate(replayed)]
+    lines = [InputRecord(o.topic, 0, i, o.key, o.value, 10_000) for i, o in enumerate(ingest.process_batch(records))]
+    tick = InputRecord(settings.topics.lines, 0, len(lines), None, TICK, 10**12)
+    out = ParsePartition(settings).process_batch([*lines, tick])
+    return [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
+
+
+def comparable_windows(windows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Windows as the model reads them: bounds, and each line's offset, template, text and label. Not the template
+    ids (a keyed miner's are global hashes, one miner's are counters) nor the window id (a hash of the lines' input
+    topic, partition and offset, where a test's broker and its in-process run may differ in the first two)."""
+    return [
+        (
+            w["start_ms"],
+            w["end_ms"],
+            w["reason"],
+            [(line["offset"], line["template"], line["masked"], line["label"]) for line in w["lines"]],
+        )
+        for w in windows
     ]

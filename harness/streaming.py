@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import itertools
+import json
 import re
 import socket
 import time
@@ -132,6 +133,8 @@ def worker_env(settings: Settings, systems_file: Path, base: dict[str, str]) -> 
     )
     for name, topic in settings.topics.model_dump().items():
         env[f"ADAPTLOG_TOPICS__{name.upper()}"] = topic
+    if settings.input_topics:
+        env["ADAPTLOG_INPUT_TOPICS"] = json.dumps(list(settings.input_topics))
     return env
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from harness.broker.running import RunningBroker
 from harness.commands import start_adaptlog, stop_process
+from harness.stages import comparable_windows, one_miner_windows
 from harness.streaming import (
     DATA,
     block_lines,
@@ -29,7 +30,7 @@ from harness.streaming import (
 from stream.parsing.sharding import KeyedParser
 from stream.pipeline.kafka_clients import ensure_topics, topic_specs
 from stream.replay import open_text, replay, replay_records
-from stream.settings import Settings, SystemSettings
+from stream.settings import Settings, SystemSettings, Topics
 from stream.tail import read_records
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -82,18 +83,27 @@ def test_sigkill_mid_replay_loses_and_corrupts_no_window(
 def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
     kafka_broker: RunningBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
-    """HDFS mined by Drain key (``mining: keyed``) on two workers, one SIGKILLed mid-replay (the other takes its
-    partitions over from its checkpoints); BGL mined whole beside it. Every HDFS line gets the template and id one
-    ``KeyedParser`` gives it, every block's window is complete and in source order, and HDFS's lines spread over
-    several ``lines`` partitions (so both workers mined HDFS)."""
+    """HDFS (session windows) and BGL (count windows) mined by Drain key (``mining: keyed``) on two workers, one
+    SIGKILLed mid-replay (the other takes its partitions over from its checkpoints). Every HDFS line gets the template
+    and id one ``KeyedParser`` gives it, every block's window is complete and in source order, BGL's merged windows
+    are exactly one miner's, and both systems' lines spread over several ``lines`` partitions (so both workers mined
+    them)."""
     # The survivor takes the killed worker's partitions over once the group drops it (FAST_TAKEOVER), then a
     # rebalance. Sessions stay open 15 s idle, so none closes while
     # its lines on the killed worker's partitions wait for the take-over.
     hdfs = hdfs_system(15_000).model_copy(update={"mining": "keyed"})
 
-    bgl = SystemSettings(format="bgl", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20})
+    bgl = SystemSettings(
+        format="bgl", drain={"depth": 4, "sim_th": 0.5}, window={"kind": "count_tumbling", "size": 20}, mining="keyed"
+    )
+    # BGL has an input topic of its own, so each file's line numbers are its input offsets (the truth's positions)
+    inputs = (Topics.prefixed(topic_prefix).logs, f"{topic_prefix}bgl-logs")
     settings = settings_for(
-        kafka_broker.bootstrap, topic_prefix, kafka_broker.supports_idempotence, systems={"hdfs": hdfs, "bgl": bgl}
+        kafka_broker.bootstrap,
+        topic_prefix,
+        kafka_broker.supports_idempotence,
+        systems={"hdfs": hdfs, "bgl": bgl},
+        input_topics=inputs,
     )
     systems_file = write_systems_file(tmp_path / "systems.yaml", dict(settings.systems))
     hdfs_path, bgl_path = DATA / "hdfs" / "HDFS_5k.log", DATA / "bgl" / "BGL_2k.log"
@@ -109,23 +119,29 @@ def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
         ):
             await asyncio.to_thread(until_logged, logs, "assigned")  # both join the groups before the data arrives
             await asyncio.sleep(1)  # and the rest of their stages' rebalances settle
-            replaying = replay(settings, replay_records(hdfs_path, "hdfs", fmt), "hdfs", rate=1000)
-            feeding = asyncio.create_task(replaying)
+            feeding = asyncio.gather(
+                replay(settings, replay_records(hdfs_path, "hdfs", fmt), "hdfs", rate=1000),
+                replay(settings, replay_records(bgl_path, "bgl", bgl.line_format("bgl")), "bgl", inputs[1], rate=500),
+            )
             await asyncio.sleep(2)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             killed_mid_replay = not feeding.done()
             await feeding
-            await replay(settings, replay_records(bgl_path, "bgl", bgl.line_format("bgl")), "bgl")
             windows = await read_topic(settings, settings.topics.windows, until=len(truth) + 100, timeout_s=180)
         lines = await read_records(settings, settings.topics.lines)
-        return windows, {r.partition for r in lines if r.key and r.key.startswith(b"hdfs\x1f")}, killed_mid_replay
+        # the partitions that held a system's lines (not only its progress marks, which go to every partition)
+        spread = {
+            system: {r.partition for r in lines if r.key == f"{system}\x1f".encode() and b'"rows":[[' in r.value}
+            for system in ("hdfs", "bgl")
+        }
+        return windows, spread, killed_mid_replay
 
-    windows, hdfs_partitions, killed_mid_replay = asyncio.run(scenario())
+    windows, spread, killed_mid_replay = asyncio.run(scenario())
     assert killed_mid_replay, "the worker was killed after the replay had finished: the test proves nothing"
     for name in ("a.log", "b.log"):
         assert "assigned" in (tmp_path / name).read_text(), f"worker {name} never got partitions"
-    assert len(hdfs_partitions) >= 2, hdfs_partitions  # the one system's mining spread over partitions
+    assert len(spread["hdfs"]) >= 2 and len(spread["bgl"]) >= 2, spread  # each system's mining spread out
     check_sessions([w for w in windows if w["system"] == "hdfs"], truth)
     one_miner = KeyedParser(hdfs.drain_params("hdfs"), hdfs.mask_rules("hdfs"))
     expected = [one_miner.parse(fmt.split(line)[0]) for line in open_text(hdfs_path) if line]
@@ -133,8 +149,10 @@ def test_two_workers_mine_one_keyed_system_as_one_miner_would_through_a_sigkill(
     assert len(mined) == len(expected)
     for offset, line in mined.items():
         assert (line["template_id"], line["template"]) == (expected[offset].template_id, expected[offset].template)
-    bgl_windows = {w["window_id"]: w for w in windows if w["system"] == "bgl"}
+    bgl_windows = {w["window_id"]: w for w in windows if w["system"] == "bgl"}  # a replay may send one twice
     assert len(bgl_windows) == 100
+    one_miner = comparable_windows(one_miner_windows("bgl", bgl, bgl_path))
+    assert sorted(comparable_windows(list(bgl_windows.values()))) == sorted(one_miner)
     # The same masked line gets the same template id wherever it was windowed.
     templates: dict[tuple[str, str], set[int]] = defaultdict(set)
     for window in windows:

@@ -14,6 +14,7 @@ from collections import defaultdict
 import orjson
 import pytest
 
+from harness.stages import comparable_windows, one_miner_windows
 from harness.streaming import DATA
 from stream.decode import Decoder
 from stream.errors import ConfigError
@@ -59,18 +60,6 @@ def lines_by_partition(settings: Settings) -> dict[int, list[InputRecord]]:
     return partitions
 
 
-def whole_system_windows(window: dict) -> list[dict]:
-    """The windows of one miner reading the input in order (``mining: system``, windowed by the parse stage)."""
-    settings = settings_of(window, "system")
-    ingest = IngestPartition(settings, Decoder(settings))
-    replayed = list(replay_records(PATH, "bgl", settings.systems["bgl"].line_format("bgl")))
-    records = [InputRecord("logs", 0, i, b"bgl", r.value, 1_000 + i, r.headers) for i, r in enumerate(replayed)]
-    lines = [InputRecord(o.topic, 0, i, o.key, o.value, 10_000) for i, o in enumerate(ingest.process_batch(records))]
-    parse = ParsePartition(settings)
-    out = parse.process_batch([*lines, InputRecord(settings.topics.lines, 0, len(lines), None, encode(TICK), 10**12)])
-    return [orjson.loads(o.value) for o in out if o.topic == settings.topics.windows]
-
-
 def parsed_by_partition(settings: Settings) -> dict[int, list[Outgoing]]:
     """What each parse partition sends on (mined lines and passed-on marks), in its own order."""
     sent: dict[int, list[Outgoing]] = {}
@@ -113,44 +102,28 @@ def merged_windows(settings: Settings, arriving: list[Outgoing], restart_every: 
     return [orjson.loads(o.value) for o in out]
 
 
-def comparable(windows: list[dict]) -> list[tuple]:
-    """A window as the model reads it: its id (a hash of its lines' positions), bounds, and its lines' positions,
-    templates and text (template ids are a keyed miner's global ids on one side, one miner's counters on the
-    other)."""
-    return [
-        (
-            w["window_id"],
-            w["start_ms"],
-            w["end_ms"],
-            w["reason"],
-            [(line["offset"], line["template"], line["masked"], line["label"]) for line in w["lines"]],
-        )
-        for w in windows
-    ]
-
-
 @pytest.mark.parametrize("kind", sorted(WINDOWS))
 def test_merged_windows_are_the_whole_system_windows_whatever_the_interleaving(kind: str) -> None:
-    expected = comparable(whole_system_windows(WINDOWS[kind]))
+    expected = comparable_windows(one_miner_windows("bgl", settings_of(WINDOWS[kind], "system").systems["bgl"], PATH))
     settings = settings_of(WINDOWS[kind], "keyed")
     sent = parsed_by_partition(settings)
     assert sum(1 for records in sent.values() if any(b'"rows":[[' in o.value for o in records)) >= 2
     assert len({o.partition for records in sent.values() for o in records}) == 1  # one sessions partition a system
     assert len(expected) > 10
     for seed in range(3):
-        assert comparable(merged_windows(settings, interleaved(sent, seed))) == expected
+        assert comparable_windows(merged_windows(settings, interleaved(sent, seed))) == expected
 
 
 def test_a_restarted_merge_and_records_sent_twice_change_no_window() -> None:
     window = WINDOWS["count_sliding"]
-    expected = comparable(whole_system_windows(window))
+    expected = comparable_windows(one_miner_windows("bgl", settings_of(window, "system").systems["bgl"], PATH))
     settings = settings_of(window, "keyed")
     sent = parsed_by_partition(settings)
     # a parse partition restarted from an older checkpoint sends its last records again (the same upstream
     # positions: the session stage's dedup drops the lines, and a mark again is a mark already passed)
     again = {p: records[:-3] + records[-6:] if len(records) > 6 else records for p, records in sent.items()}
     arriving = interleaved(again, seed=7)
-    assert comparable(merged_windows(settings, arriving, restart_every=13)) == expected
+    assert comparable_windows(merged_windows(settings, arriving, restart_every=13)) == expected
 
 
 def test_windows_wait_for_the_slowest_parse_partition() -> None:
