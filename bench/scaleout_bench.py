@@ -18,8 +18,11 @@ machine are noisy; read the ratios).
 4. **Baseline** (``whole_system_1_worker``): one worker mining HDFS whole (``mining: system``, as before keyed
    mining), in the same run: what keyed mining costs one worker, and what N keyed workers gain over it.
 
-BGL is not measured: keyed mining refuses count windows (they need the system's lines back in one order, a merge
-stage not built yet), and the JSON says so.
+5. **BGL** (``bgl``): the same on BGL's 6,8k raw lines replayed ``--bgl-repeat`` times (the data holds no more raw
+   BGL), count windows of 20 lines: a keyed system whose mined lines the session stage merges back into source
+   order (``stream.pipeline.merge``). ``windows_identical``: every window (its lines' offsets, templates, text and
+   labels, and its bounds) equal to one miner's reading the file in order; the CPU path keyed and merged against the
+   whole-system path on the same lines, in the same run: what the merge costs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.bench_results import cpu_seconds, machine, write_result  # noqa: E402
 from harness.commands import start_adaptlog, stop_process  # noqa: E402
+from harness.stages import comparable_windows, one_miner_windows  # noqa: E402
 from harness.streaming import (  # noqa: E402
     DATA,
     block_lines,
@@ -55,6 +59,7 @@ from harness.streaming import (  # noqa: E402
     write_systems_file,
 )
 from stream.decode import Decoder  # noqa: E402
+from stream.errors import DecodeError  # noqa: E402
 from stream.parsing.config import drain3_config  # noqa: E402
 from stream.parsing.sharding import KeyedParser  # noqa: E402
 from stream.pipeline.ingest_stage import IngestPartition  # noqa: E402
@@ -64,22 +69,34 @@ from stream.pipeline.session_stage import SessionPartition  # noqa: E402
 from stream.pipeline.stage import InputRecord  # noqa: E402
 from stream.records import TICK, encode  # noqa: E402
 from stream.replay import ReplayRecord, open_text, replay, replay_records  # noqa: E402
-from stream.settings import Settings  # noqa: E402
+from stream.settings import Settings, SystemSettings  # noqa: E402
 from stream.tail import read_records  # noqa: E402
 
 PATH = DATA / "hdfs" / "HDFS_2pct_blocks.log.gz"
-IDLE_MS = 10_000  # closes the final sessions; subtracted from the measured time
+BGL_PATH = DATA / "bgl" / "BGL_raw_labeled_6.8k.log"
+IDLE_MS = 10_000  # closes the final sessions (and BGL's last count window); subtracted from the measured time
 WORKERS = (1, 2, 4)
+BGL = SystemSettings(
+    format="bgl",
+    drain={"depth": 4, "sim_th": 0.5},
+    window={"kind": "count_tumbling", "size": 20, "idle_timeout_ms": IDLE_MS},
+)
 
 
 def hdfs_settings(bootstrap: str, idempotent: bool, partitions: int, mining: str = "keyed") -> Settings:
+    return bench_settings(bootstrap, idempotent, partitions, "hdfs", hdfs_system(IDLE_MS), mining)
+
+
+def bench_settings(
+    bootstrap: str, idempotent: bool, partitions: int, name: str, system: SystemSettings, mining: str = "keyed"
+) -> Settings:
     return settings_for(
         bootstrap,
         f"scale-{uuid.uuid4().hex[:8]}",
         idempotent,
         checkpoint_interval_ms=Settings.model_fields["checkpoint_interval_ms"].default,  # production's
         internal_partitions=partitions,
-        systems={"hdfs": hdfs_system(IDLE_MS).model_copy(update={"mining": mining})},
+        systems={name: system.model_copy(update={"mining": mining})},
     )
 
 
@@ -101,7 +118,7 @@ def run_workers(
         time.sleep(3)  # the last joiner's rebalance settles
         cpu_before = [cpu_seconds(p.pid) or 0.0 for p in processes], cpu_seconds(broker_pid)
         started = time.monotonic()
-        asyncio.run(replay(settings, iter(records), "hdfs"))
+        asyncio.run(replay(settings, iter(records), next(iter(settings.systems))))
         replay_s = time.monotonic() - started
         while asyncio.run(count_records(settings, settings.topics.windows)) < blocks:
             if time.monotonic() - started > 900:
@@ -144,11 +161,12 @@ def identical(windows: list[dict[str, Any]], expected: list[Any], truth: dict[st
 def cpu_path(settings: Settings, records: list[ReplayRecord], contents: list[str]) -> dict[str, Any]:
     """Lines per CPU second through the three stage processors in one process, and drain3 alone on the contents."""
     topics = settings.topics
-    inputs = [InputRecord("logs", 0, i, b"hdfs", r.value, 1_000 + i, r.headers) for i, r in enumerate(records)]
+    name = next(iter(settings.systems))
+    inputs = [InputRecord("logs", 0, i, name.encode(), r.value, 1_000 + i, r.headers) for i, r in enumerate(records)]
     partitions = settings.internal_partitions
     ingest = IngestPartition(settings, Decoder(settings), partitions)
     parses = [ParsePartition(settings, session_partitions=partitions) for _ in range(partitions)]
-    sessions = [SessionPartition(settings) for _ in range(partitions)]
+    sessions = [SessionPartition(settings, lines_partitions=partitions) for _ in range(partitions)]
     offsets: dict[tuple[str, int], int] = defaultdict(int)
 
     def record(topic: str, partition: int, key: bytes | None, value: bytes, now_ms: int) -> InputRecord:
@@ -162,6 +180,9 @@ def cpu_path(settings: Settings, records: list[ReplayRecord], contents: list[str
         for line_out in ingest.process_batch(inputs[start : start + 2000]):
             p = line_out.partition or 0
             for out in parses[p].process_batch([record(topics.lines, p, line_out.key, line_out.value, now_ms)]):
+                if out.topic != topics.sessions:
+                    windows += out.topic == topics.windows  # windowed by the parse stage (whole-system mining)
+                    continue
                 s = out.partition or 0
                 routed = record(topics.sessions, s, out.key, out.value, now_ms)
                 windows += sum(o.topic == topics.windows for o in sessions[s].process_batch([routed]))
@@ -169,9 +190,14 @@ def cpu_path(settings: Settings, records: list[ReplayRecord], contents: list[str
     for s, session in enumerate(sessions):
         tick = record(topics.sessions, s, None, encode(TICK), end_ms)
         windows += sum(o.topic == topics.windows for o in session.process_batch([tick]))
+    for p, parse in enumerate(parses):
+        windows += sum(
+            o.topic == topics.windows
+            for o in parse.process_batch([record(topics.lines, p, None, encode(TICK), end_ms)])
+        )
     ours_s = time.process_time() - started
-    spec = settings.systems["hdfs"]
-    miner = TemplateMiner(config=drain3_config(spec.drain_params("hdfs"), spec.mask_rules("hdfs")))
+    spec = settings.systems[name]
+    miner = TemplateMiner(config=drain3_config(spec.drain_params(name), spec.mask_rules(name)))
     started = time.process_time()
     for content in contents:
         miner.add_log_message(content)
@@ -184,11 +210,58 @@ def cpu_path(settings: Settings, records: list[ReplayRecord], contents: list[str
     }
 
 
+def _split_or_none(fmt: Any) -> Any:
+    """The format's split, None for a line it refuses (the stream dead-letters those: a few of BGL's)."""
+
+    def split(line: str) -> Any:
+        try:
+            return fmt.split(line)
+        except DecodeError:
+            return None
+
+    return split
+
+
+def bgl_runs(broker: Any, counts: list[int], partitions: int, repeat: int, work: Path) -> dict[str, Any]:
+    """BGL keyed with count windows (merged after mining) on N workers, against one miner's windows; the CPU path
+    keyed and merged against the whole-system one; one worker mining it whole as the baseline."""
+    text = [line for line in open_text(BGL_PATH) if line] * repeat
+    path = work / "bgl.log"
+    path.write_text("\n".join(text) + "\n")
+    fmt = BGL.line_format("bgl")
+    records = list(replay_records(path, "bgl", fmt))
+    splits = (_split_or_none(fmt)(r.value.decode()) for r in records if r.value is not None)
+    contents = [split[0] for split in splits if split is not None]  # for drain3 alone
+    expected = sorted(comparable_windows(one_miner_windows("bgl", BGL, path)))
+
+    def settings(mining: str) -> Settings:
+        return bench_settings(broker.bootstrap, broker.supports_idempotence, partitions, "bgl", BGL, mining)
+
+    result: dict[str, Any] = {"dataset": f"{BGL_PATH.name} x {repeat}", "lines": len(records), "windows": len(expected)}
+    result["cpu_path_keyed_merged"] = cpu_path(settings("keyed"), records, contents)
+    result["cpu_path_whole_system"] = cpu_path(settings("system"), records, contents)
+    workers: dict[str, Any] = {}
+    for n in counts:
+        run = run_workers(settings("keyed"), n, records, len(expected), work, broker.pid)
+        unique = {w["window_id"]: w for w in run.pop("windows")}  # a rebalance may send a window twice
+        run["windows_identical"] = sorted(comparable_windows(list(unique.values()))) == expected
+        workers[str(n)] = run
+        print(f"BGL {n} workers: {run}", file=sys.stderr, flush=True)
+    baseline = run_workers(settings("system"), 1, records, len(expected), work, broker.pid)
+    baseline.pop("windows")
+    result.update(workers=workers, whole_system_1_worker=baseline)
+    result["windows_identical"] = all(run["windows_identical"] for run in workers.values())
+    if "1" in workers and "2" in workers:
+        result["speedup_2_workers"] = round(workers["2"]["lines_per_s"] / workers["1"]["lines_per_s"], 3)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-lines", type=int, help="only the first N HDFS lines (quick run)")
     parser.add_argument("--workers", default=",".join(map(str, WORKERS)))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scaleout.json")
+    parser.add_argument("--bgl-repeat", type=int, default=20, help="BGL's 6.8k raw lines replayed this many times")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
     partitions = max(counts)  # every worker can own a lines and a sessions partition
@@ -230,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         result["speedup_over_whole_system_1_worker"] = {
             n: round(run["lines_per_s"] / whole_rate, 3) for n, run in workers.items()
         }
-        result["bgl"] = "not measured: keyed mining refuses count windows (no merge stage yet)"
+        with tempfile.TemporaryDirectory() as tmp:
+            result["bgl"] = bgl_runs(broker, counts, partitions, args.bgl_repeat, Path(tmp))
     write_result(args.out, result)
     return 0
 
