@@ -8,6 +8,7 @@ tests/broker/test_stream_recovery.py."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 
@@ -156,3 +157,19 @@ def test_keyed_count_windows_need_format_2_records() -> None:
     bgl = SystemSettings(format="bgl", mining="keyed", window=WINDOWS["count_tumbling"])
     with pytest.raises(ConfigError, match=r"systems.bgl.mining: keyed mining with count_tumbling windows needs"):
         load_settings(systems={"bgl": bgl}, internal_format=1)
+
+
+def test_a_merged_system_set_back_to_whole_mining_drops_its_merge_with_a_log_line(caplog) -> None:
+    keyed = settings_of(WINDOWS["count_tumbling"], "keyed")
+    stage = SessionPartition(keyed, lines_partitions=PARTITIONS)
+    arriving = interleaved(parsed_by_partition(keyed), seed=1)
+    stage.process_batch([InputRecord(o.topic, 0, i, o.key, o.value, 20_000 + i) for i, o in enumerate(arriving[:40])])
+    saved = orjson.loads(orjson.dumps(stage.snapshot()))
+    assert set(saved["merged"]) == {"bgl"}
+    with caplog.at_level(logging.ERROR, logger="stream.pipeline.stage"):
+        after = SessionPartition(settings_of(WINDOWS["count_tumbling"], "system"), saved, PARTITIONS)
+    assert "does not fit its settings" in caplog.text and "no longer mined by key" in caplog.text
+    assert after.system_stats() == [] and "merged" not in after.snapshot()
+    with caplog.at_level(logging.ERROR, logger="stream.pipeline.stage"):
+        other_count = SessionPartition(keyed, saved, PARTITIONS + 1)  # the lines topic grew: the marks no longer fit
+    assert "lines partitions" in caplog.text and other_count.system_stats() == []
