@@ -75,6 +75,7 @@ class SessionPartition:
         else:
             self._windowers = self._from_changelog(state.get("windowers") or {}, entries)
         self._merged = restore_per_system(state.get("merged") or {}, settings.systems, self._merged_system, STAGE)
+        self._merged_systems: dict[str, bool] = {}  # per system read: whether its lines are merged
 
     def _from_changelog(self, metas: dict[str, Any], entries: dict[str, Any]) -> dict[str, SessionWindower]:
         sessions: dict[str, dict[str, Any]] = {}
@@ -128,7 +129,7 @@ class SessionPartition:
             return out
         now_ms = record.timestamp_ms
         for batch in batches:
-            if batch.system in self._merged or self._is_merged(batch.system):
+            if self._is_merged(batch.system):
                 out += self._merge(batch, now_ms)
                 continue
             offset = batch.offset
@@ -148,8 +149,11 @@ class SessionPartition:
         return out
 
     def _is_merged(self, system: str) -> bool:
-        spec = self._settings.systems.get(system)
-        return spec is not None and spec.merged
+        merged = self._merged_systems.get(system)
+        if merged is None:  # asked once a system: ``merged`` parses the window policy
+            spec = self._settings.systems.get(system)
+            merged = self._merged_systems[system] = spec is not None and spec.merged
+        return merged
 
     def _merge(self, batch: SessionBatch, now_ms: int) -> list[Outgoing]:
         """A merged system's lines wait in its merge; a mark releases those every parse partition has passed, and
