@@ -57,8 +57,15 @@ class StageCountsCollector(Collector):
             "now minus the newest event time parsed for the system (grows while its lines are late or stop)",
             labels=["system"],
         )
+        held = GaugeMetricFamily(
+            "adaptlog_stream_merge_held_lines",
+            "mined lines of a keyed system with count or event-time windows that its merge holds until every parse"
+            " partition has passed them (grows while a parse partition is behind or down)",
+            labels=["system"],
+        )
         now_ms = time.time() * 1000
         latest: dict[str, int] = {}
+        held_by_system: dict[str, int] = {}
         for runner in self.runners:
             counts = dict(runner.counts)  # a copy: the loop thread updates the Counter while a scrape reads it
             records_in.add_metric([runner.stage], counts.get("records_in", 0))
@@ -82,11 +89,15 @@ class StageCountsCollector(Collector):
                     templates_by_system[stats.system] = templates_by_system.get(stats.system, 0) + stats.templates
                 if stats.latest_event_ms is not None:
                     latest[stats.system] = max(latest.get(stats.system, stats.latest_event_ms), stats.latest_event_ms)
+                if stats.held_lines is not None:
+                    held_by_system[stats.system] = held_by_system.get(stats.system, 0) + stats.held_lines
             for system, count in windows_by_system.items():
                 open_windows.add_metric([runner.stage, system], count)
             for system, count in templates_by_system.items():
                 templates.add_metric([system], count)
         for system, event_ms in latest.items():
             event_lag.add_metric([system], max(0.0, (now_ms - event_ms) / 1000))
+        for system, count in held_by_system.items():
+            held.add_metric([system], count)
         yield from (records_in, records_out, checkpoints, checkpoint_bytes, checkpoint_last_bytes, checkpoint_seconds)
-        yield from (dead_letters, lag, open_windows, templates, event_lag)
+        yield from (dead_letters, lag, open_windows, templates, event_lag, held)

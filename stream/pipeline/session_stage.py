@@ -188,7 +188,8 @@ class SessionPartition:
 
     def system_stats(self) -> list[SystemStats]:
         return [SystemStats(name, open_windows=w.open_count()) for name, w in list(self._windowers.items())] + [
-            SystemStats(name, open_windows=m.windower.open_count()) for name, m in list(self._merged.items())
+            SystemStats(name, open_windows=m.windower.open_count(), held_lines=m.merge.waiting_count())
+            for name, m in list(self._merged.items())
         ]
 
     def state_changes(self) -> StateChanges:

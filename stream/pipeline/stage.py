@@ -57,6 +57,7 @@ class SystemStats:
     open_windows: int = 0
     templates: int = 0  # clusters the system's miner holds (the parse stage)
     latest_event_ms: int | None = None  # the newest event time this partition has read (the parse stage)
+    held_lines: int | None = None  # lines a keyed system's merge holds for its slowest parse partition (sessions)
 
 
 class PartitionProcessor(Protocol):

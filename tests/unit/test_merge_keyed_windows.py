@@ -173,3 +173,18 @@ def test_a_merged_system_set_back_to_whole_mining_drops_its_merge_with_a_log_lin
     with caplog.at_level(logging.ERROR, logger="stream.pipeline.stage"):
         other_count = SessionPartition(keyed, saved, PARTITIONS + 1)  # the lines topic grew: the marks no longer fit
     assert "lines partitions" in caplog.text and other_count.system_stats() == []
+
+
+def test_the_lines_a_merge_holds_are_reported_per_system() -> None:
+    settings = settings_of(WINDOWS["count_tumbling"], "keyed")
+    sent = parsed_by_partition(settings)
+    slow = max(sent, key=lambda p: len(sent[p]))  # a parse partition that has sent nothing yet
+    others = interleaved({p: records for p, records in sent.items() if p != slow}, seed=3)
+    stage = SessionPartition(settings, lines_partitions=PARTITIONS)
+    stage.process_batch([InputRecord(o.topic, 0, i, o.key, o.value, 20_000 + i) for i, o in enumerate(others)])
+    ((stats),) = stage.system_stats()
+    rows = sum(len(orjson.loads(o.value)["rows"]) for o in others)
+    assert stats.system == "bgl" and stats.held_lines == rows > 0  # nothing can pass the silent partition's mark
+    late = [InputRecord(o.topic, 0, len(others) + i, o.key, o.value, 30_000 + i) for i, o in enumerate(sent[slow])]
+    stage.process_batch(late)
+    assert stage.system_stats()[0].held_lines == 0
