@@ -1,5 +1,6 @@
 """The stage processors' shared inputs, for tests that run them without a broker: real HDFS and BGL lines as the
-``lines`` and ``sessions`` topics would hold them, with ticks between."""
+``lines`` and ``sessions`` topics would hold them, with ticks between; and one miner's windows of a file, which
+keyed mining's merged windows are checked against (unit and broker tests, the scale-out bench)."""
 
 from __future__ import annotations
 
