@@ -87,6 +87,22 @@ def _scratch_room(index: dict[Key, dict[str, Any]], rows: list[dict[str, Any]], 
     )
 
 
+def _wins_over_scratch(
+    index: dict[Key, dict[str, Any]], family: str, few: int, method: str, multi: bool, rule: str
+) -> tuple[list[str], int]:
+    """The pairs where ``method`` (on the multi-source base when ``multi``) beats scratch by at least 0.05 F1, both
+    thresholded by ``rule``, and how many pairs have both figures."""
+    wins, seen = [], 0
+    for source, target in GOAL_PAIRS:
+        ours = index.get((family, f"all-but-{target}" if multi else source, target, few, method, rule))
+        scratch = index.get((family, source, target, few, "scratch", rule))
+        if ours and scratch:
+            seen += 1
+            if ours["f1_mean"] - scratch["f1_mean"] >= 0.05:
+                wins.append(f"{source}→{target}")
+    return wins, seen
+
+
 def goals(rows: list[dict[str, Any]], family: str) -> list[str]:
     """The issue's three goals for one family, each met or missed, counted from the table. A multi-source base
     serves both pairs into its target (all-but-<target> holds both other systems)."""
@@ -95,15 +111,7 @@ def goals(rows: list[dict[str, Any]], family: str) -> list[str]:
     for few in (10, 50):
         out.append(_scratch_room(index, rows, family, few))
         for method, multi in VARIANTS:
-            wins, seen = [], 0
-            for source, target in GOAL_PAIRS:
-                base = f"all-but-{target}" if multi else source
-                ours = index.get((family, base, target, few, method, GOAL_RULE["few"]))
-                scratch = index.get((family, source, target, few, "scratch", GOAL_RULE["few"]))
-                if ours and scratch:
-                    seen += 1
-                    if ours["f1_mean"] - scratch["f1_mean"] >= 0.05:
-                        wins.append(f"{source}→{target}")
+            wins, seen = _wins_over_scratch(index, family, few, method, multi, GOAL_RULE["few"])
             if seen or method not in ALIGNED:  # an aligned method not run on any pair yet says nothing
                 out.append(_goal_line(f"N = {few}, {_variant(method, multi)} beats scratch by ≥ 0.05", wins, seen))
     for method, multi in VARIANTS:
@@ -140,23 +148,15 @@ def rule_goals(rows: list[dict[str, Any]], family: str) -> list[str]:
     rule on both sides: the pairs each transfer variant wins, of the pairs where both were run under that rule. Not a
     verdict: the goals above keep the rule fixed beforehand; this says whether the verdict turns on the rule."""
     index = _index(rows)
-    variants = [(method, multi) for method, multi in VARIANTS]
     out = [
-        "| N | rule (both sides) | " + " | ".join(_variant(m, multi) for m, multi in variants) + " |",
-        "|---|---|" + "---|" * len(variants),
+        "| N | rule (both sides) | " + " | ".join(_variant(m, multi) for m, multi in VARIANTS) + " |",
+        "|---|---|" + "---|" * len(VARIANTS),
     ]
     for few in (10, 50):
         for rule in FEW_RULES:
             cells = []
-            for method, multi in variants:
-                wins, seen = [], 0
-                for source, target in GOAL_PAIRS:
-                    ours = index.get((family, f"all-but-{target}" if multi else source, target, few, method, rule))
-                    scratch = index.get((family, source, target, few, "scratch", rule))
-                    if ours and scratch:
-                        seen += 1
-                        if ours["f1_mean"] - scratch["f1_mean"] >= 0.05:
-                            wins.append(f"{source}→{target}")
+            for method, multi in VARIANTS:
+                wins, seen = _wins_over_scratch(index, family, few, method, multi, rule)
                 cells.append(f"{len(wins)} of {seen}" + (f" ({', '.join(wins)})" if wins else "") if seen else "—")
             if any(cell != "—" for cell in cells):
                 out.append(f"| {few} | {rule} | " + " | ".join(cells) + " |")

@@ -50,6 +50,12 @@ class _Bound:
     records: list[InputRecord]
 
 
+def keyed_record_key(system: str) -> bytes:
+    """The record key of a keyed system's ``lines`` records (lines and marks): the system and a separator, since a
+    record holds several Drain keys and its partition is chosen by the stage."""
+    return f"{system}\x1f".encode()
+
+
 class IngestPartition:
     def __init__(self, settings: Settings, decoder: Decoder, lines_partitions: int = 0) -> None:
         self._decoder = decoder
@@ -82,7 +88,7 @@ class IngestPartition:
             Outgoing(
                 self._lines_topic,
                 mark_value(LineBatch(system, topic, partition, [], upto)),
-                key=f"{system}\x1f".encode(),
+                key=keyed_record_key(system),
                 partition=lines_partition,
             )
             for system, topic, partition in sorted(sources)
@@ -126,7 +132,7 @@ class IngestPartition:
         line.drain_key, line.masked = keyer.key_of(line.content)
         routing = f"{system}\x1f{line.drain_key}".encode()
         partitions = self._all_lines_partitions
-        return f"{system}\x1f".encode(), self._partitioner(routing, partitions, partitions)
+        return keyed_record_key(system), self._partitioner(routing, partitions, partitions)
 
     def _process(self, record: InputRecord, bound: dict[tuple[Route, str, int], _Bound]) -> list[Outgoing]:
         raw = RawRecord(

@@ -38,10 +38,9 @@ class SourceOrderMerge:
     """One system's lines from ``partitions`` parse partitions, released in input order as their marks pass them."""
 
     partitions: int
-    # per input partition ("topic/partition"): the offset each parse partition has marked (-1: none yet), the offset
-    # up to which lines were released, and the rows still waiting (``sessions`` rows)
+    # per input partition ("topic/partition"): the offset each parse partition has marked (-1: none yet; the lowest
+    # is how far lines were released, since marks only grow), and the rows still waiting (``sessions`` rows)
     marks: dict[str, list[int]] = field(default_factory=dict)
-    released: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, list[list[Any]]] = field(default_factory=dict)
 
     def add(self, rows: list[list[Any]]) -> None:
@@ -59,11 +58,11 @@ class SourceOrderMerge:
         marks = self.marks.setdefault(source, [-1] * self.partitions)
         if upto <= marks[parse_partition]:
             return []  # a mark passed on again after a restart
+        released = min(marks)
         marks[parse_partition] = upto
         low = min(marks)
-        if low <= self.released.get(source, -1):
+        if low == released:
             return []  # another parse partition is still behind
-        self.released[source] = low
         rows = self.waiting.get(source, [])
         ready = [row for row in rows if row[_OFFSET] <= low]
         if len(ready) == len(rows):
@@ -77,7 +76,7 @@ class SourceOrderMerge:
         return sum(len(rows) for rows in self.waiting.values())
 
     def snapshot(self) -> dict[str, Any]:
-        return {"partitions": self.partitions, "marks": self.marks, "released": self.released, "waiting": self.waiting}
+        return {"partitions": self.partitions, "marks": self.marks, "waiting": self.waiting}
 
     @classmethod
     def restore(cls, partitions: int, saved: dict[str, Any]) -> SourceOrderMerge:
@@ -87,13 +86,12 @@ class SourceOrderMerge:
             )
         try:
             marks = {str(k): [int(v) for v in marks] for k, marks in saved["marks"].items()}
-            released = {str(k): int(v) for k, v in saved["released"].items()}
             waiting = {str(k): [list(row) for row in rows] for k, rows in saved["waiting"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"the merge's saved state does not read: {exc!r}") from exc
         if any(len(m) != partitions for m in marks.values()):
             raise StateError(f"the merge's saved marks are not {partitions} a source")
-        return cls(partitions, marks, released, waiting)
+        return cls(partitions, marks, waiting)
 
 
 @dataclass

@@ -132,10 +132,7 @@ class SessionPartition:
             if self._is_merged(batch.system):
                 out += self._merge(batch, now_ms)
                 continue
-            offset = batch.offset
-            rows = self._dedup.new_rows(
-                batch.topic, batch.partition, batch.rows, ((offset, row[0]) for row in batch.rows)
-            )
+            rows = self._new_rows(batch)
             if not rows:
                 continue
             system = batch.system
@@ -147,6 +144,11 @@ class SessionPartition:
                 if emitted.closed or emitted.late or emitted.future:
                     out += self._emit(system, emitted)
         return out
+
+    def _new_rows(self, batch: SessionBatch) -> list[list[Any]]:
+        """The batch's rows not seen before from its upstream partition (by upstream offset and copy number)."""
+        offset = batch.offset
+        return self._dedup.new_rows(batch.topic, batch.partition, batch.rows, ((offset, row[0]) for row in batch.rows))
 
     def _is_merged(self, system: str) -> bool:
         merged = self._merged_systems.get(system)
@@ -163,11 +165,7 @@ class SessionPartition:
         if merged is None:
             merged = self._merged[system] = self._merged_system(system)
         if batch.upto is None:
-            offset = batch.offset
-            rows = self._dedup.new_rows(
-                batch.topic, batch.partition, batch.rows, ((offset, row[0]) for row in batch.rows)
-            )
-            merged.merge.add(rows)
+            merged.merge.add(self._new_rows(batch))
             return []
         topic, partition, upto = batch.upto
         out: list[Outgoing] = []
