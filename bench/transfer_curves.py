@@ -62,6 +62,7 @@ import torch
 
 from stream.model.alignment import DomainAdversarial, MomentMatching
 from stream.model.detector import Detector, FitOptions, FitReport, WindowText
+from stream.model.durable import atomic_write_text
 from stream.model.families import family_class
 from stream.model.rarity import TemplateRarity
 from stream.model.thresholds import DEFAULT_BUDGET_PER_1000, score_mixture
@@ -198,7 +199,7 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
     if target_name is not None:
         detector.remove_target(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run) + "\n")
+    atomic_write_text(path, json.dumps(run) + "\n")  # several invocations may share the runs
     return run
 
 
@@ -262,7 +263,7 @@ def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int)
     }
     path = run_path(runner.family, source, target, 0, method, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run) + "\n")
+    atomic_write_text(path, json.dumps(run) + "\n")  # several invocations may share the runs
     return run
 
 

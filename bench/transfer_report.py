@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from stream.model.durable import atomic_write_text
 from stream.model.quality import confusion, pr_auc
 from stream.model.thresholds import (
     BEST_F1,
@@ -166,8 +167,9 @@ def write_outputs() -> dict[str, Any]:
     fresh = curve_rows(runs)
     table = {"rows": fresh + kept_rows(fresh) + in_domain_rows()}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(table, indent=2) + "\n")
+    # atomic: invocations running side by side each rewrite the table and read it back (kept_rows)
+    atomic_write_text(OUT, json.dumps(table, indent=2) + "\n")
     from transfer_doc import render  # matplotlib is imported only when rendering
 
-    DOC.write_text(render(table["rows"], DOC.parent))
+    atomic_write_text(DOC, render(table["rows"], DOC.parent))
     return table

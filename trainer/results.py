@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from stream.model.detector import Detector, FitOptions
+from stream.model.durable import atomic_write_text
 from stream.model.families import family_class
 from trainer.datasets import (
     Dataset,
@@ -169,7 +170,7 @@ class Runner:
     def store(self, key: str, result: dict[str, Any]) -> None:
         path = self.run_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
     def base(self, name: str) -> Trained:
         """The in-domain model of a data set, trained on its whole train part (normals capped by the budget).
