@@ -132,6 +132,12 @@ def unlabeled_pool(split: Split, seed: int, size: int = UNLABELED) -> list[int]:
     return sorted(pool[:size])
 
 
+def keep_run(path: Path, run: dict[str, Any]) -> None:
+    """Keep one run's scores, atomically: invocations side by side read each other's runs (``write_outputs``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(run) + "\n")
+
+
 def scored_run(runner: Runner, source: str, target: str, anomalies: int, method: str, seed: int) -> dict[str, Any]:
     """Train one method on one pair at one label budget and seed; keep its validation, test and unlabeled scores."""
     path = run_path(runner.family, source, target, anomalies, method, seed)
@@ -198,8 +204,7 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
     run["wall_s"] = round(time.perf_counter() - started, 1)
     if target_name is not None:
         detector.remove_target(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(run) + "\n")  # several invocations may share the runs
+    keep_run(path, run)
     return run
 
 
@@ -262,8 +267,7 @@ def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int)
         "wall_s": round(time.perf_counter() - started, 1),
     }
     path = run_path(runner.family, source, target, 0, method, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(run) + "\n")  # several invocations may share the runs
+    keep_run(path, run)
     return run
 
 
