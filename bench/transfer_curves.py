@@ -21,8 +21,9 @@ Protocol (issue "Transfer that earns its keep", item 1):
   ``aligned-moments`` base's confident pseudo-labels on the unlabeled target windows train the target's adapter;
   ``self_train`` below, an experiment that is not a product path), ``template-rarity`` (no source either: each
   window's rarest template in the unlabeled pool, ``stream.model.rarity``, the baseline transfer has to beat) and
-  ``zero-shot+rarity`` / ``aligned-moments+rarity`` (that method's score plus the rarity) -- the methods that need
-  no label;
+  ``zero-shot+rarity`` / ``aligned-moments+rarity`` (that method's score plus the rarity), and ``count-pca``
+  (no source either: PCA of the unlabeled pool's template counts, ``stream.model.count_pca``, thresholded also by
+  its own Q-statistic) -- the methods that need no label;
 - ``aligned-moments`` and ``aligned-adversarial`` (item 3, learning from the unlabeled target): the source's base
   trained again, as its plain base is, plus a loss on 2,000 unlabeled target windows (seed 0's draw) that aligns the
   two systems' representations (``stream.model.alignment``: matching their means and covariances, or a domain
@@ -61,6 +62,7 @@ from typing import Any
 import torch
 
 from stream.model.alignment import DomainAdversarial, MomentMatching
+from stream.model.count_pca import Q_STATISTIC, TemplateCountPCA
 from stream.model.detector import Detector, FitOptions, FitReport, WindowText
 from stream.model.durable import atomic_write_text
 from stream.model.families import family_class
@@ -95,7 +97,9 @@ RARITY = "template-rarity"
 # a no-label method's score plus the rarity, by the method whose kept run gives the first term: whether the source's
 # knowledge adds anything to what the traffic tells
 PLUS_RARITY = {"zero-shot+rarity": "zero-shot", "aligned-moments+rarity": "aligned-moments"}
-ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED, RARITY, *PLUS_RARITY)
+# the classic unsupervised detector on the same traffic (stream.model.count_pca): PCA of template counts
+COUNT_PCA = "count-pca"
+ZERO_LABEL_METHODS = ("zero-shot", "normal-replay", SELF_TRAINED, RARITY, *PLUS_RARITY, COUNT_PCA)
 # item 3, alignment to the unlabeled target: the source base trained again with a loss on the target's unlabeled
 # windows (stream.model.alignment); at N = 0 it scores as it is, at N > 0 an adapter is tuned on it
 ALIGNMENTS: dict[str, Callable[[], UnlabeledObjective]] = {
@@ -145,6 +149,8 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
         return json.loads(path.read_text())
     if method == RARITY or method in PLUS_RARITY:
         return rarity_run(runner, source, target, method, seed)
+    if method == COUNT_PCA:
+        return count_pca_run(runner, source, target, seed)
     dataset, split = runner.data(target)
     labels = few_labels(dataset, split, max_anomalies=anomalies, max_normals=max_normals(runner.family), seed=seed)
     options = replace(runner.options(), seed=seed)
@@ -243,7 +249,46 @@ def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int)
         if len(base["unlabeled"]["scores"]) != len(pool):
             raise SystemExit(f"the kept {PLUS_RARITY[method]} run of {source}->{target} scored another unlabeled pool")
         scores = {part: [b + r for b, r in zip(base[part]["scores"], scores[part], strict=True)] for part in scores}
-    run = {
+    run = _traffic_run(runner, source, target, method, seed, scores, (test_labels, unlabeled_labels))
+    run["template_rarity"] = {
+        "reference_windows": rarity.windows,
+        "templates": len(rarity.holders),
+        # test windows holding a template the pool never held: they score 1.0 whatever they are
+        "test_windows_with_an_unseen_template": sum(1 for w in test if not set(w.templates) <= rarity.holders.keys()),
+        "test_windows": len(test),
+    }
+    return _kept(run, started)
+
+
+def count_pca_run(runner: Runner, source: str, target: str, seed: int) -> dict[str, Any]:
+    """``count-pca``: PCA of the seed's unlabeled pool's template counts (``stream.model.count_pca``, loglizer's
+    defaults), each window scored by its residual; the pool's own windows out of fold. No source, no label: the
+    source is in the run's name only, as ``template-rarity``'s is. Its own threshold, the Q-statistic, is kept as
+    ``own_threshold``: a rule read off the reference's eigenvalues, fixed before any run."""
+    started = time.perf_counter()
+    dataset, split = runner.data(target)
+    unlabeled, unlabeled_labels = inputs(dataset, unlabeled_pool(split, seed, unlabeled_size(runner.family)))
+    test, test_labels = inputs(dataset, split.test)
+    pca = TemplateCountPCA.of(unlabeled)
+    scores = {"test": pca.scores(test), "unlabeled": pca.member_scores()}
+    run = _traffic_run(runner, source, target, COUNT_PCA, seed, scores, (test_labels, unlabeled_labels))
+    run["count_pca"] = pca.describe()
+    run["own_threshold"] = {"rule": Q_STATISTIC, "value": pca.threshold}
+    return _kept(run, started)
+
+
+def _traffic_run(
+    runner: Runner,
+    source: str,
+    target: str,
+    method: str,
+    seed: int,
+    scores: dict[str, list[float]],
+    labels: tuple[list[int], list[int]],
+) -> dict[str, Any]:
+    """The run of a no-label method that reads only the target's traffic: test and unlabeled scores, no validation."""
+    test_labels, unlabeled_labels = labels
+    return {
         "family": runner.family,
         "source": source,
         "target": target,
@@ -255,19 +300,12 @@ def rarity_run(runner: Runner, source: str, target: str, method: str, seed: int)
         "validation": {"scores": [], "labels": []},
         "test": {"scores": [round(s, 6) for s in scores["test"]], "labels": test_labels},
         "unlabeled": {"scores": [round(s, 6) for s in scores["unlabeled"]], "labels": unlabeled_labels},
-        "template_rarity": {
-            "reference_windows": rarity.windows,
-            "templates": len(rarity.holders),
-            # test windows holding a template the pool never held: they score 1.0 whatever they are
-            "test_windows_with_an_unseen_template": sum(
-                1 for w in test if not set(w.templates) <= rarity.holders.keys()
-            ),
-            "test_windows": len(test),
-        },
-        "wall_s": round(time.perf_counter() - started, 1),
     }
-    path = run_path(runner.family, source, target, 0, method, seed)
-    keep_run(path, run)
+
+
+def _kept(run: dict[str, Any], started: float) -> dict[str, Any]:
+    run["wall_s"] = round(time.perf_counter() - started, 1)
+    keep_run(run_path(run["family"], run["source"], run["target"], 0, run["method"], run["seed"]), run)
     return run
 
 

@@ -48,6 +48,9 @@ def rule_f1(run: dict[str, Any]) -> dict[str, float]:
         # where the unlabeled scores show a minority upper mode, the threshold is where it begins; where they do
         # not, the goal rule's budget (10 per 1,000), so the two differ only where a mode was found
         choices[SCORE_MIXTURE] = score_mixture(unlabeled["scores"], MIXTURE_FALLBACK_BUDGET).value
+        # a method that sets its own threshold without a label (count-pca's Q-statistic) is scored by it too
+        if "own_threshold" in run:
+            choices[run["own_threshold"]["rule"]] = run["own_threshold"]["value"]
     else:
         choices[BEST_F1] = choose_threshold(BEST_F1, val["scores"], val["labels"]).value
         # reference: the labeled validation normals (1,000 at the cap); unlabeled traffic holds anomalies at their
