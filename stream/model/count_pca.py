@@ -104,9 +104,10 @@ class TemplateCountPCA:
             spe[held_out] = fold_fit.spe(counts[held_out])
         return _squashed(spe, self.fit.q_limit)
 
-    def describe(self) -> dict[str, float | int]:
-        """What a run file or a manifest keeps of the fit."""
+    def describe(self) -> dict[str, str | float | int]:
+        """What a run file or a manifest keeps of the fit, the threshold rule included."""
         return {
+            "threshold_rule": Q_STATISTIC,
             "reference_windows": len(self.reference),
             "templates": len(self.columns),
             "components": self.fit.components,

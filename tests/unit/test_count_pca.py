@@ -100,6 +100,7 @@ def test_count_pca_on_unlabeled_hdfs_traffic_flags_anomalous_blocks_by_its_own_t
     scores = pca.scores(test)
     trivial = 2 * sum(labels) / (len(labels) + sum(labels))
     f1 = confusion(scores, labels, pca.threshold).f1
+    assert pca.describe()["threshold_rule"] == "q-statistic"
     assert f1 > 0.7 > trivial + 0.5, (f1, trivial)
     assert pr_auc(scores, labels) > 0.8
     # out of fold, the reference is flagged at about the rate the test part is (a fresh window's distribution)
