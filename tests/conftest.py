@@ -32,6 +32,8 @@ keeps that fixture, named for what it holds (``bgl_windows20_every50``, ``thunde
 
 ``bgl_2k`` -- BGL_2k.log as labeled windows of 20 lines (100 windows).
 ``thunderbird_19k`` -- Thunderbird_19k as labeled windows (the loader's default size).
+``hdfs_unlabeled_pool`` -- 2,000 unlabeled blocks of HDFS_2pct's train part, its test blocks and their labels (the
+zero-label scorers' tests).
 
 The summary names the broker that ran, e.g. ``broker: apache-kafka 4.1.1 (local KRaft) at 127.0.0.1:40123``.
 """
@@ -54,6 +56,7 @@ from harness.required import missing
 from harness.streaming import DATA
 
 if TYPE_CHECKING:
+    from stream.model.detector import WindowText
     from trainer.datasets import Dataset
 
 # Set at conftest import, before any test module can import a model hub client: tests never download models.
@@ -272,3 +275,21 @@ def thunderbird_19k() -> Dataset:
     from trainer.datasets import load_labeled_lines
 
     return load_labeled_lines(DATA / "thunderbird" / "Thunderbird_19k.log.gz", system="thunderbird")
+
+
+@pytest.fixture(scope="module")
+def hdfs_unlabeled_pool() -> tuple[list[WindowText], list[WindowText], list[int]]:
+    """HDFS_2pct as the transfer bench reads it (LogTransfer's budget, seed 0's split): 2,000 blocks of the train part
+    drawn at random as unlabeled traffic (labels not returned), then the test part's blocks and their labels."""
+    import random
+
+    from trainer.datasets import default_split
+    from trainer.results import BUDGETS, load_dataset
+    from trainer.train import inputs
+
+    dataset = load_dataset("hdfs", BUDGETS["logtransfer"])
+    split = default_split(dataset, seed=0)
+    pool = sorted(random.Random("unlabeled/0").sample(list(split.train), 2000))
+    unlabeled, _ = inputs(dataset, pool)
+    test, labels = inputs(dataset, split.test)
+    return unlabeled, test, labels

@@ -11,9 +11,6 @@ from stream.errors import ModelError
 from stream.model.count_pca import ALPHA, FOLDS, TemplateCountPCA, _counts, _fit, _q_limit
 from stream.model.detector import WindowText
 from stream.model.quality import confusion, pr_auc
-from trainer.datasets import default_split
-from trainer.results import BUDGETS, load_dataset
-from trainer.train import inputs
 
 
 def window(*templates: str) -> WindowText:
@@ -87,15 +84,13 @@ def test_bad_use_is_a_model_error() -> None:
         TemplateCountPCA.of(reference(), variance=1.0)
 
 
-def test_count_pca_on_unlabeled_hdfs_traffic_flags_anomalous_blocks_by_its_own_threshold() -> None:
+def test_count_pca_on_unlabeled_hdfs_traffic_flags_anomalous_blocks_by_its_own_threshold(
+    hdfs_unlabeled_pool: tuple[list[WindowText], list[WindowText], list[int]],
+) -> None:
     """2,000 unlabeled HDFS blocks of the train part (labels unread) are the reference, and the Q-statistic, read off
     their eigenvalues, is the threshold: no label and no alert rate anywhere. On the test blocks it beats the trivial
     all-anomalous F1 by far, and template rarity at the zero-label goal rule (test_rarity.py: about 0.5 here)."""
-    dataset = load_dataset("hdfs", BUDGETS["logtransfer"])
-    split = default_split(dataset, seed=0)
-    pool = sorted(random.Random("unlabeled/0").sample(list(split.train), 2000))
-    unlabeled, _ = inputs(dataset, pool)
-    test, labels = inputs(dataset, split.test)
+    unlabeled, test, labels = hdfs_unlabeled_pool
     pca = TemplateCountPCA.of(unlabeled)
     scores = pca.scores(test)
     trivial = 2 * sum(labels) / (len(labels) + sum(labels))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from stream.errors import ModelError
@@ -11,9 +9,6 @@ from stream.model.detector import WindowText
 from stream.model.quality import confusion, pr_auc
 from stream.model.rarity import TemplateRarity
 from stream.model.thresholds import FALSE_ALARM_BUDGET, false_alarm_budget
-from trainer.datasets import default_split
-from trainer.results import BUDGETS, load_dataset
-from trainer.train import inputs
 
 
 def window(*templates: str) -> WindowText:
@@ -46,14 +41,12 @@ def test_bad_use_is_a_model_error() -> None:
         TemplateRarity.of(REFERENCE).score_member(window("open", "never printed"))
 
 
-def test_rarity_in_unlabeled_hdfs_traffic_flags_anomalous_blocks_with_no_label() -> None:
+def test_rarity_in_unlabeled_hdfs_traffic_flags_anomalous_blocks_with_no_label(
+    hdfs_unlabeled_pool: tuple[list[WindowText], list[WindowText], list[int]],
+) -> None:
     """2,000 unlabeled HDFS blocks of the train part (labels unread) are the reference; the threshold flags 10 of
     every 1,000 of them (the zero-label goal rule). On the test blocks it beats the trivial all-anomalous F1."""
-    dataset = load_dataset("hdfs", BUDGETS["logtransfer"])
-    split = default_split(dataset, seed=0)
-    pool = sorted(random.Random("unlabeled/0").sample(list(split.train), 2000))
-    unlabeled, _ = inputs(dataset, pool)
-    test, labels = inputs(dataset, split.test)
+    unlabeled, test, labels = hdfs_unlabeled_pool
     rarity = TemplateRarity.of(unlabeled)
     choice = false_alarm_budget(rarity.scores(unlabeled, members=True), 10.0)
     assert choice.rule == FALSE_ALARM_BUDGET
