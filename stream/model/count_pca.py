@@ -39,7 +39,7 @@ from stream.model.detector import WindowText
 VARIANCE = 0.95  # loglizer PCA's n_components: the share of the reference's variance the normal space explains
 ALPHA = 0.0005  # loglizer PCA's c_alpha = 3.2905, the standard normal's 1 - 0.0005 quantile
 FOLDS = 5  # reference windows are scored by the PCA fit on the other folds
-Q_STATISTIC = "q-statistic"  # the threshold rule's name in run files, verdicts and docs/transfer.md
+Q_STATISTIC = "q-statistic"  # the threshold rule's name in the bench's run files and docs/transfer.md
 MIN_WINDOWS = 2 * FOLDS  # each fold's fit needs more than one window
 NUMERICAL_FLOOR = 1e-9  # eigenvalues below this share of the total variance are rounding noise
 
