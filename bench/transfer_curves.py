@@ -207,11 +207,9 @@ def scored_run(runner: Runner, source: str, target: str, anomalies: int, method:
         windows, part_labels = inputs(dataset, indices)
         scores = detector.scores(windows, target=target_name) if windows else []
         run[part] = {"scores": [round(float(s), 6) for s in scores], "labels": part_labels}
-    run["wall_s"] = round(time.perf_counter() - started, 1)
     if target_name is not None:
         detector.remove_target(target)
-    keep_run(path, run)
-    return run
+    return _kept(run, started)
 
 
 def kept_seed_independent_test(
@@ -304,8 +302,9 @@ def _traffic_run(
 
 
 def _kept(run: dict[str, Any], started: float) -> dict[str, Any]:
+    """The run with its wall time, kept where ``scored_run`` looks for it."""
     run["wall_s"] = round(time.perf_counter() - started, 1)
-    keep_run(run_path(run["family"], run["source"], run["target"], 0, run["method"], run["seed"]), run)
+    keep_run(run_path(run["family"], run["source"], run["target"], run["n_anomalies"], run["method"], run["seed"]), run)
     return run
 
 

@@ -66,7 +66,7 @@ class TemplateCountPCA:
 
     columns: dict[str, int]  # template -> column; the unseen column is len(columns)
     fit: _Fit
-    reference: tuple[WindowText, ...]
+    reference_counts: np.ndarray  # one row per reference window: what ``member_scores`` refits on
     variance: float
     alpha: float
 
@@ -81,7 +81,7 @@ class TemplateCountPCA:
             raise ModelError("count PCA needs reference windows that hold templates")
         columns = {template: column for column, template in enumerate(templates)}
         counts = _counts(reference, columns)
-        return cls(columns, _fit(counts, variance, alpha), tuple(reference), variance, alpha)
+        return cls(columns, _fit(counts, variance, alpha), counts, variance, alpha)
 
     @property
     def threshold(self) -> float:
@@ -95,9 +95,9 @@ class TemplateCountPCA:
     def member_scores(self) -> list[float]:
         """The reference's own windows, each scored by the fit on the folds it is not in (fold = position mod
         ``FOLDS``), on the scale of the whole reference's Q-statistic, as ``scores`` are."""
-        counts = _counts(self.reference, self.columns)
-        spe = np.zeros(len(self.reference))
-        positions = np.arange(len(self.reference))
+        counts = self.reference_counts
+        spe = np.zeros(len(counts))
+        positions = np.arange(len(counts))
         for fold in range(FOLDS):
             held_out = positions % FOLDS == fold
             fold_fit = _fit(counts[~held_out], self.variance, self.alpha)
@@ -108,7 +108,7 @@ class TemplateCountPCA:
         """What a run file or a manifest keeps of the fit, the threshold rule included."""
         return {
             "threshold_rule": Q_STATISTIC,
-            "reference_windows": len(self.reference),
+            "reference_windows": len(self.reference_counts),
             "templates": len(self.columns),
             "components": self.fit.components,
             "variance": self.variance,

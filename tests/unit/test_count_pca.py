@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stream.errors import ModelError
-from stream.model.count_pca import ALPHA, FOLDS, TemplateCountPCA, _counts, _fit, _q_limit
+from stream.model.count_pca import ALPHA, FOLDS, TemplateCountPCA, _fit, _q_limit
 from stream.model.detector import WindowText
 from stream.model.quality import confusion, pr_auc
 
@@ -50,7 +50,7 @@ def test_members_are_scored_out_of_fold() -> None:
     windows = reference()
     pca = TemplateCountPCA.of(windows)
     members = pca.member_scores()
-    counts = _counts(windows, pca.columns)
+    counts = pca.reference_counts
     held_out = np.arange(len(windows)) % FOLDS == 0
     fold_fit = _fit(counts[~held_out], pca.variance, pca.alpha)
     spe = fold_fit.spe(counts[held_out])
